@@ -1,0 +1,35 @@
+"""Target models as parameter layouts plus pure forward functions.
+
+    model = models.get("resnet18", classes=10)
+    model.layout.total, model.layout.pushed         # sizes, derived from the layout
+    logits = model.forward(params, images)          # params: name -> tensor
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of logs
+
+from typing import Callable
+
+from models.base import Model
+from models.layout import PREDICTED, PUSHED, Layer, Layout, ParamSpec
+from models import lenet5
+
+_BUILDERS: dict[str, Callable[[int], Model]] = {
+    "lenet5": lenet5.build,
+}
+NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def get(name: str, classes: int = 10) -> Model:
+    """The model called `name` with a classifier for `classes` classes."""
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(NAMES)}")
+    if classes < 2:
+        raise ValueError(f"a model needs at least 2 classes, got {classes}")
+    return _BUILDERS[key](classes)
+
+
+__all__ = ["Model", "Layout", "Layer", "ParamSpec", "PUSHED", "PREDICTED", "NAMES", "get"]

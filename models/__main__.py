@@ -1,0 +1,17 @@
+"""python -m models NAME [--classes N]: print a model's parameter layout as JSON."""
+import argparse
+import json
+import sys
+
+import models
+
+parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
+parser.add_argument("name", help=f"one of: {', '.join(models.NAMES)}")
+parser.add_argument("--classes", type=int, default=10, help="classifier width (10 or 100)")
+args = parser.parse_args()
+try:
+    model = models.get(args.name, args.classes)
+except ValueError as e:
+    sys.exit(f"error: {e}")
+json.dump(model.layout.describe(), sys.stdout, indent=1)
+print()

@@ -6,10 +6,6 @@
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of logs
-
 from typing import Callable
 
 from models.base import Model

@@ -1,0 +1,133 @@
+"""Cluster flags (--ps_hosts, --worker_hosts, --task_index or TF_CONFIG), servers and sessions."""
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+PS_DEVICE = "/job:ps/task:0"
+
+
+class ClusterError(Exception):
+    """A cluster that cannot be formed: bad addresses, a port in use, a peer that never came."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    ps: tuple[str, ...]
+    workers: tuple[str, ...]
+
+    def spec(self) -> tf.train.ClusterSpec:
+        return tf.train.ClusterSpec({"ps": list(self.ps), "worker": list(self.workers)})
+
+
+def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("cluster (as in TensorFlow's distributed examples; else TF_CONFIG)")
+    g.add_argument("--ps_hosts", help="host:port of the parameter server, e.g. 10.0.0.1:2222")
+    g.add_argument("--worker_hosts", help="comma-separated host:port of every worker, in task order")
+    g.add_argument("--task_index", type=int, help="this process's index in its job (workers: 0..N-1)")
+
+
+def resolve(args: argparse.Namespace, job: str) -> tuple[Cluster, int]:
+    """The cluster and this process's task index, from the flags or else from TF_CONFIG."""
+    ps, workers, index = args.ps_hosts, args.worker_hosts, args.task_index
+    if not (ps and workers) and os.environ.get("TF_CONFIG"):
+        try:
+            conf = json.loads(os.environ["TF_CONFIG"])
+            ps = ps or ",".join(conf["cluster"]["ps"])
+            workers = workers or ",".join(conf["cluster"]["worker"])
+            task = conf.get("task", {})
+            if index is None and task.get("type") == job:
+                index = int(task.get("index", 0))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ClusterError(f"TF_CONFIG is not usable ({e!r}); it needs cluster.ps and cluster.worker")
+    if not ps or not workers:
+        raise ClusterError("no cluster given: pass --ps_hosts and --worker_hosts (or set TF_CONFIG)")
+    cluster = Cluster(_hosts(ps, "--ps_hosts"), _hosts(workers, "--worker_hosts"))
+    if len(cluster.ps) != 1:
+        raise ClusterError(f"exactly one parameter server is supported, got {len(cluster.ps)} in --ps_hosts")
+    index = 0 if index is None and job == "ps" else index
+    if index is None:
+        raise ClusterError("a worker needs --task_index (0..N-1)")
+    size = len(cluster.ps) if job == "ps" else len(cluster.workers)
+    if not 0 <= index < size:
+        raise ClusterError(f"--task_index {index} is outside 0..{size - 1} for the {size} {job} host(s) given")
+    return cluster, index
+
+
+def _hosts(text: str, flag: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip() for h in text.split(",") if h.strip())
+    for h in hosts:
+        host, _, port = h.rpartition(":")
+        if not host or not port.isdigit():
+            raise ClusterError(f"{flag}: {h!r} is not host:port")
+        if host == "localhost":
+            # TensorFlow 2.21's gRPC runtime was seen refusing peers addressed as localhost.
+            raise ClusterError(f"{flag}: write 127.0.0.1 instead of localhost in {h!r}")
+    if len(set(hosts)) != len(hosts):
+        raise ClusterError(f"{flag}: the same address appears twice in {text!r}")
+    return hosts
+
+
+def start_server(cluster: Cluster, job: str, index: int) -> tf.distribute.Server:
+    """Start this process's gRPC server; a port in use is reported as such, not as a TF trace."""
+    address = (cluster.ps if job == "ps" else cluster.workers)[index]
+    port = int(address.rpartition(":")[2])
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind(("", port))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ClusterError(
+                f"port {port} ({job} {index} at {address}) is already in use — is an earlier run "
+                f"still alive? Stop it, or choose another port in --{job}_hosts"
+            ) from None
+        raise
+    finally:
+        probe.close()
+    return tf.distribute.Server(cluster.spec(), job_name=job, task_index=index, start=True)
+
+
+def session(server: tf.distribute.Server, job: str, index: int, threads: int) -> tf.compat.v1.Session:
+    """A session that only ever contacts the PS and this task, so starting peers cannot stall it."""
+    filters = [PS_DEVICE] if job == "ps" else ["/job:ps", f"/job:worker/task:{index}"]
+    config = tf.compat.v1.ConfigProto(
+        device_filters=filters,
+        intra_op_parallelism_threads=threads,
+        inter_op_parallelism_threads=threads,
+    )
+    return tf.compat.v1.Session(server.target, config=config)
+
+
+def wait_for_port(address: str, timeout: float, what: str) -> None:
+    """Block until `address` accepts TCP connections.
+
+    A session.run against a task that is not up yet blocks without honouring its deadline, so a
+    worker first waits here for the PS's port, which has a deadline of its own.
+    """
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"{what} at {address} did not come up within {timeout:.0f} s "
+                    f"(start it, or raise --connect-timeout)"
+                ) from None
+            time.sleep(0.5)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

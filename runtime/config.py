@@ -1,0 +1,55 @@
+"""The run configuration that the PS publishes and every worker must agree with."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+# Flags a worker and the PS must share, with the flag that sets each, for messages.
+FLAG_OF = {
+    "model": "--model",
+    "classes": "--classes (from the dataset)",
+    "fingerprint": "--model/--classes (layout fingerprint)",
+    "dataset": "--dataset",
+    "method": "--method",
+    "method_options": "the method's flags",
+    "workers": "--worker_hosts (number of workers)",
+    "worker_batch": "--worker-batch",
+    "epochs": "--epochs",
+    "lr": "--lr",
+    "mixup": "--mixup",
+    "seed": "--seed",
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    classes: int
+    fingerprint: str
+    dataset: str
+    method: str
+    workers: int
+    worker_batch: int
+    epochs: int
+    lr: float
+    mixup: float
+    seed: int
+    method_options: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        raw = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def differences(self, other: "RunConfig") -> list[str]:
+        """Human-readable differences, phrased as `other` (a worker) against `self` (the PS)."""
+        out = []
+        for name, flag in FLAG_OF.items():
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                out.append(f"{flag}: worker has {theirs!r}, the PS has {mine!r}")
+        return out

@@ -1,0 +1,32 @@
+"""Session calls that cannot hang forever.
+
+`RunOptions.timeout_in_ms` bounds a blocking queue operation, but a call whose peer vanished at the
+transport level may block past it; a watchdog then ends the process with the reason, so no worker
+or PS is ever left waiting without end.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import tensorflow as tf
+
+GRACE_SECONDS = 30.0
+
+
+def run(session: tf.compat.v1.Session, fetches, feed_dict=None, *, seconds: float, what: str):
+    """session.run with a deadline; raises tf.errors.DeadlineExceededError when it passes."""
+    options = tf.compat.v1.RunOptions(timeout_in_ms=max(1, int(seconds * 1000)))
+    watchdog = threading.Timer(seconds + GRACE_SECONDS, _give_up, args=(what, seconds + GRACE_SECONDS))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return session.run(fetches, feed_dict, options=options)
+    finally:
+        watchdog.cancel()
+
+
+def _give_up(what: str, seconds: float) -> None:
+    print(f"error: {what}: no answer within {seconds:.0f} s; the peer is gone. Stopping.", file=sys.stderr, flush=True)
+    os._exit(3)

@@ -1,0 +1,76 @@
+"""The run directory the PS writes: metrics.jsonl, summary.json and the global model checkpoints.
+
+Everything is JSON or a pickle-free .npz, written atomically (tmp file + rename), so a run killed
+at any moment leaves readable files.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, value: dict) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(value, indent=1, sort_keys=True) + "\n").encode())
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Arrays plus a JSON metadata entry, without any pickled object."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    encoded = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    np.savez(tmp, __meta__=encoded, **arrays)
+    os.replace(tmp, path)
+
+
+def load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    return arrays, meta
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.metrics = self.path / "metrics.jsonl"
+        self.summary = self.path / "summary.json"
+        self.checkpoint = self.path / "checkpoint.npz"
+        self.best = self.path / "best.npz"
+
+    def append_metrics(self, records: list[dict]) -> None:
+        with open(self.metrics, "a") as f:
+            for r in records:
+                f.write(json.dumps(r, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+    def keep_metrics_through(self, epoch: int) -> list[dict]:
+        """On resume: drop lines of epochs after the checkpoint (they will be run again)."""
+        kept = [r for r in self.read_metrics() if r["epoch"] <= epoch]
+        atomic_write_bytes(self.metrics, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept).encode())
+        return kept
+
+    def save_model(self, path: Path, model: np.ndarray, meta: dict) -> None:
+        save_npz(path, {"model": model}, meta)
+
+    def load_model(self, path: Path) -> tuple[np.ndarray, dict]:
+        arrays, meta = load_npz(path)
+        return arrays["model"], meta

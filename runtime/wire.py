@@ -1,0 +1,43 @@
+"""The queues on the PS through which workers and the PS talk.
+
+Every process builds the same queue ops with the same shared names, so they address one queue
+resource on /job:ps/task:0. Each worker has its own queues, so a deadline on one tells exactly
+which worker is missing and a timed-out read never swallows another worker's message.
+
+    hello      worker -> PS  (task index, the worker's RunConfig as JSON)
+    welcome/i  PS -> worker  (verdict JSON, the global model, the first step)
+    up/i       worker -> PS  what the method sends each step
+    down/i     PS -> worker  what the method sends back
+    report     worker -> PS  (task index, one JSON record: an epoch's metrics, or "done")
+    notice/i   PS -> worker  why the PS stopped the run, read when down/i is closed
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from runtime.cluster import PS_DEVICE
+
+PREFIX = "mp2"
+
+
+class Wire:
+    def __init__(self, workers: int, up: list[tf.DType], down: list[tf.DType]) -> None:
+        self.workers = workers
+        with tf.device(PS_DEVICE):
+            self.hello = _queue("hello", 2 * workers, [tf.int32, tf.string])
+            self.report = _queue("report", 4 * workers, [tf.int32, tf.string])
+            self.welcome = [_queue(f"welcome/{i}", 1, [tf.string, tf.float32, tf.int64]) for i in range(workers)]
+            self.notice = [_queue(f"notice/{i}", 1, [tf.string]) for i in range(workers)]
+            # Shapes stay open: a method may send variable-length (sparse) tensors.
+            self.up = [_queue(f"up/{i}", 2, up) for i in range(workers)]
+            self.down = [_queue(f"down/{i}", 2, down) for i in range(workers)]
+
+
+def _queue(name: str, capacity: int, dtypes: list[tf.DType]) -> tf.queue.FIFOQueue:
+    return tf.queue.FIFOQueue(capacity, dtypes, shared_name=f"{PREFIX}/{name}", name=name.replace("/", "_"))
+
+
+def nbytes(tensors: list[tf.Tensor]) -> tf.Tensor:
+    """Bytes of the tensors' payload, as put on the wire (an int64 scalar, computed in the graph)."""
+    sizes = [tf.cast(tf.size(t), tf.int64) * t.dtype.size for t in tensors]
+    return tf.add_n(sizes) if sizes else tf.constant(0, tf.int64)

@@ -10,10 +10,15 @@ from typing import Callable
 
 from models.base import Model
 from models.layout import PREDICTED, PUSHED, Layer, Layout, ParamSpec
-from models import lenet5
+from models import alexnet, lenet5, resnet, vgg
 
 _BUILDERS: dict[str, Callable[[int], Model]] = {
     "lenet5": lenet5.build,
+    "alexnet": alexnet.build,
+    "vgg15": vgg.build,
+    "resnet18": resnet.resnet18,
+    "resnet34": resnet.resnet34,
+    "resnet50": resnet.resnet50,
 }
 NAMES: tuple[str, ...] = tuple(_BUILDERS)
 

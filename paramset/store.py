@@ -1,0 +1,150 @@
+"""Writing and reading parameter-dataset directories."""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models import Layout
+
+FORMAT = "mp2-paramset"
+MANIFEST = "manifest.json"
+
+
+class ParamSetError(Exception):
+    """A parameter dataset that cannot be used as asked; the message says why and what to do."""
+
+
+class ParamSetWriter:
+    """Appends snapshots; every `shard_size` of them become one shard file and a new manifest."""
+
+    def __init__(self, directory: str | Path, layout: Layout, dataset: str, shard_size: int = 8) -> None:
+        self.dir = Path(directory)
+        self.layout, self.shard_size = layout, shard_size
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / MANIFEST
+        if path.exists():  # appending (a resumed run): the directory must be of this model
+            self.manifest = _read_manifest(self.dir)
+            _check_layout(self.manifest, layout, self.dir)
+        else:
+            self.manifest = {
+                "format": FORMAT, "version": 1, "model": layout.model, "classes": layout.classes,
+                "fingerprint": layout.fingerprint(), "dataset": dataset, "total": layout.total,
+                "pushed": layout.pushed, "shards": [], "snapshots": [],
+            }
+        self._pending: list[tuple[np.ndarray, dict]] = []
+
+    def __len__(self) -> int:
+        return len(self.manifest["snapshots"]) + len(self._pending)
+
+    def add(self, vector: np.ndarray, **info) -> None:
+        """One snapshot (the flat parameter vector) with its step, epoch, test accuracy, ..."""
+        if vector.shape != (self.layout.total,):
+            raise ValueError(f"a {self.layout.model} snapshot has {self.layout.total} values, got {vector.shape}")
+        self._pending.append((np.array(vector, np.float32), info))
+        if len(self._pending) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write pending snapshots as one shard, then the manifest that lists it."""
+        if not self._pending:
+            return
+        name = f"shard-{len(self.manifest['shards']):05d}.npz"
+        stack = np.stack([v for v, _ in self._pending])
+        arrays = {
+            p.name: stack[:, a:b].reshape((len(stack), *p.shape))
+            for p in self.layout.params
+            for a, b in [self.layout.offset(p.name)]
+        }
+        tmp = self.dir / f".{name}.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.dir / name)
+        self.manifest["shards"].append({"file": name, "count": len(stack)})
+        for row, (_, info) in enumerate(self._pending):
+            self.manifest["snapshots"].append({"shard": name, "row": row, **info})
+        self._pending.clear()
+        tmp = self.dir / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(self.manifest, indent=1))
+        os.replace(tmp, self.dir / MANIFEST)
+
+
+@dataclass
+class Snapshots:
+    """Snapshots loaded in memory: pushed [N, P], predicted [N, total - P] and their records."""
+
+    layout: Layout
+    dataset: str
+    pushed: np.ndarray
+    predicted: np.ndarray
+    records: list[dict]
+    sources: list[str]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def vectors(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return np.concatenate([self.pushed[rows], self.predicted[rows]], axis=1)
+
+
+def read(directories: list[str | Path], layout: Layout) -> Snapshots:
+    """Load one or several parameter-dataset directories made for `layout`."""
+    pushed, predicted, records, datasets = [], [], [], set()
+    for d in map(Path, directories):
+        manifest = _read_manifest(d)
+        _check_layout(manifest, layout, d)
+        datasets.add(manifest["dataset"])
+        for shard in manifest["shards"]:
+            arrays = _read_shard(d / shard["file"], layout, shard["count"])
+            flat = np.concatenate([arrays[p.name].reshape(shard["count"], -1) for p in layout.params], axis=1)
+            pushed.append(flat[:, : layout.pushed])
+            predicted.append(flat[:, layout.pushed :])
+        records += [{**r, "source": str(d)} for r in manifest["snapshots"]]
+    if not records:
+        raise ParamSetError(
+            f"no snapshots in {', '.join(map(str, directories))}: the collecting run wrote none yet "
+            f"(run a baseline with --snapshot-every K for at least a few epochs)"
+        )
+    return Snapshots(layout, ",".join(sorted(datasets)), np.concatenate(pushed), np.concatenate(predicted),
+                     records, [str(d) for d in directories])
+
+
+def _read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    if not path.exists():
+        raise ParamSetError(f"{directory} is not a parameter dataset: it has no {MANIFEST} "
+                            f"(collect one with mp2_local.py --method baseline --snapshot-every K)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ParamSetError(f"{path} is unreadable ({e}); collect the snapshots again") from None
+    if manifest.get("format") != FORMAT:
+        raise ParamSetError(f"{path} is not an MP² parameter-dataset manifest")
+    return manifest
+
+
+def _check_layout(manifest: dict, layout: Layout, directory: Path) -> None:
+    theirs = (manifest["model"], manifest["classes"], manifest["fingerprint"])
+    if theirs != (layout.model, layout.classes, layout.fingerprint()):
+        raise ParamSetError(
+            f"{directory} holds snapshots of {manifest['model']} with {manifest['classes']} classes "
+            f"(layout {manifest['fingerprint']}), but {layout.model} with {layout.classes} classes "
+            f"(layout {layout.fingerprint()}) was asked for; use a parameter dataset collected with that model"
+        )
+
+
+def _read_shard(path: Path, layout: Layout, count: int) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {p.name: f[p.name] for p in layout.params}
+    except FileNotFoundError:
+        raise ParamSetError(f"{path} is listed in the manifest but missing; collect the snapshots again") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise ParamSetError(f"{path} is corrupted or truncated ({type(e).__name__}: {e}); delete the directory and collect again") from None
+    for p in layout.params:
+        if arrays[p.name].shape != (count, *p.shape):
+            raise ParamSetError(f"{path}: {p.name} has shape {arrays[p.name].shape}, expected {(count, *p.shape)}")
+    return arrays

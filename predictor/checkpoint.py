@@ -1,0 +1,145 @@
+"""Predictor checkpoints: one .npz of float32 arrays plus JSON metadata; never pickle.
+
+The metadata names the target model, class count and layout fingerprint, so a predictor trained
+for one model is refused (with both named) instead of silently producing garbage for another.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from typing import Mapping
+
+import numpy as np
+
+from models.layout import Layout
+from predictor.structure import infer_stage, weight_problems, weight_specs
+
+FORMAT = "mp2-predictor"
+VERSION = 1
+META_KEY = "__meta__"
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+class CheckpointError(Exception):
+    """A predictor checkpoint is missing, unreadable, or made for another model."""
+
+
+def save_checkpoint(
+    path: str, layout: Layout, weights: Mapping[str, np.ndarray], meta: dict | None = None
+) -> None:
+    """Write the predictor weights for `layout` to `path` atomically (tmp file + os.replace)."""
+    stage = infer_stage(weights)
+    problems = weight_problems(weights, weight_specs(layout, stage))
+    if problems:
+        raise ValueError(f"cannot save a predictor for {layout.model}: " + "; ".join(problems))
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": layout.model,
+        "classes": layout.classes,
+        "fingerprint": layout.fingerprint(),
+        "input_stage": stage,
+    }
+    clash = [k for k in (meta or {}) if k in header and meta[k] != header[k]]
+    if clash:
+        raise ValueError(f"meta may not override {', '.join(clash)}")
+    info = {**(meta or {}), **header}
+    arrays = {name: np.asarray(v, np.float32) for name, v in weights.items()}
+    arrays[META_KEY] = np.frombuffer(json.dumps(info, default=_json_default).encode(), np.uint8)
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".predictor-", suffix=".npz.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_meta(path: str) -> dict:
+    """The checkpoint's metadata (model, classes, fingerprint, input stage, training info)."""
+    return _read(path)[1]
+
+
+def load_checkpoint(path: str, layout: Layout) -> tuple[dict[str, np.ndarray], dict]:
+    """(weights, meta) of a predictor checkpoint made for exactly this layout."""
+    weights, meta = _read(path)
+    ours = (layout.model, layout.classes, layout.fingerprint())
+    theirs = (meta.get("model"), meta.get("classes"), meta.get("fingerprint"))
+    if ours != theirs:
+        raise CheckpointError(
+            f"{path} was trained for {theirs[0]} with {theirs[1]} classes (layout {theirs[2]}), "
+            f"but this run uses {ours[0]} with {ours[1]} classes (layout {ours[2]}); retrain it with "
+            f"mp2_train_stage.py --model {ours[0]} on a {ours[1]}-class dataset, or pass the "
+            f"predictor trained for this model"
+        )
+    stage = meta.get("input_stage")
+    if stage not in ("vector", "grid") or infer_stage(weights) != stage:
+        raise CheckpointError(f"{path}: input stage {stage!r} does not match its weights; retrain it")
+    problems = weight_problems(weights, weight_specs(layout, stage))
+    bad = [n for n, v in weights.items() if not np.all(np.isfinite(v))]
+    problems += [f"weight {n} contains NaN or infinity" for n in bad]
+    if problems:
+        raise CheckpointError(
+            f"{path} does not hold a valid {stage}-stage predictor for {layout.model}: "
+            + "; ".join(problems) + f"; retrain it with mp2_train_stage.py --model {layout.model}"
+        )
+    return weights, meta
+
+
+def _read(path: str) -> tuple[dict[str, np.ndarray], dict]:
+    # Every entry is read (and so CRC-checked) even for read_meta: a damaged file should fail the
+    # same way whichever function meets it first; predictor files are small (megabytes).
+    if not os.path.isfile(path):
+        raise CheckpointError(
+            f"predictor checkpoint {path} does not exist; train one with mp2_train_stage.py "
+            f"or pass the path of an existing one"
+        )
+    unreadable = (
+        f"{path} is not a readable MP² predictor checkpoint (corrupted or truncated?); "
+        f"write it again with mp2_train_stage.py"
+    )
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy array
+            raise CheckpointError(f"{path} is a single .npy array, not an MP² predictor checkpoint")
+        with z:
+            if META_KEY not in z.files:
+                raise CheckpointError(
+                    f"{path} is not an MP² predictor checkpoint (no {META_KEY} entry); "
+                    f"pass a file written by mp2_train_stage.py"
+                )
+            raw = z[META_KEY]
+            arrays = {k: z[k] for k in z.files if k != META_KEY}
+    except _READ_ERRORS as e:
+        raise CheckpointError(f"{unreadable} ({type(e).__name__}: {e})") from None
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError("metadata is not a byte array")
+        meta = json.loads(raw.tobytes().decode())
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not a JSON object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{unreadable} (bad metadata: {e})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an MP² predictor checkpoint (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} is version {meta.get('version')!r} of the predictor format; this code reads "
+            f"version {VERSION}: retrain it with mp2_train_stage.py"
+        )
+    return arrays, meta
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):  # numpy scalars (accuracy, epoch) in the caller's meta
+        return value.item()
+    raise TypeError(f"meta value {value!r} is not JSON-serialisable")

@@ -1,0 +1,159 @@
+"""The MP² predictor: pushed group -> full parameter vector, built from any model's layout.
+
+Plain tf.Variable and tf.nn ops (no Keras), so the same object runs eagerly and inside a
+tf.compat.v1 graph session on the parameter server. Structure: DESIGN.md section 2.
+"""
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from models.layout import PREDICTED, Layout
+from predictor.init import initial_weights
+from predictor.structure import (
+    FILTERS, GRID, HIDDEN, blocks, choose_stage, grid_channels, head_name, infer_stage,
+    weight_problems, weight_specs,
+)
+
+
+class Predictor(tf.Module):
+    """Maps the pushed group [P] or [B, P] to the full parameter vector [total] or [B, total]."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        weights: Mapping[str, np.ndarray] | None = None,
+        seed: int = 0,
+        input_stage: str = "auto",
+    ) -> None:
+        super().__init__(name="mp2_predictor")
+        if weights is not None and input_stage == "auto":
+            input_stage = infer_stage(weights)  # a checkpoint fixes its own stage
+        self.layout = layout
+        self.input_stage = choose_stage(layout, input_stage)
+        specs = weight_specs(layout, self.input_stage)
+        self._predicted = layout.layers(PREDICTED)
+        _check_contiguous(layout, self._predicted)
+        if weights is None:
+            values = initial_weights(layout, self.input_stage, seed)
+        else:
+            problems = weight_problems(weights, specs)
+            if problems:
+                raise ValueError(
+                    f"weights do not fit the {self.input_stage}-stage predictor of {layout.model} "
+                    f"({layout.classes} classes): " + "; ".join(problems)
+                )
+            values = weights
+        with self.name_scope:
+            # Keyed by our own names: tf uniquifies variable names in a shared graph.
+            self.weight_vars: dict[str, tf.Variable] = {
+                s.name: tf.Variable(
+                    np.asarray(values[s.name], np.float32), name=_tf_name(s.name), trainable=True
+                )
+                for s in specs
+            }
+
+    # --- forward -----------------------------------------------------------------------------
+    def __call__(self, pushed) -> tf.Tensor:
+        x, batched = self._as_batch(pushed)
+        with tf.name_scope(self.name):
+            # The predicted branch treats the pushed group as data: no gradient reaches it from there.
+            predicted = self._decode(self.hidden(tf.stop_gradient(x)))
+            full = tf.concat([x, predicted], axis=1)
+        return full if batched else full[0]
+
+    def predict_params(self, pushed) -> dict[str, tf.Tensor]:
+        """The full parameter set as the target model's named tensors ([B, *shape] when batched)."""
+        full = self(pushed)
+        if full.shape.rank == 1:
+            return self.layout.unflatten(full)
+        out = {}
+        for p in self.layout.params:
+            a, b = self.layout.offset(p.name)
+            out[p.name] = tf.reshape(full[:, a:b], [-1, *p.shape])
+        return out
+
+    def hidden(self, x: tf.Tensor) -> tf.Tensor:
+        """Encoder plus the decoder's first layer: [B, P] -> the 64 hidden units [B, 64]."""
+        w = self.weight_vars
+        p = self.layout.pushed
+        if self.input_stage == "vector":
+            # A 1x1 conv on a 1x1 map with P channels is exactly a matmul.
+            z = tf.nn.relu(tf.matmul(x, tf.reshape(w["input/conv/w"], [p, HIDDEN])) + w["input/conv/b"])
+            z = z * self._se("input", z)
+            z = tf.nn.max_pool2d(tf.reshape(z, [-1, GRID, GRID, 1]), 2, 2, "VALID")
+        else:
+            c = grid_channels(p)
+            z = tf.pad(x, [[0, 0], [0, GRID * GRID * c - p]])
+            z = tf.reshape(z, [-1, GRID, GRID, c])
+        for i in range(1, blocks(self.input_stage) + 1):
+            y = tf.nn.relu(
+                tf.nn.conv2d(z, w[f"block{i}/conv/w"], strides=1, padding="SAME") + w[f"block{i}/conv/b"]
+            )
+            y = y * self._se(f"block{i}", tf.reduce_mean(y, axis=[1, 2]))[:, None, None, :]
+            z = tf.nn.max_pool2d(y, 2, 2, "VALID")
+        z = tf.reshape(z, [-1, FILTERS])
+        return tf.nn.relu(tf.matmul(z, w["decoder/dense/w"]) + w["decoder/dense/b"])
+
+    def _se(self, prefix: str, squeezed: tf.Tensor) -> tf.Tensor:
+        """Squeeze-and-excitation: channel weights in (0, 1) from per-channel means [B, C].
+
+        Its 1x1 convs act on a 1x1 map, so they are matmuls with the kernels reshaped.
+        """
+        w1, w2 = self.weight_vars[f"{prefix}/se/w1"], self.weight_vars[f"{prefix}/se/w2"]
+        s = tf.nn.relu(tf.matmul(squeezed, tf.reshape(w1, w1.shape[2:])) + self.weight_vars[f"{prefix}/se/b1"])
+        return tf.sigmoid(tf.matmul(s, tf.reshape(w2, w2.shape[2:])) + self.weight_vars[f"{prefix}/se/b2"])
+
+    def _decode(self, h: tf.Tensor) -> tf.Tensor:
+        """The predicted group [B, predicted] from the hidden units, layer by layer in layout order."""
+        outs = []
+        for layer in self._predicted:
+            w = self.weight_vars[head_name(layer.name)]
+            if layer.kind == "conv":
+                # h as [8, 8, 1] through a bias-free 1x1 conv to k channels, flattened (position-major,
+                # channel fastest): element p*k + c is h[p] * w[c]. Broadcasting computes exactly that.
+                k = w.shape[-1]
+                y = tf.reshape(h[:, :, None] * tf.reshape(w, [1, 1, k]), [-1, GRID * GRID * k])
+                outs.append(y[:, : layer.size])
+            else:
+                outs.append(tf.matmul(h, w))
+        return tf.concat(outs, axis=1)
+
+    def _as_batch(self, pushed) -> tuple[tf.Tensor, bool]:
+        if isinstance(pushed, (tf.Tensor, tf.Variable)):
+            x = pushed if pushed.dtype == tf.float32 else tf.cast(pushed, tf.float32)
+        else:
+            x = tf.convert_to_tensor(np.asarray(pushed, np.float32))
+        rank = x.shape.rank
+        if rank not in (1, 2):
+            raise ValueError(f"pushed must be [P] or [B, P], got shape {x.shape}")
+        p = x.shape[-1]
+        if p is not None and p != self.layout.pushed:
+            raise ValueError(
+                f"{self.layout.model}: expected {self.layout.pushed} pushed values, got shape {x.shape}"
+            )
+        return (x, True) if rank == 2 else (x[None, :], False)
+
+    # --- values ------------------------------------------------------------------------------
+    def numpy_weights(self) -> dict[str, np.ndarray]:
+        """Current values (eager only; in a graph session run `weight_vars` instead)."""
+        return {name: v.numpy() for name, v in self.weight_vars.items()}
+
+
+def _tf_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_./-]", "_", name)
+
+
+def _check_contiguous(layout: Layout, layers) -> None:
+    """The output concatenates predicted layers; that must equal the layout's flat order."""
+    pos = layout.pushed
+    for layer in layers:
+        for p in layer.params:
+            if layout.offset(p.name)[0] != pos:
+                raise ValueError(f"{layout.model}: predicted tensors of {layer.name} are not contiguous")
+            pos += p.size
+    if pos != layout.total:
+        raise ValueError(f"{layout.model}: predicted layers do not cover the layout")

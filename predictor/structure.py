@@ -1,0 +1,119 @@
+"""The predictor's shape, derived from a target layout: input stage, weight names and shapes.
+
+Both the network (which creates variables) and the checkpoint loader (which validates a file)
+take their expectations from here, so the two cannot disagree.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+from models.layout import PREDICTED, Layout
+
+GRID = 8  # the encoder works on 8x8 maps
+FILTERS = 8  # conv filters per block
+SE_REDUCTION = 4  # squeeze-and-excitation bottleneck = channels / 4
+HIDDEN = 64  # decoder width; also 8x8 values for the conv heads
+VECTOR_STAGE_BELOW = 4096  # "auto": the 1x1 "vector" input stage for pushed groups smaller than this
+STAGES = ("vector", "grid")
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One predictor variable; `init` says how initial_weights draws it."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: str  # "he" (before a ReLU), "he_positive", "glorot" (before a sigmoid), "zeros" or "head"
+
+
+def choose_stage(layout: Layout, input_stage: str = "auto") -> str:
+    if input_stage == "auto":
+        return "vector" if layout.pushed < VECTOR_STAGE_BELOW else "grid"
+    if input_stage not in STAGES:
+        raise ValueError(f"input_stage must be 'auto', 'vector' or 'grid', got {input_stage!r}")
+    return input_stage
+
+
+def infer_stage(weights: Mapping[str, object]) -> str:
+    """The input stage a set of predictor weights was built with (only "vector" has input/conv)."""
+    return "vector" if "input/conv/w" in weights else "grid"
+
+
+def grid_channels(pushed: int) -> int:
+    return math.ceil(pushed / (GRID * GRID))
+
+
+def head_channels(n: int) -> int:
+    """Output channels of a conv head: its 8x8 x k output must hold the layer's n values."""
+    return math.ceil(n / (GRID * GRID))
+
+
+def head_name(layer: str) -> str:
+    return f"head/{layer}/w"
+
+
+def blocks(stage: str) -> int:
+    # The vector stage ends in a 2x2 pool (8x8 -> 4x4), so two blocks reach 1x1; the grid needs three.
+    return 2 if stage == "vector" else 3
+
+
+def weight_specs(layout: Layout, stage: str) -> list[WeightSpec]:
+    """Every predictor variable in creation (and RNG draw) order."""
+    p = layout.pushed
+    if p == 0:
+        raise ValueError(f"{layout.model}: the layout has no pushed group to predict from")
+    if not layout.layers(PREDICTED):
+        raise ValueError(f"{layout.model}: the layout has no predicted group")
+    specs: list[WeightSpec] = []
+
+    def se(prefix: str, channels: int) -> None:
+        r = channels // SE_REDUCTION
+        specs.extend([
+            WeightSpec(f"{prefix}/se/w1", (1, 1, channels, r), "he_positive"),
+            WeightSpec(f"{prefix}/se/b1", (r,), "zeros"),
+            WeightSpec(f"{prefix}/se/w2", (1, 1, r, channels), "glorot"),
+            WeightSpec(f"{prefix}/se/b2", (channels,), "zeros"),
+        ])
+
+    if stage == "vector":
+        specs += [WeightSpec("input/conv/w", (1, 1, p, HIDDEN), "he"),
+                  WeightSpec("input/conv/b", (HIDDEN,), "zeros")]
+        se("input", HIDDEN)
+        cin = 1
+    else:
+        cin = grid_channels(p)
+    for i in range(1, blocks(stage) + 1):
+        specs += [WeightSpec(f"block{i}/conv/w", (3, 3, cin, FILTERS), "he"),
+                  WeightSpec(f"block{i}/conv/b", (FILTERS,), "zeros")]
+        se(f"block{i}", FILTERS)
+        cin = FILTERS
+    specs += [WeightSpec("decoder/dense/w", (FILTERS, HIDDEN), "he"),
+              WeightSpec("decoder/dense/b", (HIDDEN,), "zeros")]
+    for layer in layout.layers(PREDICTED):
+        if layer.kind == "conv":
+            shape = (1, 1, 1, head_channels(layer.size))
+        elif layer.kind == "dense":
+            # Every dense layer is decoded from the 64 hidden units. (The ResNet reference took its
+            # final classifier from the 8 flattened features instead; one rule keeps one builder.)
+            shape = (HIDDEN, layer.size)
+        else:
+            raise ValueError(f"{layout.model}: layer {layer.name} has unknown kind {layer.kind!r}")
+        specs.append(WeightSpec(head_name(layer.name), shape, "head"))
+    return specs
+
+
+def weight_problems(weights: Mapping[str, object], specs: list[WeightSpec]) -> list[str]:
+    """What is wrong with a set of weights for these specs (empty when they fit)."""
+    problems = []
+    expected = {s.name: s.shape for s in specs}
+    for name, shape in expected.items():
+        if name not in weights:
+            problems.append(f"weight {name} is missing")
+        elif tuple(getattr(weights[name], "shape", ())) != shape:
+            problems.append(
+                f"weight {name} has shape {tuple(weights[name].shape)}, expected {shape}"
+            )
+    problems += [f"unexpected weight {name}" for name in weights if name not in expected]
+    return problems

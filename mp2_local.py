@@ -2,17 +2,16 @@
 
     python mp2_local.py --workers 4 --model lenet5 --dataset fashion_mnist --method baseline --epochs 5
 
-Every flag other than --workers is passed to the PS and the workers as they are (the PS alone takes
---predictor and --resume). Output lines are prefixed [ps], [w0], ...; logs go to --out too.
+Every flag other than --workers is passed to the PS and the workers as they are; the PS-only ones
+(--predictor, --resume, --snapshot-*) to the PS alone. Output lines are prefixed [ps], [w0], ...; logs go to --out too.
 """
 import argparse
 import sys
 from pathlib import Path
 
 from runtime.cluster import free_port
+from runtime.flags import split_ps_only
 from runtime.launcher import Child, LocalCluster
-
-PS_ONLY = ("--predictor", "--resume")
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--workers", type=int, default=4, help="number of worker processes")
@@ -30,25 +29,11 @@ worker_hosts = ",".join(f"127.0.0.1:{free_port()}" for _ in range(args.workers))
 cluster = ["--ps_hosts", ps_host, "--worker_hosts", worker_hosts, "--out", args.out]
 
 
-def without_ps_only(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        name = a.split("=")[0]
-        if name in PS_ONLY:
-            skip = name == "--predictor" and "=" not in a
-            continue
-        out.append(a)
-    return out
-
-
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 children = [Child("ps", ["mp2_ps.py", *cluster, *passthrough])]
 children += [
-    Child(f"w{i}", ["mp2_worker.py", *cluster, "--task_index", str(i), *without_ps_only(passthrough)])
+    Child(f"w{i}", ["mp2_worker.py", *cluster, "--task_index", str(i), *split_ps_only(passthrough)])
     for i in range(args.workers)
 ]
 print(f"[launcher] PS at {ps_host}, workers at {worker_hosts}; run directory {out}", flush=True)

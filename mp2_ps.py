@@ -3,6 +3,7 @@
     python mp2_ps.py --ps_hosts 10.0.0.1:2222 --worker_hosts 10.0.0.2:2222,10.0.0.3:2222 \
         --model lenet5 --dataset fashion_mnist --method mp2 --predictor predictors/lenet5-fashion_mnist.npz
 """
+import json
 import sys
 import time
 
@@ -11,16 +12,16 @@ import tensorflow as tf
 
 import data
 from predictor import CheckpointError
+from paramset import ParamSetError, ParamSetWriter
 from runtime import cluster, flags, methods
+from runtime.collect import SnapshotCollector
 from runtime.progress import Progress
 from runtime.ps import PSLink, WorkerFailed
 from runtime.rundir import RunDir, write_json
 from runtime.wire import Wire
 
 # --- flags ---------------------------------------------------------------------------------------
-parser = flags.parser(__doc__)
-parser.add_argument("--predictor", help="predictor checkpoint (.npz from mp2_train_stage.py); required for --method mp2")
-parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+parser = flags.ps_parser(__doc__)
 args = parser.parse_args()
 try:
     spec, _ = cluster.resolve(args, "ps")
@@ -34,13 +35,18 @@ run_dir = RunDir(args.out)
 meta = {"config": config.to_json()}
 
 # --- the starting model: fresh, or the last saved epoch ------------------------------------------
+def _resumable(config_json: str) -> dict:
+    """What must match to resume: everything but --epochs, which a resumed run may extend."""
+    return {k: v for k, v in json.loads(config_json).items() if k != "epochs"}
+
+
 history, start_epoch = [], 0
 vector = model.init_vector(args.seed)
 if args.resume:
     if not run_dir.checkpoint.exists():
         sys.exit(f"ps: error: --resume: no checkpoint in {run_dir.path} (nothing to resume; drop --resume)")
     vector, saved = run_dir.load_model(run_dir.checkpoint)
-    if saved["config"] != meta["config"]:
+    if _resumable(saved["config"]) != _resumable(meta["config"]):
         sys.exit(f"ps: error: --resume: {run_dir.checkpoint} belongs to another configuration:\n"
                  f"  saved: {saved['config']}\n  now:   {meta['config']}")
     start_epoch = saved["epoch"]
@@ -57,7 +63,12 @@ try:
     session = cluster.session(server, "ps", 0, args.threads)
     link = PSLink(session, Wire(n_workers, method.up_dtypes, method.down_dtypes), method)
     method.prepare_ps(session, cluster.PS_DEVICE, {"predictor": args.predictor})
-except (cluster.ClusterError, CheckpointError, ValueError) as e:
+    collector = None
+    if args.snapshot_every > 0:
+        writer = ParamSetWriter(args.snapshot_dir or run_dir.path / "snapshots", model.layout, dataset.name)
+        collector = SnapshotCollector(session, cluster.PS_DEVICE, model, dataset, writer, args.snapshot_every,
+                                      args.seed, args.snapshot_eval_images)
+except (cluster.ClusterError, CheckpointError, ParamSetError, ValueError) as e:
     sys.exit(f"ps: error: {e}")
 print(f"ps: {config.method} on {model.name}/{dataset.name}: {model.layout.total:,} parameters "
       f"({model.layout.pushed:,} pushed), {n_workers} workers, {steps_per_epoch} steps per epoch; "
@@ -73,9 +84,12 @@ try:
             payloads = link.gather(args.step_timeout)
             vector, reply = method.aggregate(payloads, vector)
             link.broadcast(reply)
+            if collector:
+                collector.after_step(epoch * steps_per_epoch + step, epoch, vector)
             progress.update(step + 1, {})
-        reports = link.reports(args.step_timeout)
-        records = [reports[i] for i in sorted(reports)]
+        records = link.reports(args.step_timeout)
+        if collector:
+            collector.flush()
         run_dir.append_metrics(records)
         history += records
         test_acc = float(np.mean([r["test_acc"] for r in records]))
@@ -109,6 +123,7 @@ summary = {
     "comm_seconds_mean": float(np.mean([r["comm_seconds"] for r in history])),
     "wall_seconds": time.monotonic() - started, "resumed_from_epoch": start_epoch,
     "ps_predict_seconds": getattr(method, "predict_seconds", 0.0), "predictor": args.predictor,
+    "snapshots": len(collector.writer) if collector else 0,
 }
 write_json(run_dir.summary, summary)
 print(f"ps: done: best test_acc {summary['best_test_acc']:.4f}, pushed {summary['bytes_pushed_total']:,} B, "

@@ -31,6 +31,35 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def ps_parser(description: str) -> argparse.ArgumentParser:
+    """The shared flags plus those only the PS takes."""
+    p = parser(description)
+    p.add_argument("--predictor", help="predictor checkpoint (.npz from mp2_train_stage.py); required for --method mp2")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    g = p.add_argument_group("collection (stage 1: the parameter dataset for mp2_train_stage.py)")
+    g.add_argument("--snapshot-every", type=int, default=0, metavar="K", help="snapshot the model at a random step of every K; 0: off")
+    g.add_argument("--snapshot-dir", help="where the snapshots go (default: OUT/snapshots)")
+    g.add_argument("--snapshot-eval-images", type=int, default=1000, help="test images each snapshot's accuracy is measured on")
+    return p
+
+
+def split_ps_only(argv: list[str]) -> list[str]:
+    """`argv` without the flags (and their values) that only the PS takes: what workers get."""
+    shared = {s for a in parser("")._actions for s in a.option_strings}
+    takes_value = {s: a.nargs != 0 for a in ps_parser("")._actions for s in a.option_strings}
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in takes_value and name not in shared:
+            skip = takes_value[name] and "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
 def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Dataset, workers: int) -> RunConfig:
     return RunConfig(
         model=model.name,

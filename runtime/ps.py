@@ -28,7 +28,7 @@ class PSLink:
         self._gather = [q.dequeue() for q in wire.up]
         self._reply = [tf.compat.v1.placeholder(d, None) for d in method.down_dtypes]
         self._broadcast = [q.enqueue(self._reply) for q in wire.down]
-        self._report = wire.report.dequeue()
+        self._report = [q.dequeue() for q in wire.report]
         self._reason = tf.compat.v1.placeholder(tf.string, [])
         self._notify = [q.enqueue([self._reason]) for q in wire.notice]
         self._close = [q.close(cancel_pending_enqueues=True) for q in wire.down + wire.welcome]
@@ -83,9 +83,11 @@ class PSLink:
     def gather(self, timeout: float) -> list[list[np.ndarray]]:
         """One payload from every worker, each awaited with its own deadline (the step barrier)."""
         payloads = []
+        end = time.monotonic() + timeout
         for index, dequeue in enumerate(self._gather):
             try:
-                got = deadline.run(self.session, dequeue, seconds=timeout, what=f"waiting for worker {index}")
+                left = max(0.001, end - time.monotonic())
+                got = deadline.run(self.session, dequeue, seconds=left, what=f"waiting for worker {index}")
             except tf.errors.DeadlineExceededError:
                 raise WorkerFailed(f"worker {index} sent nothing for {timeout:.0f} s (it died or hangs; see its log)") from None
             payloads.append(got if isinstance(got, list) else [got])
@@ -95,17 +97,16 @@ class PSLink:
         feed = dict(zip(self._reply, reply))
         deadline.run(self.session, self._broadcast, feed, seconds=60, what="sending the reply")
 
-    def reports(self, timeout: float) -> dict[int, dict]:
-        """One report from every worker (epoch metrics, or the final 'done')."""
-        got: dict[int, dict] = {}
+    def reports(self, timeout: float) -> list[dict]:
+        """One report from every worker, in worker order (epoch metrics, or the final "done")."""
+        got = []
         end = time.monotonic() + timeout
-        while len(got) < self.wire.workers:
+        for index, dequeue in enumerate(self._report):
             try:
-                index, text = deadline.run(self.session, self._report, seconds=max(0.001, end - time.monotonic()), what="waiting for reports")
+                text = deadline.run(self.session, dequeue, seconds=max(0.001, end - time.monotonic()), what="waiting for reports")
             except tf.errors.DeadlineExceededError:
-                missing = sorted(set(range(self.wire.workers)) - set(got))
-                raise WorkerFailed(f"worker(s) {', '.join(map(str, missing))} sent no report for {timeout:.0f} s") from None
-            got[int(index)] = json.loads(text.decode())
+                raise WorkerFailed(f"worker {index} sent no report for {timeout:.0f} s (it died or hangs; see its log)") from None
+            got.append(json.loads(text.decode()))
         return got
 
     def abort(self, reason: str) -> None:

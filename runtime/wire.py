@@ -8,7 +8,7 @@ which worker is missing and a timed-out read never swallows another worker's mes
     welcome/i  PS -> worker  (verdict JSON, the global model, the first step)
     up/i       worker -> PS  what the method sends each step
     down/i     PS -> worker  what the method sends back
-    report     worker -> PS  (task index, one JSON record: an epoch's metrics, or "done")
+    report/i   worker -> PS  one JSON record: an epoch's metrics, or "done"
     notice/i   PS -> worker  why the PS stopped the run, read when down/i is closed
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ class Wire:
         self.workers = workers
         with tf.device(PS_DEVICE):
             self.hello = _queue("hello", 2 * workers, [tf.int32, tf.string])
-            self.report = _queue("report", 4 * workers, [tf.int32, tf.string])
             self.welcome = [_queue(f"welcome/{i}", 1, [tf.string, tf.float32, tf.int64]) for i in range(workers)]
+            self.report = [_queue(f"report/{i}", 2, [tf.string]) for i in range(workers)]
             self.notice = [_queue(f"notice/{i}", 1, [tf.string]) for i in range(workers)]
             # Shapes stay open: a method may send variable-length (sparse) tensors.
             self.up = [_queue(f"up/{i}", 2, up) for i in range(workers)]

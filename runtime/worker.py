@@ -13,6 +13,9 @@ from runtime.methods import Method
 from runtime.wire import Wire, nbytes
 
 
+NOTICE_MARGIN = 20.0  # seconds
+
+
 class RunStopped(Exception):
     """The run cannot go on: the PS refused this worker, stopped the run, or vanished."""
 
@@ -56,7 +59,7 @@ class WorkerGraph:
             self.start_step = tf.compat.v1.placeholder(tf.int64, [])
             self.set_step = self.step.assign(self.start_step)
             self.record = tf.compat.v1.placeholder(tf.string, [])
-            self.report_op = wire.report.enqueue([tf.constant(index, tf.int32), self.record])
+            self.report_op = wire.report[index].enqueue([self.record])
             self.notice = wire.notice[index].dequeue()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -85,8 +88,12 @@ class WorkerGraph:
         return int(sent)
 
     def pull(self, session: tf.compat.v1.Session, timeout: float) -> int:
-        """Wait for the PS's reply to this step and apply it; returns its bytes."""
-        return int(self._run(session, self.pull_bytes, None, timeout, "waiting for the PS's reply"))
+        """Wait for the PS's reply to this step and apply it; returns its bytes.
+
+        The PS judges which worker is missing within `timeout`; a worker waits a little longer,
+        so that the PS's notice naming the culprit reaches it before its own deadline passes.
+        """
+        return int(self._run(session, self.pull_bytes, None, timeout + NOTICE_MARGIN, "waiting for the PS's reply"))
 
     def predict(self, session: tf.compat.v1.Session, images: np.ndarray, batch: int = 1000) -> np.ndarray:
         return np.concatenate(

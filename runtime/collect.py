@@ -1,0 +1,46 @@
+"""Stage 1 of MP²: snapshots of the global model during ordinary (baseline) training."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from data import Dataset
+from models import Model
+from paramset import ParamSetWriter
+
+
+class SnapshotCollector:
+    """Takes one snapshot at a random step in every window of `every` steps, with its test accuracy.
+
+    Random steps rather than every K-th keep snapshots from lining up with any periodic pattern
+    of the data schedule. Accuracy is measured on the first `eval_images` test images, on the PS.
+    """
+
+    def __init__(self, session: tf.compat.v1.Session, device: str, model: Model, dataset: Dataset,
+                 writer: ParamSetWriter, every: int, seed: int, eval_images: int = 1000) -> None:
+        self.session, self.writer, self.every = session, writer, every
+        self.rng = np.random.default_rng([seed, 7919])
+        self.images = dataset.test_x[:eval_images]
+        self.labels = dataset.test_y[:eval_images]
+        with tf.device(device):
+            self.vector = tf.compat.v1.placeholder(tf.float32, [model.layout.total])
+            self.batch = tf.compat.v1.placeholder(tf.float32, [None, *model.input_shape])
+            logits = model.forward(model.layout.unflatten(self.vector), self.batch)
+            self.predictions = tf.argmax(logits, 1)
+        self._window, self._chosen = -1, -1
+
+    def after_step(self, step: int, epoch: int, vector: np.ndarray) -> None:
+        """Call after global step `step` (0-based, counted over the whole run) with the new model."""
+        window = step // self.every
+        if window != self._window:
+            self._window, self._chosen = window, window * self.every + int(self.rng.integers(self.every))
+        if step == self._chosen:
+            hits = 0
+            for i in range(0, len(self.images), 500):
+                pred = self.session.run(self.predictions, {self.vector: vector, self.batch: self.images[i : i + 500]})
+                hits += int((pred == self.labels[i : i + 500]).sum())
+            self.writer.add(vector, step=step + 1, epoch=epoch + 1, test_acc=hits / len(self.images),
+                            test_images=len(self.images))
+
+    def flush(self) -> None:
+        self.writer.flush()

@@ -1,0 +1,561 @@
+"""data/: loaders for every standard file format, search and error messages, partitioning, mixup."""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import data
+from data import locate
+
+FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+CIFAR10_PY = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path, monkeypatch):
+    """No user settings leak in; the Keras cache is an empty folder of this test's own."""
+    monkeypatch.delenv("MP2_DATA", raising=False)
+    monkeypatch.delenv("MP2_DOWNLOAD", raising=False)
+    keras_home = tmp_path / "keras-home"
+    keras_home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+
+
+@pytest.fixture
+def no_system_data(tmp_path, monkeypatch):
+    """Hide /usr/share/datasets (which has Fashion-MNIST on this machine and in CI)."""
+    monkeypatch.setattr(locate, "DEBIAN_DATASETS", tmp_path / "no-debian")
+
+
+def keras_datasets(tmp_path) -> Path:
+    return tmp_path / "keras-home" / "datasets"
+
+
+# ---------------------------------------------------------------- fixture files in the real formats
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes((0, 0, 0x08, array.ndim)) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def idx_images(count: int, offset: int) -> np.ndarray:
+    """Row/column-asymmetric values, so a transposed or shifted read cannot pass."""
+    n, r, c = np.indices((count, 28, 28))
+    return ((n * 50 + r * 7 + c * 3 + offset) % 256).astype(np.uint8)
+
+
+def write_idx_set(folder: Path, gz: bool, train_labels=(3, 0, 9), test_labels=(7, 1)) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        IDX_NAMES[0]: idx_images(len(train_labels), 0),
+        IDX_NAMES[1]: np.array(train_labels, np.uint8),
+        IDX_NAMES[2]: idx_images(len(test_labels), 100),
+        IDX_NAMES[3]: np.array(test_labels, np.uint8),
+    }
+    for name, array in arrays.items():
+        raw = idx_bytes(array)
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (folder / name).write_bytes(raw)
+    return arrays
+
+
+def cifar_value(n, r, c, ch):
+    return (n * 31 + r * 5 + c * 3 + ch * 80) % 256
+
+
+def cifar_hwc(count: int, first: int) -> np.ndarray:
+    """The images as HWC, the way the loader must return them."""
+    n, r, c, ch = np.indices((count, 32, 32, 3))
+    return cifar_value(n + first, r, c, ch).astype(np.uint8)
+
+
+def cifar_rows(count: int, first: int) -> np.ndarray:
+    """The same images as stored: per image 1024 red, 1024 green, 1024 blue, each row-major.
+    Built from flat positions, independently of the loader's reshape/transpose."""
+    n, k = np.indices((count, 3072))
+    return cifar_value(n + first, (k % 1024) // 32, k % 32, k // 1024).astype(np.uint8)
+
+
+def cifar_pickle(batch: dict, protocol: int = pickle.HIGHEST_PROTOCOL,
+                 legacy: bool = False) -> bytes:
+    raw = pickle.dumps(batch, protocol=protocol)
+    if legacy:
+        # The official files were written by numpy 1.x, which names numpy.core.multiarray.
+        assert protocol <= 3  # text GLOBAL opcodes: renaming cannot break a length field
+        assert b"numpy._core.multiarray" in raw
+        raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    return raw
+
+
+def write_cifar10(folder: Path, binary: bool):
+    """Writes the six files; returns train images (HWC), train labels, test images, test labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = [2, 1, 2, 1, 2, 3]  # five training batches, then the test batch
+    labels = [[1, 9], [0], [5, 4], [8], [2, 3], [7, 6, 9]]
+    first = 0
+    for name, size, batch_labels in zip(CIFAR10_PY, sizes, labels):
+        rows = cifar_rows(size, first)
+        first += size
+        if binary:
+            records = np.concatenate([np.array(batch_labels, np.uint8)[:, None], rows], axis=1)
+            (folder / f"{name}.bin").write_bytes(records.tobytes())
+        else:
+            batch = {b"batch_label": name.encode(), b"labels": batch_labels, b"data": rows,
+                     b"filenames": [b"x.png"] * size}
+            # Every pickle spelling numpy uses for arrays: 1.x (legacy), 2.x <=4, 2.x protocol 5.
+            variant = {"data_batch_1": dict(protocol=3, legacy=True),
+                       "data_batch_2": dict(protocol=3)}.get(name, {})
+            (folder / name).write_bytes(cifar_pickle(batch, **variant))
+    all_labels = np.array(sum(labels[:5], []))
+    return cifar_hwc(8, 0), all_labels, cifar_hwc(3, 8), np.array(labels[5])
+
+
+def write_cifar100(folder: Path, binary: bool):
+    """Writes train and test; returns train images (HWC), fine labels, test images, fine labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = {"train": ([99, 0, 57], [19, 4, 0], 0), "test": ([42, 98], [3, 7], 3)}
+    for name, (fine, coarse, first) in splits.items():
+        rows = cifar_rows(len(fine), first)
+        if binary:
+            head = np.array([coarse, fine], np.uint8).T
+            (folder / f"{name}.bin").write_bytes(np.concatenate([head, rows], axis=1).tobytes())
+        else:
+            batch = {b"filenames": [b"x.png"] * len(fine), b"batch_label": name.encode(),
+                     b"fine_labels": fine, b"coarse_labels": coarse, b"data": rows}
+            (folder / name).write_bytes(cifar_pickle(batch))
+    return cifar_hwc(3, 0), np.array([99, 0, 57]), cifar_hwc(2, 3), np.array([42, 98])
+
+
+def assert_images(actual: np.ndarray, expected_uint8: np.ndarray) -> None:
+    assert actual.dtype == np.float32 and actual.shape == expected_uint8.shape
+    np.testing.assert_array_equal(actual, expected_uint8.astype(np.float32) / 255)
+
+
+def assert_labels(actual: np.ndarray, expected) -> None:
+    assert actual.dtype == np.int32
+    np.testing.assert_array_equal(actual, np.asarray(expected))
+
+
+# --------------------------------------------------------------------------------------- loaders
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "plain"])
+@pytest.mark.parametrize("subfolder", ["", "named"])
+def test_idx_loader_reads_pixels_and_labels_exactly(tmp_path, no_system_data, name, gz, subfolder):
+    folder = tmp_path / "d" / ({"mnist": "mnist", "fashion_mnist": "fashion-mnist"}[name]
+                               if subfolder else "")
+    arrays = write_idx_set(folder, gz)
+    ds = data.load(name, data_dir=tmp_path / "d")
+    assert (ds.name, ds.classes, ds.image_shape) == (name, 10, (28, 28, 1))
+    assert_images(ds.train_x, arrays[IDX_NAMES[0]][..., None])
+    assert_images(ds.test_x, arrays[IDX_NAMES[2]][..., None])
+    assert ds.train_x[1, 2, 5, 0] == np.float32((50 + 14 + 15) / 255)  # image 1, row 2, column 5
+    assert_labels(ds.train_y, [3, 0, 9])
+    assert_labels(ds.test_y, [7, 1])
+    assert Path(ds.source) == folder
+
+
+def test_names_are_normalised_and_unknown_names_listed(tmp_path):
+    write_idx_set(tmp_path / "d", gz=False)
+    assert data.load("Fashion-MNIST", data_dir=tmp_path / "d").name == "fashion_mnist"
+    assert data.load("FASHION_mnist", data_dir=tmp_path / "d").name == "fashion_mnist"
+    assert data.NAMES == ("mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic")
+    with pytest.raises(data.DataError) as error:
+        data.load("imagenet")
+    assert "imagenet" in str(error.value)
+    assert all(known in str(error.value) for known in data.NAMES)
+
+
+@pytest.mark.parametrize("placement", ["flat", "archive-folder", "named/archive-folder", "keras"])
+def test_cifar10_python_batches(tmp_path, no_system_data, placement):
+    if placement == "keras":  # where Keras 3's cifar10.load_data() unpacks the archive
+        folder = keras_datasets(tmp_path) / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+        data_dir = None
+    else:
+        data_dir = tmp_path / "d"
+        folder = data_dir / {"flat": "", "archive-folder": "cifar-10-batches-py",
+                             "named/archive-folder": "cifar10/cifar-10-batches-py"}[placement]
+    train_x, train_y, test_x, test_y = write_cifar10(folder, binary=False)
+    ds = data.load("cifar10", data_dir=data_dir)
+    assert (ds.classes, ds.image_shape, len(ds.train_y), len(ds.test_y)) == (10, (32, 32, 3), 8, 3)
+    assert_images(ds.train_x, train_x)
+    assert_images(ds.test_x, test_x)
+    assert_labels(ds.train_y, train_y)
+    assert_labels(ds.test_y, test_y)
+    # HWC: image 0, row 1, column 2, blue channel = value stored at 2*1024 + 1*32 + 2.
+    assert ds.train_x[0, 1, 2, 2] == np.float32((5 + 6 + 160) / 255)
+
+
+def test_cifar10_binary_records(tmp_path, no_system_data):
+    train_x, train_y, test_x, test_y = write_cifar10(tmp_path / "d" / "cifar-10-batches-bin",
+                                                     binary=True)
+    ds = data.load("cifar-10", data_dir=tmp_path / "d")
+    assert_images(ds.train_x, train_x)
+    assert_images(ds.test_x, test_x)
+    assert_labels(ds.train_y, train_y)
+    assert_labels(ds.test_y, test_y)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["python", "binary"])
+def test_cifar100_uses_fine_labels(tmp_path, no_system_data, binary):
+    subdir = "cifar-100-binary" if binary else "cifar-100-python"
+    train_x, train_y, test_x, test_y = write_cifar100(tmp_path / "d" / subdir, binary)
+    ds = data.load("cifar100", data_dir=tmp_path / "d")
+    assert (ds.classes, ds.image_shape) == (100, (32, 32, 3))
+    assert_images(ds.train_x, train_x)
+    assert_images(ds.test_x, test_x)
+    assert_labels(ds.train_y, train_y)
+    assert_labels(ds.test_y, test_y)
+
+
+def test_mnist_npz_in_keras_cache(tmp_path, no_system_data):
+    keras_datasets(tmp_path).mkdir(parents=True)
+    train, test = idx_images(3, 0), idx_images(2, 9)
+    np.savez(keras_datasets(tmp_path) / "mnist.npz", x_train=train,
+             y_train=np.array([1, 2, 3], np.uint8), x_test=test, y_test=np.array([4, 5], np.uint8))
+    ds = data.load("mnist")
+    assert_images(ds.train_x, train[..., None])
+    assert_labels(ds.test_y, [4, 5])
+    assert "keras-home" in ds.source
+
+
+def test_search_order_data_dir_then_env(tmp_path, monkeypatch, no_system_data):
+    write_idx_set(tmp_path / "env", gz=True, train_labels=(1, 1, 1))
+    monkeypatch.setenv("MP2_DATA", str(tmp_path / "env"))
+    (tmp_path / "empty").mkdir()
+    # Nothing in --data-dir: falls through to $MP2_DATA.
+    assert_labels(data.load("mnist", data_dir=tmp_path / "empty").train_y, [1, 1, 1])
+    # Files in --data-dir win.
+    write_idx_set(tmp_path / "flag", gz=True, train_labels=(2, 2, 2))
+    assert_labels(data.load("mnist", data_dir=tmp_path / "flag").train_y, [2, 2, 2])
+
+
+def test_repeated_loads_are_cached_and_read_only(tmp_path):
+    write_idx_set(tmp_path / "d", gz=True)
+    first = data.load("mnist", data_dir=tmp_path / "d")
+    assert data.load("mnist", data_dir=str(tmp_path / "d")) is first
+    with pytest.raises(ValueError):
+        first.train_x[0, 0, 0, 0] = 1.0  # a shared cached array must not be changed in place
+
+
+# ----------------------------------------------------------------------------------- missing data
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100"])
+def test_missing_data_error_lists_files_places_and_remedy(tmp_path, monkeypatch, no_system_data,
+                                                          name):
+    data_dir, env_dir = tmp_path / "flag-dir", tmp_path / "env-dir"
+    data_dir.mkdir()
+    env_dir.mkdir()
+    monkeypatch.setenv("MP2_DATA", str(env_dir))
+    with pytest.raises(data.DataError) as error:
+        data.load(name, data_dir=data_dir)
+    message = str(error.value)
+    expected_files = {
+        "mnist": list(IDX_NAMES) + ["mnist.npz"],
+        "fashion_mnist": list(IDX_NAMES),
+        "cifar10": CIFAR10_PY + [f"{f}.bin" for f in CIFAR10_PY] + ["cifar-10-batches-py"],
+        "cifar100": ["train", "test", "train.bin", "test.bin", "cifar-100-python"],
+    }[name]
+    places = [str(data_dir), str(env_dir), str(tmp_path / "no-debian"),
+              str(keras_datasets(tmp_path)), "--data-dir", "MP2_DATA"]
+    for needle in [name] + expected_files + places:
+        assert needle in message, f"{needle!r} missing from:\n{message}"
+    if name == "fashion_mnist":
+        assert "apt-get install dataset-fashion-mnist" in message
+    else:
+        assert "https://" in message
+
+
+def test_incomplete_copy_is_reported(tmp_path, no_system_data):
+    folder = tmp_path / "d" / "cifar-10-batches-bin"
+    write_cifar10(folder, binary=True)
+    (folder / "data_batch_4.bin").unlink()
+    with pytest.raises(data.DataError, match="lacks data_batch_4.bin"):
+        data.load("cifar10", data_dir=tmp_path / "d")
+
+
+def test_download_only_when_asked(tmp_path, monkeypatch, no_system_data):
+    calls = []
+
+    def load_data():
+        calls.append(1)
+        return (idx_images(2, 0), np.array([3, 4])), (idx_images(1, 5), np.array([5]))
+
+    fake_tf = types.SimpleNamespace(keras=types.SimpleNamespace(
+        datasets=types.SimpleNamespace(mnist=types.SimpleNamespace(load_data=load_data))))
+    monkeypatch.setitem(sys.modules, "tensorflow", fake_tf)
+    with pytest.raises(data.DataError):
+        data.load("mnist")
+    assert calls == []  # never touches the network by default
+    monkeypatch.setenv("MP2_DOWNLOAD", "1")
+    ds = data.load("mnist")
+    assert calls == [1] and ds.image_shape == (28, 28, 1)
+    assert_images(ds.train_x, idx_images(2, 0)[..., None])
+    assert_labels(ds.train_y, [3, 4])
+
+    def offline():
+        raise OSError("no route to host")
+
+    fake_tf.keras.datasets.mnist.load_data = offline
+    with pytest.raises(data.DataError, match="(?s)not found.*download failed.*no route to host"):
+        data.load("mnist")
+
+
+# ----------------------------------------------------------------------------------- damaged files
+
+def damage_truncated_gz(root: Path) -> Path:
+    write_idx_set(root, gz=True)
+    path = root / f"{IDX_NAMES[0]}.gz"
+    path.write_bytes(path.read_bytes()[:200])
+    return path
+
+
+def damage_bad_gzip_bytes(root: Path) -> Path:
+    write_idx_set(root, gz=True)
+    path = root / f"{IDX_NAMES[2]}.gz"
+    raw = bytearray(path.read_bytes())
+    raw[20:40] = b"\xff" * 20
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def damage_wrong_magic(root: Path) -> Path:
+    write_idx_set(root, gz=False)
+    path = root / IDX_NAMES[1]
+    path.write_bytes(idx_bytes(np.zeros((3, 1, 1), np.uint8)))  # an IDX3 where IDX1 belongs
+    return path
+
+
+def damage_short_idx(root: Path) -> Path:
+    write_idx_set(root, gz=False)
+    path = root / IDX_NAMES[2]
+    path.write_bytes(path.read_bytes()[:-10])
+    return path
+
+
+def damage_header_only(root: Path) -> Path:
+    write_idx_set(root, gz=False)
+    path = root / IDX_NAMES[3]
+    path.write_bytes(b"\x00\x00")
+    return path
+
+
+def damage_count_mismatch(root: Path) -> Path:
+    write_idx_set(root, gz=False)  # 3 training images ...
+    path = root / IDX_NAMES[1]
+    path.write_bytes(idx_bytes(np.array([1, 2], np.uint8)))  # ... but 2 labels
+    return path
+
+
+def damage_label_out_of_range(root: Path) -> Path:
+    write_idx_set(root, gz=False, train_labels=(1, 2, 10))
+    return root / IDX_NAMES[1]
+
+
+def damage_garbage_pickle(root: Path) -> Path:
+    write_cifar10(root, binary=False)
+    path = root / "data_batch_3"
+    path.write_bytes(b"\x80\x04this is not a pickle")
+    return path
+
+
+def damage_truncated_pickle(root: Path) -> Path:
+    write_cifar10(root, binary=False)
+    path = root / "test_batch"
+    path.write_bytes(path.read_bytes()[:500])
+    return path
+
+
+def damage_pickle_of_wrong_shape(root: Path) -> Path:
+    write_cifar10(root, binary=False)
+    path = root / "data_batch_2"
+    path.write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
+    return path
+
+
+def damage_bin_record_size(root: Path) -> Path:
+    write_cifar10(root, binary=True)
+    path = root / "test_batch.bin"
+    path.write_bytes(path.read_bytes()[:-1])
+    return path
+
+
+def damage_npz(root: Path) -> Path:
+    root.mkdir(parents=True)
+    path = root / "mnist.npz"
+    path.write_bytes(b"PK\x03\x04 broken zip")
+    return path
+
+
+DAMAGES = {
+    "truncated gz": ("mnist", damage_truncated_gz),
+    "corrupted gz": ("fashion_mnist", damage_bad_gzip_bytes),
+    "wrong IDX magic": ("mnist", damage_wrong_magic),
+    "short IDX": ("mnist", damage_short_idx),
+    "header only": ("fashion_mnist", damage_header_only),
+    "image/label count mismatch": ("mnist", damage_count_mismatch),
+    "label out of range": ("mnist", damage_label_out_of_range),
+    "garbage pickle": ("cifar10", damage_garbage_pickle),
+    "truncated pickle": ("cifar10", damage_truncated_pickle),
+    "wrong array shape": ("cifar10", damage_pickle_of_wrong_shape),
+    "bad record size": ("cifar10", damage_bin_record_size),
+    "broken npz": ("mnist", damage_npz),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_damaged_file_gives_data_error_naming_it(tmp_path, no_system_data, damage):
+    name, make = DAMAGES[damage]
+    path = make(tmp_path / "d")
+    with pytest.raises(data.DataError) as error:
+        data.load(name, data_dir=tmp_path / "d")
+    assert str(path) in str(error.value)
+
+
+class _RunsAShellCommand:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_pickle_is_refused_without_running_it(tmp_path, no_system_data):
+    folder = tmp_path / "d" / "cifar-100-python"
+    write_cifar100(folder, binary=False)
+    marker = tmp_path / "pwned"
+    evil = {b"data": _RunsAShellCommand(marker), b"fine_labels": [0]}
+    (folder / "train").write_bytes(pickle.dumps(evil))
+    with pytest.raises(data.DataError) as error:
+        data.load("cifar100", data_dir=tmp_path / "d")
+    assert str(folder / "train") in str(error.value)
+    assert "refused" in str(error.value) and "system" in str(error.value)
+    assert not marker.exists()
+
+
+def test_image_shape_or_classes_mismatch(tmp_path, no_system_data):
+    with pytest.raises(data.DataError) as error:
+        data.load("cifar10", image_shape=(28, 28, 1))
+    assert "28x28x1" in str(error.value) and "cifar10 has 32x32x3" in str(error.value)
+    with pytest.raises(data.DataError, match="fashion_mnist has 28x28x1"):
+        data.load("fashion_mnist", image_shape=(32, 32, 3))
+    with pytest.raises(data.DataError, match="cifar10 has 10"):
+        data.load("cifar10", classes=100)
+    write_idx_set(tmp_path / "d", gz=False)
+    assert data.load("mnist", tmp_path / "d", image_shape=(28, 28, 1), classes=10).classes == 10
+
+
+# ------------------------------------------------------------------------------ schedule and mixup
+
+def test_schedule_partitions_each_global_batch():
+    schedule = data.Schedule(n_train=1050, workers=8, worker_batch=16, seed=3)
+    assert (schedule.global_batch, schedule.steps_per_epoch) == (128, 8)
+    twin = data.Schedule(n_train=1050, workers=8, worker_batch=16, seed=3)
+    seen = []
+    for step in range(schedule.steps_per_epoch):
+        global_batch = schedule.global_indices(2, step)
+        slices = [schedule.worker_indices(2, step, w) for w in range(8)]
+        assert all(len(part) == 16 for part in slices)
+        np.testing.assert_array_equal(np.concatenate(slices), global_batch)  # cover, in order
+        assert len(np.unique(global_batch)) == 128                            # disjoint
+        for w in range(8):
+            np.testing.assert_array_equal(slices[w], twin.worker_indices(2, step, w))
+        seen.append(global_batch)
+    epoch_indices = np.concatenate(seen)
+    assert len(np.unique(epoch_indices)) == len(epoch_indices)  # no image twice in an epoch
+    assert epoch_indices.min() >= 0 and epoch_indices.max() < 1050
+    assert not np.array_equal(schedule.global_indices(3, 0), schedule.global_indices(2, 0))
+    other_seed = data.Schedule(n_train=1050, workers=8, worker_batch=16, seed=4)
+    assert not np.array_equal(other_seed.global_indices(2, 0), schedule.global_indices(2, 0))
+    with pytest.raises(IndexError):
+        schedule.worker_indices(0, 0, 8)
+
+
+def test_schedule_batch_larger_than_data():
+    with pytest.raises(data.DataError, match="larger than the training data"):
+        data.Schedule(n_train=999, workers=8, worker_batch=125, seed=0)
+
+
+def test_mixup_mixes_images_and_labels():
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 64)
+    mixed_x, soft_y = data.mixup(x, y, 10, 1.0, np.random.default_rng(1))
+    assert mixed_x.dtype == soft_y.dtype == np.float32
+    assert mixed_x.shape == x.shape and soft_y.shape == (64, 10)
+    assert mixed_x.min() >= 0 and mixed_x.max() <= 1
+    np.testing.assert_allclose(soft_y.sum(axis=1), 1, rtol=1e-6)
+    assert soft_y.min() >= 0
+    assert not np.allclose(mixed_x, x)                         # something was mixed in
+    assert (np.count_nonzero(soft_y, axis=1) == 2).any()       # some labels are two-class blends
+    # The same lambda and partner mix the images and the labels.
+    lam = soft_y[np.arange(64), y].min()
+    assert 0 < lam < 1
+
+
+def test_mixup_off_gives_one_hot_and_one_hot_checks_range():
+    x = np.zeros((3, 2, 2, 1), np.float32)
+    same_x, labels = data.mixup(x, np.array([0, 2, 1]), 3, 0.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(same_x, x)
+    np.testing.assert_array_equal(labels, np.eye(3, dtype=np.float32)[[0, 2, 1]])
+    np.testing.assert_array_equal(data.one_hot(np.array([1]), 2), [[0, 1]])
+    with pytest.raises(data.DataError):
+        data.one_hot(np.array([-1]), 10)  # numpy would silently wrap it to class 9
+
+
+# ------------------------------------------------------------------------------------ synthetic
+
+def test_synthetic_is_deterministic_and_shaped():
+    a = data.synthetic((32, 32, 3), classes=7, train_size=70, test_size=21, seed=5)
+    assert a.image_shape == (32, 32, 3) and a.classes == 7
+    assert a.train_x.shape == (70, 32, 32, 3) and a.test_x.shape == (21, 32, 32, 3)
+    assert a.train_x.dtype == np.float32 and a.train_y.dtype == np.int32
+    assert 0 <= a.train_x.min() and a.train_x.max() <= 1
+    assert set(a.train_y) == set(range(7))
+    again = data.synthetic((32, 32, 3), classes=7, train_size=70, test_size=21, seed=5)
+    np.testing.assert_array_equal(again.train_x, a.train_x)
+    np.testing.assert_array_equal(again.test_y, a.test_y)
+    via_load = data.load("synthetic", image_shape=(32, 32, 3), classes=7, seed=5)
+    np.testing.assert_array_equal(via_load.train_x, data.synthetic((32, 32, 3), 7, seed=5).train_x)
+    other = data.synthetic((32, 32, 3), classes=7, train_size=70, test_size=21, seed=6)
+    assert not np.allclose(other.train_x, a.train_x)
+    default = data.load("synthetic")
+    assert default.image_shape == (28, 28, 1) and default.classes == 10
+    assert "seed=0" in default.source
+
+
+def test_synthetic_is_learnable():
+    ds = data.synthetic(seed=1)
+    means = np.stack([ds.train_x[ds.train_y == c].mean(axis=0) for c in range(ds.classes)])
+    distances = ((ds.test_x[:, None] - means[None]) ** 2).sum(axis=(2, 3, 4))
+    accuracy = (distances.argmin(axis=1) == ds.test_y).mean()
+    assert accuracy > 0.5  # chance is 0.1
+
+
+# ----------------------------------------------------------------------------- real Fashion-MNIST
+
+def test_real_fashion_mnist_from_debian_package():
+    """The Debian package dataset-fashion-mnist (installed here and in CI)."""
+    assert (FASHION_DEBIAN / "train-images-idx3-ubyte.gz").is_file(), \
+        "install it: apt-get install dataset-fashion-mnist"
+    ds = data.load("fashion-mnist")
+    assert Path(ds.source) == FASHION_DEBIAN
+    assert ds.train_x.shape == (60000, 28, 28, 1) and ds.test_x.shape == (10000, 28, 28, 1)
+    assert ds.classes == 10 and ds.image_shape == (28, 28, 1)
+    assert ds.train_x.min() == 0 and ds.train_x.max() == 1
+    np.testing.assert_array_equal(np.bincount(ds.train_y), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(ds.test_y), [1000] * 10)
+    assert_labels(ds.train_y[:5], [9, 0, 0, 3, 0])       # ankle boot, T-shirt, T-shirt, dress, ...
+    assert abs(float(ds.train_x.mean()) - 0.2860) < 1e-3  # the well-known Fashion-MNIST mean

@@ -1,0 +1,91 @@
+"""The whole MP² pipeline on a local cluster, ending in a side-by-side comparison with the baseline.
+
+    1. baseline training, collecting the parameter dataset      (mp2_local.py --snapshot-every K)
+    2. predictor training with the prediction-result loss       (mp2_train_stage.py)
+    3. MP² training with that predictor                          (mp2_local.py --method mp2)
+    4. comparison.md / comparison.json / comparison.png in --out
+
+A predictor that already exists for the model and dataset (predictors/MODEL-DATASET/predictor.npz)
+is reused unless --retrain; --predictor PATH uses a given one (e.g. trained on another dataset).
+Training flags not listed here (--lr, --mixup, --worker-batch, --seed, --data-dir, ...) are passed
+to every stage that takes them.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from predictor import CheckpointError, read_meta
+from reports import write_comparison
+from runtime.flags import parser as training_parser
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--model", default="lenet5")
+p.add_argument("--dataset", default="fashion_mnist")
+p.add_argument("--workers", type=int, default=4)
+p.add_argument("--epochs", type=int, default=10, help="epochs of baseline and of MP² training (the same for both)")
+p.add_argument("--out", default="runs/pipeline", help="directory of the three stages' outputs and the comparison")
+p.add_argument("--snapshot-every", type=int, default=10, metavar="K", help="collection: a snapshot per K steps")
+p.add_argument("--stage-epochs", type=int, default=6, help="epochs of predictor training")
+p.add_argument("--stage-flags", default="", help="extra flags for mp2_train_stage.py, e.g. '--image-batches 10'")
+p.add_argument("--predictor", help="use this predictor checkpoint instead of training or reusing one")
+p.add_argument("--retrain", action="store_true", help="train a new predictor even if one exists")
+args, passthrough = p.parse_known_args()
+known = {s for a in training_parser("")._actions for s in a.option_strings}
+for arg in passthrough:
+    if arg.startswith("--") and arg.split("=", 1)[0] not in known:
+        sys.exit(f"mp2_pipeline: error: unknown flag {arg}")
+out = Path(args.out)
+out.mkdir(parents=True, exist_ok=True)
+common = ["--model", args.model, "--dataset", args.dataset, *passthrough]
+
+
+def stage(title: str, script: str, *flags: str) -> None:
+    print(f"\n=== {title}\n$ python {script} {' '.join(flags)}", flush=True)
+    started = time.monotonic()
+    code = subprocess.call([sys.executable, script, *flags], cwd=Path(__file__).parent)
+    if code != 0:
+        sys.exit(f"mp2_pipeline: {title} failed (exit {code}); its output is above")
+    print(f"=== {title}: done in {time.monotonic() - started:.0f} s", flush=True)
+
+
+# --- which predictor ---------------------------------------------------------------------------
+default_predictor = Path("predictors") / f"{args.model}-{args.dataset}" / "predictor.npz"
+predictor = Path(args.predictor) if args.predictor else default_predictor
+train_predictor = not args.predictor and (args.retrain or not predictor.exists())
+if not train_predictor:
+    try:
+        meta = read_meta(str(predictor))
+    except CheckpointError as e:
+        sys.exit(f"mp2_pipeline: error: {e}")
+    print(f"using the predictor {predictor} (trained on {meta.get('dataset', '?')}; --retrain for a new one)")
+
+# --- 1. baseline, collecting snapshots when a predictor is to be trained -------------------------
+collect = ["--snapshot-every", str(args.snapshot_every)] if train_predictor else []
+stage("1. baseline training" + (" with snapshot collection" if collect else ""), "mp2_local.py",
+      "--workers", str(args.workers), "--method", "baseline", "--epochs", str(args.epochs),
+      "--out", str(out / "baseline"), *collect, *common)
+
+# --- 2. predictor ------------------------------------------------------------------------------
+if train_predictor:
+    stage("2. predictor training (prediction-result loss)", "mp2_train_stage.py",
+          "--snapshots", str(out / "baseline" / "snapshots"), "--out", str(predictor.parent),
+          "--epochs", str(args.stage_epochs), *common, *args.stage_flags.split())
+
+# --- 3. MP² --------------------------------------------------------------------------------------
+stage("3. MP² training", "mp2_local.py", "--workers", str(args.workers), "--method", "mp2",
+      "--predictor", str(predictor), "--epochs", str(args.epochs), "--out", str(out / "mp2"), *common)
+
+# --- 4. comparison -------------------------------------------------------------------------------
+summaries = {name: json.loads((out / name / "summary.json").read_text()) for name in ("baseline", "mp2")}
+meta = read_meta(str(predictor))
+notes = [f"MP² predictor: {predictor} (model {meta['model']}, trained on {meta.get('dataset', '?')}"
+         + (f", held-out assembled accuracy {meta['heldout_assembled_acc']:.4f}" if "heldout_assembled_acc" in meta else "")
+         + ")"]
+if meta.get("dataset") not in (None, args.dataset):
+    notes.append(f"the predictor was trained on {meta['dataset']} and used on {args.dataset} (generalisation)")
+result = write_comparison(out, summaries, notes)
+print("\n" + (out / "comparison.md").read_text())
+print(f"wrote {out / 'comparison.md'}, {out / 'comparison.json'} and {out / 'comparison.png'}")

@@ -103,10 +103,10 @@ try:
 except WorkerFailed as e:
     print(f"ps: error: {e}; stopping the run", file=sys.stderr, flush=True)
     link.abort(str(e))
-    sys.exit(1)
+    cluster.exit_now(1)
 except KeyboardInterrupt:
     link.abort("the PS was interrupted")
-    sys.exit(130)
+    cluster.exit_now(130, "ps: interrupted; the workers were told to stop")
 
 # --- report --------------------------------------------------------------------------------------
 by_epoch = {}
@@ -128,3 +128,4 @@ summary = {
 write_json(run_dir.summary, summary)
 print(f"ps: done: best test_acc {summary['best_test_acc']:.4f}, pushed {summary['bytes_pushed_total']:,} B, "
       f"pulled {summary['bytes_pulled_total']:,} B; wrote {run_dir.summary}", flush=True)
+cluster.exit_now(0)

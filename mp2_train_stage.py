@@ -143,6 +143,7 @@ def record(row: dict) -> None:
         "config": config, "model": model.name, "dataset": dataset.name, "snapshot_dataset": snaps.dataset,
         "train_snapshots": len(parts.train), "heldout": heldout, "steps_per_epoch": steps,
         "heldout_recorded_acc": _mean([h["test_acc"] for h in heldout]),
+        "gap_is": "heldout_own_acc - heldout_assembled_acc: what prediction costs (negative: it gains)",
         "rows": rows, "best_epoch": best["epoch"], "best": best, "checkpoint": str(out / state.BEST),
         "resumed_from_epoch": start_epoch if args.resume else None,
     }

@@ -78,5 +78,8 @@ try:
               f"test_acc {record['test_acc']:.4f} f1 {record['f1']:.4f} comm {record['comm_seconds']:.1f}s", flush=True)
     graph.report(session, {"worker": index, "done": True}, args.step_timeout)
 except (RunStopped, cluster.ClusterError) as e:
-    sys.exit(f"{name}: error: {e}")
+    cluster.exit_now(1, f"{name}: error: {e}")
+except KeyboardInterrupt:
+    cluster.exit_now(130, f"{name}: interrupted")
 print(f"{name}: done", flush=True)
+cluster.exit_now(0)

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 
@@ -131,3 +132,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def exit_now(code: int, message: str | None = None) -> None:
+    """End the process at once, skipping interpreter teardown.
+
+    Closing a session whose peer is gone blocks inside TensorFlow (it tries to release the remote
+    worker session), so a process that must stop because its peer vanished would hang at exit.
+    """
+    if message:
+        print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -7,8 +7,9 @@
 
 A predictor that already exists for the model and dataset (predictors/MODEL-DATASET/predictor.npz)
 is reused unless --retrain; --predictor PATH uses a given one (e.g. trained on another dataset).
-Training flags not listed here (--lr, --mixup, --worker-batch, --seed, --data-dir, ...) are passed
-to every stage that takes them.
+Training flags not listed here (--lr, --mixup, --worker-batch, --seed, --data-dir, ...) go to the
+PS and workers; --data-dir and --seed also to the predictor training, whose own flags are given
+with --stage-flags.
 """
 import argparse
 import json
@@ -21,6 +22,19 @@ from predictor import CheckpointError, read_meta
 from reports import write_comparison
 from runtime.flags import parser as training_parser
 
+
+def _shared_with_stage(argv: list[str]) -> list[str]:
+    """The pass-through flags the predictor training takes too (all of them carry a value)."""
+    kept, i = [], 0
+    while i < len(argv):
+        name = argv[i].split("=", 1)[0]
+        width = 1 if "=" in argv[i] else 2
+        if name in ("--data-dir", "--seed"):
+            kept += argv[i : i + width]
+        i += width
+    return kept
+
+
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="lenet5")
 p.add_argument("--dataset", default="fashion_mnist")
@@ -29,7 +43,7 @@ p.add_argument("--epochs", type=int, default=10, help="epochs of baseline and of
 p.add_argument("--out", default="runs/pipeline", help="directory of the three stages' outputs and the comparison")
 p.add_argument("--snapshot-every", type=int, default=10, metavar="K", help="collection: a snapshot per K steps")
 p.add_argument("--stage-epochs", type=int, default=6, help="epochs of predictor training")
-p.add_argument("--stage-flags", default="", help="extra flags for mp2_train_stage.py, e.g. '--image-batches 10'")
+p.add_argument("--stage-flags", default="", help="extra flags for mp2_train_stage.py, e.g. --stage-flags='--image-batches 10'")
 p.add_argument("--predictor", help="use this predictor checkpoint instead of training or reusing one")
 p.add_argument("--retrain", action="store_true", help="train a new predictor even if one exists")
 args, passthrough = p.parse_known_args()
@@ -39,7 +53,11 @@ for arg in passthrough:
         sys.exit(f"mp2_pipeline: error: unknown flag {arg}")
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
-common = ["--model", args.model, "--dataset", args.dataset, *passthrough]
+common = ["--model", args.model, "--dataset", args.dataset]
+# The training stage shares only where the data is and the seed; --lr, --mixup, ... are the workers'
+# (the predictor's own settings go in --stage-flags).
+stage_common = [*common, *_shared_with_stage(passthrough)]
+common += passthrough
 
 
 def stage(title: str, script: str, *flags: str) -> None:
@@ -72,7 +90,7 @@ stage("1. baseline training" + (" with snapshot collection" if collect else ""),
 if train_predictor:
     stage("2. predictor training (prediction-result loss)", "mp2_train_stage.py",
           "--snapshots", str(out / "baseline" / "snapshots"), "--out", str(predictor.parent),
-          "--epochs", str(args.stage_epochs), *common, *args.stage_flags.split())
+          "--epochs", str(args.stage_epochs), *stage_common, *args.stage_flags.split())
 
 # --- 3. MP² --------------------------------------------------------------------------------------
 stage("3. MP² training", "mp2_local.py", "--workers", str(args.workers), "--method", "mp2",

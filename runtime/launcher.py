@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# TensorFlow's C++ start-up notices, printed before its log settings apply: kept in the logs,
+# left off the terminal where they would bury the run's own lines.
+STARTUP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|I0000 \S+ +\d+ (port|cpu_feature_guard)\.cc"
+    r"|To enable the following instructions)"
+)
 
 
 def _die_with_parent() -> None:
@@ -51,8 +58,9 @@ class LocalCluster:
     def _pump(self, child: Child) -> None:
         log = open(self.log_dir / f"{child.name}.log", "w") if self.log_dir else None
         for line in child.proc.stdout:
-            sys.stdout.write(f"[{child.name}] {line}")
-            sys.stdout.flush()
+            if not STARTUP_NOISE.match(line):
+                sys.stdout.write(f"[{child.name}] {line}")
+                sys.stdout.flush()
             if log:
                 log.write(line)
                 log.flush()

@@ -10,7 +10,7 @@ import tensorflow as tf
 from runtime import deadline
 from runtime.config import RunConfig
 from runtime.methods import Method
-from runtime.wire import Wire
+from runtime.wire import Wire, welcome_queue
 
 
 class WorkerFailed(Exception):
@@ -24,7 +24,7 @@ class PSLink:
         self._verdict = tf.compat.v1.placeholder(tf.string, [])
         self._model = tf.compat.v1.placeholder(tf.float32, [None])
         self._start = tf.compat.v1.placeholder(tf.int64, [])
-        self._welcome = [q.enqueue([self._verdict, self._model, self._start]) for q in wire.welcome]
+        self._welcome = {i: q.enqueue([self._verdict, self._model, self._start]) for i, q in enumerate(wire.welcome)}
         self._gather = [q.dequeue() for q in wire.up]
         self._reply = [tf.compat.v1.placeholder(d, None) for d in method.down_dtypes]
         self._broadcast = [q.enqueue(self._reply) for q in wire.down]
@@ -77,6 +77,8 @@ class PSLink:
         return "; ".join(diffs) + " — start it with the PS's flags" if diffs else ""
 
     def _send_welcome(self, index: int, verdict: dict, model: np.ndarray, start: int) -> None:
+        if index not in self._welcome:  # a worker that believes in a larger cluster: refuse it too
+            self._welcome[index] = welcome_queue(index).enqueue([self._verdict, self._model, self._start])
         feed = {self._verdict: json.dumps(verdict), self._model: model, self._start: start}
         deadline.run(self.session, self._welcome[index], feed, seconds=30, what=f"welcoming worker {index}")
 

@@ -25,12 +25,18 @@ class Wire:
         self.workers = workers
         with tf.device(PS_DEVICE):
             self.hello = _queue("hello", 2 * workers, [tf.int32, tf.string])
-            self.welcome = [_queue(f"welcome/{i}", 1, [tf.string, tf.float32, tf.int64]) for i in range(workers)]
+            self.welcome = [welcome_queue(i) for i in range(workers)]
             self.report = [_queue(f"report/{i}", 2, [tf.string]) for i in range(workers)]
             self.notice = [_queue(f"notice/{i}", 1, [tf.string]) for i in range(workers)]
             # Shapes stay open: a method may send variable-length (sparse) tensors.
             self.up = [_queue(f"up/{i}", 2, up) for i in range(workers)]
             self.down = [_queue(f"down/{i}", 2, down) for i in range(workers)]
+
+
+def welcome_queue(index: int) -> tf.queue.FIFOQueue:
+    """Worker `index`'s welcome queue (also for an index the PS does not know, to refuse it)."""
+    with tf.device(PS_DEVICE):
+        return _queue(f"welcome/{index}", 1, [tf.string, tf.float32, tf.int64])
 
 
 def _queue(name: str, capacity: int, dtypes: list[tf.DType]) -> tf.queue.FIFOQueue:

@@ -1,0 +1,104 @@
+"""Stage 1 (collection on the PS), the whole pipeline on synthetic data, and the comparison."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import models
+import paramset
+from reports.compare import compare
+from tests.cluster import SMALL, cluster_flags, run, start
+
+LENET = models.get("lenet5", 10)
+
+
+def test_collection_writes_a_readable_parameter_dataset(tmp_path):
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "2", "--epochs", "2", "--snapshot-every", "5", "--out", str(out), *SMALL)
+    assert done.returncode == 0, done.stdout
+    snaps = paramset.read([out / "snapshots"], LENET.layout)
+    manifest = json.loads((out / "snapshots" / "manifest.json").read_text())
+    assert manifest["model"] == "lenet5" and manifest["fingerprint"] == LENET.layout.fingerprint()
+    assert manifest["dataset"] == "synthetic"
+    # 20 steps per epoch, one snapshot at a random step of every 5: 4 per epoch.
+    assert len(snaps) == 8
+    steps = [r["step"] for r in snaps.records]
+    assert [(s - 1) // 5 for s in steps] == list(range(8)), steps
+    assert [r["epoch"] for r in snaps.records] == [1] * 4 + [2] * 4
+    assert all(0 <= r["test_acc"] <= 1 for r in snaps.records)
+    assert snaps.pushed.shape == (8, LENET.layout.pushed)
+    assert snaps.predicted.shape == (8, LENET.layout.predicted)
+    assert len({v.tobytes() for v in snaps.pushed}) == 8  # snapshots of a model that moved
+    # The last snapshot taken at the last step equals the final global model.
+    final, _ = _load_model(out / "checkpoint.npz")
+    if steps[-1] == 40:
+        np.testing.assert_array_equal(snaps.vectors([-1])[0], final)
+
+
+def test_a_killed_collection_leaves_what_it_wrote_readable(tmp_path):
+    flags = cluster_flags(1)
+    common = [*flags, "--epochs", "50", "--out", str(tmp_path), *SMALL]
+    ps = start("mp2_ps.py", *common, "--snapshot-every", "3")
+    worker = start("mp2_worker.py", *common, "--task_index", "0")
+    try:
+        manifest = tmp_path / "snapshots" / "manifest.json"
+        end = time.monotonic() + 120
+        while not (manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= 2):
+            assert time.monotonic() < end and ps.poll() is None, "no shards were written"
+            time.sleep(0.3)
+        ps.send_signal(signal.SIGKILL)
+    finally:
+        for p in (ps, worker):
+            p.kill()
+            p.wait()
+    snaps = paramset.read([tmp_path / "snapshots"], LENET.layout)
+    assert len(snaps) >= 8 and np.isfinite(snaps.pushed).all()
+
+
+def test_parameter_dataset_of_another_model_is_refused(tmp_path):
+    writer = paramset.ParamSetWriter(tmp_path, LENET.layout, "synthetic")
+    writer.add(LENET.init_vector(0), step=1, epoch=1, test_acc=0.1)
+    writer.flush()
+    with pytest.raises(paramset.ParamSetError, match="lenet5.*resnet18"):
+        paramset.read([tmp_path], models.get("resnet18", 10).layout)
+
+
+def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
+    out = tmp_path / "pipe"
+    done = run(
+        "mp2_pipeline.py", "--workers", "2", "--dataset", "synthetic", "--epochs", "2", "--snapshot-every", "4",
+        "--stage-epochs", "1", "--stage-flags", "--image-batches 3 --eval-images 200", "--out", str(out),
+        "--worker-batch", "50", "--retrain", timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    result = json.loads((out / "comparison.json").read_text())
+    rows = {r["method"]: r for r in result["rows"]}
+    assert set(rows) == {"baseline", "mp2"}
+    assert rows["mp2"]["pushed_vs_baseline"] == pytest.approx(LENET.layout.pushed / LENET.layout.total)
+    assert rows["mp2"]["bytes_pulled_total"] == rows["baseline"]["bytes_pulled_total"]
+    assert "predictor" in result["notes"][0]
+    table = (out / "comparison.md").read_text()
+    assert "| baseline |" in table and "| mp2 |" in table
+
+
+def test_comparison_ratios():
+    base = {"method": "baseline", "model": "m", "dataset": "d", "workers": 2, "epochs": 1, "steps": 10,
+            "best_test_acc": 0.8, "final_test_acc": 0.8, "test_acc_by_epoch": [0.8],
+            "bytes_pushed_total": 1000, "bytes_pulled_total": 1000, "wall_seconds": 10.0}
+    mp2 = {**base, "method": "mp2", "best_test_acc": 0.79, "bytes_pushed_total": 50, "wall_seconds": 8.0}
+    rows = {r["method"]: r for r in compare({"baseline": base, "mp2": mp2})["rows"]}
+    assert rows["mp2"]["pushed_vs_baseline"] == pytest.approx(0.05)
+    assert rows["mp2"]["traffic_vs_baseline"] == pytest.approx(1050 / 2000)
+    assert rows["mp2"]["accuracy_gap_vs_baseline"] == pytest.approx(-0.01)
+    assert rows["mp2"]["bytes_pushed_per_step"] == pytest.approx(50 / 20)
+
+
+def _load_model(path):
+    from runtime.rundir import load_npz
+
+    arrays, meta = load_npz(path)
+    return arrays["model"], meta

@@ -13,6 +13,9 @@ from runtime.methods import Method
 from runtime.wire import Wire, welcome_queue
 
 
+NOTICE_GRACE = 5.0  # seconds the PS waits for workers to read why it stopped the run
+
+
 class WorkerFailed(Exception):
     """A worker did not do its part in time; the message names it."""
 
@@ -32,6 +35,7 @@ class PSLink:
         self._reason = tf.compat.v1.placeholder(tf.string, [])
         self._notify = [q.enqueue([self._reason]) for q in wire.notice]
         self._close = [q.close(cancel_pending_enqueues=True) for q in wire.down + wire.welcome]
+        self._unread_notices = tf.add_n([q.size() for q in wire.notice])
 
     def admit(self, config: RunConfig, model: np.ndarray, start_step: int, timeout: float, log=print) -> None:
         """Wait until every worker said hello with the PS's configuration, then send each the model.
@@ -119,3 +123,8 @@ class PSLink:
             except tf.errors.OpError:
                 pass  # a notice is already waiting there
         self.session.run(self._close)
+        # The notices live in this process: stay until the workers have read them (a dead one never
+        # will, hence the bound), or they would only learn that the PS is gone, not why.
+        end = time.monotonic() + NOTICE_GRACE
+        while time.monotonic() < end and self.session.run(self._unread_notices) > 0:
+            time.sleep(0.1)

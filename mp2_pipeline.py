@@ -13,6 +13,7 @@ with --stage-flags.
 """
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -60,7 +61,10 @@ stage_common = [*common, *_shared_with_stage(passthrough)]
 common += passthrough
 
 
-def stage(title: str, script: str, *flags: str) -> None:
+def stage(title: str, script: str, *flags: str, fresh: Path | None = None) -> None:
+    """Run one stage as its own process; `fresh`: this pipeline's directory for it, emptied first."""
+    if fresh is not None and fresh.exists():
+        shutil.rmtree(fresh)
     print(f"\n=== {title}\n$ python {script} {' '.join(flags)}", flush=True)
     started = time.monotonic()
     code = subprocess.call([sys.executable, script, *flags], cwd=Path(__file__).parent)
@@ -84,7 +88,7 @@ if not train_predictor:
 collect = ["--snapshot-every", str(args.snapshot_every)] if train_predictor else []
 stage("1. baseline training" + (" with snapshot collection" if collect else ""), "mp2_local.py",
       "--workers", str(args.workers), "--method", "baseline", "--epochs", str(args.epochs),
-      "--out", str(out / "baseline"), *collect, *common)
+      "--out", str(out / "baseline"), *collect, *common, fresh=out / "baseline")
 
 # --- 2. predictor ------------------------------------------------------------------------------
 if train_predictor:
@@ -94,7 +98,8 @@ if train_predictor:
 
 # --- 3. MP² --------------------------------------------------------------------------------------
 stage("3. MP² training", "mp2_local.py", "--workers", str(args.workers), "--method", "mp2",
-      "--predictor", str(predictor), "--epochs", str(args.epochs), "--out", str(out / "mp2"), *common)
+      "--predictor", str(predictor), "--epochs", str(args.epochs), "--out", str(out / "mp2"), *common,
+      fresh=out / "mp2")
 
 # --- 4. comparison -------------------------------------------------------------------------------
 summaries = {name: json.loads((out / name / "summary.json").read_text()) for name in ("baseline", "mp2")}

@@ -3,9 +3,9 @@
     python mp2_ps.py --ps_hosts 10.0.0.1:2222 --worker_hosts 10.0.0.2:2222,10.0.0.3:2222 \
         --model lenet5 --dataset fashion_mnist --method mp2 --predictor predictors/lenet5-fashion_mnist.npz
 """
-import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +15,7 @@ from predictor import CheckpointError
 from paramset import ParamSetError, ParamSetWriter
 from runtime import cluster, flags, methods
 from runtime.collect import SnapshotCollector
+from runtime.config import RunConfig
 from runtime.progress import Progress
 from runtime.ps import PSLink, WorkerFailed
 from runtime.rundir import RunDir, write_json
@@ -35,25 +36,26 @@ run_dir = RunDir(args.out)
 meta = {"config": config.to_json()}
 
 # --- the starting model: fresh, or the last saved epoch ------------------------------------------
-def _resumable(config_json: str) -> dict:
-    """What must match to resume: everything but --epochs, which a resumed run may extend."""
-    return {k: v for k, v in json.loads(config_json).items() if k != "epochs"}
-
-
 history, start_epoch = [], 0
 vector = model.init_vector(args.seed)
+snapshot_dir = Path(args.snapshot_dir or run_dir.path / "snapshots")
 if args.resume:
     if not run_dir.checkpoint.exists():
         sys.exit(f"ps: error: --resume: no checkpoint in {run_dir.path} (nothing to resume; drop --resume)")
     vector, saved = run_dir.load_model(run_dir.checkpoint)
-    if _resumable(saved["config"]) != _resumable(meta["config"]):
-        sys.exit(f"ps: error: --resume: {run_dir.checkpoint} belongs to another configuration:\n"
-                 f"  saved: {saved['config']}\n  now:   {meta['config']}")
+    # --epochs may grow on resume; every other flag must be the saved run's.
+    diffs = config.differences(RunConfig.from_json(saved["config"]), "the saved run", "this one", ignore=("epochs",))
+    if diffs:
+        sys.exit(f"ps: error: --resume: {run_dir.checkpoint} belongs to another configuration: " + "; ".join(diffs))
     start_epoch = saved["epoch"]
     history = run_dir.keep_metrics_through(start_epoch)
     print(f"ps: resuming after epoch {start_epoch}", flush=True)
-elif run_dir.metrics.exists():
-    run_dir.metrics.unlink()  # a fresh run in an old directory starts a fresh record
+else:
+    if args.snapshot_every > 0 and (snapshot_dir / "manifest.json").exists():
+        sys.exit(f"ps: error: {snapshot_dir} already holds snapshots of an earlier run; delete it, choose "
+                 f"another --snapshot-dir, or continue that run with --resume")
+    if run_dir.metrics.exists():
+        run_dir.metrics.unlink()  # a fresh run in an old directory starts a fresh record
 
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
@@ -65,7 +67,7 @@ try:
     method.prepare_ps(session, cluster.PS_DEVICE, {"predictor": args.predictor})
     collector = None
     if args.snapshot_every > 0:
-        writer = ParamSetWriter(args.snapshot_dir or run_dir.path / "snapshots", model.layout, dataset.name)
+        writer = ParamSetWriter(snapshot_dir, model.layout, dataset.name)
         collector = SnapshotCollector(session, cluster.PS_DEVICE, model, dataset, writer, args.snapshot_every,
                                       args.seed, args.snapshot_eval_images)
 except (cluster.ClusterError, CheckpointError, ParamSetError, ValueError) as e:

@@ -45,11 +45,12 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
 
-    def differences(self, other: "RunConfig") -> list[str]:
-        """Human-readable differences, phrased as `other` (a worker) against `self` (the PS)."""
+    def differences(self, other: "RunConfig", theirs: str = "worker", mine: str = "the PS",
+                    ignore: tuple[str, ...] = ()) -> list[str]:
+        """Human-readable differences, phrased as `other` (theirs) against `self` (mine)."""
         out = []
         for name, flag in FLAG_OF.items():
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if mine != theirs:
-                out.append(f"{flag}: worker has {theirs!r}, the PS has {mine!r}")
+            a, b = getattr(self, name), getattr(other, name)
+            if name not in ignore and a != b:
+                out.append(f"{flag}: {theirs} has {b!r}, {mine} has {a!r}")
         return out

@@ -22,7 +22,7 @@ class WorkerFailed(Exception):
 
 class PSLink:
     def __init__(self, session: tf.compat.v1.Session, wire: Wire, method: Method) -> None:
-        self.session, self.wire, n = session, wire, wire.workers
+        self.session, self.wire = session, wire
         self._hello = wire.hello.dequeue()
         self._verdict = tf.compat.v1.placeholder(tf.string, [])
         self._model = tf.compat.v1.placeholder(tf.float32, [None])

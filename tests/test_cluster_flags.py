@@ -1,0 +1,64 @@
+"""Cluster flags and TF_CONFIG, the run configuration check, and the launcher's flag split."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from runtime.cluster import ClusterError, add_cluster_flags, resolve
+from runtime.config import RunConfig
+from runtime.flags import split_ps_only
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_cluster_flags(p)
+    return p.parse_args(argv)
+
+
+def test_flags_give_the_cluster_and_index():
+    cluster, index = resolve(_args("--ps_hosts", "10.0.0.1:2222", "--worker_hosts", "10.0.0.2:2222,10.0.0.3:2222",
+                                   "--task_index", "1"), "worker")
+    assert cluster.ps == ("10.0.0.1:2222",) and cluster.workers == ("10.0.0.2:2222", "10.0.0.3:2222")
+    assert index == 1
+
+
+def test_tf_config_is_used_when_flags_are_absent(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"ps": ["10.0.0.1:2222"], "worker": ["10.0.0.2:2222", "10.0.0.3:2222"]},
+        "task": {"type": "worker", "index": 1},
+    }))
+    cluster, index = resolve(_args(), "worker")
+    assert cluster.workers == ("10.0.0.2:2222", "10.0.0.3:2222") and index == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    ((), "no cluster given"),
+    (("--ps_hosts", "localhost:1", "--worker_hosts", "127.0.0.1:2", "--task_index", "0"), "127.0.0.1 instead of localhost"),
+    (("--ps_hosts", "127.0.0.1", "--worker_hosts", "127.0.0.1:2", "--task_index", "0"), "is not host:port"),
+    (("--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2"), "needs --task_index"),
+    (("--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2", "--task_index", "3"), "outside 0..0"),
+    (("--ps_hosts", "127.0.0.1:1,127.0.0.1:3", "--worker_hosts", "127.0.0.1:2", "--task_index", "0"), "exactly one parameter server"),
+    (("--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2,127.0.0.1:2", "--task_index", "0"), "appears twice"),
+])
+def test_bad_clusters_are_explained(monkeypatch, argv, message):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ClusterError, match=message):
+        resolve(_args(*argv), "worker")
+
+
+def test_config_differences_name_the_flags():
+    ps = RunConfig("lenet5", 10, "abc", "fashion_mnist", "mp2", 4, 125, 10, 1e-3, 1.0, 0)
+    worker = RunConfig("alexnet", 10, "def", "fashion_mnist", "mp2", 4, 125, 10, 1e-2, 1.0, 0)
+    diffs = ps.differences(worker)
+    assert any(d.startswith("--model: worker has 'alexnet', the PS has 'lenet5'") for d in diffs)
+    assert any(d.startswith("--lr:") for d in diffs)
+    assert len(diffs) == 3  # model, fingerprint, lr
+    assert ps.differences(RunConfig.from_json(ps.to_json())) == []
+
+
+def test_workers_get_every_flag_but_the_ps_only_ones():
+    argv = ["--predictor", "p.npz", "--model", "lenet5", "--resume", "--snapshot-every=3",
+            "--snapshot-dir", "d", "--epochs", "2", "--lr", "0.01"]
+    assert split_ps_only(argv) == ["--model", "lenet5", "--epochs", "2", "--lr", "0.01"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+import npzio
 from models import Layout
 
 FORMAT = "mp2-paramset"
@@ -60,9 +61,7 @@ class ParamSetWriter:
             for p in self.layout.params
             for a, b in [self.layout.offset(p.name)]
         }
-        tmp = self.dir / f".{name}.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, self.dir / name)
+        npzio.write(self.dir / name, arrays)
         self.manifest["shards"].append({"file": name, "count": len(stack)})
         for row, (_, info) in enumerate(self._pending):
             self.manifest["snapshots"].append({"shard": name, "row": row, **info})

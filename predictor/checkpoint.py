@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import zipfile
-import zlib
 from typing import Mapping
 
 import numpy as np
 
+import npzio
 from models.layout import Layout
 from predictor.structure import infer_stage, weight_problems, weight_specs
 
 FORMAT = "mp2-predictor"
 VERSION = 1
-META_KEY = "__meta__"
-_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+META_KEY = npzio.META_KEY
+_READ_ERRORS = npzio.READ_ERRORS
 
 
 class CheckpointError(Exception):
@@ -47,21 +45,7 @@ def save_checkpoint(
     if clash:
         raise ValueError(f"meta may not override {', '.join(clash)}")
     info = {**(meta or {}), **header}
-    arrays = {name: np.asarray(v, np.float32) for name, v in weights.items()}
-    arrays[META_KEY] = np.frombuffer(json.dumps(info, default=_json_default).encode(), np.uint8)
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".predictor-", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    npzio.write(path, {name: np.asarray(v, np.float32) for name, v in weights.items()}, info)
 
 
 def read_meta(path: str) -> dict:
@@ -137,9 +121,3 @@ def _read(path: str) -> tuple[dict[str, np.ndarray], dict]:
             f"version {VERSION}: retrain it with mp2_train_stage.py"
         )
     return arrays, meta
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):  # numpy scalars (accuracy, epoch) in the caller's meta
-        return value.item()
-    raise TypeError(f"meta value {value!r} is not JSON-serialisable")

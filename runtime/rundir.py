@@ -1,6 +1,6 @@
 """The run directory the PS writes: metrics.jsonl, summary.json and the global model checkpoints.
 
-Everything is JSON or a pickle-free .npz, written atomically (tmp file + rename), so a run killed
+Everything is JSON or a pickle-free .npz (npzio), written atomically (tmp file + rename), so a run killed
 at any moment leaves readable files.
 """
 from __future__ import annotations
@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+import npzio
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -23,22 +25,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, value: dict) -> None:
     atomic_write_bytes(Path(path), (json.dumps(value, indent=1, sort_keys=True) + "\n").encode())
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Arrays plus a JSON metadata entry, without any pickled object."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    encoded = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    np.savez(tmp, __meta__=encoded, **arrays)
-    os.replace(tmp, path)
-
-
-def load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    return arrays, meta
 
 
 class RunDir:
@@ -69,8 +55,8 @@ class RunDir:
         return kept
 
     def save_model(self, path: Path, model: np.ndarray, meta: dict) -> None:
-        save_npz(path, {"model": model}, meta)
+        npzio.write(path, {"model": model}, meta)
 
     def load_model(self, path: Path) -> tuple[np.ndarray, dict]:
-        arrays, meta = load_npz(path)
+        arrays, meta = npzio.read(path)
         return arrays["model"], meta

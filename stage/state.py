@@ -1,6 +1,6 @@
 """What the training stage writes to --out: the resumable state, report.json and report.csv.
 
-last.npz (pickle-free, via runtime.rundir.save_npz): the predictor's weights ("w/<name>"), the
+last.npz (pickle-free, via npzio): the predictor's weights ("w/<name>"), the
 optimizer state ("adam/..."), and as JSON metadata the config, the epoch reached and the rows of
 the report so far. Every epoch's randomness is drawn from (seed, epoch), so the epoch and the seed
 fix where the random streams continue.
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.rundir import atomic_write_bytes, load_npz, save_npz, write_json
+import npzio
+from runtime.rundir import atomic_write_bytes, write_json
 
 LAST = "last.npz"
 BEST = "predictor.npz"
@@ -34,7 +35,7 @@ def save_state(out: Path, weights: dict[str, np.ndarray], adam_state: dict[str, 
     arrays = {f"w/{k}": v for k, v in weights.items()}
     arrays.update(adam_state)
     meta = {"format": STATE_FORMAT, "config": config, "epoch": epoch, "rows": rows, "best": best}
-    save_npz(out / LAST, arrays, meta)
+    npzio.write(out / LAST, arrays, meta)
 
 
 def load_state(out: Path, config: dict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
@@ -43,7 +44,7 @@ def load_state(out: Path, config: dict) -> tuple[dict[str, np.ndarray], dict[str
     if not path.exists():
         raise ResumeError(f"--resume: no {LAST} in {out} (nothing to resume; drop --resume)")
     try:
-        arrays, meta = load_npz(path)
+        arrays, meta = npzio.read(path)
     except Exception as e:  # a damaged file: any of numpy's, zipfile's or json's errors
         raise ResumeError(f"--resume: {path} is unreadable ({type(e).__name__}: {e}); "
                           f"start afresh without --resume") from None

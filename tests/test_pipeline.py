@@ -101,7 +101,7 @@ def test_comparison_ratios():
 
 
 def _load_model(path):
-    from runtime.rundir import load_npz
+    import npzio
 
-    arrays, meta = load_npz(path)
+    arrays, meta = npzio.read(path)
     return arrays["model"], meta

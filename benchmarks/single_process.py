@@ -1,0 +1,87 @@
+"""A model trained in one plain process through its pure forward function: the reference point.
+
+    python benchmarks/single_process.py --model lenet5 --dataset fashion_mnist --epochs 1
+
+No PS, no workers: Adam on mini-batches, eagerly with tf.function. Prints test accuracy and the
+time per step, and writes them as JSON (--out). Useful to check a model and a dataset before a
+distributed run, and as the speed of one step without communication.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import data  # noqa: E402
+import models  # noqa: E402
+from runtime.metrics import classification_report  # noqa: E402
+from runtime.progress import Progress  # noqa: E402
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--model", default="lenet5")
+p.add_argument("--dataset", default="fashion_mnist")
+p.add_argument("--data-dir")
+p.add_argument("--epochs", type=int, default=1)
+p.add_argument("--batch", type=int, default=125)
+p.add_argument("--lr", type=float, default=1e-3)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--threads", type=int, default=1)
+p.add_argument("--out", default="runs/single-process.json")
+args = p.parse_args()
+tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+probe = models.get(args.model)
+try:
+    dataset = data.load(args.dataset, args.data_dir, image_shape=probe.input_shape, seed=args.seed)
+except data.DataError as e:
+    sys.exit(f"single_process: error: {e}")
+model = models.get(args.model, dataset.classes)
+params = {name: tf.Variable(value) for name, value in model.init(args.seed).items()}
+optimizer = tf.keras.optimizers.Adam(args.lr)
+variables = list(params.values())
+
+
+@tf.function
+def train_step(images, labels):
+    with tf.GradientTape() as tape:
+        logits = model.forward(params, images)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+
+@tf.function
+def predict(images):
+    return tf.argmax(model.forward(params, images), axis=1)
+
+
+rng = np.random.default_rng(args.seed)
+steps = len(dataset.train_y) // args.batch
+step_seconds = []
+for epoch in range(args.epochs):
+    order = rng.permutation(len(dataset.train_y))
+    progress = Progress(steps, f"epoch {epoch + 1}/{args.epochs} step")
+    for step in range(steps):
+        idx = order[step * args.batch : (step + 1) * args.batch]
+        start = time.perf_counter()
+        loss = float(train_step(dataset.train_x[idx], dataset.train_y[idx].astype(np.int32)))
+        step_seconds.append(time.perf_counter() - start)
+        progress.update(step + 1, {"loss": loss})
+    predictions = np.concatenate([predict(dataset.test_x[i : i + 1000]).numpy() for i in range(0, len(dataset.test_y), 1000)])
+    report = classification_report(dataset.test_y, predictions, dataset.classes)
+    print(f"epoch {epoch + 1}: test accuracy {report['accuracy']:.4f}, macro F1 {report['f1']:.4f}", flush=True)
+
+result = {
+    "model": model.name, "dataset": dataset.name, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
+    "threads": args.threads, "test_acc": report["accuracy"], "f1": report["f1"],
+    "step_ms_median": 1000 * float(np.median(step_seconds[1:] or step_seconds)),
+}
+Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+print(f"{model.name}/{dataset.name}: test accuracy {result['test_acc']:.4f} after {args.epochs} epoch(s); "
+      f"median step {result['step_ms_median']:.1f} ms ({args.batch} images, {args.threads} thread(s)); wrote {args.out}")

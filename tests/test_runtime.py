@@ -5,6 +5,7 @@ import json
 import signal
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,49 @@ def _wait_for(path, timeout: float) -> None:
     while not (path.exists() and path.read_text().strip()):
         assert time.monotonic() < end, f"{path} never appeared"
         time.sleep(0.5)
+
+
+def test_workers_stop_promptly_when_the_ps_dies(tmp_path):
+    flags = cluster_flags(2)
+    common = [*flags, "--epochs", "50", "--out", str(tmp_path), *SMALL]
+    ps = start("mp2_ps.py", *common)
+    workers = [start("mp2_worker.py", *common, "--task_index", str(i)) for i in range(2)]
+    try:
+        _wait_for(tmp_path / "metrics.jsonl", timeout=120)
+        ps.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        for w in workers:
+            out, _ = w.communicate(timeout=60)  # a worker must not hang, not even at exit
+            assert w.returncode != 0 and "PS" in out.splitlines()[-1], out[-2000:]
+        assert time.monotonic() - killed_at < 30
+    finally:
+        for p in (ps, *workers):
+            p.kill()
+            p.wait()
+
+
+def test_interrupting_the_launcher_stops_every_process(tmp_path):
+    launcher = start("mp2_local.py", "--workers", "2", "--epochs", "50", "--out", str(tmp_path), *SMALL)
+    try:
+        _wait_for(tmp_path / "metrics.jsonl", timeout=120)
+        launcher.send_signal(signal.SIGINT)
+        out, _ = launcher.communicate(timeout=60)
+        assert launcher.returncode == 130, out[-2000:]
+        assert "stopping every process" in out
+    finally:
+        launcher.kill()
+        launcher.wait()
+    time.sleep(1)
+    assert _processes_mentioning(str(tmp_path)) == [], "processes left behind"
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended meanwhile
+        if text in args:
+            found.append(args)
+    return found

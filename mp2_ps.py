@@ -27,11 +27,11 @@ args = parser.parse_args()
 try:
     spec, _ = cluster.resolve(args, "ps")
     dataset, model = flags.load_data_and_model(args)
+    n_workers = len(spec.workers)
+    steps_per_epoch = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed).steps_per_epoch
 except (cluster.ClusterError, data.DataError, ValueError) as e:
     sys.exit(f"ps: error: {e}")
-n_workers = len(spec.workers)
 config = flags.run_config(args, model, dataset, n_workers)
-steps_per_epoch = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed).steps_per_epoch
 run_dir = RunDir(args.out)
 meta = {"config": config.to_json()}
 

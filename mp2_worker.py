@@ -23,12 +23,12 @@ args = flags.parser(__doc__).parse_args()
 try:
     spec, index = cluster.resolve(args, "worker")
     dataset, model = flags.load_data_and_model(args)
+    n_workers = len(spec.workers)
+    schedule = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed)
     server = cluster.start_server(spec, "worker", index)
 except (cluster.ClusterError, data.DataError, ValueError) as e:
     sys.exit(f"worker: error: {e}")
-n_workers = len(spec.workers)
 config = flags.run_config(args, model, dataset, n_workers)
-schedule = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed)
 rng = np.random.default_rng([args.seed, index])  # mixup draws differ per worker
 run_dir = RunDir(args.out)
 log_path = run_dir.path / f"worker-{index}.jsonl"
@@ -46,6 +46,8 @@ try:
     cluster.wait_for_port(spec.ps[0], args.connect_timeout, "the PS")
     start = graph.join(session, config.to_json(), args.connect_timeout)
     print(f"{name}: joined; {schedule.steps_per_epoch} steps per epoch, starting at step {start}", flush=True)
+    if start == 0:
+        log_path.unlink(missing_ok=True)  # a fresh run starts a fresh log; a resumed one goes on
     for epoch in range(start // schedule.steps_per_epoch, args.epochs):
         totals = dict(loss=0.0, acc=0.0, pushed=0, pulled=0, comm=0.0, step=0.0)
         progress = Progress(schedule.steps_per_epoch, f"{name} epoch {epoch + 1}/{args.epochs}")

@@ -45,7 +45,7 @@ def load_state(out: Path, config: dict) -> tuple[dict[str, np.ndarray], dict[str
         raise ResumeError(f"--resume: no {LAST} in {out} (nothing to resume; drop --resume)")
     try:
         arrays, meta = npzio.read(path)
-    except Exception as e:  # a damaged file: any of numpy's, zipfile's or json's errors
+    except (*npzio.READ_ERRORS, UnicodeDecodeError) as e:  # damaged: numpy's, zipfile's or json's errors
         raise ResumeError(f"--resume: {path} is unreadable ({type(e).__name__}: {e}); "
                           f"start afresh without --resume") from None
     if meta.get("format") != STATE_FORMAT:

@@ -22,6 +22,7 @@ from pathlib import Path
 from predictor import CheckpointError, read_meta
 from reports import write_comparison
 from runtime.flags import parser as training_parser
+from runtime.launcher import STARTUP_NOISE
 
 
 def _shared_with_stage(argv: list[str]) -> list[str]:
@@ -67,7 +68,17 @@ def stage(title: str, script: str, *flags: str, fresh: Path | None = None) -> No
         shutil.rmtree(fresh)
     print(f"\n=== {title}\n$ python {script} {' '.join(flags)}", flush=True)
     started = time.monotonic()
-    code = subprocess.call([sys.executable, script, *flags], cwd=Path(__file__).parent)
+    proc = subprocess.Popen([sys.executable, script, *flags], cwd=Path(__file__).parent, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        for line in proc.stdout:
+            if not STARTUP_NOISE.match(line):
+                sys.stdout.write(line)
+                sys.stdout.flush()
+        code = proc.wait()
+    except KeyboardInterrupt:  # the stage got the same Ctrl-C and stops its own processes
+        proc.wait()
+        sys.exit(f"mp2_pipeline: interrupted during {title}")
     if code != 0:
         sys.exit(f"mp2_pipeline: {title} failed (exit {code}); its output is above")
     print(f"=== {title}: done in {time.monotonic() - started:.0f} s", flush=True)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.cluster import free_port
+from runtime.cluster import free_ports
 from runtime.flags import split_ps_only
 from runtime.launcher import Child, LocalCluster
 
@@ -24,8 +24,9 @@ for flag in ("--ps_hosts", "--worker_hosts", "--task_index"):
         sys.exit(f"mp2_local: error: {flag} is chosen by the launcher (free ports on 127.0.0.1); leave it out")
 
 # Loopback only: TensorFlow's gRPC server has no authentication.
-ps_host = f"127.0.0.1:{free_port()}"
-worker_hosts = ",".join(f"127.0.0.1:{free_port()}" for _ in range(args.workers))
+ps_port, *worker_ports = free_ports(args.workers + 1)
+ps_host = f"127.0.0.1:{ps_port}"
+worker_hosts = ",".join(f"127.0.0.1:{port}" for port in worker_ports)
 cluster = ["--ps_hosts", ps_host, "--worker_hosts", worker_hosts, "--out", args.out]
 
 

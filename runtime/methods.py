@@ -60,7 +60,7 @@ class Baseline(Method):
         return local.assign(payload[0])
 
     def aggregate(self, payloads, model):
-        average = np.mean([p[0] for p in payloads], axis=0, dtype=np.float32)
+        average = _average(payloads)
         return average, [average]
 
 
@@ -96,11 +96,16 @@ class MP2(Method):
         self.predict = lambda vector: session.run(full, {pushed: vector})
 
     def aggregate(self, payloads, model):
-        average = np.mean([p[0] for p in payloads], axis=0, dtype=np.float32)
+        average = _average(payloads)
         start = time.perf_counter()
         full = self.predict(average)
         self.predict_seconds += time.perf_counter() - start
         return full, [full]
+
+
+def _average(payloads: list[list[np.ndarray]]) -> np.ndarray:
+    """The element-wise mean of every worker's first payload tensor."""
+    return np.mean([p[0] for p in payloads], axis=0, dtype=np.float32)
 
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, MP2)}

@@ -7,23 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runtime.cluster import free_ports
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 # Small and quick: synthetic 28x28 images, 2 workers of 50 images a step.
 SMALL = ["--model", "lenet5", "--dataset", "synthetic", "--worker-batch", "50", "--step-timeout", "60", "--connect-timeout", "60"]
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def cluster_flags(workers: int) -> list[str]:

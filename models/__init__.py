@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from models.base import Model
@@ -23,14 +24,21 @@ _BUILDERS: dict[str, Callable[[int], Model]] = {
 NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 
-def get(name: str, classes: int = 10) -> Model:
-    """The model called `name` with a classifier for `classes` classes."""
+PUSH_HELP = ("the pushed group: front (the model's front layers), front+head (plus the classifier), "
+             "all, or comma-separated layer names (python -m models NAME lists them)")
+
+
+def get(name: str, classes: int = 10, push: str = "front") -> Model:
+    """The model called `name` with a classifier for `classes` classes, pushing `push` (see PUSH_HELP)."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in _BUILDERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(NAMES)}")
     if classes < 2:
         raise ValueError(f"a model needs at least 2 classes, got {classes}")
-    return _BUILDERS[key](classes)
+    model = _BUILDERS[key](classes)
+    if push == "front":
+        return model
+    return dataclasses.replace(model, layout=model.layout.with_push(push))
 
 
-__all__ = ["Model", "Layout", "Layer", "ParamSpec", "PUSHED", "PREDICTED", "NAMES", "get"]
+__all__ = ["PUSH_HELP", "Model", "Layout", "Layer", "ParamSpec", "PUSHED", "PREDICTED", "NAMES", "get"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
@@ -48,7 +48,11 @@ class Layer:
 
 @dataclass(frozen=True)
 class Layout:
-    """The ordered parameter layout of a model; pushed tensors come first (the front layers)."""
+    """The ordered parameter layout of a model, each tensor in the pushed or the predicted group.
+
+    The flat vector keeps the model's own order whatever is pushed; `split` and `join` move between
+    it and the (pushed, predicted) pair, each group in layout order.
+    """
 
     model: str
     classes: int
@@ -59,8 +63,6 @@ class Layout:
         groups = [p.group for p in self.params]
         if any(g not in (PUSHED, PREDICTED) for g in groups):
             raise ValueError(f"{self.model}: a group must be {PUSHED!r} or {PREDICTED!r}")
-        if groups != sorted(groups, key=lambda g: g != PUSHED):
-            raise ValueError(f"{self.model}: pushed tensors must precede predicted ones")
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
             raise ValueError(f"{self.model}: duplicate parameter names")
@@ -77,8 +79,34 @@ class Layout:
 
     @property
     def pushed(self) -> int:
-        """Number of values in the pushed group; they occupy vector[:pushed]."""
+        """Number of values in the pushed group."""
         return sum(p.size for p in self.params if p.group == PUSHED)
+
+    def pushed_layers(self) -> list[str]:
+        """Names of the pushed layers, in layout order: what identifies a push set."""
+        return [layer.name for layer in self.layers(PUSHED)]
+
+    def with_push(self, choice: str) -> "Layout":
+        """This layout with another pushed group: a preset or a comma-separated list of layers.
+
+        Presets: "front" (the model's own front layers), "front+head" (those plus the classifier,
+        the last layer), "all" (every layer: nothing is predicted).
+        """
+        names = [layer.name for layer in self.layers()]
+        front = [layer.name for layer in self.layers(PUSHED)]
+        presets = {"front": front, "front+head": front + [names[-1]], "all": names}
+        if choice in presets:
+            chosen = set(presets[choice])
+        else:
+            chosen = {n.strip() for n in choice.split(",") if n.strip()}
+            unknown = sorted(chosen - set(names))
+            if unknown or not chosen:
+                raise ValueError(
+                    f"--push {choice!r}: {', '.join(unknown) or 'no layer'} is not a layer of {self.model}; "
+                    f"give a preset ({', '.join(presets)}) or layer names from: {', '.join(names)}"
+                )
+        params = tuple(replace(p, group=PUSHED if p.layer in chosen else PREDICTED) for p in self.params)
+        return Layout(self.model, self.classes, params)
 
     @property
     def predicted(self) -> int:
@@ -101,8 +129,8 @@ class Layout:
 
     # --- identity --------------------------------------------------------------------------
     def fingerprint(self) -> str:
-        """A short hash of everything that fixes the meaning of a flat vector."""
-        desc = [self.model, self.classes, [[p.name, list(p.shape), p.group] for p in self.params]]
+        """A short hash of everything that fixes the meaning of a flat vector (not the push set)."""
+        desc = [self.model, self.classes, [[p.name, list(p.shape)] for p in self.params]]
         return hashlib.sha256(json.dumps(desc).encode()).hexdigest()[:16]
 
     def describe(self) -> dict:
@@ -113,6 +141,7 @@ class Layout:
             "total": self.total,
             "pushed": self.pushed,
             "predicted": self.predicted,
+            "pushed_layers": self.pushed_layers(),
             "tensors": [
                 {"name": p.name, "shape": list(p.shape), "size": p.size, "group": p.group}
                 for p in self.params
@@ -133,25 +162,62 @@ class Layout:
     def unflatten(self, vector, group: str | None = None) -> dict:
         """Split a flat vector (of the whole layout, or of one group) into named tensors."""
         specs = self.params if group is None else self.group(group)
-        base = self._offsets[specs[0].name][0] if specs else 0
         expected = sum(p.size for p in specs)
-        if isinstance(vector, np.ndarray):
-            if vector.shape != (expected,):
-                raise ValueError(
-                    f"{self.model}: expected a vector of {expected} values, got shape {vector.shape}"
-                )
-            return {
-                p.name: vector[a - base : b - base].reshape(p.shape)
-                for p in specs
-                for a, b in [self._offsets[p.name]]
-            }
-        import tensorflow as tf
+        if isinstance(vector, np.ndarray) and vector.shape != (expected,):
+            raise ValueError(f"{self.model}: expected a vector of {expected} values, got shape {vector.shape}")
+        reshape = np.reshape if isinstance(vector, np.ndarray) else _tf().reshape
+        out, start = {}, 0
+        for p in specs:
+            out[p.name] = reshape(vector[start : start + p.size], p.shape)
+            start += p.size
+        return out
 
-        return {
-            p.name: tf.reshape(vector[a - base : b - base], p.shape)
-            for p in specs
-            for a, b in [self._offsets[p.name]]
-        }
+    def _runs(self, group: str) -> list[tuple[int, int]]:
+        """[start, stop) ranges of the flat vector that hold `group`, adjacent tensors merged."""
+        runs: list[list[int]] = []
+        for p in self.params:
+            if p.group != group:
+                continue
+            a, b = self._offsets[p.name]
+            if runs and runs[-1][1] == a:
+                runs[-1][1] = b
+            else:
+                runs.append([a, b])
+        return [(a, b) for a, b in runs]
+
+    def split(self, vector):
+        """(pushed, predicted) parts of a flat vector [total] or a batch [B, total]; numpy or tf."""
+        parts = []
+        for group in (PUSHED, PREDICTED):
+            pieces = [vector[..., a:b] for a, b in self._runs(group)]
+            if isinstance(vector, np.ndarray):
+                empty = np.zeros((*vector.shape[:-1], 0), vector.dtype)
+                parts.append(np.concatenate(pieces, axis=-1) if pieces else empty)
+            else:
+                tf = _tf()
+                parts.append(tf.concat(pieces, axis=-1) if pieces else vector[..., :0])
+        return parts[0], parts[1]
+
+    def join(self, pushed, predicted):
+        """The flat vector (or batch) from its pushed and predicted parts: the inverse of split."""
+        cursors = {PUSHED: 0, PREDICTED: 0}
+        sources = {PUSHED: pushed, PREDICTED: predicted}
+        pieces = []
+        # Walk the layout in order, taking each run from its group's vector.
+        runs = sorted([(a, b, g) for g in (PUSHED, PREDICTED) for a, b in self._runs(g)])
+        for a, b, g in runs:
+            c = cursors[g]
+            pieces.append(sources[g][..., c : c + (b - a)])
+            cursors[g] = c + (b - a)
+        if isinstance(pushed, np.ndarray) and isinstance(predicted, np.ndarray):
+            return np.concatenate(pieces, axis=-1).astype(np.float32, copy=False)
+        return _tf().concat(pieces, axis=-1)
+
+
+def _tf():
+    import tensorflow as tf  # only when TensorFlow tensors are involved
+
+    return tf
 
 
 class LayoutBuilder:

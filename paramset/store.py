@@ -86,7 +86,7 @@ class Snapshots:
         return len(self.records)
 
     def vectors(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        return np.concatenate([self.pushed[rows], self.predicted[rows]], axis=1)
+        return self.layout.join(self.pushed[rows], self.predicted[rows])
 
 
 def read(directories: list[str | Path], layout: Layout) -> Snapshots:
@@ -99,8 +99,9 @@ def read(directories: list[str | Path], layout: Layout) -> Snapshots:
         for shard in manifest["shards"]:
             arrays = _read_shard(d / shard["file"], layout, shard["count"])
             flat = np.concatenate([arrays[p.name].reshape(shard["count"], -1) for p in layout.params], axis=1)
-            pushed.append(flat[:, : layout.pushed])
-            predicted.append(flat[:, layout.pushed :])
+            a, b = layout.split(flat)
+            pushed.append(a)
+            predicted.append(b)
         records += [{**r, "source": str(d)} for r in manifest["snapshots"]]
     if not records:
         raise ParamSetError(

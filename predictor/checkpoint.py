@@ -16,7 +16,7 @@ from models.layout import Layout
 from predictor.structure import infer_stage, weight_problems, weight_specs
 
 FORMAT = "mp2-predictor"
-VERSION = 1
+VERSION = 2  # 2: the push set is part of the checkpoint
 META_KEY = npzio.META_KEY
 _READ_ERRORS = npzio.READ_ERRORS
 
@@ -39,6 +39,7 @@ def save_checkpoint(
         "model": layout.model,
         "classes": layout.classes,
         "fingerprint": layout.fingerprint(),
+        "pushed_layers": layout.pushed_layers(),
         "input_stage": stage,
     }
     clash = [k for k in (meta or {}) if k in header and meta[k] != header[k]]
@@ -64,6 +65,12 @@ def load_checkpoint(path: str, layout: Layout) -> tuple[dict[str, np.ndarray], d
             f"but this run uses {ours[0]} with {ours[1]} classes (layout {ours[2]}); retrain it with "
             f"mp2_train_stage.py --model {ours[0]} on a {ours[1]}-class dataset, or pass the "
             f"predictor trained for this model"
+        )
+    if meta.get("pushed_layers") != layout.pushed_layers():
+        raise CheckpointError(
+            f"{path} predicts from the pushed layers {', '.join(meta.get('pushed_layers') or [])}, but this "
+            f"run pushes {', '.join(layout.pushed_layers())}; pass the --push the predictor was trained "
+            f"with, or train one for this push set (mp2_train_stage.py --push ...)"
         )
     stage = meta.get("input_stage")
     if stage not in ("vector", "grid") or infer_stage(weights) != stage:

@@ -1,7 +1,7 @@
 """The MP² predictor: pushed group -> full parameter vector, built from any model's layout.
 
 Plain tf.Variable and tf.nn ops (no Keras), so the same object runs eagerly and inside a
-tf.compat.v1 graph session on the parameter server. Structure: DESIGN.md section 2.
+tf.compat.v1 graph session on the parameter server. Structure: docs/design.md, "The predictor".
 """
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ class Predictor(tf.Module):
         self.input_stage = choose_stage(layout, input_stage)
         specs = weight_specs(layout, self.input_stage)
         self._predicted = layout.layers(PREDICTED)
-        _check_contiguous(layout, self._predicted)
         if weights is None:
             values = initial_weights(layout, self.input_stage, seed)
         else:
@@ -62,7 +61,7 @@ class Predictor(tf.Module):
         with tf.name_scope(self.name):
             # The predicted branch treats the pushed group as data: no gradient reaches it from there.
             predicted = self._decode(self.hidden(tf.stop_gradient(x)))
-            full = tf.concat([x, predicted], axis=1)
+            full = self.layout.join(x, predicted)
         return full if batched else full[0]
 
     def predict_params(self, pushed) -> dict[str, tf.Tensor]:
@@ -145,15 +144,3 @@ class Predictor(tf.Module):
 
 def _tf_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_./-]", "_", name)
-
-
-def _check_contiguous(layout: Layout, layers) -> None:
-    """The output concatenates predicted layers; that must equal the layout's flat order."""
-    pos = layout.pushed
-    for layer in layers:
-        for p in layer.params:
-            if layout.offset(p.name)[0] != pos:
-                raise ValueError(f"{layout.model}: predicted tensors of {layer.name} are not contiguous")
-            pos += p.size
-    if pos != layout.total:
-        raise ValueError(f"{layout.model}: predicted layers do not cover the layout")

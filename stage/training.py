@@ -79,7 +79,7 @@ class Trainer:
 
     def _mse_step_fn(self, pushed, predicted):
         with tf.GradientTape() as tape:
-            out = self.predictor(pushed)[:, self.layout.pushed:]
+            out = self.layout.split(self.predictor(pushed))[1]
             loss = tf.reduce_mean(tf.square(out - predicted))
         self.adam.apply(tape.gradient(loss, self.variables))
         return loss

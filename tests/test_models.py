@@ -210,3 +210,60 @@ def test_cli_unknown_model():
     assert r.returncode != 0
     for n in ALL:
         assert n in r.stderr
+
+
+# --- the push set is a choice -------------------------------------------------------------------
+@pytest.mark.parametrize("name", models.NAMES)
+def test_push_presets_give_the_right_sizes(name):
+    model = models.get(name, 10)
+    layers = model.layout.layers()
+    front = model.layout.with_push("front")
+    assert front.pushed == model.layout.pushed and front.pushed_layers() == model.layout.pushed_layers()
+    head = model.layout.with_push("front+head")
+    assert head.pushed == model.layout.pushed + layers[-1].size
+    assert head.pushed_layers() == model.layout.pushed_layers() + [layers[-1].name]
+    everything = model.layout.with_push("all")
+    assert everything.pushed == everything.total and everything.predicted == 0
+    # The push set is not part of what a flat vector means: snapshots stay usable under any push.
+    assert head.fingerprint() == model.layout.fingerprint()
+
+
+def test_push_list_of_layers_and_unknown_names():
+    layout = models.get("lenet5", 10).layout
+    custom = layout.with_push("conv1, fc3")
+    assert custom.pushed_layers() == ["conv1", "fc3"]
+    assert custom.pushed == (5 * 5 * 1 * 6 + 6) + (84 * 10 + 10)
+    with pytest.raises(ValueError, match="fc9.*conv1, conv2, fc1, fc2, fc3"):
+        layout.with_push("conv1,fc9")
+
+
+@pytest.mark.parametrize("choice", ["front", "front+head", "conv2,fc1"])
+def test_split_and_join_are_inverse_for_any_push_set(choice):
+    import tensorflow as tf
+
+    layout = models.get("lenet5", 10).layout.with_push(choice)
+    vector = np.arange(layout.total, dtype=np.float32)
+    pushed, predicted = layout.split(vector)
+    assert pushed.shape == (layout.pushed,) and predicted.shape == (layout.predicted,)
+    # The pushed part is exactly the pushed tensors, in layout order (what a worker flattens).
+    named = layout.unflatten(vector)
+    np.testing.assert_array_equal(pushed, layout.flatten(named, PUSHED))
+    np.testing.assert_array_equal(layout.join(pushed, predicted), vector)
+    batch = np.stack([vector, -vector])
+    a, b = layout.split(batch)
+    np.testing.assert_array_equal(layout.join(a, b), batch)
+    # TensorFlow tensors take the same path.
+    ta, tb = layout.split(tf.constant(vector))
+    np.testing.assert_array_equal(layout.join(ta, tb).numpy(), vector)
+    np.testing.assert_array_equal(layout.unflatten(pushed, PUSHED)["conv2/w" if "conv2" in layout.pushed_layers() else "conv1/w"],
+                                  named["conv2/w" if "conv2" in layout.pushed_layers() else "conv1/w"])
+
+
+def test_models_cli_takes_push(capsys):
+    done = subprocess.run([sys.executable, "-m", "models", "lenet5", "--push", "front+head"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    described = json.loads(done.stdout)
+    assert described["pushed_layers"] == ["conv1", "conv2", "fc3"] and described["pushed"] == 2572 + 850
+    bad = subprocess.run([sys.executable, "-m", "models", "lenet5", "--push", "nope"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "nope" in bad.stderr

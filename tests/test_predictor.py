@@ -162,7 +162,7 @@ def saved(tmp_path, lenet):
 def test_checkpoint_round_trip(saved, lenet):
     model, pred = lenet
     weights, meta = load_checkpoint(saved, model.layout)
-    assert meta["format"] == "mp2-predictor" and meta["version"] == 1
+    assert meta["format"] == "mp2-predictor" and meta["version"] == 2
     assert (meta["model"], meta["classes"]) == ("lenet5", 10)
     assert meta["fingerprint"] == model.layout.fingerprint()
     assert meta["input_stage"] == "vector" and meta["dataset"] == "fashion-mnist"
@@ -228,3 +228,25 @@ def test_checkpoint_wrong_weight_shape(tmp_path, saved, lenet):
     np.savez(bad, **arrays)
     with pytest.raises(CheckpointError, match=r"head/fc3/w is missing"):
         load_checkpoint(str(bad), layout)
+
+
+def test_predictor_for_a_non_contiguous_push_set(tmp_path):
+    """front+head pushes conv1, conv2 and fc3: the predictor fills fc1, fc2 in between."""
+    model = models.get("lenet5", 10, push="front+head")
+    net = Predictor(model.layout, seed=0)
+    pushed = np.random.default_rng(0).normal(size=model.layout.pushed).astype(np.float32)
+    full = net(pushed).numpy()
+    assert full.shape == (model.layout.total,)
+    got_pushed, got_predicted = model.layout.split(full)
+    np.testing.assert_array_equal(got_pushed, pushed)  # passed through unchanged, in place
+    assert got_predicted.shape == (120 * 256 + 120 + 84 * 120 + 84,)
+    np.testing.assert_array_equal(model.layout.unflatten(full)["fc3/w"].reshape(-1), pushed[-850:-10])
+
+
+def test_predictor_of_another_push_set_is_refused_naming_both(tmp_path):
+    front = models.get("lenet5", 10)
+    path = tmp_path / "front.npz"
+    save_checkpoint(str(path), front.layout, Predictor(front.layout, seed=0).numpy_weights())
+    head = models.get("lenet5", 10, push="front+head")
+    with pytest.raises(CheckpointError, match=r"conv1, conv2\b.*conv1, conv2, fc3"):
+        load_checkpoint(str(path), head.layout)

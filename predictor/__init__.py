@@ -5,7 +5,7 @@
     full = pred(pushed)                               # [P] -> [total], [B, P] -> [B, total]
     logits = model.forward(pred.predict_params(pushed), images)
 """
-from predictor.checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from predictor.checkpoint import CheckpointError, load_checkpoint, read_meta, resolve_path, save_checkpoint
 from predictor.network import Predictor
 
 __all__ = ["Predictor", "save_checkpoint", "load_checkpoint", "read_meta", "CheckpointError"]

@@ -49,6 +49,28 @@ def save_checkpoint(
     npzio.write(path, {name: np.asarray(v, np.float32) for name, v in weights.items()}, info)
 
 
+CHECKPOINT_NAME = "predictor.npz"  # what mp2_train_stage.py writes in its --out directory
+
+
+def resolve_path(path: str) -> str:
+    """A checkpoint path as the user gave it: the file, or a stage output directory holding one."""
+    given = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(given):
+        inside = os.path.join(given, CHECKPOINT_NAME)
+        if not os.path.isfile(inside):
+            raise CheckpointError(
+                f"{given} is a directory without {CHECKPOINT_NAME}: pass the output directory of a "
+                f"finished mp2_train_stage.py run, or the checkpoint file itself"
+            )
+        return inside
+    if not os.path.isfile(given):
+        raise CheckpointError(
+            f"predictor checkpoint {given} does not exist (looked for a file, or a directory holding "
+            f"{CHECKPOINT_NAME}); train one with mp2_train_stage.py or pass the path of an existing one"
+        )
+    return given
+
+
 def read_meta(path: str) -> dict:
     """The checkpoint's metadata (model, classes, fingerprint, input stage, training info)."""
     return _read(path)[1]

@@ -9,6 +9,7 @@ FLAG_OF = {
     "model": "--model",
     "classes": "--classes (from the dataset)",
     "fingerprint": "--model/--classes (layout fingerprint)",
+    "push": "--push (pushed layers)",
     "dataset": "--dataset",
     "method": "--method",
     "method_options": "the method's flags",
@@ -18,6 +19,7 @@ FLAG_OF = {
     "lr": "--lr",
     "mixup": "--mixup",
     "seed": "--seed",
+    "verify_sync": "--verify-sync",
 }
 
 
@@ -34,7 +36,9 @@ class RunConfig:
     lr: float
     mixup: float
     seed: int
+    push: list = field(default_factory=list)
     method_options: dict = field(default_factory=dict)
+    verify_sync: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

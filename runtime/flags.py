@@ -1,13 +1,14 @@
-"""Flags that the PS and the workers share, and the RunConfig they fix."""
+"""Flags that the PS and the workers share, the RunConfig they fix, and the method they build."""
 from __future__ import annotations
 
 import argparse
 
+import argtypes
 import data
 import models
 from runtime import cluster
 from runtime.config import RunConfig
-from runtime.methods import METHODS
+from runtime.methods import METHODS, Method, RunInfo, all_options, build
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -15,64 +16,108 @@ def parser(description: str) -> argparse.ArgumentParser:
     cluster.add_cluster_flags(p)
     g = p.add_argument_group("training (the PS and every worker must agree)")
     g.add_argument("--model", default="lenet5", help=f"one of {', '.join(models.NAMES)}")
+    g.add_argument("--push", default="front", help=models.PUSH_HELP)
     g.add_argument("--dataset", default="fashion_mnist", help=f"one of {', '.join(data.NAMES)}")
     g.add_argument("--data-dir", help="where the dataset's files are (else $MP2_DATA, Debian's, Keras's cache)")
-    g.add_argument("--method", default="baseline", choices=sorted(METHODS))
-    g.add_argument("--epochs", type=int, default=5)
-    g.add_argument("--worker-batch", type=int, default=125, help="images per worker per step")
-    g.add_argument("--lr", type=float, default=1e-3, help="local Adam learning rate (decays 0.999 every 50 steps)")
-    g.add_argument("--mixup", type=float, default=1.0, help="mixup alpha on worker batches; 0 turns it off")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--method", default="baseline", choices=sorted(METHODS),
+                   help="; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()))
+    g.add_argument("--epochs", type=argtypes.positive_int, default=5)
+    g.add_argument("--worker-batch", type=argtypes.positive_int, default=125, help="images per worker per step")
+    g.add_argument("--lr", type=argtypes.positive_float, default=None,
+                   help="learning rate (decays 0.999 every 50 steps); default: the method's own "
+                        + ", ".join(f"{n} {m.default_lr:g}" for n, m in METHODS.items()))
+    g.add_argument("--mixup", type=argtypes.nonnegative_float, default=1.0, help="mixup alpha on worker batches; 0 turns it off")
+    g.add_argument("--seed", type=argtypes.nonnegative_int, default=0)
+    g.add_argument("--verify-sync", action="store_true",
+                   help="every step, check that each worker's model equals the PS's bit for bit (a digest rides in the reply)")
+    g = p.add_argument_group("method options (each belongs to the methods named)")
+    for flag, owners in all_options().items():
+        option = owners[0][1]
+        defaults = ", ".join(f"{name} {o.default}" for name, o in owners)
+        g.add_argument(flag, type=option.type, default=None, dest=option.dest,
+                       help=f"[{', '.join(n for n, _ in owners)}] {option.help} (default: {defaults})")
     g = p.add_argument_group("runtime")
     g.add_argument("--out", default="runs/latest", help="run directory")
-    g.add_argument("--connect-timeout", type=float, default=120, help="seconds to wait for the PS / all workers")
-    g.add_argument("--step-timeout", type=float, default=120, help="seconds a step (or an epoch-end evaluation) may take")
-    g.add_argument("--threads", type=int, default=1, help="TensorFlow threads in this process (0: TensorFlow decides)")
+    g.add_argument("--connect-timeout", type=argtypes.positive_float, default=120, help="seconds to wait for the PS / all workers")
+    g.add_argument("--step-timeout", type=argtypes.positive_float, default=120, help="seconds a step (or an epoch-end evaluation) may take")
+    g.add_argument("--threads", type=argtypes.nonnegative_int, default=1, help="TensorFlow threads in this process (0: TensorFlow decides)")
     return p
 
 
 def ps_parser(description: str) -> argparse.ArgumentParser:
     """The shared flags plus those only the PS takes."""
     p = parser(description)
-    p.add_argument("--predictor", help="predictor checkpoint (.npz from mp2_train_stage.py); required for --method mp2")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
     g = p.add_argument_group("collection (stage 1: the parameter dataset for mp2_train_stage.py)")
-    g.add_argument("--snapshot-every", type=int, default=0, metavar="K", help="snapshot the model at a random step of every K; 0: off")
+    g.add_argument("--snapshot-every", type=argtypes.nonnegative_int, default=0, metavar="K", help="snapshot the model at a random step of every K; 0: off")
     g.add_argument("--snapshot-dir", help="where the snapshots go (default: OUT/snapshots)")
-    g.add_argument("--snapshot-eval-images", type=int, default=1000, help="test images each snapshot's accuracy is measured on")
+    g.add_argument("--snapshot-eval-images", type=argtypes.positive_int, default=1000, help="test images each snapshot's accuracy is measured on")
     return p
+
+
+def ps_only_flags() -> set[str]:
+    """Flags the PS takes and workers do not (PS-only method options included)."""
+    shared = {s for a in parser("")._actions for s in a.option_strings}
+    ps = {s for a in ps_parser("")._actions for s in a.option_strings}
+    method_ps_only = {flag for flag, owners in all_options().items() if all(o.ps_only for _, o in owners)}
+    return (ps - shared) | method_ps_only
 
 
 def split_ps_only(argv: list[str]) -> list[str]:
     """`argv` without the flags (and their values) that only the PS takes: what workers get."""
-    shared = {s for a in parser("")._actions for s in a.option_strings}
     takes_value = {s: a.nargs != 0 for a in ps_parser("")._actions for s in a.option_strings}
+    ps_only = ps_only_flags()
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
             continue
         name = arg.split("=", 1)[0]
-        if name in takes_value and name not in shared:
-            skip = takes_value[name] and "=" not in arg
+        if name in ps_only:
+            skip = takes_value.get(name, False) and "=" not in arg
             continue
         out.append(arg)
     return out
 
 
-def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Dataset, workers: int) -> RunConfig:
+def method_options(args: argparse.Namespace) -> dict:
+    """The chosen method's options: given values, else its defaults; another method's option is an error."""
+    chosen = METHODS[args.method]
+    mine = {o.dest: o for o in chosen.options}
+    opts = {}
+    for flag, owners in all_options().items():
+        dest = owners[0][1].dest
+        value = getattr(args, dest, None)
+        if dest in mine:
+            opts[dest] = mine[dest].default if value is None else value
+        elif value is not None:
+            raise ValueError(f"{flag} is an option of {', '.join(n for n, _ in owners)}, not of --method {args.method}")
+    return opts
+
+
+def build_method(args: argparse.Namespace, model: models.Model, workers: int, steps_per_epoch: int) -> Method:
+    opts = method_options(args)
+    lr = args.lr if args.lr is not None else METHODS[args.method].default_lr
+    return build(args.method, model.layout, opts, RunInfo(workers, steps_per_epoch, args.epochs, lr, args.seed))
+
+
+def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Dataset, workers: int,
+               method: Method) -> RunConfig:
     return RunConfig(
         model=model.name,
         classes=model.classes,
         fingerprint=model.layout.fingerprint(),
+        push=model.layout.pushed_layers(),
         dataset=dataset.name,
         method=args.method,
+        method_options=method.handshake_options(),
         workers=workers,
         worker_batch=args.worker_batch,
         epochs=args.epochs,
-        lr=args.lr,
+        lr=method.run.lr,
         mixup=args.mixup,
         seed=args.seed,
+        verify_sync=args.verify_sync,
     )
 
 
@@ -80,4 +125,4 @@ def load_data_and_model(args: argparse.Namespace) -> tuple[data.Dataset, models.
     """The dataset (its class count sizes the classifier) and the model built for it."""
     probe = models.get(args.model)  # for the image shape only; validates the name too
     dataset = data.load(args.dataset, args.data_dir, image_shape=probe.input_shape, seed=args.seed)
-    return dataset, models.get(args.model, dataset.classes)
+    return dataset, models.get(args.model, dataset.classes, push=args.push)

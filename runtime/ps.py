@@ -1,4 +1,10 @@
-"""The PS's end of the wire: admitting workers, the per-step barrier, reports, and aborting."""
+"""The PS's end of the wire: admitting workers, the per-step graph, reports, evaluation, aborting.
+
+A step is one session run: dequeue every worker's payload, let the method update the global model
+(a PS variable) and build its reply, and enqueue the reply with the control word to every worker.
+Nothing of the model passes through Python. Each dequeue marks, in a PS variable, the step its
+worker last delivered, so when the run's deadline passes the PS names exactly the missing workers.
+"""
 from __future__ import annotations
 
 import json
@@ -7,37 +13,121 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from models import Model
 from runtime import deadline
 from runtime.config import RunConfig
-from runtime.methods import Method
-from runtime.wire import Wire, welcome_queue
+from runtime.methods.base import Method, PSSide, restore_state, state_arrays
+from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, welcome_queue
 
-
-NOTICE_GRACE = 5.0  # seconds the PS waits for workers to read why it stopped the run
+NOTICE_GRACE = 15.0  # seconds the PS waits for workers to read why it stopped the run (one may be evaluating)
 
 
 class WorkerFailed(Exception):
-    """A worker did not do its part in time; the message names it."""
+    """A worker did not do its part in time, or sent something unusable; the message names it."""
+
+
+class Diverged(Exception):
+    """Training produced non-finite values; the message names the step and the worker."""
+
+
+class PSGraph:
+    def __init__(self, model: Model, method: Method, wire: Wire, device: str, verify_sync: bool = False) -> None:
+        self.layout, self.wire, self.method = model.layout, wire, method
+        n = wire.workers
+        with tf.device(device):
+            self.initial = tf.compat.v1.placeholder(tf.float32, [self.layout.total], name="initial_model")
+            self.model = tf.Variable(self.initial, name="global_model", trainable=False)
+            self.step = tf.compat.v1.placeholder(tf.int64, [], name="global_step")
+            self.next_phase = tf.compat.v1.placeholder(tf.int64, [], name="next_phase")
+            self.delivered = [tf.Variable(tf.constant(-1, tf.int64), trainable=False, name=f"delivered_{i}") for i in range(n)]
+            self.side = PSSide(self.layout, self.model, n, self.step, device, self._gather)
+            phases = method.build_ps(self.side)
+            self.step_ops = {}
+            for phase, built in phases.items():
+                with tf.control_dependencies(built.reply):
+                    check = digest(self.model.read_value()) if verify_sync else tf.constant(0, tf.int64)
+                    control = tf.stack([self.next_phase, check])
+                reply = [*built.reply, tf.cast(control, CONTROL_DTYPE)]
+                self.step_ops[phase] = tf.group(*[q.enqueue(reply) for q in wire.down])
+            # Evaluation of the global model, here and nowhere else.
+            self.images = tf.compat.v1.placeholder(tf.float32, [None, *model.input_shape], name="test_images")
+            logits = model.forward(self.layout.unflatten(self.model), self.images)
+            self.predictions = tf.argmax(logits, 1)
+        self.init_op = tf.compat.v1.variables_initializer([self.model, *self.delivered, *self.side.state, *self._extra_variables()])
+
+    def _extra_variables(self) -> list[tf.Variable]:
+        # Variables a method made itself (e.g. the predictor's weights) are initialised with the rest.
+        known = {id(v) for v in [self.model, *self.delivered, *self.side.state]}
+        return [v for v in tf.compat.v1.global_variables() if id(v) not in known and "/job:ps" in v.device]
+
+    def _gather(self) -> list[list[tf.Tensor]]:
+        """Every worker's payload for this step (fresh dequeue ops), checked and marked delivered."""
+        out = []
+        for i, q in enumerate(self.wire.up):
+            got = as_list(q.dequeue())
+            with tf.control_dependencies(got):
+                mark = self.delivered[i].assign(self.step)
+            with tf.control_dependencies([mark]):
+                # A worker whose training diverged sends NaN or infinity: named here, at once.
+                got = [tf.debugging.check_numerics(t, f"non-finite values from worker {i}") if t.dtype.is_floating
+                       else tf.identity(t) for t in got]
+            out.append(got)
+        return out
+
+    # --- state ------------------------------------------------------------------------------------
+    def initialise(self, session: tf.compat.v1.Session, vector: np.ndarray, saved: dict[str, np.ndarray] | None = None,
+                   where: str = "") -> None:
+        session.run(self.init_op, {self.initial: vector})
+        if saved is not None:
+            restore_state(session, self.side.state, saved, where)
+
+    def model_value(self, session: tf.compat.v1.Session) -> np.ndarray:
+        return session.run(self.model)
+
+    def state(self, session: tf.compat.v1.Session) -> dict[str, np.ndarray]:
+        return state_arrays(session, self.side.state)
+
+    def evaluate(self, session: tf.compat.v1.Session, images: np.ndarray, batch: int = 500) -> np.ndarray:
+        return np.concatenate([session.run(self.predictions, {self.images: images[i : i + batch]})
+                               for i in range(0, len(images), batch)])
+
+    # --- one step -----------------------------------------------------------------------------------
+    def run_step(self, session: tf.compat.v1.Session, step: int, phase: int, next_phase: int, timeout: float,
+                 feed: dict | None = None) -> None:
+        feed = {self.step: step, self.next_phase: next_phase, **(feed or {})}
+        try:
+            deadline.run(session, self.step_ops[phase], feed, seconds=timeout, what=f"step {step + 1}")
+        except tf.errors.DeadlineExceededError:
+            delivered = session.run(self.delivered)
+            missing = [i for i, s in enumerate(delivered) if s != step] or list(range(self.wire.workers))
+            raise WorkerFailed(f"worker {', '.join(map(str, missing))} sent nothing for {timeout:.0f} s at step "
+                               f"{step + 1} (it died or hangs; see its log)") from None
+        except tf.errors.InvalidArgumentError as e:
+            text = e.message.splitlines()[0]
+            if "non-finite values from worker" in text:
+                who = text.split("non-finite values from ")[1].split(" :")[0].split(":")[0]
+                raise Diverged(f"training diverged at step {step + 1}: {who} sent NaN or infinite parameters; "
+                               f"lower --lr (the run stops here; the last checkpoint is intact)") from None
+            raise
 
 
 class PSLink:
-    def __init__(self, session: tf.compat.v1.Session, wire: Wire, method: Method) -> None:
+    """Admission, reports and aborting: the parts of the wire outside the step."""
+
+    def __init__(self, session: tf.compat.v1.Session, wire: Wire) -> None:
         self.session, self.wire = session, wire
         self._hello = wire.hello.dequeue()
         self._verdict = tf.compat.v1.placeholder(tf.string, [])
         self._model = tf.compat.v1.placeholder(tf.float32, [None])
         self._start = tf.compat.v1.placeholder(tf.int64, [])
         self._welcome = {i: q.enqueue([self._verdict, self._model, self._start]) for i, q in enumerate(wire.welcome)}
-        self._gather = [q.dequeue() for q in wire.up]
-        self._reply = [tf.compat.v1.placeholder(d, None) for d in method.down_dtypes]
-        self._broadcast = [q.enqueue(self._reply) for q in wire.down]
         self._report = [q.dequeue() for q in wire.report]
         self._reason = tf.compat.v1.placeholder(tf.string, [])
         self._notify = [q.enqueue([self._reason]) for q in wire.notice]
         self._close = [q.close(cancel_pending_enqueues=True) for q in wire.down + wire.welcome]
         self._unread_notices = tf.add_n([q.size() for q in wire.notice])
 
-    def admit(self, config: RunConfig, model: np.ndarray, start_step: int, timeout: float, log=print) -> None:
+    def admit(self, config: RunConfig, model: np.ndarray, start_step: int, phase: int, timeout: float, log=print) -> None:
         """Wait until every worker said hello with the PS's configuration, then send each the model.
 
         A worker with other flags is refused at once with the differences; the PS keeps waiting
@@ -66,7 +156,7 @@ class PSLink:
             admitted.add(index)
             log(f"worker {index} joined ({len(admitted)}/{self.wire.workers})")
         for index in range(self.wire.workers):
-            self._send_welcome(index, {"status": "ok"}, model, start_step)
+            self._send_welcome(index, {"status": "ok", "phase": phase}, model, start_step)
 
     def _check(self, config: RunConfig, index: int, text: str, admitted: set[int]) -> str:
         if not 0 <= index < self.wire.workers:
@@ -84,24 +174,10 @@ class PSLink:
         if index not in self._welcome:  # a worker that believes in a larger cluster: refuse it too
             self._welcome[index] = welcome_queue(index).enqueue([self._verdict, self._model, self._start])
         feed = {self._verdict: json.dumps(verdict), self._model: model, self._start: start}
-        deadline.run(self.session, self._welcome[index], feed, seconds=30, what=f"welcoming worker {index}")
-
-    def gather(self, timeout: float) -> list[list[np.ndarray]]:
-        """One payload from every worker, each awaited with its own deadline (the step barrier)."""
-        payloads = []
-        end = time.monotonic() + timeout
-        for index, dequeue in enumerate(self._gather):
-            try:
-                left = max(0.001, end - time.monotonic())
-                got = deadline.run(self.session, dequeue, seconds=left, what=f"waiting for worker {index}")
-            except tf.errors.DeadlineExceededError:
-                raise WorkerFailed(f"worker {index} sent nothing for {timeout:.0f} s (it died or hangs; see its log)") from None
-            payloads.append(got if isinstance(got, list) else [got])
-        return payloads
-
-    def broadcast(self, reply: list[np.ndarray]) -> None:
-        feed = dict(zip(self._reply, reply))
-        deadline.run(self.session, self._broadcast, feed, seconds=60, what="sending the reply")
+        try:
+            deadline.run(self.session, self._welcome[index], feed, seconds=30, what=f"welcoming worker {index}")
+        except tf.errors.DeadlineExceededError:
+            raise WorkerFailed(f"worker {index} did not take its welcome within 30 s (it left?)") from None
 
     def reports(self, timeout: float) -> list[dict]:
         """One report from every worker, in worker order (epoch metrics, or the final "done")."""
@@ -122,7 +198,10 @@ class PSLink:
                 deadline.run(self.session, notify, {self._reason: reason}, seconds=2, what="notifying workers")
             except tf.errors.OpError:
                 pass  # a notice is already waiting there
-        self.session.run(self._close)
+        try:
+            self.session.run(self._close)
+        except tf.errors.OpError:
+            pass
         # The notices live in this process: stay until the workers have read them (a dead one never
         # will, hence the bound), or they would only learn that the PS is gone, not why.
         end = time.monotonic() + NOTICE_GRACE

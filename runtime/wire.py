@@ -7,9 +7,12 @@ which worker is missing and a timed-out read never swallows another worker's mes
     hello      worker -> PS  (task index, the worker's RunConfig as JSON)
     welcome/i  PS -> worker  (verdict JSON, the global model, the first step)
     up/i       worker -> PS  what the method sends each step
-    down/i     PS -> worker  what the method sends back
+    down/i     PS -> worker  what the method sends back, then the control word
     report/i   worker -> PS  one JSON record: an epoch's metrics, or "done"
     notice/i   PS -> worker  why the PS stopped the run, read when down/i is closed
+
+The control word ends every reply: int64 [2] = (the phase of the next step, the digest of the PS's
+model when --verify-sync is on, else 0). It travels like any payload and is counted with it.
 """
 from __future__ import annotations
 
@@ -18,10 +21,11 @@ import tensorflow as tf
 from runtime.cluster import PS_DEVICE
 
 PREFIX = "mp2"
+CONTROL_DTYPE = tf.int64
 
 
 class Wire:
-    def __init__(self, workers: int, up: list[tf.DType], down: list[tf.DType]) -> None:
+    def __init__(self, workers: int, up: tuple[tf.DType, ...], down: tuple[tf.DType, ...]) -> None:
         self.workers = workers
         with tf.device(PS_DEVICE):
             self.hello = _queue("hello", 2 * workers, [tf.int32, tf.string])
@@ -29,8 +33,8 @@ class Wire:
             self.report = [_queue(f"report/{i}", 2, [tf.string]) for i in range(workers)]
             self.notice = [_queue(f"notice/{i}", 1, [tf.string]) for i in range(workers)]
             # Shapes stay open: a method may send variable-length (sparse) tensors.
-            self.up = [_queue(f"up/{i}", 2, up) for i in range(workers)]
-            self.down = [_queue(f"down/{i}", 2, down) for i in range(workers)]
+            self.up = [_queue(f"up/{i}", 2, list(up)) for i in range(workers)]
+            self.down = [_queue(f"down/{i}", 2, [*down, CONTROL_DTYPE]) for i in range(workers)]
 
 
 def welcome_queue(index: int) -> tf.queue.FIFOQueue:
@@ -43,7 +47,22 @@ def _queue(name: str, capacity: int, dtypes: list[tf.DType]) -> tf.queue.FIFOQue
     return tf.queue.FIFOQueue(capacity, dtypes, shared_name=f"{PREFIX}/{name}", name=name.replace("/", "_"))
 
 
+def as_list(dequeued) -> list[tf.Tensor]:
+    return dequeued if isinstance(dequeued, list) else [dequeued]
+
+
 def nbytes(tensors: list[tf.Tensor]) -> tf.Tensor:
     """Bytes of the tensors' payload, as put on the wire (an int64 scalar, computed in the graph)."""
     sizes = [tf.cast(tf.size(t), tf.int64) * t.dtype.size for t in tensors]
     return tf.add_n(sizes) if sizes else tf.constant(0, tf.int64)
+
+
+def digest(vector: tf.Tensor) -> tf.Tensor:
+    """An exact, order-independent fingerprint of a float32 vector's bits (int64).
+
+    Integer sums are exact whatever the reduction order, so the PS and a worker agree on it exactly
+    when their models agree bit for bit. Position weights 1..7 make swapped values show too.
+    """
+    bits = tf.cast(tf.bitcast(vector, tf.int32), tf.int64)
+    weights = tf.math.floormod(tf.range(tf.size(vector, out_type=tf.int64), dtype=tf.int64), 7) + 1
+    return tf.reduce_sum(bits * weights)

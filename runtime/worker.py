@@ -1,4 +1,8 @@
-"""A worker's graph: local training, and its end of the wire to the PS."""
+"""A worker's graph: local training, and its end of the wire to the PS.
+
+Per step two session runs: train and send (the method's `up`), then take the reply and apply it.
+The second blocks until every worker has pushed and the PS has answered: the step barrier.
+"""
 from __future__ import annotations
 
 import json
@@ -9,8 +13,9 @@ import tensorflow as tf
 from models import Model
 from runtime import deadline
 from runtime.local_model import LocalModel
-from runtime.methods import Method
-from runtime.wire import Wire, nbytes
+from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
+from runtime.methods.optim import learning_rate
+from runtime.wire import Wire, as_list, digest, nbytes
 
 
 NOTICE_MARGIN = 20.0  # seconds
@@ -21,35 +26,31 @@ class RunStopped(Exception):
 
 
 class WorkerGraph:
-    def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, decay_steps: int = 50, decay_rate: float = 0.999) -> None:
-        self.index, self.wire, self.layout = index, wire, model.layout
+    def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, verify_sync: bool = False) -> None:
+        self.index, self.wire, self.layout, self.method = index, wire, model.layout, method
         device = f"/job:worker/task:{index}"
         self.local = LocalModel(model, device)
         h, w, c = model.input_shape
         with tf.device(device):
             self.images = tf.compat.v1.placeholder(tf.float32, [None, h, w, c], name="images")
             self.labels = tf.compat.v1.placeholder(tf.float32, [None, model.classes], name="soft_labels")
-            self.logits = model.forward(self.local.vars, self.images)
-            self.loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=self.labels, logits=self.logits))
-            hits = tf.equal(tf.argmax(self.logits, 1), tf.argmax(self.labels, 1))
+            logits = model.forward(self.local.vars, self.images)
+            self.loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=self.labels, logits=logits))
+            hits = tf.equal(tf.argmax(logits, 1), tf.argmax(self.labels, 1))
             self.accuracy = tf.reduce_mean(tf.cast(hits, tf.float32))
-            self.predictions = tf.argmax(self.logits, 1)
-            # Local Adam with the reference's staircase decay; optimizer state never leaves the worker.
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="local_step")
-            rate = tf.compat.v1.train.exponential_decay(lr, self.step, decay_steps, decay_rate, staircase=True)
-            optimizer = tf.compat.v1.train.AdamOptimizer(rate)
-            self.train_op = optimizer.minimize(self.loss, global_step=self.step, var_list=self.local.variables(method.trains))
-            self.init_op = tf.compat.v1.variables_initializer(
-                self.local.variables() + [self.step] + optimizer.variables()
-            )
-            # The wire: what this worker sends and how it applies the reply.
-            payload_up = method.encode(self.local)
-            self.push_op = wire.up[index].enqueue(payload_up)
-            self.push_bytes = nbytes(payload_up)
-            payload_down = wire.down[index].dequeue()
-            payload_down = payload_down if isinstance(payload_down, list) else [payload_down]
-            with tf.control_dependencies([method.decode(self.local, payload_down)]):
-                self.pull_bytes = tf.identity(nbytes(payload_down))
+            # The global step, set at the welcome and advanced after each reply is applied.
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            self.side = WorkerSide(self.local, self.loss, learning_rate(lr, self.step), self.step, device)
+            self.push_ops, self.pull_ops = {}, {}
+            for phase, built in method.build_worker(self.side).items():
+                self.push_ops[phase] = [wire.up[index].enqueue(built.up), self.loss, self.accuracy, nbytes(built.up)]
+                reply = as_list(wire.down[index].dequeue())
+                with tf.control_dependencies([built.apply(reply[:-1])]):
+                    advance = self.step.assign_add(1)
+                with tf.control_dependencies([advance]):
+                    check = digest(self.local.vector()) if verify_sync else tf.constant(0, tf.int64)
+                    self.pull_ops[phase] = [nbytes(reply), reply[-1], check]
+            self.init_op = tf.compat.v1.variables_initializer(self.local.variables() + [self.step] + self.side.state)
 
             self.config_json = tf.compat.v1.placeholder(tf.string, [])
             self.hello_op = wire.hello.enqueue([tf.constant(index, tf.int32), self.config_json])
@@ -63,8 +64,8 @@ class WorkerGraph:
             self.notice = wire.notice[index].dequeue()
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def join(self, session: tf.compat.v1.Session, config_json: str, timeout: float) -> int:
-        """Introduce this worker to the PS and take its model; returns the step to start from."""
+    def join(self, session: tf.compat.v1.Session, config_json: str, timeout: float) -> tuple[int, int]:
+        """Introduce this worker to the PS and take its model; returns (first step, its phase)."""
         session.run(self.init_op)  # local variables only: PS-side state belongs to the PS
         self._run(session, self.hello_op, {self.config_json: config_json}, timeout, "sending hello to the PS")
         verdict, model, start = self._run(session, self.welcome, None, timeout, "waiting to be admitted by the PS")
@@ -72,33 +73,35 @@ class WorkerGraph:
         if verdict["status"] != "ok":
             raise RunStopped(f"the PS refused this worker: {verdict['reason']}")
         session.run([self.load_model, self.set_step], {self.model_feed: model, self.start_step: start})
-        return int(start)
+        return int(start), int(verdict["phase"])
+
+    def state(self, session: tf.compat.v1.Session) -> dict[str, np.ndarray]:
+        """The method's and the optimizer's state on this worker (for the worker's state file)."""
+        return state_arrays(session, self.side.state)
+
+    def restore(self, session: tf.compat.v1.Session, arrays: dict[str, np.ndarray], where: str) -> None:
+        restore_state(session, self.side.state, arrays, where)
 
     def report(self, session: tf.compat.v1.Session, record: dict, timeout: float) -> None:
         self._run(session, self.report_op, {self.record: json.dumps(record)}, timeout, "reporting to the PS")
 
     # --- one step -----------------------------------------------------------------------------
-    def train(self, session: tf.compat.v1.Session, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-        _, loss, acc = session.run([self.train_op, self.loss, self.accuracy], {self.images: images, self.labels: labels})
-        return float(loss), float(acc)
+    def push(self, session: tf.compat.v1.Session, phase: int, images: np.ndarray, labels: np.ndarray,
+             feed: dict, timeout: float) -> tuple[float, float, int]:
+        """Train on this batch and send the payload: (loss, accuracy, bytes sent)."""
+        feed = {self.images: images, self.labels: labels, **feed}
+        _, loss, acc, sent = self._run(session, self.push_ops[phase], feed, timeout, "pushing to the PS")
+        return float(loss), float(acc), int(sent)
 
-    def push(self, session: tf.compat.v1.Session, timeout: float) -> int:
-        """Send this step's payload; returns its bytes."""
-        _, sent = self._run(session, [self.push_op, self.push_bytes], None, timeout, "pushing to the PS")
-        return int(sent)
-
-    def pull(self, session: tf.compat.v1.Session, timeout: float) -> int:
-        """Wait for the PS's reply to this step and apply it; returns its bytes.
+    def pull(self, session: tf.compat.v1.Session, phase: int, timeout: float) -> tuple[int, int, int, int]:
+        """Wait for the PS's reply and apply it: (bytes received, next phase, PS digest, own digest).
 
         The PS judges which worker is missing within `timeout`; a worker waits a little longer,
         so that the PS's notice naming the culprit reaches it before its own deadline passes.
         """
-        return int(self._run(session, self.pull_bytes, None, timeout + NOTICE_MARGIN, "waiting for the PS's reply"))
-
-    def predict(self, session: tf.compat.v1.Session, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-        return np.concatenate(
-            [session.run(self.predictions, {self.images: images[i : i + batch]}) for i in range(0, len(images), batch)]
-        )
+        received, control, mine = self._run(session, self.pull_ops[phase], None, timeout + NOTICE_MARGIN,
+                                            "waiting for the PS's reply")
+        return int(received), int(control[0]), int(control[1]), int(mine)
 
     # --- errors -------------------------------------------------------------------------------
     def _run(self, session, fetches, feed, timeout: float, what: str):
@@ -106,7 +109,7 @@ class WorkerGraph:
             return deadline.run(session, fetches, feed, seconds=timeout, what=what)
         except tf.errors.DeadlineExceededError:
             raise RunStopped(f"{what}: no answer within {timeout:.0f} s (the PS is slow, stuck or gone)") from None
-        except (tf.errors.OutOfRangeError, tf.errors.CancelledError):
+        except (tf.errors.OutOfRangeError, tf.errors.CancelledError, tf.errors.AbortedError):
             raise RunStopped(self._notice(session)) from None
         except tf.errors.UnavailableError as e:
             raise RunStopped(f"{what}: lost the connection to the PS ({e.message.splitlines()[0]})") from None

@@ -1,0 +1,31 @@
+"""The training methods the runtime can run; each is one small class (see base.py).
+
+    method = methods.build("topk", layout, {"ratio": 0.01}, run_info)
+"""
+from __future__ import annotations
+
+from models import Layout
+from runtime.methods.base import Method, Option, RunInfo
+from runtime.methods.baseline import Baseline
+from runtime.methods.mp2 import MP2
+from runtime.methods.sparse import DGC, TopK
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, MP2, TopK, DGC)}
+
+
+def build(name: str, layout: Layout, opts: dict, run: RunInfo) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    return METHODS[name](layout, opts, run)
+
+
+def all_options() -> dict[str, list[tuple[str, Option]]]:
+    """Every method option flag, with the methods that take it (a flag may serve several)."""
+    out: dict[str, list[tuple[str, Option]]] = {}
+    for name, method in METHODS.items():
+        for option in method.options:
+            out.setdefault(option.flag, []).append((name, option))
+    return out
+
+
+__all__ = ["METHODS", "Method", "Option", "RunInfo", "all_options", "build"]

@@ -1,0 +1,195 @@
+"""The method interface: what a worker sends, what the PS does with it, and the state each keeps.
+
+One runtime serves every method (in the spirit of GRACE's compressor / memory / communicator
+split). A method builds graph pieces on both sides, per *phase* — a kind of step; most methods have
+one, MP² has a full-push phase and a partial one — and the PS announces the next step's phase in
+every reply, so workers and PS always agree on it:
+
+    worker, each step:  train locally and send `WorkerPhase.up`          (one session run)
+                        take the reply, `WorkerPhase.apply(reply)`        (one session run)
+    PS, each step:      gather every worker's `up`, update the global model and make the reply:
+                        `PSPhase.reply`                                   (one session run)
+
+The global model lives in one PS variable; methods update it in the graph, so a step costs the PS
+a single session call and no copy of the model passes through Python. Bytes on the wire are
+measured from the tensors sent, so a method never reports its own traffic.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from models import Layout
+from runtime.local_model import LocalModel
+
+
+@dataclass(frozen=True)
+class Option:
+    """A flag of a method's own; its value is part of the run configuration (the handshake)."""
+
+    flag: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    ps_only: bool = False  # e.g. a file the PS reads: not compared with the workers'
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every method may know about the run, fixed before any graph is built."""
+
+    workers: int
+    steps_per_epoch: int
+    epochs: int
+    lr: float
+    seed: int
+
+
+@dataclass
+class WorkerSide:
+    """What the generic worker graph gives a method to build on."""
+
+    local: LocalModel
+    loss: tf.Tensor
+    lr: tf.Tensor          # the learning rate of this step (the schedule applied to `step`)
+    step: tf.Variable      # steps this worker has done (int64), advanced by the runtime
+    device: str
+    state: list[tf.Variable] = field(default_factory=list)  # saved and restored with the run
+    feeds: dict[str, tf.Tensor] = field(default_factory=dict)  # placeholders fed by Method.worker_feed
+    _adam: tf.compat.v1.train.AdamOptimizer | None = None
+
+    def adam(self, var_list: list[tf.Variable]) -> tf.Operation:
+        """A local Adam step on `var_list` (the reference's optimizer); its slots are worker state.
+
+        One optimizer serves every call, so a variable keeps its moments when a method trains
+        different subsets in different phases.
+        """
+        if self._adam is None:
+            self._adam = tf.compat.v1.train.AdamOptimizer(self.lr, name="local_adam")
+        op = self._adam.minimize(self.loss, var_list=var_list)
+        self.state += [v for v in self._adam.variables() if all(v is not s for s in self.state)]
+        return op
+
+    def gradients(self, var_list: list[tf.Variable] | None = None) -> list[tf.Tensor]:
+        var_list = var_list or self.local.variables()
+        return [tf.convert_to_tensor(g) for g in tf.gradients(self.loss, var_list)]
+
+    def variable(self, name: str, value, dtype=tf.float32) -> tf.Variable:
+        """A state variable of the method on this worker (saved and restored with the run)."""
+        with tf.device(self.device):
+            v = tf.Variable(value, dtype=dtype, trainable=False, name=name)
+        self.state.append(v)
+        return v
+
+
+@dataclass
+class PSSide:
+    """What the generic PS graph gives a method to build on."""
+
+    layout: Layout
+    model: tf.Variable     # the global model, a flat float32 vector on the PS
+    workers: int
+    step: tf.Tensor        # the global step being aggregated (int64 placeholder, 0-based)
+    device: str
+    gather: Callable[[], list[list[tf.Tensor]]]  # every worker's payload (fresh dequeue ops)
+    state: list[tf.Variable] = field(default_factory=list)
+    feeds: dict[str, tf.Tensor] = field(default_factory=dict)
+
+    def variable(self, name: str, value, dtype=tf.float32) -> tf.Variable:
+        """A state variable of the method on the PS (saved in the checkpoint, restored on resume)."""
+        with tf.device(self.device):
+            v = tf.Variable(value, dtype=dtype, trainable=False, name=name)
+        self.state.append(v)
+        return v
+
+
+@dataclass
+class WorkerPhase:
+    up: list[tf.Tensor]                                   # what the worker sends (after training)
+    apply: Callable[[list[tf.Tensor]], tf.Operation]     # how it takes the PS's reply
+
+
+@dataclass
+class PSPhase:
+    reply: list[tf.Tensor]  # what every worker receives (computed after the model update)
+
+
+def mean(payloads: list[tf.Tensor]) -> tf.Tensor:
+    """The element-wise mean of the workers' tensors."""
+    return tf.add_n(payloads) / float(len(payloads))
+
+
+class Method:
+    """Base class; a method overrides the builders and, where it has any, its options."""
+
+    name = ""
+    summary = ""  # one line for --help and the README table
+    options: tuple[Option, ...] = ()
+    up_dtypes: tuple[tf.DType, ...] = (tf.float32,)
+    down_dtypes: tuple[tf.DType, ...] = (tf.float32,)
+    default_lr = 1e-3
+    first_phase = 0
+
+    def __init__(self, layout: Layout, opts: dict, run: RunInfo) -> None:
+        self.layout, self.opts, self.run = layout, dict(opts), run
+
+    # --- both sides ---------------------------------------------------------------------------
+    def handshake_options(self) -> dict:
+        """The options a worker must share with the PS (compared by name at the handshake)."""
+        return {o.dest: self.opts[o.dest] for o in self.options if not o.ps_only}
+
+    # --- worker ---------------------------------------------------------------------------------
+    def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
+        raise NotImplementedError
+
+    def worker_feed(self, w: WorkerSide, step: int, epoch: int) -> dict:
+        """Values for the method's worker placeholders at global step `step` (0-based)."""
+        return {}
+
+    # --- PS -------------------------------------------------------------------------------------
+    def prepare_ps(self, args: argparse.Namespace) -> None:
+        """Read what the PS needs before building (files named by PS-only options); may raise ValueError."""
+
+    def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
+        raise NotImplementedError
+
+    def ps_feed(self, ps: PSSide, step: int, epoch: int) -> dict:
+        return {}
+
+    def next_phase(self, step: int) -> int:
+        """The phase of global step `step` (0-based), decided by the PS before it is announced."""
+        return self.first_phase
+
+    def after_step(self, session: tf.compat.v1.Session, step: int, phase: int) -> None:
+        """Python-side bookkeeping after the PS's step `step` ran (rarely needed)."""
+
+    def stats(self) -> dict:
+        """Method-specific figures for the run's summary (e.g. time spent predicting)."""
+        return {}
+
+
+def state_arrays(session: tf.compat.v1.Session, variables: list[tf.Variable]) -> dict[str, np.ndarray]:
+    """The values of state variables, keyed by position and name (for .npz files)."""
+    values = session.run(variables) if variables else []
+    return {f"state/{i:03d}/{v.op.name}": np.asarray(x) for i, (v, x) in enumerate(zip(variables, values))}
+
+
+def restore_state(session: tf.compat.v1.Session, variables: list[tf.Variable], arrays: dict[str, np.ndarray], where: str) -> None:
+    """Load state saved by state_arrays into the same variables (same method, same model)."""
+    saved = sorted(k for k in arrays if k.startswith("state/"))
+    if len(saved) != len(variables):
+        raise ValueError(f"{where} holds {len(saved)} state arrays, this run has {len(variables)}: "
+                         f"it was written by another method or model")
+    for key, v in zip(saved, variables):
+        value = arrays[key]
+        if tuple(value.shape) != tuple(v.shape.as_list()):
+            raise ValueError(f"{where}: state {key} has shape {value.shape}, expected {v.shape}")
+        v.load(value, session)  # feeds the initializer: no constant lands in the graph

@@ -1,0 +1,106 @@
+"""Gradient sparsification: Top-k with error feedback, and Deep Gradient Compression (DGC).
+
+Workers send sparse gradients (float32 values + int32 positions in the flat model); the PS averages
+them into one sparse gradient, applies the optimizer to the global model, and sends back that
+sparse average — not the model. Every worker then applies the same optimizer step to its own copy
+(runtime.methods.optim computes it identically on both sides), so all models stay equal while the
+reply stays sparse: at most N·k entries instead of the whole model.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+import argtypes
+from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide
+from runtime.methods.optim import FlatOptimizer, learning_rate
+
+
+class _Sparse(Method):
+    up_dtypes = (tf.float32, tf.int32, tf.float32)   # values, indices, dense tensors (DGC's biases)
+    down_dtypes = (tf.float32, tf.int32)             # the averaged gradient's non-zero values, positions
+    optimizer = "adam"
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [p.shape for p in self.layout.params]
+
+    def compressor(self, w: WorkerSide):
+        raise NotImplementedError
+
+    def dense_mask(self) -> list[bool]:
+        return [False] * len(self.layout.params)
+
+    # --- worker ---------------------------------------------------------------------------------
+    def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
+        compressor = self.compressor(w)
+        w.state += list(compressor.variables)
+        sent = compressor.compress(w.gradients())
+        with tf.device(w.device):
+            optimizer = FlatOptimizer(self.optimizer, self.layout.total, w.variable)
+
+        def apply(reply: list[tf.Tensor]) -> tf.Operation:
+            gradient = _scatter(reply[0], reply[1], self.layout.total)
+            new, slots = optimizer.apply(w.local.vector(), gradient, learning_rate(self.run.lr, w.step), w.step)
+            return tf.group(w.local.assign(new), *slots)
+
+        with tf.control_dependencies([sent.update]):
+            up = [tf.identity(sent.values), tf.identity(sent.indices), tf.identity(sent.dense)]
+        return {0: WorkerPhase(up=up, apply=apply)}
+
+    # --- PS -------------------------------------------------------------------------------------
+    def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
+        from compression import densify
+
+        payloads = ps.gather()
+        total = tf.add_n([densify(v, i, d, self.shapes(), self.dense_mask()) for v, i, d in payloads])
+        average = total / float(ps.workers)
+        # Positions where the average is zero need not travel: both sides treat them as zero.
+        positions = tf.cast(tf.where(tf.not_equal(average, 0.0))[:, 0], tf.int32)
+        values = tf.gather(average, positions)
+        with tf.device(ps.device):
+            optimizer = FlatOptimizer(self.optimizer, self.layout.total, ps.variable)
+        new, slots = optimizer.apply(ps.model, average, learning_rate(self.run.lr, ps.step), ps.step)
+        with tf.control_dependencies([ps.model.assign(new), *slots]):
+            return {0: PSPhase(reply=[tf.identity(values), tf.identity(positions)])}
+
+
+def _scatter(values: tf.Tensor, positions: tf.Tensor, size: int) -> tf.Tensor:
+    return tf.scatter_nd(tf.expand_dims(positions, 1), values, [size])
+
+
+class TopK(_Sparse):
+    name = "topk"
+    summary = "per tensor the k largest |gradient + residual| entries (error feedback); PS Adam"
+    options = (Option("--ratio", argtypes.open_fraction, 0.01, "fraction of each tensor's entries sent"),)
+
+    def compressor(self, w: WorkerSide):
+        from compression import TopK as Compressor
+
+        return Compressor(self.shapes(), self.opts["ratio"], device=w.device)
+
+
+class DGC(_Sparse):
+    name = "dgc"
+    summary = "Deep Gradient Compression: momentum correction and masking, clipping, warm-up; PS SGD"
+    optimizer = "sgd"  # momentum is applied on the workers (momentum correction)
+    default_lr = 0.05
+    options = (
+        Option("--ratio", argtypes.open_fraction, 0.001, "final fraction of each tensor's entries sent"),
+        Option("--momentum", argtypes.float_in(0.0, 1.0, high_open=True), 0.9, "momentum of the momentum correction"),
+        Option("--clip-norm", argtypes.nonnegative_float, 0.0, "local gradient clipping threshold (0: off)"),
+        Option("--warmup-epochs", argtypes.nonnegative_int, 4, "epochs over which the sent fraction falls to --ratio"),
+    )
+
+    def dense_mask(self) -> list[bool]:
+        return [len(s) <= 1 for s in self.shapes()]  # 1-D tensors (biases) go dense, as in DGC
+
+    def compressor(self, w: WorkerSide):
+        from compression import DGC as Compressor
+
+        self._compressor = Compressor(self.shapes(), momentum=self.opts["momentum"], clip_norm=self.opts["clip_norm"],
+                                      workers=self.run.workers, device=w.device)
+        return self._compressor
+
+    def worker_feed(self, w: WorkerSide, step: int, epoch: int) -> dict:
+        from compression import warmup_ratio
+
+        return {self._compressor.ratio: warmup_ratio(epoch, self.opts["ratio"], self.opts["warmup_epochs"])}

@@ -171,7 +171,8 @@ def test_names_are_normalised_and_unknown_names_listed(tmp_path):
     write_idx_set(tmp_path / "d", gz=False)
     assert data.load("Fashion-MNIST", data_dir=tmp_path / "d").name == "fashion_mnist"
     assert data.load("FASHION_mnist", data_dir=tmp_path / "d").name == "fashion_mnist"
-    assert data.NAMES == ("mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic")
+    assert data.NAMES == ("mnist", "fashion_mnist", "cifar10", "cifar100",
+                          "fashion_mnist_permuted", "digits", "synthetic")
     with pytest.raises(data.DataError) as error:
         data.load("imagenet")
     assert "imagenet" in str(error.value)
@@ -234,9 +235,8 @@ def test_mnist_npz_in_keras_cache(tmp_path, no_system_data):
 def test_search_order_data_dir_then_env(tmp_path, monkeypatch, no_system_data):
     write_idx_set(tmp_path / "env", gz=True, train_labels=(1, 1, 1))
     monkeypatch.setenv("MP2_DATA", str(tmp_path / "env"))
-    (tmp_path / "empty").mkdir()
-    # Nothing in --data-dir: falls through to $MP2_DATA.
-    assert_labels(data.load("mnist", data_dir=tmp_path / "empty").train_y, [1, 1, 1])
+    # No --data-dir: $MP2_DATA.
+    assert_labels(data.load("mnist").train_y, [1, 1, 1])
     # Files in --data-dir win.
     write_idx_set(tmp_path / "flag", gz=True, train_labels=(2, 2, 2))
     assert_labels(data.load("mnist", data_dir=tmp_path / "flag").train_y, [2, 2, 2])
@@ -252,30 +252,64 @@ def test_repeated_loads_are_cached_and_read_only(tmp_path):
 
 # ----------------------------------------------------------------------------------- missing data
 
+EXPECTED_FILES = {
+    "mnist": list(IDX_NAMES) + ["mnist.npz"],
+    "fashion_mnist": list(IDX_NAMES),
+    "cifar10": CIFAR10_PY + [f"{f}.bin" for f in CIFAR10_PY] + ["cifar-10-batches-py"],
+    "cifar100": ["train", "test", "train.bin", "test.bin", "cifar-100-python"],
+}
+
+
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100"])
 def test_missing_data_error_lists_files_places_and_remedy(tmp_path, monkeypatch, no_system_data,
                                                           name):
-    data_dir, env_dir = tmp_path / "flag-dir", tmp_path / "env-dir"
-    data_dir.mkdir()
+    env_dir = tmp_path / "env-dir"
     env_dir.mkdir()
     monkeypatch.setenv("MP2_DATA", str(env_dir))
     with pytest.raises(data.DataError) as error:
-        data.load(name, data_dir=data_dir)
+        data.load(name)
     message = str(error.value)
-    expected_files = {
-        "mnist": list(IDX_NAMES) + ["mnist.npz"],
-        "fashion_mnist": list(IDX_NAMES),
-        "cifar10": CIFAR10_PY + [f"{f}.bin" for f in CIFAR10_PY] + ["cifar-10-batches-py"],
-        "cifar100": ["train", "test", "train.bin", "test.bin", "cifar-100-python"],
-    }[name]
-    places = [str(data_dir), str(env_dir), str(tmp_path / "no-debian"),
-              str(keras_datasets(tmp_path)), "--data-dir", "MP2_DATA"]
-    for needle in [name] + expected_files + places:
+    places = [str(env_dir), str(tmp_path / "no-debian"), str(keras_datasets(tmp_path)),
+              "--data-dir", "MP2_DATA"]
+    for needle in [name] + EXPECTED_FILES[name] + places:
         assert needle in message, f"{needle!r} missing from:\n{message}"
     if name == "fashion_mnist":
         assert "apt-get install dataset-fashion-mnist" in message
     else:
         assert "https://" in message
+
+
+@pytest.mark.parametrize("state", ["missing", "empty", "other files"])
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "fashion_mnist_permuted", "cifar10",
+                                  "cifar100"])
+def test_explicit_data_dir_without_the_files_is_an_error_naming_them(tmp_path, monkeypatch, name,
+                                                                     state):
+    """Never a fall-back: the system copy (/usr/share/datasets/fashion-mnist here) and
+    $MP2_DATA both hold usable files, yet a --data-dir without them is refused."""
+    write_idx_set(tmp_path / "env", gz=True)
+    monkeypatch.setenv("MP2_DATA", str(tmp_path / "env"))
+    data_dir = tmp_path / "given"
+    if state != "missing":
+        data_dir.mkdir()
+    if state == "other files":
+        (data_dir / "notes.txt").write_text("not a dataset")
+    with pytest.raises(data.DataError) as error:
+        data.load(name, data_dir=data_dir)
+    message = str(error.value)
+    words = {"missing": "does not exist", "empty": "is empty", "other files": "does not hold"}
+    assert f"--data-dir {data_dir} {words[state]}" in message
+    base = "fashion_mnist" if name == "fashion_mnist_permuted" else name
+    for needle in EXPECTED_FILES[base]:
+        assert needle in message, f"{needle!r} missing from:\n{message}"
+    assert str(tmp_path / "env") not in message  # not searched, so not listed as searched
+
+
+def test_explicit_data_dir_is_never_replaced_by_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("MP2_DOWNLOAD", "1")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # a download attempt would fail loudly
+    with pytest.raises(data.DataError, match="is empty"):
+        (tmp_path / "given").mkdir()
+        data.load("mnist", data_dir=tmp_path / "given")
 
 
 def test_incomplete_copy_is_reported(tmp_path, no_system_data):

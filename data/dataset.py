@@ -1,7 +1,7 @@
 """The in-memory dataset every loader returns."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -11,7 +11,12 @@ class Dataset:
     """Images float32 [N, H, W, C] in [0, 1] and labels int32 [N], for training and test.
 
     Loaded arrays are shared by an in-process cache and are therefore read-only: take a copy
-    before changing one in place.
+    before changing one in place. Images fitted to three channels from one grey channel are a
+    stride-0 view (see data.fit.apply); indexing a batch out of them gives an ordinary array.
+
+    provenance (JSON-serialisable) says where the data came from and what was done to it:
+    {"dataset", "origin", "files" (absolute paths read), "transforms" (list of sentences),
+     "image_shape", "classes", "train_images", "test_images"}.
     """
 
     name: str
@@ -21,6 +26,7 @@ class Dataset:
     test_y: np.ndarray
     classes: int
     source: str
+    provenance: dict = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -38,20 +44,18 @@ def format_shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(int(d)) for d in shape)
 
 
-def from_uint8(name: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-               classes: int, source: str) -> Dataset:
-    """Scale uint8 HWC images to float32 [0, 1], labels to int32, and freeze the arrays."""
+def provenance(name: str, origin: str, files: tuple[str, ...] | list[str], transforms: list[str],
+               image_shape: tuple[int, ...], classes: int, train_images: int,
+               test_images: int) -> dict:
+    """The Dataset.provenance record, built from plain str/int/list values only."""
+    return {"dataset": name, "origin": origin, "files": [str(path) for path in files],
+            "transforms": [str(step) for step in transforms],
+            "image_shape": [int(d) for d in image_shape], "classes": int(classes),
+            "train_images": int(train_images), "test_images": int(test_images)}
 
-    def images(x: np.ndarray) -> np.ndarray:
-        # Contiguous first: a ufunc on a transposed view would keep the transposed strides.
-        scaled = np.divide(np.ascontiguousarray(x), np.float32(255), dtype=np.float32)
-        scaled.flags.writeable = False
-        return scaled
 
-    def labels(y: np.ndarray) -> np.ndarray:
-        as_int = np.ascontiguousarray(y, dtype=np.int32)
-        as_int.flags.writeable = False
-        return as_int
-
-    return Dataset(name=name, train_x=images(train[0]), train_y=labels(train[1]),
-                   test_x=images(test[0]), test_y=labels(test[1]), classes=classes, source=source)
+def frozen_labels(y: np.ndarray) -> np.ndarray:
+    """int32 read-only copy of labels."""
+    as_int = np.ascontiguousarray(y, dtype=np.int32)
+    as_int.flags.writeable = False
+    return as_int

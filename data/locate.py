@@ -1,9 +1,11 @@
 """Finding a dataset's files on disk, and the message for when they are nowhere.
 
-Places, in order: the --data-dir argument, $MP2_DATA, Debian's /usr/share/datasets/<name>/,
-then the Keras download cache (only what is already there). Within --data-dir and $MP2_DATA
-the files may sit in the folder itself or in a subfolder named after the dataset; CIFAR files
-may also sit in the folder their archive unpacks into (cifar-10-batches-py/ and so on).
+An explicit --data-dir is the only place looked in: if it lacks the files, that is an error
+naming it and the files expected there, never a quiet fall-back to another copy. Without one,
+the places are, in order: $MP2_DATA, Debian's /usr/share/datasets/<name>/, then the Keras
+download cache (only what is already there). Within --data-dir and $MP2_DATA the files may sit
+in the folder itself or in a subfolder named after the dataset; CIFAR files may also sit in the
+folder their archive unpacks into (cifar-10-batches-py/ and so on).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.catalog import DatasetSpec, Layout
+from data.catalog import DatasetSpec, StorageFormat
 from data.errors import DataError
 
 # Module-level so tests (and unusual installs) can point them elsewhere.
@@ -30,9 +32,9 @@ class Place:
 @dataclass(frozen=True)
 class Found:
     spec: DatasetSpec
-    layout: Layout
+    storage: StorageFormat
     folder: Path
-    paths: tuple[Path, ...]    # one per layout.files entry, in that order
+    paths: tuple[Path, ...]    # one per storage.files entry, in that order
 
 
 def keras_datasets_dir() -> Path:
@@ -46,7 +48,7 @@ def keras_datasets_dir() -> Path:
 
 
 def places(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> list[Place]:
-    """Every place searched for `spec`, in search order."""
+    """Every place searched for `spec`, in search order (only data_dir when one is given)."""
 
     def user_place(label: str, root: str | os.PathLike | None, unset_note: str) -> Place:
         if root is None or str(root) == "":
@@ -54,9 +56,10 @@ def places(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> list[Place]
         root_path = Path(root).expanduser()
         return Place(label, (root_path,) + tuple(root_path / name for name in spec.folder_names))
 
+    if data_dir is not None and str(data_dir) != "":
+        return [user_place("--data-dir", data_dir, "")]
     keras_root = keras_datasets_dir()
     return [
-        user_place("--data-dir", data_dir, "not given"),
         user_place(f"${DATA_ENV}", os.environ.get(DATA_ENV), "not set"),
         Place("Debian", (DEBIAN_DATASETS / spec.debian_folder,)),
         Place("Keras cache", tuple(keras_root / sub if sub else keras_root
@@ -70,20 +73,23 @@ def locate(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> Found:
     incomplete: list[str] = []
     for place in searched:
         for base in place.folders:
-            for layout in spec.layouts:
-                for folder in _with_subdir(base, layout):
-                    paths = [_existing(folder, name, layout.gz_optional) for name in layout.files]
+            for storage in spec.formats:
+                for folder in _with_subdir(base, storage):
+                    paths = [_existing(folder, name, storage.gz_optional)
+                             for name in storage.files]
                     if all(paths):
-                        return Found(spec, layout, folder, tuple(paths))
-                    missing = [name for name, path in zip(layout.files, paths) if path is None]
+                        return Found(spec, storage, folder, tuple(paths))
+                    missing = [name for name, path in zip(storage.files, paths) if path is None]
                     if len(missing) < len(paths):
-                        incomplete.append(f"  {folder}: has some {layout.description} files but "
+                        incomplete.append(f"  {folder}: has some {storage.description} files but "
                                           f"lacks {', '.join(missing)}")
+    if data_dir is not None and str(data_dir) != "":
+        raise DataError(_not_in_data_dir_message(spec, Path(data_dir).expanduser(), incomplete))
     raise DataError(_not_found_message(spec, searched, incomplete))
 
 
-def _with_subdir(base: Path, layout: Layout) -> tuple[Path, ...]:
-    return (base, base / layout.subdir) if layout.subdir else (base,)
+def _with_subdir(base: Path, storage: StorageFormat) -> tuple[Path, ...]:
+    return (base, base / storage.subdir) if storage.subdir else (base,)
 
 
 def _existing(folder: Path, name: str, gz_optional: bool) -> Path | None:
@@ -94,13 +100,39 @@ def _existing(folder: Path, name: str, gz_optional: bool) -> Path | None:
     return None
 
 
+def _expected_files(spec: DatasetSpec, where: str) -> list[str]:
+    lines = [f"  {storage.expected()}" for storage in spec.formats]
+    subdirs = [f"{storage.subdir}/" for storage in spec.formats if storage.subdir]
+    if subdirs:
+        lines.append(f"  (either directly in {where} or in its subfolder {' or '.join(subdirs)})")
+    return lines
+
+
+def _not_in_data_dir_message(spec: DatasetSpec, data_dir: Path, incomplete: list[str]) -> str:
+    if not data_dir.exists():
+        state = "does not exist"
+    elif not data_dir.is_dir():
+        state = "is not a directory"
+    elif not any(data_dir.iterdir()):
+        state = "is empty"
+    else:
+        state = f"does not hold {spec.name}'s files"
+    named = " or ".join(f"{data_dir / name}/" for name in spec.folder_names)
+    lines = [f"--data-dir {data_dir} {state}. {spec.name} is read from its standard files, "
+             f"in {data_dir}/ itself or in {named}:"]
+    lines += _expected_files(spec, "one of those")
+    if incomplete:
+        lines.append("Incomplete copies (a download or unpacking that did not finish?):")
+        lines += incomplete
+    lines.append(f"Put them there, give the --data-dir that holds them, or leave --data-dir out "
+                 f"to search ${DATA_ENV}, {DEBIAN_DATASETS / spec.debian_folder} and the Keras "
+                 f"cache. To get them: {spec.how_to_get}.")
+    return "\n".join(lines)
+
+
 def _not_found_message(spec: DatasetSpec, searched: list[Place], incomplete: list[str]) -> str:
     lines = [f"dataset {spec.name} not found. It is read from its standard files:"]
-    lines += [f"  {layout.expected()}" for layout in spec.layouts]
-    subdirs = [f"{layout.subdir}/" for layout in spec.layouts if layout.subdir]
-    if subdirs:
-        lines.append(f"  (either directly in a searched folder or in its subfolder "
-                     f"{' or '.join(subdirs)})")
+    lines += _expected_files(spec, "a searched folder")
     lines.append("Searched, in this order:")
     width = max(len(place.label) for place in searched) + 1
     for place in searched:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.dataset import Dataset
+from data.dataset import Dataset, provenance
 from data.errors import DataError
 
 MAX_SHIFT = 2        # pixels a sample may be moved from its class template, each axis
@@ -32,8 +32,12 @@ def synthetic(image_shape: tuple[int, int, int] = (28, 28, 1), classes: int = 10
     arrays = [train_x, train_y, test_x, test_y]
     for array in arrays:
         array.flags.writeable = False  # same contract as the loaded datasets
+    origin = f"synthetic(seed={seed})"
+    record = provenance("synthetic", origin, (), [
+        f"generated: {classes} classes of blob patterns, {train_size} training and {test_size} "
+        f"test images"], shape, classes, train_size, test_size)
     return Dataset(name="synthetic", train_x=train_x, train_y=train_y, test_x=test_x,
-                   test_y=test_y, classes=classes, source=f"synthetic(seed={seed})")
+                   test_y=test_y, classes=classes, source=origin, provenance=record)
 
 
 def _templates(rng: np.random.Generator, classes: int,

@@ -1,7 +1,7 @@
-"""The MP² parameter server: the step barrier, aggregation (and prediction), and the run's records.
+"""The MP² parameter server: the step barrier, aggregation (and prediction), evaluation and the run's records.
 
     python mp2_ps.py --ps_hosts 10.0.0.1:2222 --worker_hosts 10.0.0.2:2222,10.0.0.3:2222 \
-        --model lenet5 --dataset fashion_mnist --method mp2 --predictor predictors/lenet5-fashion_mnist.npz
+        --model lenet5 --dataset fashion_mnist --method mp2 --predictor predictors/lenet5-fashion_mnist
 """
 import sys
 import time
@@ -11,123 +11,159 @@ import numpy as np
 import tensorflow as tf
 
 import data
-from predictor import CheckpointError
 from paramset import ParamSetError, ParamSetWriter
-from runtime import cluster, flags, methods
+from predictor import CheckpointError
+from runtime import cluster, flags
 from runtime.collect import SnapshotCollector
 from runtime.config import RunConfig
+from runtime.events import EpochEvents
+from runtime.metrics import classification_report, epoch_record, finite_json
 from runtime.progress import Progress
-from runtime.ps import PSLink, WorkerFailed
+from runtime.ps import Diverged, PSGraph, PSLink, WorkerFailed
 from runtime.rundir import RunDir, write_json
 from runtime.wire import Wire
 
+
+def fail(message) -> None:
+    sys.exit(f"ps: error: {message}")
+
+
 # --- flags ---------------------------------------------------------------------------------------
-parser = flags.ps_parser(__doc__)
-args = parser.parse_args()
+args = flags.ps_parser(__doc__).parse_args()
 try:
     spec, _ = cluster.resolve(args, "ps")
     dataset, model = flags.load_data_and_model(args)
     n_workers = len(spec.workers)
     steps_per_epoch = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed).steps_per_epoch
-except (cluster.ClusterError, data.DataError, ValueError) as e:
-    sys.exit(f"ps: error: {e}")
-config = flags.run_config(args, model, dataset, n_workers)
+    method = flags.build_method(args, model, n_workers, steps_per_epoch)
+    method.prepare_ps(args)
+except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
+    fail(e)
+config = flags.run_config(args, model, dataset, n_workers, method)
 run_dir = RunDir(args.out)
-meta = {"config": config.to_json()}
+total_steps = args.epochs * steps_per_epoch
+meta = {"config": config.to_json(), "ps_inputs": method.ps_inputs()}
 
 # --- the starting model: fresh, or the last saved epoch ------------------------------------------
-history, start_epoch = [], 0
+history, start_epoch, saved_state = [], 0, None
 vector = model.init_vector(args.seed)
 snapshot_dir = Path(args.snapshot_dir or run_dir.path / "snapshots")
 if args.resume:
     if not run_dir.checkpoint.exists():
-        sys.exit(f"ps: error: --resume: no checkpoint in {run_dir.path} (nothing to resume; drop --resume)")
-    vector, saved = run_dir.load_model(run_dir.checkpoint)
+        fail(f"--resume: no checkpoint in {run_dir.path} (nothing to resume; drop --resume)")
+    vector, saved_state, saved = run_dir.load_checkpoint(run_dir.checkpoint)
     # --epochs may grow on resume; every other flag must be the saved run's.
     diffs = config.differences(RunConfig.from_json(saved["config"]), "the saved run", "this one", ignore=("epochs",))
+    diffs += [f"{k}: the saved run used {v!r}, this one {meta['ps_inputs'].get(k)!r}"
+              for k, v in saved.get("ps_inputs", {}).items() if meta["ps_inputs"].get(k) != v]
     if diffs:
-        sys.exit(f"ps: error: --resume: {run_dir.checkpoint} belongs to another configuration: " + "; ".join(diffs))
+        fail(f"--resume: {run_dir.checkpoint} belongs to another configuration: " + "; ".join(diffs))
     start_epoch = saved["epoch"]
-    history = run_dir.keep_metrics_through(start_epoch)
+    if start_epoch > args.epochs:
+        fail(f"--resume: the saved run has already done {start_epoch} epochs; --epochs must be at least that")
+    if start_epoch == args.epochs:
+        print(f"ps: the run in {run_dir.path} has already finished its {args.epochs} epochs; nothing to do "
+              f"(raise --epochs to train on)", flush=True)
+        sys.exit(0)
     print(f"ps: resuming after epoch {start_epoch}", flush=True)
-else:
-    if args.snapshot_every > 0 and (snapshot_dir / "manifest.json").exists():
-        sys.exit(f"ps: error: {snapshot_dir} already holds snapshots of an earlier run; delete it, choose "
-                 f"another --snapshot-dir, or continue that run with --resume")
-    if run_dir.metrics.exists():
-        run_dir.metrics.unlink()  # a fresh run in an old directory starts a fresh record
+elif args.snapshot_every > 0 and (snapshot_dir / "manifest.json").exists():
+    fail(f"{snapshot_dir} already holds snapshots of an earlier run; delete it, choose another "
+         f"--snapshot-dir, or continue that run with --resume")
 
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
 try:
-    method = methods.build(args.method, model.layout)
     server = cluster.start_server(spec, "ps", 0)
     session = cluster.session(server, "ps", 0, args.threads)
-    link = PSLink(session, Wire(n_workers, method.up_dtypes, method.down_dtypes), method)
-    method.prepare_ps(session, cluster.PS_DEVICE, {"predictor": args.predictor})
+    wire = Wire(n_workers, method.up_dtypes, method.down_dtypes)
+    graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync)
+    link = PSLink(session, wire)
+    graph.initialise(session, vector, saved_state, str(run_dir.checkpoint))
     collector = None
     if args.snapshot_every > 0:
         writer = ParamSetWriter(snapshot_dir, model.layout, dataset.name)
         collector = SnapshotCollector(session, cluster.PS_DEVICE, model, dataset, writer, args.snapshot_every,
                                       args.seed, args.snapshot_eval_images)
 except (cluster.ClusterError, CheckpointError, ParamSetError, ValueError) as e:
-    sys.exit(f"ps: error: {e}")
+    fail(e)
 print(f"ps: {config.method} on {model.name}/{dataset.name}: {model.layout.total:,} parameters "
-      f"({model.layout.pushed:,} pushed), {n_workers} workers, {steps_per_epoch} steps per epoch; "
-      f"listening on {spec.ps[0]}", flush=True)
+      f"({model.layout.pushed:,} in the pushed group: {', '.join(model.layout.pushed_layers())}), {n_workers} workers, "
+      f"{steps_per_epoch} steps per epoch; listening on {spec.ps[0]}", flush=True)
+print(f"ps: data: {dataset.provenance.get('origin')} {'; '.join(dataset.provenance.get('transforms', []))}", flush=True)
 
 # --- loop ----------------------------------------------------------------------------------------
+events = EpochEvents(run_dir.path)
+log = lambda s: print(f"ps: {s}", flush=True)  # noqa: E731
 try:
-    link.admit(config, vector, start_epoch * steps_per_epoch, args.connect_timeout, log=lambda s: print(f"ps: {s}", flush=True))
-    started = time.monotonic()
+    start_step = start_epoch * steps_per_epoch
+    phase = method.next_phase(start_step)
+    link.admit(config, vector, start_step, phase, args.connect_timeout, log=log)
+    history = run_dir.start(resumed_through=start_epoch if args.resume else None)  # only now: every worker came
+    started = time.monotonic() - (history[-1]["wall_seconds"] if history else 0.0)
     for epoch in range(start_epoch, args.epochs):
         progress = Progress(steps_per_epoch, f"ps epoch {epoch + 1}/{args.epochs} step")
+        phases = {}
         for step in range(steps_per_epoch):
-            payloads = link.gather(args.step_timeout)
-            vector, reply = method.aggregate(payloads, vector)
-            link.broadcast(reply)
+            s = epoch * steps_per_epoch + step
+            following = method.next_phase(s + 1) if s + 1 < total_steps else phase
+            if following != phase:
+                log(f"step {s + 1}: workers switch from phase {method.phase_name(phase)} to {method.phase_name(following)}")
+            graph.run_step(session, s, phase, following, args.step_timeout, method.ps_feed(graph.side, s, epoch))
+            method.after_step(session, s, phase)
+            phases[method.phase_name(phase)] = phases.get(method.phase_name(phase), 0) + 1
             if collector:
-                collector.after_step(epoch * steps_per_epoch + step, epoch, vector)
+                collector.after_step(s, epoch, lambda: graph.model_value(session))
+            phase = following
             progress.update(step + 1, {})
-        records = link.reports(args.step_timeout)
+        reports = link.reports(args.step_timeout)
         if collector:
             collector.flush()
-        run_dir.append_metrics(records)
-        history += records
-        test_acc = float(np.mean([r["test_acc"] for r in records]))
-        saved = {**meta, "epoch": epoch + 1, "test_acc": test_acc}
-        run_dir.save_model(run_dir.checkpoint, vector, saved)
-        if test_acc >= max((r["test_acc"] for r in history), default=0.0):
-            run_dir.save_model(run_dir.best, vector, saved)
-        print(f"ps: epoch {epoch + 1}/{args.epochs} test_acc {test_acc:.4f} "
-              f"({time.monotonic() - started:.1f}s)", flush=True)
+        vector = graph.model_value(session)
+        test = classification_report(dataset.test_y, graph.evaluate(session, dataset.test_x), dataset.classes)
+        record = epoch_record(epoch + 1, test, reports, phases, time.monotonic() - started)
+        best_before = max((r["test_acc"] for r in history), default=None)
+        history.append(record)
+        run_dir.append_metrics([finite_json(record)])
+        events.write(epoch + 1, {k: record[k] for k in ("test_acc", "f1", "loss", "train_acc", "bytes_pushed",
+                                                         "bytes_pulled", "comm_seconds", "step_seconds")})
+        saved = {**meta, "epoch": epoch + 1, "test_acc": record["test_acc"]}
+        state = graph.state(session)
+        run_dir.save_checkpoint(run_dir.checkpoint, vector, state, saved)
+        if best_before is None or record["test_acc"] > best_before:
+            run_dir.save_checkpoint(run_dir.best, vector, {}, saved)
+        log(f"epoch {epoch + 1}/{args.epochs} test_acc {record['test_acc']:.4f} loss {record['loss']:.4f} "
+            f"pushed {record['bytes_pushed']:,} B ({time.monotonic() - started:.1f}s)")
     link.reports(args.step_timeout)  # every worker's "done"
-except WorkerFailed as e:
+except (WorkerFailed, Diverged) as e:
     print(f"ps: error: {e}; stopping the run", file=sys.stderr, flush=True)
     link.abort(str(e))
+    cluster.exit_now(1)
+except OSError as e:  # a checkpoint or record that cannot be written (full disk, permissions)
+    print(f"ps: error: cannot write the run's files in {run_dir.path}: {e}; stopping the run", file=sys.stderr, flush=True)
+    link.abort(f"the PS cannot write its files ({e.strerror or e})")
     cluster.exit_now(1)
 except KeyboardInterrupt:
     link.abort("the PS was interrupted")
     cluster.exit_now(130, "ps: interrupted; the workers were told to stop")
 
 # --- report --------------------------------------------------------------------------------------
-by_epoch = {}
-for r in history:
-    by_epoch.setdefault(r["epoch"], []).append(r["test_acc"])
-curve = [float(np.mean(by_epoch[e])) for e in sorted(by_epoch)]
+curve = [r["test_acc"] for r in history]
 summary = {
-    "method": config.method, "model": model.name, "dataset": dataset.name, "workers": n_workers,
-    "epochs": args.epochs, "steps": args.epochs * steps_per_epoch, "steps_per_epoch": steps_per_epoch,
-    "total_params": model.layout.total, "pushed_params": model.layout.pushed,
+    "method": config.method, "method_options": config.method_options, "model": model.name, "dataset": dataset.name,
+    "data": dataset.provenance, "workers": n_workers, "epochs": args.epochs, "steps": total_steps,
+    "steps_per_epoch": steps_per_epoch, "lr": method.run.lr,
+    "total_params": model.layout.total, "pushed_params": model.layout.pushed, "pushed_layers": model.layout.pushed_layers(),
     "best_test_acc": max(curve), "final_test_acc": curve[-1], "test_acc_by_epoch": curve,
     "bytes_pushed_total": int(sum(r["bytes_pushed"] for r in history)),
     "bytes_pulled_total": int(sum(r["bytes_pulled"] for r in history)),
     "comm_seconds_mean": float(np.mean([r["comm_seconds"] for r in history])),
     "wall_seconds": time.monotonic() - started, "resumed_from_epoch": start_epoch,
-    "ps_predict_seconds": getattr(method, "predict_seconds", 0.0), "predictor": args.predictor,
+    "phases": {k: sum(r["phases"].get(k, 0) for r in history) for k in {k for r in history for k in r["phases"]}},
+    "method_stats": method.stats(), "ps_inputs": meta["ps_inputs"],
     "snapshots": len(collector.writer) if collector else 0,
 }
-write_json(run_dir.summary, summary)
+write_json(run_dir.summary, finite_json(summary))
+events.close()
 print(f"ps: done: best test_acc {summary['best_test_acc']:.4f}, pushed {summary['bytes_pushed_total']:,} B, "
       f"pulled {summary['bytes_pulled_total']:,} B; wrote {run_dir.summary}", flush=True)
 cluster.exit_now(0)

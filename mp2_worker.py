@@ -11,8 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 import data
-from runtime import cluster, flags, methods
-from runtime.metrics import classification_report
+import npzio
+from runtime import cluster, flags
 from runtime.progress import Progress
 from runtime.rundir import RunDir
 from runtime.wire import Wire
@@ -25,62 +25,79 @@ try:
     dataset, model = flags.load_data_and_model(args)
     n_workers = len(spec.workers)
     schedule = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed)
+    method = flags.build_method(args, model, n_workers, schedule.steps_per_epoch)
     server = cluster.start_server(spec, "worker", index)
 except (cluster.ClusterError, data.DataError, ValueError) as e:
     sys.exit(f"worker: error: {e}")
-config = flags.run_config(args, model, dataset, n_workers)
-rng = np.random.default_rng([args.seed, index])  # mixup draws differ per worker
+config = flags.run_config(args, model, dataset, n_workers, method)
 run_dir = RunDir(args.out)
 log_path = run_dir.path / f"worker-{index}.jsonl"
+state_path = run_dir.path / f"worker-{index}-state.npz"
 name = f"worker {index}"
 
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
-method = methods.build(args.method, model.layout)
 wire = Wire(n_workers, method.up_dtypes, method.down_dtypes)
-graph = WorkerGraph(model, method, wire, index, args.lr)
+graph = WorkerGraph(model, method, wire, index, method.run.lr, args.verify_sync)
 session = cluster.session(server, "worker", index, args.threads)
 
 # --- join, train, report ----------------------------------------------------------------------
 try:
     cluster.wait_for_port(spec.ps[0], args.connect_timeout, "the PS")
-    start = graph.join(session, config.to_json(), args.connect_timeout)
+    start, phase = graph.join(session, config.to_json(), args.connect_timeout)
+    first_epoch = start // schedule.steps_per_epoch
     print(f"{name}: joined; {schedule.steps_per_epoch} steps per epoch, starting at step {start}", flush=True)
-    if start == 0:
-        log_path.unlink(missing_ok=True)  # a fresh run starts a fresh log; a resumed one goes on
-    for epoch in range(start // schedule.steps_per_epoch, args.epochs):
+    kept = [r for r in (json.loads(l) for l in log_path.read_text().splitlines() if l.strip())] if start and log_path.exists() else []
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in kept if r["epoch"] <= first_epoch))
+    if start:  # resumed: the method's and optimizer's state as saved with that epoch, if this host has it
+        try:
+            arrays, saved = npzio.read(state_path)
+            if saved.get("epoch") != first_epoch:
+                raise ValueError(f"it is of epoch {saved.get('epoch')}, the run resumes after epoch {first_epoch}")
+            graph.restore(session, arrays, str(state_path))
+        except (*npzio.READ_ERRORS, ValueError) as e:
+            print(f"{name}: warning: optimizer and method state start afresh ({state_path}: {e})", flush=True)
+    for epoch in range(first_epoch, args.epochs):
+        rng = np.random.default_rng([args.seed, index, epoch])  # mixup draws: per worker and epoch, so a resume repeats them
         totals = dict(loss=0.0, acc=0.0, pushed=0, pulled=0, comm=0.0, step=0.0)
         progress = Progress(schedule.steps_per_epoch, f"{name} epoch {epoch + 1}/{args.epochs}")
         for step in range(schedule.steps_per_epoch):
+            s = epoch * schedule.steps_per_epoch + step
             t0 = time.perf_counter()
             idx = schedule.worker_indices(epoch, step, index)
             images, labels = data.mixup(dataset.train_x[idx], dataset.train_y[idx], dataset.classes, args.mixup, rng)
-            loss, acc = graph.train(session, images, labels)
+            loss, acc, sent = graph.push(session, phase, images, labels, method.worker_feed(graph.side, s, epoch), args.step_timeout)
             t1 = time.perf_counter()
-            totals["pushed"] += graph.push(session, args.step_timeout)
-            totals["pulled"] += graph.pull(session, args.step_timeout)  # the barrier: all workers pushed
+            received, following, theirs, mine = graph.pull(session, phase, args.step_timeout)  # the barrier
             t2 = time.perf_counter()
+            if args.verify_sync and theirs != mine:
+                raise RunStopped(f"after step {s + 1} this worker's model differs from the PS's (digest {mine} "
+                                 f"against {theirs}): the method's update is not reproduced exactly")
+            phase = following
             totals["loss"] += loss
             totals["acc"] += acc
+            totals["pushed"] += sent
+            totals["pulled"] += received
             totals["comm"] += t2 - t1
             totals["step"] += t2 - t0
             progress.update(step + 1, {"loss": loss, "acc": acc})
         steps = schedule.steps_per_epoch
-        test = classification_report(dataset.test_y, graph.predict(session, dataset.test_x), dataset.classes)
         record = {
             "worker": index, "epoch": epoch + 1, "loss": totals["loss"] / steps, "train_acc": totals["acc"] / steps,
-            "test_acc": test["accuracy"], "precision": test["precision"], "recall": test["recall"], "f1": test["f1"],
             "bytes_pushed": totals["pushed"], "bytes_pulled": totals["pulled"],
             "comm_seconds": totals["comm"], "step_seconds": totals["step"], "steps": steps,
         }
+        npzio.write(state_path, graph.state(session), {"epoch": epoch + 1, "worker": index})
         graph.report(session, record, args.step_timeout)
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(f"{name}: epoch {epoch + 1}/{args.epochs} loss {record['loss']:.4f} train_acc {record['train_acc']:.4f} "
-              f"test_acc {record['test_acc']:.4f} f1 {record['f1']:.4f} comm {record['comm_seconds']:.1f}s", flush=True)
+              f"comm {record['comm_seconds']:.1f}s", flush=True)
     graph.report(session, {"worker": index, "done": True}, args.step_timeout)
 except (RunStopped, cluster.ClusterError) as e:
     cluster.exit_now(1, f"{name}: error: {e}")
+except OSError as e:
+    cluster.exit_now(1, f"{name}: error: cannot write {run_dir.path}: {e}")
 except KeyboardInterrupt:
     cluster.exit_now(130, f"{name}: interrupted")
 print(f"{name}: done", flush=True)

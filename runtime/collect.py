@@ -29,12 +29,16 @@ class SnapshotCollector:
             self.predictions = tf.argmax(logits, 1)
         self._window, self._chosen = -1, -1
 
-    def after_step(self, step: int, epoch: int, vector: np.ndarray) -> None:
-        """Call after global step `step` (0-based, counted over the whole run) with the new model."""
+    def after_step(self, step: int, epoch: int, vector) -> None:
+        """Call after global step `step` (0-based, counted over the whole run) with the new model.
+
+        `vector` may be a function that fetches it, called only when this step is snapshotted.
+        """
         window = step // self.every
         if window != self._window:
             self._window, self._chosen = window, window * self.every + int(self.rng.integers(self.every))
         if step == self._chosen:
+            vector = vector() if callable(vector) else vector
             hits = 0
             for i in range(0, len(self.images), 500):
                 pred = self.session.run(self.predictions, {self.vector: vector, self.batch: self.images[i : i + 500]})

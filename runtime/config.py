@@ -11,6 +11,8 @@ FLAG_OF = {
     "fingerprint": "--model/--classes (layout fingerprint)",
     "push": "--push (pushed layers)",
     "dataset": "--dataset",
+    "fit_input": "--fit-input",
+    "train_images": "--train-images",
     "method": "--method",
     "method_options": "the method's flags",
     "workers": "--worker_hosts (number of workers)",
@@ -37,6 +39,8 @@ class RunConfig:
     mixup: float
     seed: int
     push: list = field(default_factory=list)
+    fit_input: bool = False
+    train_images: int | None = None
     method_options: dict = field(default_factory=dict)
     verify_sync: bool = False
 

@@ -5,6 +5,7 @@ import argparse
 
 import argtypes
 import data
+import data.flags
 import models
 from runtime import cluster
 from runtime.config import RunConfig
@@ -17,8 +18,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("training (the PS and every worker must agree)")
     g.add_argument("--model", default="lenet5", help=f"one of {', '.join(models.NAMES)}")
     g.add_argument("--push", default="front", help=models.PUSH_HELP)
-    g.add_argument("--dataset", default="fashion_mnist", help=f"one of {', '.join(data.NAMES)}")
-    g.add_argument("--data-dir", help="where the dataset's files are (else $MP2_DATA, Debian's, Keras's cache)")
+    data.flags.add_flags(g)
     g.add_argument("--method", default="baseline", choices=sorted(METHODS),
                    help="; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()))
     g.add_argument("--epochs", type=argtypes.positive_int, default=5)
@@ -109,6 +109,8 @@ def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Data
         fingerprint=model.layout.fingerprint(),
         push=model.layout.pushed_layers(),
         dataset=dataset.name,
+        fit_input=args.fit_input,
+        train_images=args.train_images,
         method=args.method,
         method_options=method.handshake_options(),
         workers=workers,
@@ -124,5 +126,5 @@ def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Data
 def load_data_and_model(args: argparse.Namespace) -> tuple[data.Dataset, models.Model]:
     """The dataset (its class count sizes the classifier) and the model built for it."""
     probe = models.get(args.model)  # for the image shape only; validates the name too
-    dataset = data.load(args.dataset, args.data_dir, image_shape=probe.input_shape, seed=args.seed)
+    dataset = data.flags.from_args(args, probe.input_shape, args.seed)
     return dataset, models.get(args.model, dataset.classes, push=args.push)

@@ -22,3 +22,30 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray, classes: 
         "recall": float(recall[present].mean()) if present.any() else 0.0,
         "f1": float(f1[present].mean()) if present.any() else 0.0,
     }
+
+
+def epoch_record(epoch: int, test: dict[str, float], reports: list[dict], phases: dict[str, int], wall: float) -> dict:
+    """One line of metrics.jsonl: the global model's test figures and the workers' epoch, summed or averaged."""
+    return {
+        "epoch": epoch,
+        "test_acc": test["accuracy"], "precision": test["precision"], "recall": test["recall"], "f1": test["f1"],
+        "loss": float(np.mean([r["loss"] for r in reports])),
+        "train_acc": float(np.mean([r["train_acc"] for r in reports])),
+        "bytes_pushed": int(sum(r["bytes_pushed"] for r in reports)),
+        "bytes_pulled": int(sum(r["bytes_pulled"] for r in reports)),
+        "comm_seconds": float(np.mean([r["comm_seconds"] for r in reports])),
+        "step_seconds": float(np.mean([r["step_seconds"] for r in reports])),
+        "phases": phases, "wall_seconds": wall,
+        "workers": reports,
+    }
+
+
+def finite_json(value):
+    """`value` with every non-finite float replaced by None, so the JSON written is valid JSON."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value

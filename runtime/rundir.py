@@ -54,9 +54,21 @@ class RunDir:
         atomic_write_bytes(self.metrics, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept).encode())
         return kept
 
-    def save_model(self, path: Path, model: np.ndarray, meta: dict) -> None:
-        npzio.write(path, {"model": model}, meta)
+    def start(self, resumed_through: int | None) -> list[dict]:
+        """Begin the run's record: a fresh run starts an empty one; a resumed run keeps its epochs so far.
 
-    def load_model(self, path: Path) -> tuple[np.ndarray, dict]:
+        Called once every worker has joined, so a run that cannot start leaves an old record intact.
+        """
+        if resumed_through is None:
+            for stale in (self.metrics, self.summary, self.best):
+                stale.unlink(missing_ok=True)
+            return []
+        return self.keep_metrics_through(resumed_through)
+
+    def save_checkpoint(self, path: Path, model: np.ndarray, state: dict[str, np.ndarray], meta: dict) -> None:
+        """The global model and the method's PS state (optimizer slots, residual history, ...)."""
+        npzio.write(path, {"model": model, **state}, meta)
+
+    def load_checkpoint(self, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
         arrays, meta = npzio.read(path)
-        return arrays["model"], meta
+        return arrays.pop("model"), arrays, meta

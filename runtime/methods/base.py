@@ -137,6 +137,7 @@ class Method:
     down_dtypes: tuple[tf.DType, ...] = (tf.float32,)
     default_lr = 1e-3
     first_phase = 0
+    phase_names: dict[int, str] = {0: "step"}
 
     def __init__(self, layout: Layout, opts: dict, run: RunInfo) -> None:
         self.layout, self.opts, self.run = layout, dict(opts), run
@@ -163,6 +164,13 @@ class Method:
 
     def ps_feed(self, ps: PSSide, step: int, epoch: int) -> dict:
         return {}
+
+    def ps_inputs(self) -> dict:
+        """What the PS reads besides its flags (e.g. a predictor file and its hash): a resume must match it."""
+        return {}
+
+    def phase_name(self, phase: int) -> str:
+        return self.phase_names.get(phase, str(phase))
 
     def next_phase(self, step: int) -> int:
         """The phase of global step `step` (0-based), decided by the PS before it is announced."""

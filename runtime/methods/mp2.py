@@ -8,6 +8,7 @@ pushed value instead of predicted.
 from __future__ import annotations
 
 import argparse
+import hashlib
 
 import tensorflow as tf
 
@@ -30,6 +31,8 @@ class MP2(Method):
         Option("--full-push-epochs", argtypes.nonnegative_int, 0, "the last K epochs push the whole model"),
     )
 
+    phase_names = {FULL: "full", PARTIAL: "partial"}
+
     def prepare_ps(self, args: argparse.Namespace) -> None:
         if self.opts["prediction"] not in ("predictor", "hold"):
             raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
@@ -40,7 +43,14 @@ class MP2(Method):
             if not self.opts.get("predictor"):
                 raise ValueError("--method mp2 needs --predictor PATH (a checkpoint from mp2_train_stage.py), "
                                  "or --prediction hold for the control run")
-            self.weights, _ = load_checkpoint(resolve_path(self.opts["predictor"]), self.layout)
+            self.path = resolve_path(self.opts["predictor"])
+            self.weights, _ = load_checkpoint(self.path, self.layout)
+
+    def ps_inputs(self) -> dict:
+        if self.weights is None:
+            return {}
+        with open(self.path, "rb") as f:
+            return {"predictor": self.path, "predictor_sha256": hashlib.sha256(f.read()).hexdigest()}
 
     # --- schedule -------------------------------------------------------------------------------
     def next_phase(self, step: int) -> int:
@@ -59,7 +69,7 @@ class MP2(Method):
 
     # --- PS -------------------------------------------------------------------------------------
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
-        average = mean([p[0] for p in ps.gather()])
+        average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.pushed])  # a static shape
         if self.weights is not None:
             from predictor import Predictor
 

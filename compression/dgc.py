@@ -94,6 +94,7 @@ class DGC:
                 None if dense else tf.Variable(tf.zeros(s), trainable=False, name=f"dgc_velocity_{i}")
                 for i, (s, dense) in enumerate(zip(self.shapes, self.dense_mask))
             ]
+            self._ratio_assign = None
             if not tf.executing_eagerly():  # built once, so set_ratio adds nothing to the graph
                 self._ratio_feed = tf.compat.v1.placeholder(tf.float64, [], name="dgc_ratio_feed")
                 self._ratio_assign = self.ratio.assign(self._ratio_feed)
@@ -105,8 +106,10 @@ class DGC:
     def set_ratio(self, value: float, session: tf.compat.v1.Session | None = None) -> None:
         """Set the share of entries sent from the next compress on (graph mode needs the session)."""
         _check_ratio(value)
-        if tf.executing_eagerly():
+        if self._ratio_assign is None:
             self.ratio.assign(value)
+        elif session is None:
+            raise ValueError("DGC.set_ratio: this DGC was built in a graph; pass the session to run it in")
         else:
             session.run(self._ratio_assign, {self._ratio_feed: value})
 

@@ -18,6 +18,7 @@ class GraphRun:
         self.shapes = shapes
         self.graph = tf.Graph()
         with self.graph.as_default():
+            tf.compat.v1.set_random_seed(0)  # DGC's sample offsets: the same every run
             self.compressor = make(shapes)
             self.grads = [tf.compat.v1.placeholder(tf.float32, s) for s in shapes]
             out = self.compressor.compress(self.grads)
@@ -47,8 +48,10 @@ class EagerRun:
 
     def step(self, grads):
         out = self.compressor.compress([tf.constant(g) for g in grads])
-        flat = densify(out.values, out.indices, out.dense, self.shapes, [False] * len(self.shapes))
-        return {"values": out.values.numpy(), "indices": out.indices.numpy(), "flat": flat.numpy()}
+        assert out.update is None  # eagerly, the state is updated by compress itself
+        mask = getattr(self.compressor, "dense_mask", [False] * len(self.shapes))
+        flat = densify(out.values, out.indices, out.dense, self.shapes, mask)
+        return {name: t.numpy() for name, t in [("values", out.values), ("indices", out.indices), ("dense", out.dense), ("flat", flat)]}
 
     def state(self):
         return [v.numpy() for v in self.compressor.variables]
@@ -115,11 +118,12 @@ def test_topk_rejects_a_ratio_outside_0_1():
 # --- DGC: momentum correction, masking, dense tensors ----------------------------------------
 
 
-def test_dgc_momentum_correction_and_masking_by_hand():
+@pytest.mark.parametrize("runner", [GraphRun, EagerRun], ids=["graph", "eager"])
+def test_dgc_momentum_correction_and_masking_by_hand(runner):
     # A bias (3,) first, then a 2x5 weight: 10 values at ratio 0.1 send k = 1 per step. Such a
     # small tensor is sampled whole, so the one sent is its largest |v|.
     shapes = [(3,), (2, 5)]
-    run = GraphRun(lambda s: DGC(s, momentum=0.5, ratio=0.1), shapes)
+    run = runner(lambda s: DGC(s, momentum=0.5, ratio=0.1), shapes)
     assert run.compressor.dense_mask == [True, False]
     bias = np.array([1.0, -1.0, 2.0], np.float32)
     weight = np.array([[3.0, 2.0, 1.0, 0, 0], [0, 0, 0, 0, 0]], np.float32)
@@ -196,6 +200,12 @@ def test_dgc_ratio_is_set_per_step_without_rebuilding():
     assert 800 <= counts[0] <= 1300 and 80 <= counts[1] <= 130
     with pytest.raises(ValueError, match="ratio"):
         run.compressor.set_ratio(1.5, run.session)
+
+
+def test_dgc_rejects_bad_settings():
+    for bad in (dict(momentum=1.0), dict(clip_norm=-1.0), dict(workers=0), dict(sample_fraction=0.0), dict(ratio=0.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            DGC([(3, 3)], **bad)
 
 
 # --- DGC: local gradient clipping -------------------------------------------------------------

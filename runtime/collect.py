@@ -13,12 +13,15 @@ class SnapshotCollector:
     """Takes one snapshot at a random step in every window of `every` steps, with its test accuracy.
 
     Random steps rather than every K-th keep snapshots from lining up with any periodic pattern
-    of the data schedule. Accuracy is measured on the first `eval_images` test images, on the PS.
+    of the data schedule. With `regular`, the snapshot is the window's last step instead (steps
+    K, 2K, ...): evenly spaced recordings, which the WNN's training needs. Accuracy is measured
+    on the first `eval_images` test images, on the PS.
     """
 
     def __init__(self, session: tf.compat.v1.Session, device: str, model: Model, dataset: Dataset,
-                 writer: ParamSetWriter, every: int, seed: int, eval_images: int = 1000) -> None:
-        self.session, self.writer, self.every = session, writer, every
+                 writer: ParamSetWriter, every: int, seed: int, eval_images: int = 1000,
+                 regular: bool = False) -> None:
+        self.session, self.writer, self.every, self.regular = session, writer, every, regular
         self.rng = np.random.default_rng([seed, 7919])
         self.images = dataset.test_x[:eval_images]
         self.labels = dataset.test_y[:eval_images]
@@ -36,7 +39,8 @@ class SnapshotCollector:
         """
         window = step // self.every
         if window != self._window:
-            self._window, self._chosen = window, window * self.every + int(self.rng.integers(self.every))
+            offset = self.every - 1 if self.regular else int(self.rng.integers(self.every))
+            self._window, self._chosen = window, window * self.every + offset
         if step == self._chosen:
             vector = vector() if callable(vector) else vector
             hits = 0

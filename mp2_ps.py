@@ -83,7 +83,7 @@ try:
     if args.snapshot_every > 0:
         writer = ParamSetWriter(snapshot_dir, model.layout, dataset.name)
         collector = SnapshotCollector(session, cluster.PS_DEVICE, model, dataset, writer, args.snapshot_every,
-                                      args.seed, args.snapshot_eval_images)
+                                      args.seed, args.snapshot_eval_images, regular=args.snapshot_regular)
 except (cluster.ClusterError, CheckpointError, ParamSetError, ValueError) as e:
     fail(e)
 print(f"ps: {config.method} on {model.name}/{dataset.name}: {model.layout.total:,} parameters "

@@ -58,6 +58,7 @@ try:
         except (*npzio.READ_ERRORS, ValueError) as e:
             print(f"{name}: warning: optimizer and method state start afresh ({state_path}: {e})", flush=True)
     for epoch in range(first_epoch, args.epochs):
+        method.worker_epoch_start(graph.side, session, epoch)
         rng = np.random.default_rng([args.seed, index, epoch])  # mixup draws: per worker and epoch, so a resume repeats them
         totals = dict(loss=0.0, acc=0.0, pushed=0, pulled=0, comm=0.0, step=0.0)
         progress = Progress(schedule.steps_per_epoch, f"{name} epoch {epoch + 1}/{args.epochs}")

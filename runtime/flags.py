@@ -50,6 +50,8 @@ def ps_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
     g = p.add_argument_group("collection (stage 1: the parameter dataset for mp2_train_stage.py)")
     g.add_argument("--snapshot-every", type=argtypes.nonnegative_int, default=0, metavar="K", help="snapshot the model at a random step of every K; 0: off")
+    g.add_argument("--snapshot-regular", action="store_true",
+                   help="snapshot at the last step of every K instead (even spacing, what mp2_train_wnn.py needs)")
     g.add_argument("--snapshot-dir", help="where the snapshots go (default: OUT/snapshots)")
     g.add_argument("--snapshot-eval-images", type=argtypes.positive_int, default=1000, help="test images each snapshot's accuracy is measured on")
     return p

@@ -44,8 +44,16 @@ class Nowcaster:
             # Oldest first: once the buffer is full, the oldest row is the next one to overwrite.
             order = (self.count + np.arange(features.HISTORY, dtype=np.int64)) % features.HISTORY
             chronological = tf.gather(self.history, order)
-            consts = {kind: {k: tf.constant(v) for k, v in p.items()} for kind, p in params.items()}
-            self.jumped = self._jump(chronological, consts, chunk)
+            self._consts = {kind: {k: tf.constant(v) for k, v in p.items()} for kind, p in params.items()}
+            self._chunk, self._device = chunk, device
+            self.jumped = self._jump(chronological, self._consts, chunk)
+
+    def jumped_after(self, recorded: tf.Operation) -> tf.Tensor:
+        """The jumped vector from the history as it is after `recorded` ran (for one-run PS steps)."""
+        with tf.device(self._device), tf.control_dependencies([recorded]):
+            order = (self.count.read_value() + np.arange(features.HISTORY, dtype=np.int64)) % features.HISTORY
+            chronological = tf.gather(self.history.read_value(), order)
+        return self._jump(chronological, self._consts, self._chunk)
 
     def record_tensor(self, vector: tf.Tensor) -> tf.Operation:
         """An op that writes `vector` [total] (a graph tensor) into the ring buffer."""

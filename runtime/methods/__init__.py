@@ -9,8 +9,9 @@ from runtime.methods.base import Method, Option, RunInfo
 from runtime.methods.baseline import Baseline
 from runtime.methods.mp2 import MP2
 from runtime.methods.sparse import DGC, TopK
+from runtime.methods.wnn import WNN
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, MP2, TopK, DGC)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, MP2, TopK, DGC, WNN)}
 
 
 def build(name: str, layout: Layout, opts: dict, run: RunInfo) -> Method:

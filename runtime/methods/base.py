@@ -151,6 +151,9 @@ class Method:
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         raise NotImplementedError
 
+    def worker_epoch_start(self, w: WorkerSide, session: tf.compat.v1.Session, epoch: int) -> None:
+        """Per-epoch settings on the worker (DGC's warm-up ratio)."""
+
     def worker_feed(self, w: WorkerSide, step: int, epoch: int) -> dict:
         """Values for the method's worker placeholders at global step `step` (0-based)."""
         return {}

@@ -97,10 +97,11 @@ class DGC(_Sparse):
         from compression import DGC as Compressor
 
         self._compressor = Compressor(self.shapes(), momentum=self.opts["momentum"], clip_norm=self.opts["clip_norm"],
-                                      workers=self.run.workers, device=w.device)
+                                      workers=self.run.workers, device=w.device, ratio=self.opts["ratio"])
+        w.state.append(self._compressor.ratio)  # initialised with the rest; set again every epoch
         return self._compressor
 
-    def worker_feed(self, w: WorkerSide, step: int, epoch: int) -> dict:
+    def worker_epoch_start(self, w: WorkerSide, session, epoch: int) -> None:
         from compression import warmup_ratio
 
-        return {self._compressor.ratio: warmup_ratio(epoch, self.opts["ratio"], self.opts["warmup_epochs"])}
+        self._compressor.set_ratio(warmup_ratio(epoch, self.opts["ratio"], self.opts["warmup_epochs"]), session)

@@ -1,0 +1,80 @@
+"""WNN: baseline training whose global model the PS now and then jumps ahead with the weight nowcaster.
+
+Workers push and receive the whole model as in the baseline. Every `spacing_steps` steps (the
+spacing the nowcaster was trained at, from its checkpoint) the PS records the global model; after
+every `--jump-every`-th recording (5 in the reference) it replaces the model with the nowcaster's
+prediction, which the workers receive in that step's reply. Recording and jumping happen inside the
+PS's step run, so they cost no extra round trip.
+"""
+from __future__ import annotations
+
+import argparse
+
+import tensorflow as tf
+
+import argtypes
+from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.baseline import full_push_worker
+
+AVERAGE, RECORD, JUMP = 0, 1, 2
+
+
+class WNN(Method):
+    name = "wnn"
+    summary = "baseline training; the PS jumps the model ahead with a trained weight nowcaster (mp2_train_wnn.py)"
+    options = (
+        Option("--wnn", str, None, "nowcaster checkpoint (wnn.npz from mp2_train_wnn.py)", ps_only=True),
+        Option("--jump-every", argtypes.positive_int, 5, "jump after every N-th recording of the model"),
+    )
+    phase_names = {AVERAGE: "average", RECORD: "record", JUMP: "jump"}
+
+    def prepare_ps(self, args: argparse.Namespace) -> None:
+        import wnn
+
+        if not self.opts.get("wnn"):
+            raise ValueError("--method wnn needs --wnn PATH (a nowcaster trained with mp2_train_wnn.py)")
+        try:
+            self.path = self.opts["wnn"]
+            _, meta = wnn.load(self.path)
+        except wnn.WnnCheckpointError as e:
+            raise ValueError(str(e)) from None
+        if meta.get("model") not in (None, self.layout.model):
+            raise ValueError(f"{self.path} was trained on {meta.get('model')} trajectories, this run trains {self.layout.model}")
+        self.spacing = int(meta.get("spacing_steps") or 0)
+        if self.spacing < 1:
+            raise ValueError(f"{self.path} was trained on irregular snapshots: its recording spacing is unknown; "
+                             f"collect with --snapshot-every K --snapshot-regular and train it again")
+
+    def ps_inputs(self) -> dict:
+        return {"wnn": self.path}
+
+    def next_phase(self, step: int) -> int:
+        if (step + 1) % self.spacing:
+            return AVERAGE
+        recordings = (step + 1) // self.spacing
+        return JUMP if recordings >= 5 and recordings % self.opts["jump_every"] == 0 else RECORD
+
+    def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
+        same = full_push_worker(w)  # workers do not know about jumps: they take whatever model comes
+        return {AVERAGE: same, RECORD: same, JUMP: same}
+
+    def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
+        import wnn
+
+        nowcaster = wnn.Nowcaster(self.layout, self.path, ps.device)
+        ps.state += nowcaster.variables
+        phases = {}
+        for phase in (AVERAGE, RECORD, JUMP):
+            average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.total])
+            if phase == AVERAGE:
+                new = average
+            else:
+                recorded = nowcaster.record_tensor(average)
+                if phase == RECORD:
+                    with tf.control_dependencies([recorded]):
+                        new = tf.identity(average)
+                else:
+                    new = nowcaster.jumped_after(recorded)
+            with tf.control_dependencies([ps.model.assign(new)]):
+                phases[phase] = PSPhase(reply=[tf.identity(new)])
+        return phases

@@ -16,7 +16,7 @@ from runtime import cluster, flags
 from runtime.progress import Progress
 from runtime.rundir import RunDir
 from runtime.wire import Wire
-from runtime.worker import RunStopped, WorkerGraph
+from runtime.worker import RunStopped, StepTrace, WorkerGraph
 
 # --- flags ---------------------------------------------------------------------------------------
 args = flags.parser(__doc__).parse_args()
@@ -34,6 +34,7 @@ run_dir = RunDir(args.out)
 log_path = run_dir.path / f"worker-{index}.jsonl"
 state_path = run_dir.path / f"worker-{index}-state.npz"
 name = f"worker {index}"
+trace = StepTrace(run_dir.path / f"trace-worker-{index}.npz", args.trace_steps)
 
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
@@ -60,20 +61,26 @@ try:
     for epoch in range(first_epoch, args.epochs):
         method.worker_epoch_start(graph.side, session, epoch)
         rng = np.random.default_rng([args.seed, index, epoch])  # mixup draws: per worker and epoch, so a resume repeats them
-        totals = dict(loss=0.0, acc=0.0, pushed=0, pulled=0, comm=0.0, step=0.0)
+        totals = dict(loss=0.0, acc=0.0, pushed=0, pulled=0, comm=0.0, step=0.0, verified=0)
         progress = Progress(schedule.steps_per_epoch, f"{name} epoch {epoch + 1}/{args.epochs}")
         for step in range(schedule.steps_per_epoch):
             s = epoch * schedule.steps_per_epoch + step
             t0 = time.perf_counter()
             idx = schedule.worker_indices(epoch, step, index)
             images, labels = data.mixup(dataset.train_x[idx], dataset.train_y[idx], dataset.classes, args.mixup, rng)
-            loss, acc, sent = graph.push(session, phase, images, labels, method.worker_feed(graph.side, s, epoch), args.step_timeout)
+            traced = [] if s < args.trace_steps else None
+            loss, acc, sent = graph.push(session, phase, images, labels, method.worker_feed(graph.side, s, epoch),
+                                         args.step_timeout, traced)
             t1 = time.perf_counter()
-            received, following, theirs, mine = graph.pull(session, phase, args.step_timeout)  # the barrier
+            received, following, theirs, mine = graph.pull(session, phase, args.step_timeout, traced)  # the barrier
             t2 = time.perf_counter()
-            if args.verify_sync and theirs != mine:
-                raise RunStopped(f"after step {s + 1} this worker's model differs from the PS's (digest {mine} "
-                                 f"against {theirs}): the method's update is not reproduced exactly")
+            if args.verify_sync:
+                if theirs != mine:
+                    raise RunStopped(f"after step {s + 1} this worker's model differs from the PS's (digest {mine} "
+                                     f"against {theirs}): the method's update is not reproduced exactly")
+                totals["verified"] += 1
+            if traced is not None:
+                trace.add(s, phase, traced)
             phase = following
             totals["loss"] += loss
             totals["acc"] += acc
@@ -87,8 +94,10 @@ try:
             "worker": index, "epoch": epoch + 1, "loss": totals["loss"] / steps, "train_acc": totals["acc"] / steps,
             "bytes_pushed": totals["pushed"], "bytes_pulled": totals["pulled"],
             "comm_seconds": totals["comm"], "step_seconds": totals["step"], "steps": steps,
+            "steps_verified_in_sync": totals["verified"],
         }
         npzio.write(state_path, graph.state(session), {"epoch": epoch + 1, "worker": index})
+        trace.write()
         graph.report(session, record, args.step_timeout)
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -37,6 +37,8 @@ def parser(description: str) -> argparse.ArgumentParser:
         g.add_argument(flag, type=option.type, default=None, dest=option.dest,
                        help=f"[{', '.join(n for n, _ in owners)}] {option.help} (default: {defaults})")
     g = p.add_argument_group("runtime")
+    g.add_argument("--trace-steps", type=argtypes.nonnegative_int, default=0, metavar="N",
+                   help="workers record their first N steps (trained model, payload, reply) in OUT/trace-worker-I.npz")
     g.add_argument("--out", default="runs/latest", help="run directory")
     g.add_argument("--connect-timeout", type=argtypes.positive_float, default=120, help="seconds to wait for the PS / all workers")
     g.add_argument("--step-timeout", type=argtypes.positive_float, default=120, help="seconds a step (or an epoch-end evaluation) may take")

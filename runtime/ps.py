@@ -8,6 +8,7 @@ worker last delivered, so when the run's deadline passes the PS names exactly th
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -103,11 +104,10 @@ class PSGraph:
             raise WorkerFailed(f"worker {', '.join(map(str, missing))} sent nothing for {timeout:.0f} s at step "
                                f"{step + 1} (it died or hangs; see its log)") from None
         except tf.errors.InvalidArgumentError as e:
-            text = e.message.splitlines()[0]
-            if "non-finite values from worker" in text:
-                who = text.split("non-finite values from ")[1].split(" :")[0].split(":")[0]
-                raise Diverged(f"training diverged at step {step + 1}: {who} sent NaN or infinite parameters; "
-                               f"lower --lr (the run stops here; the last checkpoint is intact)") from None
+            found = re.search(r"non-finite values from (worker \d+)", e.message)
+            if found:
+                raise Diverged(f"training diverged at step {step + 1}: {found.group(1)} sent NaN or infinite "
+                               f"values; lower --lr (the run stops here; the last checkpoint is intact)") from None
             raise
 
 

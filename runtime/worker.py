@@ -42,14 +42,18 @@ class WorkerGraph:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.side = WorkerSide(self.local, self.loss, learning_rate(lr, self.step), self.step, device)
             self.push_ops, self.pull_ops = {}, {}
+            self.traced_push, self.traced_pull = {}, {}
             for phase, built in method.build_worker(self.side).items():
                 self.push_ops[phase] = [wire.up[index].enqueue(built.up), self.loss, self.accuracy, nbytes(built.up)]
+                with tf.control_dependencies(built.up):  # the model as trained, before the reply lands
+                    self.traced_push[phase] = [self.local.vector(), *built.up]
                 reply = as_list(wire.down[index].dequeue())
                 with tf.control_dependencies([built.apply(reply[:-1])]):
                     advance = self.step.assign_add(1)
                 with tf.control_dependencies([advance]):
                     check = digest(self.local.vector()) if verify_sync else tf.constant(0, tf.int64)
                     self.pull_ops[phase] = [nbytes(reply), reply[-1], check]
+                    self.traced_pull[phase] = reply[:-1]
             self.init_op = tf.compat.v1.variables_initializer(self.local.variables() + [self.step] + self.side.state)
 
             self.config_json = tf.compat.v1.placeholder(tf.string, [])
@@ -87,20 +91,29 @@ class WorkerGraph:
 
     # --- one step -----------------------------------------------------------------------------
     def push(self, session: tf.compat.v1.Session, phase: int, images: np.ndarray, labels: np.ndarray,
-             feed: dict, timeout: float) -> tuple[float, float, int]:
-        """Train on this batch and send the payload: (loss, accuracy, bytes sent)."""
+             feed: dict, timeout: float, trace: list | None = None) -> tuple[float, float, int]:
+        """Train on this batch and send the payload: (loss, accuracy, bytes sent).
+
+        With `trace`, the trained model and the payload are appended to it (for --trace-steps).
+        """
         feed = {self.images: images, self.labels: labels, **feed}
-        _, loss, acc, sent = self._run(session, self.push_ops[phase], feed, timeout, "pushing to the PS")
+        fetches = self.push_ops[phase] + (self.traced_push[phase] if trace is not None else [])
+        _, loss, acc, sent, *traced = self._run(session, fetches, feed, timeout, "pushing to the PS")
+        if trace is not None:
+            trace.append(traced)
         return float(loss), float(acc), int(sent)
 
-    def pull(self, session: tf.compat.v1.Session, phase: int, timeout: float) -> tuple[int, int, int, int]:
+    def pull(self, session: tf.compat.v1.Session, phase: int, timeout: float, trace: list | None = None) -> tuple[int, int, int, int]:
         """Wait for the PS's reply and apply it: (bytes received, next phase, PS digest, own digest).
 
         The PS judges which worker is missing within `timeout`; a worker waits a little longer,
         so that the PS's notice naming the culprit reaches it before its own deadline passes.
         """
-        received, control, mine = self._run(session, self.pull_ops[phase], None, timeout + NOTICE_MARGIN,
-                                            "waiting for the PS's reply")
+        fetches = self.pull_ops[phase] + (self.traced_pull[phase] if trace is not None else [])
+        received, control, mine, *traced = self._run(session, fetches, None, timeout + NOTICE_MARGIN,
+                                                     "waiting for the PS's reply")
+        if trace is not None:
+            trace.append(traced)
         return int(received), int(control[0]), int(control[1]), int(mine)
 
     # --- errors -------------------------------------------------------------------------------
@@ -120,3 +133,27 @@ class WorkerGraph:
             return f"the PS stopped the run: {text.decode()}"
         except tf.errors.OpError:
             return "the PS stopped the run (no reason given; see the PS's log)"
+
+
+class StepTrace:
+    """--trace-steps N: the first N steps as this worker saw them, for checking a method by hand.
+
+    For step s: `s/phase`, `s/trained` (the whole local model after training, before the reply),
+    `s/up/k` (the payload's tensors) and `s/reply/k` (the reply's tensors, without the control word).
+    """
+
+    def __init__(self, path, steps: int) -> None:
+        self.path, self.steps, self.arrays = path, steps, {}
+
+    def add(self, step: int, phase: int, traced: list) -> None:
+        (trained, *up), reply = traced
+        self.arrays[f"{step}/phase"] = np.asarray(phase)
+        self.arrays[f"{step}/trained"] = trained
+        self.arrays.update({f"{step}/up/{k}": v for k, v in enumerate(up)})
+        self.arrays.update({f"{step}/reply/{k}": v for k, v in enumerate(reply)})
+
+    def write(self) -> None:
+        if self.arrays:
+            import npzio
+
+            npzio.write(self.path, self.arrays, {"steps": self.steps})

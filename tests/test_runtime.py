@@ -12,7 +12,7 @@ import pytest
 
 import data
 import models
-from predictor import Predictor, save_checkpoint
+from predictor import Predictor, load_checkpoint, save_checkpoint
 from tests.cluster import SMALL, cluster_flags, read_jsonl, run, start
 
 LENET = models.get("lenet5", 10)
@@ -26,39 +26,180 @@ def untrained_predictor(tmp_path_factory) -> str:
     return str(path)
 
 
-def _check_run(out, method: str, up_values: int, down_values: int) -> dict:
-    summary = json.loads((out / "summary.json").read_text())
-    metrics = read_jsonl(out / "metrics.jsonl")
-    assert summary["method"] == method
-    assert sorted((r["worker"], r["epoch"]) for r in metrics) == [(w, e) for w in (0, 1) for e in (1, 2)]
-    for r in metrics:
-        # Bytes come from the tensors actually sent: float32 values, every step.
-        assert r["bytes_pushed"] == 4 * up_values * STEPS_PER_EPOCH
-        assert r["bytes_pulled"] == 4 * down_values * STEPS_PER_EPOCH
+def _summary(out) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def _epochs(out) -> list[dict]:
+    return read_jsonl(out / "metrics.jsonl")
+
+
+def _check_records(out, epochs: int = 2, workers: int = 2) -> dict:
+    """The shared checks of a finished run: one record per epoch, every worker in it, all in sync."""
+    summary = _summary(out)
+    records = _epochs(out)
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
+    for r in records:
+        assert sorted(w["worker"] for w in r["workers"]) == list(range(workers))
+        for w in r["workers"]:
+            assert w["steps_verified_in_sync"] == STEPS_PER_EPOCH  # --verify-sync checked every step
         for key in ("loss", "train_acc", "test_acc", "precision", "recall", "f1", "comm_seconds", "step_seconds"):
             assert np.isfinite(r[key])
-    assert summary["bytes_pushed_total"] == 4 * up_values * STEPS_PER_EPOCH * 2 * 2
-    assert summary["bytes_pulled_total"] == 4 * down_values * STEPS_PER_EPOCH * 2 * 2
+    assert summary["bytes_pushed_total"] == sum(r["bytes_pushed"] for r in records)
+    assert summary["bytes_pulled_total"] == sum(r["bytes_pulled"] for r in records)
     return summary
+
+
+CONTROL = 16  # bytes of the control word that ends every reply
+SYNC = ["--verify-sync"]
 
 
 def test_baseline_two_workers_learns_and_counts_bytes(tmp_path):
     out = tmp_path / "run"
-    done = run("mp2_local.py", "--workers", "2", "--method", "baseline", "--epochs", "2", "--out", str(out), *SMALL)
+    done = run("mp2_local.py", "--workers", "2", "--method", "baseline", "--epochs", "2", "--out", str(out), *SMALL, *SYNC)
     assert done.returncode == 0, done.stdout
-    summary = _check_run(out, "baseline", LENET.layout.total, LENET.layout.total)
+    summary = _check_records(out)
+    steps = 2 * STEPS_PER_EPOCH * 2  # epochs x steps x workers
+    assert summary["bytes_pushed_total"] == 4 * LENET.layout.total * steps
+    assert summary["bytes_pulled_total"] == (4 * LENET.layout.total + CONTROL) * steps
     first, last = summary["test_acc_by_epoch"]
     assert last > 0.5 and last >= first, summary  # 10 classes: chance is 0.1
     assert (out / "checkpoint.npz").exists() and (out / "best.npz").exists()
+    assert list(out.glob("events.out.tfevents.*")), "no TensorBoard events"
 
 
-def test_mp2_two_workers_pushes_only_the_front_layers(tmp_path, untrained_predictor):
+def test_mp2_pushes_the_pushed_group_and_replies_with_the_prediction_of_the_average(tmp_path, untrained_predictor):
+    """Checked on the wire itself: what each worker trained and sent, and what came back."""
     out = tmp_path / "run"
     done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--predictor", untrained_predictor,
-               "--epochs", "2", "--out", str(out), *SMALL)
+               "--epochs", "2", "--full-push-epochs", "1", "--trace-steps", "4", "--out", str(out), *SMALL, *SYNC)
     assert done.returncode == 0, done.stdout
-    summary = _check_run(out, "mp2", LENET.layout.pushed, LENET.layout.total)
-    assert summary["ps_predict_seconds"] > 0
+    summary = _check_records(out)
+    layout = LENET.layout
+    workers = 2
+    # Epoch 1 pushes the pushed group, epoch 2 (the full-push finish) everything; replies are whole models.
+    assert summary["bytes_pushed_total"] == 4 * (layout.pushed + layout.total) * STEPS_PER_EPOCH * workers
+    assert summary["bytes_pulled_total"] == (4 * layout.total + CONTROL) * 2 * STEPS_PER_EPOCH * workers
+    assert summary["phases"] == {"partial": STEPS_PER_EPOCH, "full": STEPS_PER_EPOCH}
+    traces = [np.load(out / f"trace-worker-{i}.npz") for i in (0, 1)]
+    predictor = Predictor(layout, weights=load_checkpoint(untrained_predictor, layout)[0])
+    for s in range(1, 4):
+        before = traces[0][f"{s - 1}/reply/0"]  # the model every worker started step s from
+        ups = [t[f"{s}/up/0"] for t in traces]
+        assert all(u.shape == (layout.pushed,) for u in ups)
+        assert not np.allclose(ups[0], ups[1])  # the workers' data differ, so must their pushes
+        for t in traces:
+            trained = t[f"{s}/trained"]
+            # Workers train the pushed group only: the predicted group is what the PS sent.
+            np.testing.assert_array_equal(layout.split(trained)[1], layout.split(before)[1])
+            assert not np.allclose(layout.split(trained)[0], layout.split(before)[0])
+        reply = traces[0][f"{s}/reply/0"]
+        np.testing.assert_array_equal(reply, traces[1][f"{s}/reply/0"])
+        average = (ups[0] + ups[1]) / 2  # both workers count, not just one
+        np.testing.assert_allclose(layout.split(reply)[0], average, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(reply, predictor(average).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_mp2_control_holds_the_predicted_group(tmp_path):
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--prediction", "hold", "--push", "front+head",
+               "--epochs", "2", "--full-push-epochs", "1", "--trace-steps", "3", "--out", str(out), *SMALL, *SYNC)
+    assert done.returncode == 0, done.stdout
+    summary = _check_records(out)
+    layout = LENET.layout.with_push("front+head")
+    assert summary["pushed_layers"] == ["conv1", "conv2", "fc3"]
+    trace = np.load(out / "trace-worker-0.npz")
+    start = trace["0/reply/0"]
+    for s in (1, 2):
+        np.testing.assert_array_equal(layout.split(trace[f"{s}/reply/0"])[1], layout.split(start)[1])
+    assert summary["test_acc_by_epoch"][-1] > 0.3  # the full-push epoch trains everything
+
+
+def _sizes(ratio: float) -> int:
+    return sum(max(1, int(ratio * p.size)) for p in LENET.layout.params)
+
+
+def test_topk_sends_k_entries_per_tensor_and_stays_in_sync(tmp_path):
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "2", "--method", "topk", "--ratio", "0.01", "--epochs", "2",
+               "--trace-steps", "2", "--out", str(out), *SMALL, *SYNC)
+    assert done.returncode == 0, done.stdout
+    summary = _check_records(out)
+    steps = 2 * STEPS_PER_EPOCH * 2
+    assert summary["bytes_pushed_total"] == 8 * _sizes(0.01) * steps  # float32 value + int32 index each
+    assert summary["test_acc_by_epoch"][-1] > 0.2, summary
+    trace = np.load(out / "trace-worker-0.npz")
+    values, positions = trace["1/reply/0"], trace["1/reply/1"]
+    # The reply is the sparse average: at most N·k entries, not the model.
+    assert 0 < len(values) == len(positions) <= 2 * _sizes(0.01)
+    assert summary["bytes_pulled_total"] < steps * (8 * 2 * _sizes(0.01) + CONTROL) + 1
+
+
+def test_dgc_sends_biases_dense_and_the_rest_sparse(tmp_path):
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "2", "--method", "dgc", "--epochs", "2", "--warmup-epochs", "1",
+               "--trace-steps", "2", "--out", str(out), *SMALL, *SYNC)
+    assert done.returncode == 0, done.stdout
+    summary = _check_records(out)
+    trace = np.load(out / "trace-worker-0.npz")
+    biases = sum(p.size for p in LENET.layout.params if len(p.shape) == 1)
+    assert trace["0/up/2"].shape == (biases,)
+    weights = LENET.layout.total - biases
+    # Warm-up epoch 1 sends its warm-up share of each weight tensor (the threshold is estimated: 0.8-1.3x).
+    from compression import warmup_ratio
+
+    share = warmup_ratio(0, 0.001, 1)
+    assert 0.01 < share < 0.1
+    assert 0.8 * share * weights * 0.95 < len(trace["0/up/0"]) < 1.3 * share * weights * 1.05
+    assert summary["test_acc_by_epoch"][-1] > 0.2, summary
+
+
+def test_wnn_jumps_the_model(tmp_path):
+    import wnn
+    from wnn import network
+
+    path = tmp_path / "wnn.npz"
+    wnn.save(path, {kind: network.init(seed=1) for kind in network.KINDS},
+             {"model": "lenet5", "spacing_steps": 2, "recording_steps": 2, "spacing": 1, "horizon": 5, "trained_epochs": 1})
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "2", "--method", "wnn", "--wnn", str(path), "--epochs", "2",
+               "--out", str(out), *SMALL, *SYNC)
+    assert done.returncode == 0, done.stdout
+    summary = _check_records(out)
+    # Recording every 2 steps, a jump after every 5th recording: steps 10, 20, ... of 40.
+    assert summary["phases"]["jump"] == (2 * STEPS_PER_EPOCH) // 10
+    assert summary["bytes_pushed_total"] == 4 * LENET.layout.total * 2 * STEPS_PER_EPOCH * 2
+
+
+def test_digest_tells_models_apart():
+    import tensorflow as tf
+
+    from runtime.wire import digest
+
+    a = np.random.default_rng(0).normal(size=1000).astype(np.float32)
+    b = a.copy()
+    b[500] = np.nextafter(b[500], np.float32(10))  # one ulp
+    c = a.copy()
+    c[[1, 2]] = c[[2, 1]]  # two values swapped
+    got = [int(digest(tf.constant(v)).numpy()) for v in (a, b, c)]
+    assert got[0] != got[1] and got[0] != got[2]
+    assert int(digest(tf.constant(a)).numpy()) == got[0]
+
+
+def test_method_options_are_checked(tmp_path):
+    flags = cluster_flags(1)
+    ps = start("mp2_ps.py", *flags, "--method", "topk", "--ratio", "0.01", "--epochs", "1", "--out", str(tmp_path), *SMALL)
+    try:
+        worker = run("mp2_worker.py", *flags, "--task_index", "0", "--method", "topk", "--ratio", "0.02",
+                     "--epochs", "1", "--out", str(tmp_path), *SMALL, timeout=180)
+        assert worker.returncode != 0
+        assert "refused" in worker.stdout and "method's flags" in worker.stdout and "0.02" in worker.stdout, worker.stdout
+    finally:
+        ps.kill()
+        ps.wait()
+    other = run("mp2_ps.py", *cluster_flags(1), "--method", "baseline", "--ratio", "0.1", "--out", str(tmp_path), *SMALL, timeout=120)
+    assert other.returncode != 0 and "--ratio is an option of topk, dgc, not of --method baseline" in other.stdout, other.stdout
+    assert "Traceback" not in other.stdout
 
 
 def test_mp2_without_predictor_is_refused(tmp_path):
@@ -74,6 +215,18 @@ def test_predictor_for_another_model_is_refused(tmp_path):
     done = run("mp2_ps.py", *cluster_flags(1), "--method", "mp2", "--predictor", str(path), "--out", str(tmp_path), *SMALL, timeout=120)
     assert done.returncode != 0
     assert "alexnet" in done.stdout and "lenet5" in done.stdout, done.stdout
+
+
+def test_predictor_may_be_given_as_the_stage_directory(tmp_path, untrained_predictor):
+    stage_dir = tmp_path / "stage-out"
+    stage_dir.mkdir()
+    (stage_dir / "predictor.npz").write_bytes(Path(untrained_predictor).read_bytes())
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "1", "--method", "mp2", "--predictor", str(stage_dir), "--epochs", "1",
+               "--out", str(out), *SMALL)
+    assert done.returncode == 0, done.stdout
+    empty = run("mp2_ps.py", *cluster_flags(1), "--method", "mp2", "--predictor", str(tmp_path), "--out", str(tmp_path), *SMALL, timeout=120)
+    assert empty.returncode != 0 and "without predictor.npz" in empty.stdout, empty.stdout
 
 
 def test_worker_with_other_model_is_refused_with_the_difference(tmp_path):
@@ -111,19 +264,60 @@ def test_killed_worker_stops_everyone_naming_it(tmp_path):
             p.wait()
 
 
-def test_resume_continues_from_the_last_saved_epoch(tmp_path):
-    out = tmp_path / "run"
-    first = run("mp2_local.py", "--workers", "2", "--epochs", "1", "--out", str(out), *SMALL)
+@pytest.mark.parametrize("method", ["baseline", "topk"])
+def test_resume_gives_what_the_uninterrupted_run_gives(tmp_path, method):
+    """Same seed: 2 epochs in one go, or 1 and then --resume to 2, end in the same model, bit for bit.
+
+    A PS that ignored its checkpoint, workers that restarted their optimizer or Top-k residuals, or
+    mixup draws that restarted from the seed would each make the models differ.
+    """
+    flags = ["--workers", "2", "--method", method, "--mixup", "1", *SMALL]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert run("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)).returncode == 0
+    first = run("mp2_local.py", *flags, "--epochs", "1", "--out", str(split))
     assert first.returncode == 0, first.stdout
-    saved = json.loads((out / "summary.json").read_text())
-    again = run("mp2_local.py", "--workers", "2", "--epochs", "2", "--resume", "--out", str(out), *SMALL)
+    saved = _summary(split)
+    again = run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split))
     assert again.returncode == 0, again.stdout
-    assert "resuming after epoch 1" in again.stdout
-    summary = json.loads((out / "summary.json").read_text())
+    assert "resuming after epoch 1" in again.stdout and "warning" not in again.stdout, again.stdout
+    summary = _summary(split)
     assert summary["resumed_from_epoch"] == 1
     assert summary["test_acc_by_epoch"][0] == saved["test_acc_by_epoch"][0]  # epoch 1 kept, not rerun
-    metrics = read_jsonl(out / "metrics.jsonl")
-    assert sorted((r["worker"], r["epoch"]) for r in metrics) == [(w, e) for w in (0, 1) for e in (1, 2)]
+    assert [r["epoch"] for r in _epochs(split)] == [1, 2]
+    np.testing.assert_array_equal(np.load(whole / "checkpoint.npz")["model"], np.load(split / "checkpoint.npz")["model"])
+    assert summary["test_acc_by_epoch"] == _summary(whole)["test_acc_by_epoch"]
+    worker_log = read_jsonl(split / "worker-0.jsonl")
+    assert [r["epoch"] for r in worker_log] == [1, 2]
+
+
+def test_resume_of_a_finished_run(tmp_path):
+    out = tmp_path / "run"
+    assert run("mp2_local.py", "--workers", "1", "--epochs", "2", "--out", str(out), *SMALL).returncode == 0
+    before = (out / "summary.json").read_text()
+    fewer = run("mp2_ps.py", *cluster_flags(1), "--resume", "--epochs", "1", "--out", str(out), *SMALL, timeout=120)
+    assert fewer.returncode != 0 and "already done 2 epochs" in fewer.stdout, fewer.stdout
+    same = run("mp2_ps.py", *cluster_flags(1), "--resume", "--epochs", "2", "--out", str(out), *SMALL, timeout=120)
+    assert same.returncode == 0 and "nothing to do" in same.stdout, same.stdout
+    assert (out / "summary.json").read_text() == before  # untouched, wall time included
+
+
+def test_best_checkpoint_follows_the_best_epoch_with_three_workers(tmp_path):
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "3", "--epochs", "3", "--out", str(out), *SMALL)
+    assert done.returncode == 0, done.stdout
+    curve = _summary(out)["test_acc_by_epoch"]
+    best_meta = json.loads(np.load(out / "best.npz")["__meta__"].tobytes())
+    assert best_meta["epoch"] == 1 + int(np.argmax(curve))  # the first epoch of the highest accuracy
+
+
+def test_divergence_stops_the_run_naming_step_and_worker(tmp_path):
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "2", "--epochs", "2", "--lr", "1e9", "--out", str(out), *SMALL)
+    assert done.returncode != 0
+    assert "training diverged at step" in done.stdout and "worker" in done.stdout and "lower --lr" in done.stdout, done.stdout[-3000:]
+    assert "Traceback" not in done.stdout
+    for line in (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []:
+        json.loads(line)  # whatever was written is valid JSON
 
 
 def test_resume_refuses_another_configuration(tmp_path):

@@ -178,8 +178,7 @@ def record(row: dict) -> None:
     predictor.npz (atomically replacing any older one); save the resumable state and the report."""
     global best
     rows.append(row)
-    trained = row["epoch"] >= 1  # epoch 0 is the untrained control: never a checkpoint
-    if trained and (best is None or row["val_assembled_acc"] > best["val_assembled_acc"]):
+    if state.improves(row, best):
         best = {k: row[k] for k in BEST_KEYS}
         save_checkpoint(str(out / state.BEST), layout, predictor.numpy_weights(), {
             "dataset": dataset.name, "snapshot_dataset": train_snaps.dataset, "snapshot_dirs": snapshot_dirs,
@@ -188,13 +187,13 @@ def record(row: dict) -> None:
             **{k: row[k] for k in BEST_KEYS[1:]},
             "snapshots": len(train_rows), "heldout_snapshots": len(heldout_rows), "seed": args.seed,
         })
-    if trained:
+    if row["epoch"] >= 1:  # the untrained epoch 0 leaves nothing to resume from
         state.save_state(out, predictor.numpy_weights(), trainer.adam.state(), config, row["epoch"], rows, best)
     report = {
         "config": config, "model": model.name, "dataset": dataset.name, "snapshot_dataset": train_snaps.dataset,
         "train_snapshots": len(train_rows), "heldout": heldout, "steps_per_epoch": steps,
         "heldout_recorded_acc": _mean([h["test_acc"] for h in heldout]),
-        "selected_on": "validation",
+        "selected_on": "validation", "loss_images": len(loss_idx),
         "figures": "val_*: held-out snapshots on the validation images (choose the best epoch); "
                    "test_*: on the test images (reported only)",
         "gap_is": "own_acc - assembled_acc: what prediction costs (negative: it gains)",

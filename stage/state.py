@@ -28,8 +28,18 @@ CSV_COLUMNS = ("epoch", "train_loss", "val_assembled_acc", "val_own_acc", "val_g
                "test_assembled_acc", "test_own_acc", "test_gap", "seconds")
 
 
+# The figure that chooses the best epoch: held-out snapshots on the validation images, never the test ones.
+SELECTED_ON = "val_assembled_acc"
+
+
 class ResumeError(Exception):
     pass
+
+
+def improves(row: dict, best: dict | None) -> bool:
+    """Whether the epoch of `row` becomes the kept predictor: a trained epoch (epoch 0 is the
+    untrained control) whose validation figure beats the best so far."""
+    return row["epoch"] >= 1 and (best is None or row[SELECTED_ON] > best[SELECTED_ON])
 
 
 def save_state(out: Path, weights: dict[str, np.ndarray], adam_state: dict[str, np.ndarray],

@@ -18,7 +18,7 @@ import models
 from paramset import ParamSetWriter
 from predictor import Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.checkpoint import is_trained
-from stage import snapshots as snapset, training
+from stage import snapshots as snapset, state, training
 from stage.adam import Adam
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +119,7 @@ def test_result_loss_learns_and_writes_outputs(resumed):
     own = np.mean([h["test_acc"] for h in report["heldout"]])
     assert rows[-1]["test_own_acc"] == pytest.approx(own)
     assert report["config"]["val_images"] == 200  # a tenth of the 2,000 synthetic training images
+    assert report["loss_images"] == 1800  # the loss draws from the rest only
     # The best epoch is the trained one with the best validation figure (never epoch 0).
     best = max(rows[1:], key=lambda r: r["val_assembled_acc"])
     assert report["best_epoch"] == best["epoch"] and report["selected_on"] == "validation"
@@ -263,6 +264,18 @@ def test_validation_images_are_fixed_and_kept_out_of_the_loss():
     assert set(drawn.tolist()) == set(loss_idx.tolist())
     with pytest.raises(ValueError, match="--val-images"):
         training.split_images(1000, 1000)
+
+
+def test_the_best_epoch_is_chosen_on_validation_images():
+    def row(epoch, val, test):
+        return {"epoch": epoch, "val_assembled_acc": val, "test_assembled_acc": test}
+
+    assert not state.improves(row(0, 0.9, 0.9), None)  # the untrained control is never kept
+    assert state.improves(row(1, 0.2, 0.1), None)
+    best = row(1, 0.5, 0.9)
+    assert state.improves(row(2, 0.6, 0.1), best)  # better on validation, worse on test: kept
+    assert not state.improves(row(2, 0.4, 0.99), best)  # better on test only: not kept
+    assert not state.improves(row(2, 0.5, 0.99), best)  # a tie keeps the earlier epoch
 
 
 def test_is_trained():

@@ -4,10 +4,21 @@
 
 The default loss is the method's own, prediction-result based: the target network is assembled from a
 snapshot's pushed group and the predictor's output, and its cross-entropy on (mixup) training images
-trains the predictor. Each epoch the assembled networks of the held-out snapshots are tested next to
-the snapshots' own parameters; the best predictor (by held-out assembled accuracy) is kept as
-<out>/predictor.npz, for mp2_ps.py --method mp2 --predictor. <out>/report.json and report.csv hold
-the per-epoch figures (epoch 0: the untrained predictor).
+trains the predictor.
+
+What is held out, and what each figure is for:
+  snapshots  the last --holdout fraction of the snapshots by global step (a contiguous stretch at the
+             end of the trajectory, never a random pick among near-identical neighbours), or, with
+             --holdout-snapshots, another run's snapshots (then every --snapshots one trains);
+  images     --val-images validation images, set apart from the training images (the last N of a
+             fixed seeded permutation) and never in the loss's mini-batches; the test images are
+             never used for training or for choosing.
+Each epoch the held-out snapshots' assembled networks are tested next to the snapshots' own
+parameters, on the validation images (val_*: this chooses the best epoch) and on the test images
+(test_*: reported only). The best epoch's predictor (by validation assembled accuracy) is kept as
+<out>/predictor.npz, for mp2_ps.py --method mp2 --predictor; it is written only once an epoch of
+training is done (--epochs 0 evaluates and writes only the report), replacing an older one atomically.
+<out>/report.json and report.csv hold the per-epoch figures (epoch 0: the untrained predictor).
 """
 import argparse
 import sys
@@ -17,12 +28,16 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+import argtypes
 import data
 import paramset
 from predictor import CheckpointError, Predictor, save_checkpoint
 from runtime import flags
 from runtime.progress import Progress
 from stage import StageError, snapshots as snapset, state, training
+
+DEFAULT_HOLDOUT = 0.2
+DEFAULT_VAL_IMAGES = 5000  # or a tenth of the training set when that is fewer
 
 
 def fail(message: str) -> None:
@@ -37,46 +52,66 @@ parser.add_argument("--dataset", default="fashion_mnist", help=f"images to train
 parser.add_argument("--data-dir", help="where the dataset's files are (else $MP2_DATA, Debian's, Keras's cache)")
 parser.add_argument("--snapshots", nargs="+", required=True, metavar="DIR", help="parameter-dataset directories (one or several)")
 parser.add_argument("--out", help="output directory (default predictors/<model>-<dataset>)")
-parser.add_argument("--epochs", type=int, default=6, help="passes over the training snapshots (0: only evaluate the untrained predictor)")
+parser.add_argument("--epochs", type=argtypes.nonnegative_int, default=6,
+                    help="passes over the training snapshots (0: only evaluate the untrained predictor; no predictor.npz)")
 parser.add_argument("--loss", choices=training.LOSSES, default="result",
                     help="result: cross-entropy of the assembled network (the method's); mse: regress the true predicted group")
-parser.add_argument("--image-batches", type=int, default=40, help="optimizer steps (fresh image mini-batches) per snapshot batch")
-parser.add_argument("--image-batch", type=int, default=125, help="images per mini-batch")
-parser.add_argument("--snapshot-batch", type=int, default=1, help="snapshots per predictor step (their losses are averaged)")
-parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-parser.add_argument("--mixup", type=float, default=1.0, help="mixup alpha on the image mini-batches; 0 turns it off")
-parser.add_argument("--holdout", type=float, default=0.2, help="fraction of snapshots held out for evaluation (at least 1)")
-parser.add_argument("--eval-images", type=int, help="test images for the held-out evaluation (default: all)")
-parser.add_argument("--seed", type=int, default=0, help="predictor init, split, image order and mixup (and the synthetic data)")
+parser.add_argument("--image-batches", type=argtypes.positive_int, default=40, help="optimizer steps (fresh image mini-batches) per snapshot batch")
+parser.add_argument("--image-batch", type=argtypes.positive_int, default=125, help="images per mini-batch")
+parser.add_argument("--snapshot-batch", type=argtypes.positive_int, default=1, help="snapshots per predictor step (their losses are averaged)")
+parser.add_argument("--lr", type=argtypes.positive_float, default=1e-3, help="Adam learning rate")
+parser.add_argument("--mixup", type=argtypes.nonnegative_float, default=1.0, help="mixup alpha on the image mini-batches; 0 turns it off")
+parser.add_argument("--holdout", type=argtypes.fraction,
+                    help=f"fraction in (0, 1) of the snapshots held out: the last ones by global step, at least 1 "
+                         f"(default {DEFAULT_HOLDOUT}; not with --holdout-snapshots)")
+parser.add_argument("--holdout-snapshots", nargs="+", metavar="DIR",
+                    help="hold out these parameter-dataset directories (e.g. another run's) instead; "
+                         "then every --snapshots snapshot trains")
+parser.add_argument("--val-images", type=argtypes.positive_int,
+                    help=f"training images set apart to choose the best epoch on, never in the loss "
+                         f"(default {DEFAULT_VAL_IMAGES}, or a tenth of the training set when fewer)")
+parser.add_argument("--eval-images", type=argtypes.positive_int,
+                    help="test images for the reported held-out figures (default: all); they never choose")
+parser.add_argument("--seed", type=argtypes.nonnegative_int, default=0,
+                    help="predictor init, test-image sample, image order and mixup (and the synthetic data)")
 parser.add_argument("--resume", action="store_true", help="continue from <out>/last.npz (same settings; --epochs may grow)")
-parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads (0: TensorFlow decides)")
+parser.add_argument("--threads", type=argtypes.nonnegative_int, default=1, help="TensorFlow threads (0: TensorFlow decides)")
 parser.add_argument("--cross-dataset", action="store_true", help="allow images of another dataset than the snapshots were collected on")
 args = parser.parse_args()
-for name, value, low in (("--epochs", args.epochs, 0), ("--image-batches", args.image_batches, 1),
-                         ("--image-batch", args.image_batch, 1), ("--snapshot-batch", args.snapshot_batch, 1),
-                         ("--threads", args.threads, 0), ("--seed", args.seed, 0)):
-    if value < low:
-        fail(f"{name} must be at least {low}, got {value}")
-if not args.lr > 0:
-    fail(f"--lr must be positive, got {args.lr}")
-if args.mixup < 0:
-    fail(f"--mixup must be >= 0 (0 turns it off), got {args.mixup}")
-if not 0 <= args.holdout < 1:
-    fail(f"--holdout is a fraction in [0, 1), got {args.holdout}")
-if args.eval_images is not None and args.eval_images < 1:
-    fail(f"--eval-images must be at least 1, got {args.eval_images}")
+if args.holdout is not None and args.holdout_snapshots:
+    fail("--holdout and --holdout-snapshots exclude each other: a held-out run trains nothing away; drop --holdout")
+holdout = DEFAULT_HOLDOUT if args.holdout is None else args.holdout
+if not args.holdout_snapshots and holdout == 0:
+    fail("--holdout 0 holds nothing out to evaluate on: give a fraction in (0, 1), or --holdout-snapshots DIR")
+snapshot_dirs = [str(Path(d).resolve()) for d in args.snapshots]
+heldout_dirs = [str(Path(d).resolve()) for d in args.holdout_snapshots or []]
+both = sorted(set(snapshot_dirs) & set(heldout_dirs))
+if both:
+    fail(f"{both[0]} is in both --snapshots and --holdout-snapshots; a snapshot either trains or is held out")
 tf.config.threading.set_intra_op_parallelism_threads(args.threads)
 tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
-# --- data: images, snapshots, split --------------------------------------------------------------
+# --- data: images (loss / validation / test), snapshots (training / held out) ---------------------
 try:
     dataset, model = flags.load_data_and_model(args)
-    snaps = snapset.load(args.snapshots, model.layout, dataset.name, args.cross_dataset)
-    training.ImageStream(len(dataset.train_y), args.image_batch, np.random.default_rng(0))  # size check
+    train_snaps = snapset.load(args.snapshots, model.layout, dataset.name, args.cross_dataset,
+                               minimum=1 if heldout_dirs else 2)
+    if heldout_dirs:
+        heldout_snaps = snapset.load(args.holdout_snapshots, model.layout, dataset.name, args.cross_dataset,
+                                     minimum=1, flag="--holdout-snapshots")
+        train_rows, heldout_rows = np.arange(len(train_snaps)), np.arange(len(heldout_snaps))
+    else:
+        heldout_snaps = train_snaps
+        parts = snapset.split(snapset.steps_of(train_snaps), holdout)
+        train_rows, heldout_rows = parts.train, parts.heldout
+    n_train_images = len(dataset.train_y)
+    n_val = args.val_images or min(DEFAULT_VAL_IMAGES, n_train_images // 10)
+    loss_idx, val_idx = training.split_images(n_train_images, n_val)
+    training.ImageStream(loss_idx, args.image_batch, np.random.default_rng(0))  # size check
 except (data.DataError, paramset.ParamSetError, StageError, ValueError) as e:
     fail(e)
 layout = model.layout
-parts = snapset.split(len(snaps), args.holdout, args.seed)
+val_x, val_y = dataset.train_x[val_idx], dataset.train_y[val_idx]
 eval_rng = np.random.default_rng([args.seed, 11])
 n_eval = min(args.eval_images or len(dataset.test_y), len(dataset.test_y))
 eval_idx = np.sort(eval_rng.choice(len(dataset.test_y), n_eval, replace=False)) if n_eval < len(dataset.test_y) \
@@ -84,13 +119,13 @@ eval_idx = np.sort(eval_rng.choice(len(dataset.test_y), n_eval, replace=False)) 
 test_x, test_y = dataset.test_x[eval_idx], dataset.test_y[eval_idx]
 out = Path(args.out or f"predictors/{model.name}-{dataset.name}")
 out.mkdir(parents=True, exist_ok=True)
-snapshot_dirs = [str(Path(d).resolve()) for d in args.snapshots]
 config = {
     "model": model.name, "fingerprint": layout.fingerprint(), "dataset": dataset.name,
-    "snapshots": snapshot_dirs, "snapshot_count": len(snaps), "epochs": args.epochs, "loss": args.loss,
+    "snapshots": snapshot_dirs, "snapshot_count": len(train_snaps), "holdout_snapshots": heldout_dirs,
+    "heldout_count": len(heldout_rows), "epochs": args.epochs, "loss": args.loss,
     "image_batches": args.image_batches, "image_batch": args.image_batch, "snapshot_batch": args.snapshot_batch,
-    "lr": args.lr, "mixup": args.mixup, "holdout": args.holdout, "eval_images": n_eval, "seed": args.seed,
-    "threads": args.threads, "cross_dataset": args.cross_dataset,
+    "lr": args.lr, "mixup": args.mixup, "holdout": None if heldout_dirs else holdout, "val_images": n_val,
+    "eval_images": n_eval, "seed": args.seed, "threads": args.threads, "cross_dataset": args.cross_dataset,
 }
 
 # --- build: the predictor and its optimizer, fresh or from <out>/last.npz ------------------------
@@ -108,50 +143,69 @@ try:
         trainer.adam.load_state(adam_state)
 except ValueError as e:
     fail(f"--resume: {out / state.LAST} does not fit: {e}" if args.resume else e)
-steps = training.steps_per_epoch(len(parts.train), args.snapshot_batch, args.image_batches)
+steps = training.steps_per_epoch(len(train_rows), args.snapshot_batch, args.image_batches)
+held_from = f"of {', '.join(args.holdout_snapshots)}" if heldout_dirs else "the last by step"
 print(f"mp2_train_stage: {model.name} ({layout.pushed:,} pushed -> {layout.predicted:,} predicted values), "
-      f"{len(snaps)} snapshots of {snaps.dataset} ({len(parts.train)} to train, {len(parts.heldout)} held out); "
-      f"{args.loss} loss on {dataset.name}, {steps} steps per epoch; {n_eval} test images; output in {out}"
+      f"{len(train_rows)} snapshots of {train_snaps.dataset} to train, {len(heldout_rows)} held out ({held_from}); "
+      f"{args.loss} loss on {dataset.name} ({len(loss_idx)} training images), {steps} steps per epoch; "
+      f"chosen on {n_val} validation images, reported on {n_eval} test images; output in {out}"
       + (f"; resuming after epoch {start_epoch}" if args.resume else ""), flush=True)
 
 # The held-out snapshots' own accuracy (their real parameters) does not change: measure it once.
-own = [trainer.accuracy(snaps.vectors([i])[0], test_x, test_y) for i in parts.heldout]
-heldout = [{"index": int(i), **{k: snaps.records[i].get(k) for k in ("source", "step", "epoch", "test_acc")},
-            "own_acc": acc} for i, acc in zip(parts.heldout, own)]
+own_val = [trainer.accuracy(heldout_snaps.vectors([i])[0], val_x, val_y) for i in heldout_rows]
+own_test = [trainer.accuracy(heldout_snaps.vectors([i])[0], test_x, test_y) for i in heldout_rows]
+heldout = [{"index": int(i), **{k: heldout_snaps.records[i].get(k) for k in ("source", "step", "epoch", "test_acc")},
+            "val_own_acc": v, "test_own_acc": t} for i, v, t in zip(heldout_rows, own_val, own_test)]
 
 
 def evaluate(epoch: int, train_loss: float | None, started: float) -> dict:
-    assembled = [trainer.accuracy(trainer.assembled(snaps.pushed[i]), test_x, test_y) for i in parts.heldout]
-    a, o = float(np.mean(assembled)), float(np.mean(own))
-    return {"epoch": epoch, "train_loss": train_loss, "heldout_assembled_acc": a, "heldout_own_acc": o,
-            "gap": o - a, "seconds": time.monotonic() - started, "assembled_by_snapshot": assembled}
+    """The held-out snapshots' assembled networks next to their own, on validation and test images."""
+    row = {"epoch": epoch, "train_loss": train_loss}
+    for part, x, y, own in (("val", val_x, val_y, own_val), ("test", test_x, test_y, own_test)):
+        assembled = [trainer.accuracy(trainer.assembled(heldout_snaps.pushed[i]), x, y) for i in heldout_rows]
+        a, o = float(np.mean(assembled)), float(np.mean(own))
+        row.update({f"{part}_assembled_acc": a, f"{part}_own_acc": o, f"{part}_gap": o - a,
+                    f"{part}_assembled_by_snapshot": assembled})
+    row["seconds"] = time.monotonic() - started
+    return row
+
+
+BEST_KEYS = ("epoch", "val_assembled_acc", "val_own_acc", "val_gap", "test_assembled_acc", "test_own_acc", "test_gap")
 
 
 def record(row: dict) -> None:
-    """Keep the row; a new best becomes predictor.npz; save the resumable state and the report."""
+    """Keep the row; a trained epoch that is the best so far on the validation images becomes
+    predictor.npz (atomically replacing any older one); save the resumable state and the report."""
     global best
     rows.append(row)
-    if best is None or row["heldout_assembled_acc"] > best["heldout_assembled_acc"]:
-        best = {k: row[k] for k in ("epoch", "heldout_assembled_acc", "heldout_own_acc", "gap")}
+    if state.improves(row, best):
+        best = {k: row[k] for k in BEST_KEYS}
         save_checkpoint(str(out / state.BEST), layout, predictor.numpy_weights(), {
-            "dataset": dataset.name, "snapshot_dataset": snaps.dataset, "snapshot_dirs": snapshot_dirs,
-            "loss": args.loss, "epoch": row["epoch"], "heldout_assembled_acc": row["heldout_assembled_acc"],
-            "heldout_own_acc": row["heldout_own_acc"], "snapshots": len(snaps), "seed": args.seed,
+            "dataset": dataset.name, "snapshot_dataset": train_snaps.dataset, "snapshot_dirs": snapshot_dirs,
+            "holdout_dirs": heldout_dirs, "loss": args.loss, "trained_epochs": row["epoch"],
+            "selected_on": "validation", "val_images": n_val, "test_images": n_eval,
+            **{k: row[k] for k in BEST_KEYS[1:]},
+            "snapshots": len(train_rows), "heldout_snapshots": len(heldout_rows), "seed": args.seed,
         })
-    state.save_state(out, predictor.numpy_weights(), trainer.adam.state(), config, row["epoch"], rows, best)
+    if row["epoch"] >= 1:  # the untrained epoch 0 leaves nothing to resume from
+        state.save_state(out, predictor.numpy_weights(), trainer.adam.state(), config, row["epoch"], rows, best)
     report = {
-        "config": config, "model": model.name, "dataset": dataset.name, "snapshot_dataset": snaps.dataset,
-        "train_snapshots": len(parts.train), "heldout": heldout, "steps_per_epoch": steps,
+        "config": config, "model": model.name, "dataset": dataset.name, "snapshot_dataset": train_snaps.dataset,
+        "train_snapshots": len(train_rows), "heldout": heldout, "steps_per_epoch": steps,
         "heldout_recorded_acc": _mean([h["test_acc"] for h in heldout]),
-        "gap_is": "heldout_own_acc - heldout_assembled_acc: what prediction costs (negative: it gains)",
-        "rows": rows, "best_epoch": best["epoch"], "best": best, "checkpoint": str(out / state.BEST),
+        "selected_on": "validation", "loss_images": len(loss_idx),
+        "figures": "val_*: held-out snapshots on the validation images (choose the best epoch); "
+                   "test_*: on the test images (reported only)",
+        "gap_is": "own_acc - assembled_acc: what prediction costs (negative: it gains)",
+        "rows": rows, "best_epoch": None if best is None else best["epoch"], "best": best,
+        "checkpoint": None if best is None else str(out / state.BEST),
         "resumed_from_epoch": start_epoch if args.resume else None,
     }
     state.write_report(out, report)
     print(f"mp2_train_stage: epoch {row['epoch']}/{args.epochs}"
           + ("" if row["train_loss"] is None else f" loss {row['train_loss']:.4f}")
-          + f" held-out assembled {row['heldout_assembled_acc']:.4f} vs own {row['heldout_own_acc']:.4f} "
-            f"(gap {row['gap']:+.4f}) {row['seconds']:.1f}s", flush=True)
+          + f" held-out assembled vs own: validation {row['val_assembled_acc']:.4f} vs {row['val_own_acc']:.4f}, "
+            f"test {row['test_assembled_acc']:.4f} vs {row['test_own_acc']:.4f} {row['seconds']:.1f}s", flush=True)
 
 
 def _mean(values: list) -> float | None:
@@ -168,7 +222,7 @@ try:
         rng = np.random.default_rng([args.seed, epoch])  # from (seed, epoch): a resumed run draws the same
         progress = Progress(steps, f"epoch {epoch}/{args.epochs} step")
         loss = training.train_epoch(
-            trainer, snaps, parts.train, dataset, snapshot_batch=args.snapshot_batch,
+            trainer, train_snaps, train_rows, dataset, loss_images=loss_idx, snapshot_batch=args.snapshot_batch,
             image_batches=args.image_batches, image_batch=args.image_batch, mixup=args.mixup, rng=rng,
             on_step=lambda done, value: progress.update(done, {"loss": value}),
         )
@@ -181,5 +235,11 @@ except CheckpointError as e:
     fail(e)
 
 # --- report --------------------------------------------------------------------------------------
-print(f"mp2_train_stage: best epoch {best['epoch']}: held-out assembled accuracy {best['heldout_assembled_acc']:.4f} "
-      f"vs own {best['heldout_own_acc']:.4f} (gap {best['gap']:+.4f}); predictor {out / state.BEST}", flush=True)
+if best is None:
+    print(f"mp2_train_stage: no training epoch, so no predictor written; the figures are in {out / state.REPORT_JSON}",
+          flush=True)
+else:
+    print(f"mp2_train_stage: best epoch {best['epoch']} (chosen on validation images): held-out assembled "
+          f"{best['val_assembled_acc']:.4f} vs own {best['val_own_acc']:.4f} on validation images, "
+          f"{best['test_assembled_acc']:.4f} vs {best['test_own_acc']:.4f} on test images; "
+          f"predictor {out / state.BEST}", flush=True)

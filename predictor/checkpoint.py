@@ -76,6 +76,16 @@ def read_meta(path: str) -> dict:
     return _read(path)[1]
 
 
+def is_trained(meta: Mapping) -> bool:
+    """Whether a checkpoint's metadata says it holds a trained predictor (at least one training epoch).
+
+    mp2_train_stage.py writes `trained_epochs` >= 1; a checkpoint without it (an older or foreign
+    file) or with 0 is not to be reused as a trained predictor.
+    """
+    epochs = meta.get("trained_epochs")
+    return isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1
+
+
 def load_checkpoint(path: str, layout: Layout) -> tuple[dict[str, np.ndarray], dict]:
     """(weights, meta) of a predictor checkpoint made for exactly this layout."""
     weights, meta = _read(path)

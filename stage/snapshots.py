@@ -16,18 +16,20 @@ class StageError(Exception):
     """A problem with the inputs of the training stage; the message says what to do."""
 
 
-def load(directories: list[str], layout: Layout, dataset: str, cross_dataset: bool) -> paramset.Snapshots:
+def load(directories: list[str], layout: Layout, dataset: str, cross_dataset: bool,
+         minimum: int = 2, flag: str = "--snapshots") -> paramset.Snapshots:
     """Every snapshot of `directories`, checked to fit `layout` and to come from `dataset`.
 
-    Raises StageError (missing directory, another dataset, fewer than 2 snapshots, non-finite
+    Raises StageError (missing directory, another dataset, fewer than `minimum` snapshots, non-finite
     values) or paramset.ParamSetError (another model or class count, a damaged shard, no manifest).
+    `flag` names the option the directories came from, for the messages.
     """
     for d in directories:
         if not Path(d).exists():
             raise StageError(f"snapshot directory {d} does not exist (collect one with mp2_local.py "
                              f"--method baseline --snapshot-every K; its snapshots are in <out>/snapshots)")
         if not Path(d).is_dir():
-            raise StageError(f"--snapshots {d} is not a directory")
+            raise StageError(f"{flag} {d} is not a directory")
     snaps = paramset.read(directories, layout)
     theirs = sorted({_canonical(s) for s in snaps.dataset.split(",") if s})
     if theirs != [dataset] and not cross_dataset:
@@ -36,10 +38,12 @@ def load(directories: list[str], layout: Layout, dataset: str, cross_dataset: bo
             f"--dataset is {dataset}: pass --dataset {theirs[0]}, or --cross-dataset to train the "
             f"predictor with {dataset} images on purpose"
         )
-    if len(snaps) < 2:
+    if len(snaps) < minimum:
+        need = "one to train on, one held out" if minimum == 2 else "to train on"
         raise StageError(
             f"{', '.join(directories)} hold{'s' if len(directories) == 1 else ''} {len(snaps)} snapshot; "
-            f"at least 2 are needed (one to train on, one held out): collect more (--snapshot-every smaller)"
+            f"at least {minimum} {'are' if minimum > 1 else 'is'} needed ({need}): collect more "
+            f"(--snapshot-every smaller)"
         )
     for part, values in (("pushed", snaps.pushed), ("predicted", snaps.predicted)):
         bad = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
@@ -62,12 +66,32 @@ def _canonical(name: str) -> str:
 
 @dataclass(frozen=True)
 class Split:
-    train: np.ndarray  # snapshot indices
+    train: np.ndarray  # snapshot indices, ascending
     heldout: np.ndarray
 
 
-def split(n: int, holdout: float, seed: int) -> Split:
-    """A seeded random split; round(holdout * n) held out, at least 1, and at least 1 left to train."""
-    held = min(n - 1, max(1, int(round(holdout * n))))
-    order = np.random.default_rng([seed, 7]).permutation(n)  # 7: its own stream, apart from the rest
-    return Split(train=np.sort(order[held:]), heldout=np.sort(order[:held]))
+def split(steps: list[int], holdout: float) -> Split:
+    """Hold out the last `holdout` fraction of the trajectory: the snapshots of the greatest steps.
+
+    Neighbouring snapshots of one run are nearly the same network, so a random pick would test the
+    predictor on near-copies of its training data; a contiguous tail does not. round(holdout * n)
+    are held out, at least 1 when holdout > 0 and none when it is 0; at least 1 is left to train.
+    Equal steps (several runs) keep their order, so the split is the same every time.
+    """
+    n = len(steps)
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout is a fraction in [0, 1), got {holdout}")
+    held = 0 if holdout == 0 else min(n - 1, max(1, int(round(holdout * n))))
+    by_step = np.argsort(np.asarray(steps, np.int64), kind="stable")
+    return Split(train=np.sort(by_step[:n - held]), heldout=np.sort(by_step[n - held:]))
+
+
+def steps_of(snaps: paramset.Snapshots) -> list[int]:
+    """The global step of every snapshot; StageError if a record has none."""
+    steps = [r.get("step") for r in snaps.records]
+    missing = [i for i, s in enumerate(steps) if not isinstance(s, int)]
+    if missing:
+        r = snaps.records[missing[0]]
+        raise StageError(f"{len(missing)} snapshot(s) have no step number, the first one row {r.get('row')} of "
+                         f"{r.get('source')}/{r.get('shard')}: collect them again with mp2_local.py")
+    return steps

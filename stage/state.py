@@ -1,9 +1,9 @@
 """What the training stage writes to --out: the resumable state, report.json and report.csv.
 
-last.npz (pickle-free, via npzio): the predictor's weights ("w/<name>"), the
-optimizer state ("adam/..."), and as JSON metadata the config, the epoch reached and the rows of
-the report so far. Every epoch's randomness is drawn from (seed, epoch), so the epoch and the seed
-fix where the random streams continue.
+last.npz (pickle-free, via npzio), written after each training epoch (not for the untrained epoch 0):
+the predictor's weights ("w/<name>"), the optimizer state ("adam/..."), and as JSON metadata the
+config, the epoch reached and the rows of the report so far. Every epoch's randomness is drawn from
+(seed, epoch), so the epoch and the seed fix where the random streams continue.
 """
 from __future__ import annotations
 
@@ -23,11 +23,23 @@ REPORT_CSV = "report.csv"
 STATE_FORMAT = "mp2-train-stage-state"
 # Config entries a resumed run may change: everything else must be as it was.
 MAY_CHANGE = ("epochs", "threads")
-CSV_COLUMNS = ("epoch", "train_loss", "heldout_assembled_acc", "heldout_own_acc", "gap", "seconds")
+# val_*: held-out snapshots on the validation images (the selection); test_*: on the test images (reported only).
+CSV_COLUMNS = ("epoch", "train_loss", "val_assembled_acc", "val_own_acc", "val_gap",
+               "test_assembled_acc", "test_own_acc", "test_gap", "seconds")
+
+
+# The figure that chooses the best epoch: held-out snapshots on the validation images, never the test ones.
+SELECTED_ON = "val_assembled_acc"
 
 
 class ResumeError(Exception):
     pass
+
+
+def improves(row: dict, best: dict | None) -> bool:
+    """Whether the epoch of `row` becomes the kept predictor: a trained epoch (epoch 0 is the
+    untrained control) whose validation figure beats the best so far."""
+    return row["epoch"] >= 1 and (best is None or row[SELECTED_ON] > best[SELECTED_ON])
 
 
 def save_state(out: Path, weights: dict[str, np.ndarray], adam_state: dict[str, np.ndarray],
@@ -65,7 +77,8 @@ def differences(saved: dict, now: dict) -> list[str]:
 
 
 # Config entries that are not flags, named for the message.
-_LABELS = {"snapshot_count": "the number of snapshots found", "fingerprint": "the model layout"}
+_LABELS = {"snapshot_count": "the number of snapshots found", "fingerprint": "the model layout",
+           "heldout_count": "the number of held-out snapshots"}
 
 
 def _flag(key: str) -> str:

@@ -1,4 +1,4 @@
-"""The predictor's training step (result-based or MSE loss) and the held-out evaluation.
+"""The predictor's training step (result-based or MSE loss), its image split and the held-out evaluation.
 
 Result loss: the target network is assembled from each snapshot's pushed group and the predictor's
 output, and its softmax cross-entropy on (mixup) training images is back-propagated into the
@@ -18,21 +18,35 @@ from predictor import Predictor
 from stage.adam import Adam
 
 LOSSES = ("result", "mse")
-EVAL_CHUNK = 1000  # test images per forward pass
+EVAL_CHUNK = 1000  # images per forward pass of an evaluation
+# The validation images are fixed by this seed alone: predictors trained with different --seed are
+# selected on the same images.
+VALIDATION_SEED = 20240917
+
+
+def split_images(n: int, validation: int) -> tuple[np.ndarray, np.ndarray]:
+    """(loss images, validation images): indices of an n-image training set; the validation ones are
+    the last `validation` of a fixed seeded permutation. Both ascending, disjoint, covering all n."""
+    if not 0 < validation < n:
+        raise ValueError(f"--val-images must be between 1 and {n - 1} (the training set has {n} images), "
+                         f"got {validation}")
+    order = np.random.default_rng(VALIDATION_SEED).permutation(n)
+    return np.sort(order[:n - validation]), np.sort(order[n - validation:])
 
 
 class ImageStream:
-    """Consecutive mini-batches of a fresh permutation of the training images, reshuffled when used up."""
+    """Consecutive mini-batches of a fresh permutation of `pool` (image indices), reshuffled when used up."""
 
-    def __init__(self, n: int, batch: int, rng: np.random.Generator) -> None:
-        if batch > n:
-            raise ValueError(f"--image-batch {batch} is larger than the training set ({n} images)")
-        self.n, self.batch, self.rng = n, batch, rng
-        self.order, self.pos = rng.permutation(n), 0
+    def __init__(self, pool: np.ndarray, batch: int, rng: np.random.Generator) -> None:
+        if batch > len(pool):
+            raise ValueError(f"--image-batch {batch} is larger than the images the loss may use "
+                             f"({len(pool)}: the training set without the validation images)")
+        self.pool, self.batch, self.rng = np.asarray(pool), batch, rng
+        self.order, self.pos = rng.permutation(self.pool), 0
 
     def next(self) -> np.ndarray:
-        if self.pos + self.batch > self.n:
-            self.order, self.pos = self.rng.permutation(self.n), 0
+        if self.pos + self.batch > len(self.pool):
+            self.order, self.pos = self.rng.permutation(self.pool), 0
         idx = self.order[self.pos:self.pos + self.batch]
         self.pos += self.batch
         return idx
@@ -90,7 +104,7 @@ class Trainer:
         return self.predictor(pushed[None, :]).numpy()[0]
 
     def accuracy(self, vector: np.ndarray, images: np.ndarray, labels: np.ndarray) -> float:
-        """Test accuracy of the target network with the flat parameter vector `vector`."""
+        """Accuracy on (images, labels) of the target network with the flat parameter vector `vector`."""
         params = self.layout.unflatten(np.asarray(vector, np.float32))
         params = {k: tf.constant(v) for k, v in params.items()}
         correct = 0
@@ -101,11 +115,12 @@ class Trainer:
 
 
 def train_epoch(trainer: Trainer, snaps, train_rows: np.ndarray, dataset: data.Dataset, *,
-                snapshot_batch: int, image_batches: int, image_batch: int, mixup: float,
-                rng: np.random.Generator, on_step: Callable[[int, float], None]) -> float:
-    """One pass over the training snapshots (shuffled, in batches); the mean loss of its steps."""
+                loss_images: np.ndarray, snapshot_batch: int, image_batches: int, image_batch: int,
+                mixup: float, rng: np.random.Generator, on_step: Callable[[int, float], None]) -> float:
+    """One pass over the training snapshots (shuffled, in batches); the mean loss of its steps.
+    The result loss draws its mini-batches from `loss_images` (training-image indices) only."""
     order = rng.permutation(train_rows)
-    stream = ImageStream(len(dataset.train_y), image_batch, rng) if trainer.loss == "result" else None
+    stream = ImageStream(loss_images, image_batch, rng) if trainer.loss == "result" else None
     total, steps = 0.0, 0
     for a in range(0, len(order), snapshot_batch):
         rows = order[a:a + snapshot_batch]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ import tensorflow as tf
 import data
 import models
 from paramset import ParamSetWriter
-from predictor import load_checkpoint
+from predictor import Predictor, load_checkpoint, read_meta, save_checkpoint
+from predictor.checkpoint import is_trained
+from stage import snapshots as snapset, state, training
 from stage.adam import Adam
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,15 +33,17 @@ def train_stage(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
-def train_stages(*runs: list[str]) -> list[subprocess.CompletedProcess]:
-    """Several runs at once (each is mostly TensorFlow's start-up)."""
-    procs = [subprocess.Popen([sys.executable, "mp2_train_stage.py", *a], cwd=ROOT, env=ENV, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-             for a in runs]
+def train_stages(*runs: list[str], at_once: int = 4) -> list[subprocess.CompletedProcess]:
+    """Several runs, `at_once` at a time (each is mostly TensorFlow's start-up)."""
     done = []
-    for p, a in zip(procs, runs):
-        stdout, stderr = p.communicate(timeout=300)
-        done.append(subprocess.CompletedProcess(a, p.returncode, stdout, stderr))
+    for first in range(0, len(runs), at_once):
+        group = runs[first:first + at_once]
+        procs = [subprocess.Popen([sys.executable, "mp2_train_stage.py", *a], cwd=ROOT, env=ENV, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                 for a in group]
+        for p, a in zip(procs, group):
+            stdout, stderr = p.communicate(timeout=300)
+            done.append(subprocess.CompletedProcess(a, p.returncode, stdout, stderr))
     return done
 
 
@@ -101,30 +106,45 @@ def test_result_loss_learns_and_writes_outputs(resumed):
     out, _, report, stdout, _ = resumed
     rows = report["rows"]
     assert [r["epoch"] for r in rows] == [0, 1, 2]
-    untrained, last = rows[0]["heldout_assembled_acc"], rows[-1]["heldout_assembled_acc"]
+    untrained, last = rows[0]["test_assembled_acc"], rows[-1]["test_assembled_acc"]
     assert last > 0.5 and last > untrained + 0.2, rows  # 10 classes: chance is 0.1
+    assert rows[-1]["val_assembled_acc"] > rows[0]["val_assembled_acc"] + 0.2, rows
     assert rows[0]["train_loss"] is None and all(np.isfinite(r["train_loss"]) for r in rows[1:])
     for r in rows:
-        assert r["gap"] == pytest.approx(r["heldout_own_acc"] - r["heldout_assembled_acc"])
-        assert len(r["assembled_by_snapshot"]) == len(report["heldout"]) == 2  # 20 % of 10
+        for part in ("val", "test"):
+            assert r[f"{part}_gap"] == pytest.approx(r[f"{part}_own_acc"] - r[f"{part}_assembled_acc"])
+            assert len(r[f"{part}_assembled_by_snapshot"]) == len(report["heldout"]) == 2  # 20 % of 10
     # The held-out snapshots' own accuracy, measured by the script on all 500 test images, is
     # what the collecting loop measured on the same images.
     own = np.mean([h["test_acc"] for h in report["heldout"]])
-    assert rows[-1]["heldout_own_acc"] == pytest.approx(own)
-    best = max(rows, key=lambda r: r["heldout_assembled_acc"])
-    assert report["best_epoch"] == best["epoch"]
+    assert rows[-1]["test_own_acc"] == pytest.approx(own)
+    assert report["config"]["val_images"] == 200  # a tenth of the 2,000 synthetic training images
+    assert report["loss_images"] == 1800  # the loss draws from the rest only
+    # The best epoch is the trained one with the best validation figure (never epoch 0).
+    best = max(rows[1:], key=lambda r: r["val_assembled_acc"])
+    assert report["best_epoch"] == best["epoch"] and report["selected_on"] == "validation"
 
     with open(out / "report.csv") as f:
         table = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in table] == [0, 1, 2]
-    assert float(table[-1]["heldout_assembled_acc"]) == pytest.approx(last)
+    assert float(table[-1]["test_assembled_acc"]) == pytest.approx(last)
+    assert float(table[-1]["val_assembled_acc"]) == pytest.approx(rows[-1]["val_assembled_acc"])
 
     weights, meta = load_checkpoint(str(out / "predictor.npz"), LENET.layout)
-    assert meta["epoch"] == best["epoch"] and meta["loss"] == "result" and meta["dataset"] == "synthetic"
-    assert meta["heldout_assembled_acc"] == pytest.approx(best["heldout_assembled_acc"])
-    assert meta["heldout_own_acc"] == pytest.approx(best["heldout_own_acc"])
+    assert meta["trained_epochs"] == best["epoch"] and meta["selected_on"] == "validation"
+    assert meta["loss"] == "result" and meta["dataset"] == "synthetic" and meta["val_images"] == 200
+    for key in ("val_assembled_acc", "val_own_acc", "test_assembled_acc", "test_own_acc"):
+        assert meta[key] == pytest.approx(best[key]), key
+    assert is_trained(meta)
     assert f"best epoch {best['epoch']}" in stdout.splitlines()[-1]
     assert str(out / "predictor.npz") in stdout.splitlines()[-1]
+
+
+def test_heldout_snapshots_are_the_end_of_the_trajectory(resumed):
+    report = resumed[2]
+    # 10 snapshots at steps 20, 40, ..., 200: the held-out 20 % are the last two.
+    assert sorted(h["step"] for h in report["heldout"]) == [180, 200]
+    assert report["train_snapshots"] == 8
 
 
 def test_resume_continues_the_first_run(resumed):
@@ -134,7 +154,7 @@ def test_resume_continues_the_first_run(resumed):
     assert report["resumed_from_epoch"] == 1
     # Weights, optimizer state and the random streams carry over: the resumed epoch 2 is the
     # uninterrupted run's epoch 2.
-    for key in ("train_loss", "heldout_assembled_acc", "heldout_own_acc"):
+    for key in ("train_loss", "val_assembled_acc", "test_assembled_acc", "test_own_acc"):
         assert report["rows"][2][key] == pytest.approx(straight["rows"][2][key], rel=1e-5), key
 
 
@@ -216,3 +236,155 @@ def test_errors(snapshots, tmp_path):
     assert "does not exist" in error_line(missing)
     line = error_line(dataset_clash)
     assert "synthetic" in line and "fashion_mnist" in line and "--cross-dataset" in line
+
+
+# --- the split of the snapshots and of the images ----------------------------------------------------
+def test_split_holds_out_the_last_steps_contiguously():
+    rng = np.random.default_rng(3)
+    steps = [int(s) for s in rng.permutation(np.arange(1, 51) * 10)]  # 50 snapshots, out of order
+    parts = snapset.split(steps, 0.2)
+    held, kept = [steps[i] for i in parts.heldout], [steps[i] for i in parts.train]
+    assert len(held) == 10 and len(kept) == 40
+    assert min(held) > max(kept)
+    assert sorted(np.concatenate([parts.train, parts.heldout]).tolist()) == list(range(50))
+    assert len(snapset.split(steps[:3], 0.01).heldout) == 1  # at least one when holdout > 0
+    assert len(snapset.split(steps, 0.0).heldout) == 0
+    assert len(snapset.split(steps[:2], 0.9).train) == 1  # at least one left to train
+
+
+def test_validation_images_are_fixed_and_kept_out_of_the_loss():
+    loss_idx, val_idx = training.split_images(1000, 100)
+    assert len(val_idx) == 100 and len(loss_idx) == 900
+    assert sorted(np.concatenate([loss_idx, val_idx]).tolist()) == list(range(1000))
+    again = training.split_images(1000, 100)
+    np.testing.assert_array_equal(again[1], val_idx)  # the same images every run, whatever --seed
+    assert not np.array_equal(val_idx, np.arange(900, 1000))  # a permutation, not the file's tail
+    stream = training.ImageStream(loss_idx, 64, np.random.default_rng(0))
+    drawn = np.concatenate([stream.next() for _ in range(40)])  # several passes over the pool
+    assert set(drawn.tolist()) == set(loss_idx.tolist())
+    with pytest.raises(ValueError, match="--val-images"):
+        training.split_images(1000, 1000)
+
+
+def test_the_best_epoch_is_chosen_on_validation_images():
+    def row(epoch, val, test):
+        return {"epoch": epoch, "val_assembled_acc": val, "test_assembled_acc": test}
+
+    assert not state.improves(row(0, 0.9, 0.9), None)  # the untrained control is never kept
+    assert state.improves(row(1, 0.2, 0.1), None)
+    best = row(1, 0.5, 0.9)
+    assert state.improves(row(2, 0.6, 0.1), best)  # better on validation, worse on test: kept
+    assert not state.improves(row(2, 0.4, 0.99), best)  # better on test only: not kept
+    assert not state.improves(row(2, 0.5, 0.99), best)  # a tie keeps the earlier epoch
+
+
+def test_is_trained():
+    assert is_trained({"trained_epochs": 1}) and is_trained({"trained_epochs": 6})
+    for meta in ({}, {"trained_epochs": 0}, {"trained_epochs": "3"}, {"trained_epochs": True},
+                 {"trained_epochs": None}):
+        assert not is_trained(meta), meta
+
+
+def copy_snapshots(source: Path, target: Path, rows: list[int]) -> None:
+    """A parameter dataset of some of `source`'s snapshots (standing in for another run)."""
+    snaps = snapset.load([str(source)], LENET.layout, "synthetic", False)
+    writer = ParamSetWriter(target, LENET.layout, "synthetic")
+    for i in rows:
+        r = snaps.records[i]
+        writer.add(snaps.vectors([i])[0], step=r["step"], epoch=r["epoch"], test_acc=r["test_acc"])
+    writer.flush()
+
+
+def test_holdout_snapshots_from_another_run(snapshots, tmp_path):
+    other = tmp_path / "other-run"
+    copy_snapshots(snapshots, other, [3, 6])
+    out = tmp_path / "out"
+    done, both, same = train_stages(
+        [*SMALL, "--snapshots", str(snapshots), "--holdout-snapshots", str(other), "--out", str(out), "--epochs", "1"],
+        [*SMALL, "--snapshots", str(snapshots), "--holdout-snapshots", str(other), "--holdout", "0.3",
+         "--out", str(tmp_path / "x")],
+        [*SMALL, "--snapshots", str(snapshots), "--holdout-snapshots", str(snapshots), "--out", str(tmp_path / "y")],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["train_snapshots"] == 10  # every --snapshots snapshot trains
+    assert report["steps_per_epoch"] == 10 * 10
+    assert [h["source"] for h in report["heldout"]] == [str(other)] * 2
+    assert [h["step"] for h in report["heldout"]] == [80, 140]
+    assert report["config"]["holdout_snapshots"] == [str(other.resolve())]
+    assert "--holdout-snapshots" in error_line(both) and "--holdout" in error_line(both)
+    assert "in both --snapshots and --holdout-snapshots" in error_line(same)
+
+
+# --- predictor.npz: only ever a trained one ----------------------------------------------------------
+def old_predictor(path: Path) -> bytes:
+    """A checkpoint standing for one a previous training left in --out; its bytes."""
+    save_checkpoint(str(path), LENET.layout, Predictor(LENET.layout, seed=7).numpy_weights(),
+                    {"trained_epochs": 3, "marker": "old"})
+    return path.read_bytes()
+
+
+def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
+    evaluate_only, interrupted, fresh = tmp_path / "evaluate-only", tmp_path / "interrupted", tmp_path / "fresh"
+    (evaluate_only / "kept").mkdir(parents=True)
+    interrupted.mkdir()
+    fresh.mkdir()
+    old_bytes = old_predictor(interrupted / "predictor.npz")
+    old_predictor(fresh / "predictor.npz")
+    common = [*SMALL, "--snapshots", str(snapshots)]
+
+    # Interrupted in the middle of epoch 1: the old predictor is still there, untouched.
+    proc = subprocess.Popen([sys.executable, "mp2_train_stage.py", *common, "--image-batches", "200",
+                             "--out", str(interrupted), "--epochs", "1"], cwd=ROOT, env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    seen = []
+    for line in proc.stdout:  # the first progress line of epoch 1: 3/4 of the epoch still to go
+        seen.append(line)
+        if line.startswith("epoch 1/1 step"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert (interrupted / "predictor.npz").read_bytes() == old_bytes
+    assert not (interrupted / "last.npz").exists()
+
+    only, trained = train_stages([*common, "--out", str(evaluate_only), "--epochs", "0"],
+                                 [*common, "--out", str(fresh), "--epochs", "1"])
+    # --epochs 0: the report of the untrained predictor, and no predictor.npz or state.
+    assert only.returncode == 0, only.stdout + only.stderr
+    assert sorted(p.name for p in evaluate_only.iterdir()) == ["kept", "report.csv", "report.json"]
+    report = json.loads((evaluate_only / "report.json").read_text())
+    assert [r["epoch"] for r in report["rows"]] == [0] and report["best"] is None and report["checkpoint"] is None
+    assert "no predictor written" in only.stdout
+    # A finished epoch replaces the old predictor with the trained one.
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    meta = read_meta(str(fresh / "predictor.npz"))
+    assert "marker" not in meta and meta["trained_epochs"] == 1 and meta["selected_on"] == "validation"
+    assert meta["val_assembled_acc"] == pytest.approx(
+        json.loads((fresh / "report.json").read_text())["rows"][1]["val_assembled_acc"])
+
+
+# --- flags ------------------------------------------------------------------------------------------
+def test_flag_ranges(snapshots, tmp_path):
+    common = [*SMALL, "--snapshots", str(snapshots), "--out", str(tmp_path / "out")]
+    cases = {
+        ("--epochs", "-1"): "argument --epochs: must be at least 0, got -1",
+        ("--image-batches", "0"): "argument --image-batches: must be at least 1, got 0",
+        ("--image-batch", "x"): "argument --image-batch: expected a whole number, got 'x'",
+        ("--snapshot-batch", "0"): "argument --snapshot-batch: must be at least 1, got 0",
+        ("--lr", "0"): "argument --lr: must be in (0, inf), got 0",
+        ("--mixup", "-0.5"): "argument --mixup: must be in [0, inf), got -0.5",
+        ("--holdout", "1"): "argument --holdout: must be in [0, 1), got 1",
+        ("--holdout", "0"): "--holdout 0 holds nothing out",
+        ("--val-images", "0"): "argument --val-images: must be at least 1, got 0",
+        ("--val-images", "2000"): "--val-images must be between 1 and 1999",
+        ("--val-images", "1990"): "--image-batch 50 is larger than the images the loss may use (10",
+        ("--eval-images", "0"): "argument --eval-images: must be at least 1, got 0",
+        ("--seed", "-3"): "argument --seed: must be at least 0, got -3",
+        ("--threads", "nan"): "argument --threads: expected a whole number, got 'nan'",
+    }
+    done = train_stages(*[[*common, *flag] for flag in cases])
+    for (flag, expected), result in zip(cases.items(), done):
+        assert expected in error_line(result), (flag, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "predictor.npz").exists()

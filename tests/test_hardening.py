@@ -1,6 +1,7 @@
 """Hardening: macro metrics, paths from any directory, a dead worker, ports, npz files, bad flags and outputs."""
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -8,6 +9,9 @@ import time
 import numpy as np
 import pytest
 
+import models
+import npzio
+import paramset
 from runtime.cluster import Cluster, ClusterError, port_in_use, start_server
 from runtime.metrics import classification_report
 
@@ -66,3 +70,68 @@ def test_a_port_in_time_wait_is_free_but_a_listening_one_is_not():
         assert port_in_use(port)
         with pytest.raises(ClusterError, match=f"port {port} .* already in use"):
             start_server(Cluster((f"127.0.0.1:{port}",), ("127.0.0.1:1",)), "ps", 0)
+
+
+# --- npzio: the one writer and reader --------------------------------------------------------------
+
+def test_npz_round_trip_and_atomic_json_and_bytes(tmp_path):
+    npzio.write(tmp_path / "a.npz", {"x": np.arange(3, dtype=np.float32)}, {"epoch": np.int64(2)})
+    arrays, meta = npzio.read(tmp_path / "a.npz")
+    np.testing.assert_array_equal(arrays["x"], [0, 1, 2])
+    assert meta == {"epoch": 2}
+    npzio.write_json(tmp_path / "b.json", {"z": 1, "a": np.float32(0.5)})
+    assert (tmp_path / "b.json").read_text() == '{\n "a": 0.5,\n "z": 1\n}\n'
+    npzio.write_bytes(tmp_path / "b.json", b"replaced")
+    assert (tmp_path / "b.json").read_bytes() == b"replaced"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.json"]  # no temporary left
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    npzio.write_json(tmp_path / "s.json", {"old": True})
+    with pytest.raises(TypeError):
+        npzio.write_json(tmp_path / "s.json", {"new": object()})
+    assert json.loads((tmp_path / "s.json").read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+
+
+def test_npz_read_has_one_error_saying_what_is_wrong(tmp_path):
+    npzio.write(tmp_path / "good.npz", {"x": np.ones(1000)}, {"k": 1})
+    data = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "garbage.npz").write_bytes(b"not an archive\n" * 20)
+    np.savez(tmp_path / "pickled.npz", x=np.array([{"a": 1}], dtype=object))
+    np.save(tmp_path / "array.npy", np.ones(3))
+    np.savez(tmp_path / "badmeta.npz", **{npzio.META_KEY: np.ones(3)})
+    expected = {
+        "missing.npz": "does not exist",
+        "truncated.npz": "damaged or truncated",
+        "garbage.npz": "damaged or truncated",
+        "pickled.npz": "pickled object arrays",
+        "array.npy": "single .npy array",
+        "badmeta.npz": "not JSON text",
+    }
+    for name, problem in expected.items():
+        with pytest.raises(npzio.NpzError) as e:
+            npzio.read(tmp_path / name)
+        assert str(e.value).startswith(str(tmp_path / name)) and problem in str(e.value), str(e.value)
+
+
+def test_readers_built_on_npzio_keep_their_own_error_type(tmp_path):
+    from predictor import CheckpointError, read_meta
+    from stage.state import LAST, ResumeError, load_state
+
+    np.savez(tmp_path / LAST, x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ResumeError, match="pickled object arrays"):
+        load_state(tmp_path, {})
+    with pytest.raises(CheckpointError, match="pickled object arrays"):
+        read_meta(str(tmp_path / LAST))
+    layout = models.get("lenet5", 10).layout
+    writer = paramset.ParamSetWriter(tmp_path / "snaps", layout, "synthetic", shard_size=1)
+    writer.add(np.zeros(layout.total, np.float32), step=1)
+    shard = tmp_path / "snaps" / "shard-00000.npz"
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(paramset.ParamSetError, match="shard-00000.npz is damaged or truncated"):
+        paramset.read([tmp_path / "snaps"], layout)
+    shard.unlink()
+    with pytest.raises(paramset.ParamSetError, match="listed in the manifest but missing"):
+        paramset.read([tmp_path / "snaps"], layout)

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +19,7 @@ import npzio
 import paramset
 from runtime.cluster import Cluster, ClusterError, port_in_use, start_server
 from runtime.metrics import classification_report
+from tests.cluster import ENV, ROOT, SMALL
 
 
 def test_macro_averages_cover_classes_that_are_only_predicted():
@@ -135,3 +141,71 @@ def test_readers_built_on_npzio_keep_their_own_error_type(tmp_path):
     shard.unlink()
     with pytest.raises(paramset.ParamSetError, match="listed in the manifest but missing"):
         paramset.read([tmp_path / "snaps"], layout)
+
+
+# --- the local launcher: paths, a dead worker, unwritable output ---------------------------------
+
+def _launch(script: str, *args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=ENV, text=True, timeout=timeout,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def test_relative_paths_mean_the_callers_directory(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = set(os.listdir(ROOT))
+    done = _launch("mp2_local.py", "--workers", "2", "--epochs", "1", "--out", "rel/run", *SMALL, cwd=elsewhere)
+    assert done.returncode == 0, done.stdout[-3000:]
+    run = elsewhere / "rel" / "run"
+    assert {"summary.json", "metrics.jsonl", "checkpoint.npz", "ps.log", "w0.log", "w1.log"} <= set(os.listdir(run))
+    assert os.listdir(elsewhere) == ["rel"] and os.listdir(elsewhere / "rel") == ["run"]
+    assert set(os.listdir(ROOT)) == before  # nothing landed in the repository
+
+
+def test_a_killed_worker_is_named_by_the_ps_and_the_launcher_exits_128_plus_9(tmp_path):
+    launcher = subprocess.Popen(
+        [sys.executable, str(ROOT / "mp2_local.py"), "--workers", "2", "--epochs", "50", "--out", str(tmp_path),
+         *SMALL, "--step-timeout", "5"],
+        cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    lines = []
+    try:
+        pids = {}
+        for line in launcher.stdout:
+            lines.append(line)
+            if line.startswith("[launcher] pids: "):
+                pids = dict(item.split() for item in line.split(": ", 1)[1].split(", "))
+            if line.startswith("[ps] ps: epoch 1/50"):
+                break
+        assert pids and launcher.poll() is None, "".join(lines)
+        os.kill(int(pids["w1"]), signal.SIGKILL)
+        lines += launcher.stdout.readlines()
+        code = launcher.wait(timeout=120)
+    finally:
+        launcher.kill()
+        launcher.wait()
+    output = "".join(lines)
+    assert "[launcher] w1 was killed by SIGKILL (exit 137)" in output, output[-3000:]
+    assert re.search(r"\[ps\] ps: error: worker 1 sent (nothing|no report) for 5 s", output), output[-3000:]
+    assert code == 128 + signal.SIGKILL, output[-3000:]
+
+
+@pytest.mark.parametrize("script", ["mp2_local.py", "mp2_pipeline.py"])
+def test_an_out_that_cannot_be_created_is_one_line(tmp_path, script):
+    (tmp_path / "file").write_text("a file, not a directory")
+    for out, reason in ((tmp_path / "file" / "run", "Not a directory"), (Path("/proc/x"), "No such file")):
+        done = _launch(script, "--workers", "1", "--epochs", "1", "--out", str(out), *SMALL[:4], timeout=60)
+        assert done.returncode == 1, done.stdout
+        [line] = done.stdout.strip().splitlines()
+        assert line.startswith(f"{script[:-3]}: error: cannot create --out {out} ({reason}"), line
+        assert line.endswith("choose a directory you can write"), line
+
+
+def test_a_full_disk_stops_the_run_with_one_line(tmp_path):
+    # The kernel's own full disk: writes to /dev/full fail with ENOSPC.
+    (tmp_path / "w0.log").symlink_to("/dev/full")
+    done = _launch("mp2_local.py", "--workers", "1", "--epochs", "1", "--out", str(tmp_path), *SMALL, timeout=120)
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert f"[launcher] error: cannot write {tmp_path / 'w0.log'} (No space left on device); stopping every process" \
+        in done.stdout, done.stdout[-3000:]
+    assert "Traceback" not in done.stdout

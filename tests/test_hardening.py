@@ -209,3 +209,44 @@ def test_a_full_disk_stops_the_run_with_one_line(tmp_path):
     assert f"[launcher] error: cannot write {tmp_path / 'w0.log'} (No space left on device); stopping every process" \
         in done.stdout, done.stdout[-3000:]
     assert "Traceback" not in done.stdout
+
+
+# --- the pipeline: a stale predictor, a directory it did not make ---------------------------------
+
+@pytest.mark.parametrize("trained_epochs", [None, 0])
+def test_pipeline_refuses_a_predictor_that_was_never_trained(tmp_path, trained_epochs):
+    from predictor import Predictor, save_checkpoint
+
+    layout = models.get("lenet5", 10).layout
+    path = tmp_path / "predictors" / "lenet5-synthetic" / "predictor.npz"
+    path.parent.mkdir(parents=True)
+    meta = {"dataset": "synthetic"} if trained_epochs is None else {"dataset": "synthetic", "trained_epochs": trained_epochs}
+    save_checkpoint(str(path), layout, Predictor(layout, seed=0).numpy_weights(), meta)
+    # Run from tmp_path: the default predictors/MODEL-DATASET/predictor.npz is the caller's.
+    done = _launch("mp2_pipeline.py", "--workers", "1", "--epochs", "1", "--dataset", "synthetic", "--out", "pipe",
+                   cwd=tmp_path, timeout=120)
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"mp2_pipeline: error: predictor at {path} was never trained (an interrupted retraining?): run with --retrain")
+    assert not (tmp_path / "pipe" / "baseline").exists()  # refused before any stage ran
+
+
+def test_pipeline_never_deletes_a_directory_it_did_not_make(tmp_path):
+    mine = tmp_path / "pipe" / "baseline"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("the user's own file")
+    done = _launch("mp2_pipeline.py", "--workers", "1", "--epochs", "1", "--dataset", "synthetic", "--out", "pipe",
+                   cwd=tmp_path, timeout=120)
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert f"mp2_pipeline: error: {mine} exists and is not a run directory of this pipeline" in done.stdout
+    assert (mine / "notes.txt").read_text() == "the user's own file"
+
+
+@pytest.mark.parametrize("script, flag", [
+    ("mp2_local.py", "--workers"), ("mp2_pipeline.py", "--workers"), ("mp2_pipeline.py", "--epochs"),
+    ("mp2_pipeline.py", "--snapshot-every"), ("mp2_pipeline.py", "--stage-epochs"),
+])
+def test_counts_out_of_range_are_refused_by_argparse(tmp_path, script, flag):
+    done = _launch(script, flag, "0", "--out", str(tmp_path / "never"), timeout=60)
+    assert done.returncode == 2 and f"argument {flag}: must be at least 1, got 0" in done.stdout, done.stdout
+    assert not (tmp_path / "never").exists()

@@ -118,7 +118,7 @@ if not train_predictor:
         sys.exit(f"mp2_pipeline: error: {e}")
     # A retraining killed before its first epoch leaves an untrained predictor.npz behind.
     trained = meta.get("trained_epochs")
-    if not isinstance(trained, int) or trained < 1:
+    if type(trained) is not int or trained < 1:
         sys.exit(f"mp2_pipeline: error: predictor at {predictor} was never trained (an interrupted retraining?): "
                  + ("train it with mp2_train_stage.py or pass a trained one" if args.predictor else "run with --retrain"))
     print(f"using the predictor {predictor} (trained on {meta.get('dataset', '?')}; --retrain for a new one)")

@@ -4,42 +4,60 @@
 
 Every flag other than --workers is passed to the PS and the workers as they are; the PS-only ones
 (--predictor, --resume, --snapshot-*) to the PS alone. Output lines are prefixed [ps], [w0], ...; logs go to --out too.
+Paths mean what they mean in the caller's shell, from whatever directory this is started.
 """
 import argparse
 import sys
-from pathlib import Path
 
-from runtime.cluster import free_ports
-from runtime.flags import split_ps_only
-from runtime.launcher import Child, LocalCluster
+import argtypes
+from runtime.launcher import ROOT, Child, LaunchError, LocalCluster, absolute_paths, make_dir
+
+# Flags whose values are paths: made absolute here, so no child can read them against another directory.
+PATH_FLAGS = ("--predictor", "--snapshot-dir", "--data-dir")
+# After its step timeout the PS names a dead worker; it then takes a few seconds to tell the others.
+PS_REPORT_SECONDS = 10
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--workers", type=int, default=4, help="number of worker processes")
+parser.add_argument("--workers", type=argtypes.positive_int, default=4, help="number of worker processes")
 parser.add_argument("--out", default="runs/latest", help="run directory (PS outputs and each process's log)")
 args, passthrough = parser.parse_known_args()
-if args.workers < 1:
-    sys.exit("mp2_local: error: --workers must be at least 1")
 for flag in ("--ps_hosts", "--worker_hosts", "--task_index"):
     if any(a.split("=")[0] == flag for a in passthrough):
         sys.exit(f"mp2_local: error: {flag} is chosen by the launcher (free ports on 127.0.0.1); leave it out")
+try:
+    out = make_dir(args.out, "--out")
+except LaunchError as e:
+    print(f"mp2_local: error: {e}", file=sys.stderr)
+    sys.exit(1)
+passthrough = absolute_paths(passthrough, PATH_FLAGS)
+
+# Imported only now: TensorFlow prints start-up lines on import, which would bury the errors above.
+from runtime.cluster import free_ports  # noqa: E402
+from runtime.flags import parser as training_parser  # noqa: E402
+from runtime.flags import split_ps_only  # noqa: E402
+
+step_timeout = training_parser("").parse_known_args(passthrough)[0].step_timeout
 
 # Loopback only: TensorFlow's gRPC server has no authentication.
 ps_port, *worker_ports = free_ports(args.workers + 1)
 ps_host = f"127.0.0.1:{ps_port}"
 worker_hosts = ",".join(f"127.0.0.1:{port}" for port in worker_ports)
-cluster = ["--ps_hosts", ps_host, "--worker_hosts", worker_hosts, "--out", args.out]
+cluster = ["--ps_hosts", ps_host, "--worker_hosts", worker_hosts, "--out", str(out)]
 
-
-out = Path(args.out)
-out.mkdir(parents=True, exist_ok=True)
-children = [Child("ps", ["mp2_ps.py", *cluster, *passthrough])]
+# Children keep the caller's cwd and are started by the scripts' absolute paths.
+children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *passthrough])]
 children += [
-    Child(f"w{i}", ["mp2_worker.py", *cluster, "--task_index", str(i), *split_ps_only(passthrough)])
+    Child(f"w{i}", [str(ROOT / "mp2_worker.py"), *cluster, "--task_index", str(i), *split_ps_only(passthrough)])
     for i in range(args.workers)
 ]
 print(f"[launcher] PS at {ps_host}, workers at {worker_hosts}; run directory {out}", flush=True)
-local = LocalCluster(children, log_dir=out)
-local.start()
+local = LocalCluster(children, log_dir=out, ps_grace=step_timeout + PS_REPORT_SECONDS)
+try:
+    local.start()
+except OSError as e:  # a log that cannot be opened: nothing has started yet
+    print(f"mp2_local: error: cannot write the logs in {out} ({e.strerror or e}); choose another --out", file=sys.stderr)
+    sys.exit(1)
+print("[launcher] pids: " + ", ".join(f"{c.name} {c.proc.pid}" for c in children), flush=True)
 code = local.wait()
 if code == 0:
     print(f"[launcher] done; summary in {out / 'summary.json'}", flush=True)

@@ -13,16 +13,18 @@ with --stage-flags.
 """
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from predictor import CheckpointError, read_meta
-from reports import write_comparison
-from runtime.flags import parser as training_parser
-from runtime.launcher import STARTUP_NOISE
+import argtypes
+from runtime.launcher import ROOT, STARTUP_NOISE, LaunchError, absolute_paths, make_dir
+
+# What a run directory of mp2_local.py holds: only such a directory (or an empty one) is emptied for a new run.
+RUN_FILES = ("ps.log", "summary.json", "metrics.jsonl", "checkpoint.npz")
 
 
 def _shared_with_stage(argv: list[str]) -> list[str]:
@@ -40,21 +42,31 @@ def _shared_with_stage(argv: list[str]) -> list[str]:
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="lenet5")
 p.add_argument("--dataset", default="fashion_mnist")
-p.add_argument("--workers", type=int, default=4)
-p.add_argument("--epochs", type=int, default=10, help="epochs of baseline and of MP² training (the same for both)")
+p.add_argument("--workers", type=argtypes.positive_int, default=4)
+p.add_argument("--epochs", type=argtypes.positive_int, default=10, help="epochs of baseline and of MP² training (the same for both)")
 p.add_argument("--out", default="runs/pipeline", help="directory of the three stages' outputs and the comparison")
-p.add_argument("--snapshot-every", type=int, default=10, metavar="K", help="collection: a snapshot per K steps")
-p.add_argument("--stage-epochs", type=int, default=6, help="epochs of predictor training")
+p.add_argument("--snapshot-every", type=argtypes.positive_int, default=10, metavar="K", help="collection: a snapshot per K steps")
+p.add_argument("--stage-epochs", type=argtypes.positive_int, default=6, help="epochs of predictor training")
 p.add_argument("--stage-flags", default="", help="extra flags for mp2_train_stage.py, e.g. --stage-flags='--image-batches 10'")
 p.add_argument("--predictor", help="use this predictor checkpoint instead of training or reusing one")
 p.add_argument("--retrain", action="store_true", help="train a new predictor even if one exists")
 args, passthrough = p.parse_known_args()
+try:
+    out = make_dir(args.out, "--out")
+except LaunchError as e:
+    print(f"mp2_pipeline: error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+# Imported only now: TensorFlow prints start-up lines on import, which would bury the error above.
+from predictor import CheckpointError, read_meta  # noqa: E402
+from reports import write_comparison  # noqa: E402
+from runtime.flags import parser as training_parser  # noqa: E402
+
 known = {s for a in training_parser("")._actions for s in a.option_strings}
 for arg in passthrough:
     if arg.startswith("--") and arg.split("=", 1)[0] not in known:
         sys.exit(f"mp2_pipeline: error: unknown flag {arg}")
-out = Path(args.out)
-out.mkdir(parents=True, exist_ok=True)
+passthrough = absolute_paths(passthrough, ("--data-dir",))
 common = ["--model", args.model, "--dataset", args.dataset]
 # The training stage shares only where the data is and the seed; --lr, --mixup, ... are the workers'
 # (the predictor's own settings go in --stage-flags).
@@ -62,13 +74,23 @@ stage_common = [*common, *_shared_with_stage(passthrough)]
 common += passthrough
 
 
+def empty_run_dir(path: Path) -> None:
+    """Delete an earlier run of this pipeline in `path`; refuse to delete anything else."""
+    if not path.exists():
+        return
+    if not path.is_dir() or (any(path.iterdir()) and not any((path / name).exists() for name in RUN_FILES)):
+        sys.exit(f"mp2_pipeline: error: {path} exists and is not a run directory of this pipeline; "
+                 f"move it away or choose another --out")
+    shutil.rmtree(path)
+
+
 def stage(title: str, script: str, *flags: str, fresh: Path | None = None) -> None:
-    """Run one stage as its own process; `fresh`: this pipeline's directory for it, emptied first."""
-    if fresh is not None and fresh.exists():
-        shutil.rmtree(fresh)
+    """Run one stage as its own process in the caller's cwd; `fresh`: its run directory, emptied first."""
+    if fresh is not None:
+        empty_run_dir(fresh)
     print(f"\n=== {title}\n$ python {script} {' '.join(flags)}", flush=True)
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, script, *flags], cwd=Path(__file__).parent, text=True,
+    proc = subprocess.Popen([sys.executable, str(ROOT / script), *flags], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         for line in proc.stdout:
@@ -85,14 +107,20 @@ def stage(title: str, script: str, *flags: str, fresh: Path | None = None) -> No
 
 
 # --- which predictor ---------------------------------------------------------------------------
+# Relative to the caller's cwd, like --out; made absolute for the stages.
 default_predictor = Path("predictors") / f"{args.model}-{args.dataset}" / "predictor.npz"
-predictor = Path(args.predictor) if args.predictor else default_predictor
+predictor = Path(os.path.abspath(args.predictor or default_predictor))
 train_predictor = not args.predictor and (args.retrain or not predictor.exists())
 if not train_predictor:
     try:
         meta = read_meta(str(predictor))
     except CheckpointError as e:
         sys.exit(f"mp2_pipeline: error: {e}")
+    # A retraining killed before its first epoch leaves an untrained predictor.npz behind.
+    trained = meta.get("trained_epochs")
+    if type(trained) is not int or trained < 1:
+        sys.exit(f"mp2_pipeline: error: predictor at {predictor} was never trained (an interrupted retraining?): "
+                 + ("train it with mp2_train_stage.py or pass a trained one" if args.predictor else "run with --retrain"))
     print(f"using the predictor {predictor} (trained on {meta.get('dataset', '?')}; --retrain for a new one)")
 
 # --- 1. baseline, collecting snapshots when a predictor is to be trained -------------------------
@@ -120,6 +148,11 @@ notes = [f"MP² predictor: {predictor} (model {meta['model']}, trained on {meta.
          + ")"]
 if meta.get("dataset") not in (None, args.dataset):
     notes.append(f"the predictor was trained on {meta['dataset']} and used on {args.dataset} (generalisation)")
-result = write_comparison(out, summaries, notes)
-print("\n" + (out / "comparison.md").read_text())
+try:
+    write_comparison(out, summaries, notes)
+    print("\n" + (out / "comparison.md").read_text())
+except OSError as e:  # e.g. a full disk
+    print(f"mp2_pipeline: error: cannot write the comparison in {out} ({e.strerror or e}); "
+          f"the runs' own records are in {out / 'baseline'} and {out / 'mp2'}", file=sys.stderr)
+    sys.exit(1)
 print(f"wrote {out / 'comparison.md'}, {out / 'comparison.json'} and {out / 'comparison.png'}")

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 import data
+import npzio
 from paramset import ParamSetError, ParamSetWriter
 from predictor import CheckpointError
 from runtime import cluster, flags
@@ -20,7 +21,8 @@ from runtime.events import EpochEvents
 from runtime.metrics import classification_report, epoch_record, finite_json
 from runtime.progress import Progress
 from runtime.ps import Diverged, PSGraph, PSLink, WorkerFailed
-from runtime.rundir import RunDir, write_json
+from npzio import write_json
+from runtime.rundir import RunDir
 from runtime.wire import Wire
 
 
@@ -51,7 +53,10 @@ snapshot_dir = Path(args.snapshot_dir or run_dir.path / "snapshots")
 if args.resume:
     if not run_dir.checkpoint.exists():
         fail(f"--resume: no checkpoint in {run_dir.path} (nothing to resume; drop --resume)")
-    vector, saved_state, saved = run_dir.load_checkpoint(run_dir.checkpoint)
+    try:
+        vector, saved_state, saved = run_dir.load_checkpoint(run_dir.checkpoint)
+    except npzio.NpzError as e:
+        fail(f"--resume: {e}; start afresh without --resume")
     # --epochs may grow on resume; every other flag must be the saved run's.
     diffs = config.differences(RunConfig.from_json(saved["config"]), "the saved run", "this one", ignore=("epochs",))
     diffs += [f"{k}: the saved run used {v!r}, this one {meta['ps_inputs'].get(k)!r}"

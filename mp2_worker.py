@@ -56,7 +56,7 @@ try:
             if saved.get("epoch") != first_epoch:
                 raise ValueError(f"it is of epoch {saved.get('epoch')}, the run resumes after epoch {first_epoch}")
             graph.restore(session, arrays, str(state_path))
-        except (*npzio.READ_ERRORS, ValueError) as e:
+        except (npzio.NpzError, ValueError) as e:
             print(f"{name}: warning: optimizer and method state start afresh ({state_path}: {e})", flush=True)
     for epoch in range(first_epoch, args.epochs):
         method.worker_epoch_start(graph.side, session, epoch)

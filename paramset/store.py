@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,9 +64,7 @@ class ParamSetWriter:
         for row, (_, info) in enumerate(self._pending):
             self.manifest["snapshots"].append({"shard": name, "row": row, **info})
         self._pending.clear()
-        tmp = self.dir / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(self.manifest, indent=1))
-        os.replace(tmp, self.dir / MANIFEST)
+        npzio.write_json(self.dir / MANIFEST, self.manifest)
 
 
 @dataclass
@@ -138,12 +134,14 @@ def _check_layout(manifest: dict, layout: Layout, directory: Path) -> None:
 
 def _read_shard(path: Path, layout: Layout, count: int) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {p.name: f[p.name] for p in layout.params}
-    except FileNotFoundError:
-        raise ParamSetError(f"{path} is listed in the manifest but missing; collect the snapshots again") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-        raise ParamSetError(f"{path} is corrupted or truncated ({type(e).__name__}: {e}); delete the directory and collect again") from None
+        arrays, _ = npzio.read(path)
+    except npzio.NpzError as e:
+        if not path.exists():
+            raise ParamSetError(f"{path} is listed in the manifest but missing; collect the snapshots again") from None
+        raise ParamSetError(f"{e}; delete the directory and collect again") from None
+    missing = [p.name for p in layout.params if p.name not in arrays]
+    if missing:
+        raise ParamSetError(f"{path} lacks {', '.join(missing)}; delete the directory and collect again")
     for p in layout.params:
         if arrays[p.name].shape != (count, *p.shape):
             raise ParamSetError(f"{path}: {p.name} has shape {arrays[p.name].shape}, expected {(count, *p.shape)}")

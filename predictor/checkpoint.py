@@ -5,7 +5,6 @@ for one model is refused (with both named) instead of silently producing garbage
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Mapping
 
@@ -18,7 +17,6 @@ from predictor.structure import infer_stage, weight_problems, weight_specs
 FORMAT = "mp2-predictor"
 VERSION = 2  # 2: the push set is part of the checkpoint
 META_KEY = npzio.META_KEY
-_READ_ERRORS = npzio.READ_ERRORS
 
 
 class CheckpointError(Exception):
@@ -126,32 +124,13 @@ def _read(path: str) -> tuple[dict[str, np.ndarray], dict]:
             f"predictor checkpoint {path} does not exist; train one with mp2_train_stage.py "
             f"or pass the path of an existing one"
         )
-    unreadable = (
-        f"{path} is not a readable MP² predictor checkpoint (corrupted or truncated?); "
-        f"write it again with mp2_train_stage.py"
-    )
     try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy array
-            raise CheckpointError(f"{path} is a single .npy array, not an MP² predictor checkpoint")
-        with z:
-            if META_KEY not in z.files:
-                raise CheckpointError(
-                    f"{path} is not an MP² predictor checkpoint (no {META_KEY} entry); "
-                    f"pass a file written by mp2_train_stage.py"
-                )
-            raw = z[META_KEY]
-            arrays = {k: z[k] for k in z.files if k != META_KEY}
-    except _READ_ERRORS as e:
-        raise CheckpointError(f"{unreadable} ({type(e).__name__}: {e})") from None
-    try:
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError("metadata is not a byte array")
-        meta = json.loads(raw.tobytes().decode())
-        if not isinstance(meta, dict):
-            raise ValueError("metadata is not a JSON object")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{unreadable} (bad metadata: {e})") from None
+        arrays, meta = npzio.read(path)
+    except npzio.NpzError as e:
+        raise CheckpointError(f"{e}: not a readable MP² predictor checkpoint; write it again with mp2_train_stage.py") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is not an MP² predictor checkpoint (no {META_KEY} object); "
+                              f"pass a file written by mp2_train_stage.py")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an MP² predictor checkpoint (format {meta.get('format')!r})")
     if meta.get("version") != VERSION:

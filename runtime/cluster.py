@@ -80,19 +80,31 @@ def start_server(cluster: Cluster, job: str, index: int) -> tf.distribute.Server
     """Start this process's gRPC server; a port in use is reported as such, not as a TF trace."""
     address = (cluster.ps if job == "ps" else cluster.workers)[index]
     port = int(address.rpartition(":")[2])
+    if port_in_use(port):
+        raise ClusterError(
+            f"port {port} ({job} {index} at {address}) is already in use — is an earlier run "
+            f"still alive? Stop it, or choose another port in --{job}_hosts"
+        )
+    return tf.distribute.Server(cluster.spec(), job_name=job, task_index=index, start=True)
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on TCP `port`.
+
+    SO_REUSEADDR, as gRPC's own server sets it: a port whose last connection lingers in TIME-WAIT
+    after a run is free to listen on again; only a listening socket makes the bind fail.
+    """
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind(("", port))
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise ClusterError(
-                f"port {port} ({job} {index} at {address}) is already in use — is an earlier run "
-                f"still alive? Stop it, or choose another port in --{job}_hosts"
-            ) from None
+            return True
         raise
     finally:
         probe.close()
-    return tf.distribute.Server(cluster.spec(), job_name=job, task_index=index, start=True)
+    return False
 
 
 def session(server: tf.distribute.Server, job: str, index: int, threads: int) -> tf.compat.v1.Session:

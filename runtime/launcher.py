@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 # TensorFlow's C++ start-up notices, printed before its log settings apply: kept in the logs,
@@ -29,26 +30,83 @@ def _die_with_parent() -> None:
         pass
 
 
+class LaunchError(Exception):
+    """A run that cannot start or go on, for a reason the user can fix (e.g. an unwritable --out)."""
+
+
+def make_dir(path: str | os.PathLike, flag: str) -> Path:
+    """`path` made absolute and created (with its parents); LaunchError in one line if it cannot be."""
+    path = Path(os.path.abspath(path))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LaunchError(f"cannot create {flag} {path} ({e.strerror or e}); choose a directory you can write") from None
+    return path
+
+
+def absolute_paths(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """`argv` with the values of `flags` (--flag VALUE or --flag=VALUE) made absolute against this cwd."""
+    out, i = [], 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name in flags and eq:
+            out.append(f"{name}={os.path.abspath(value)}")
+        elif name in flags and i + 1 < len(argv):
+            out += [name, os.path.abspath(argv[i + 1])]
+            i += 1
+        else:
+            out.append(argv[i])
+        i += 1
+    return out
+
+
+def exit_code(returncode: int) -> int:
+    """A child's exit status as the shell reports it: 128 + N for one killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name} (exit {exit_code(returncode)})"
+    return f"exited with {returncode}"
+
+
 @dataclass
 class Child:
     name: str
-    argv: list[str]
+    argv: list[str]  # the script (absolute path) and its flags
     proc: subprocess.Popen | None = None
     pump: threading.Thread | None = field(default=None, repr=False)
+    log: IO[str] | None = field(default=None, repr=False)
 
 
 class LocalCluster:
-    """Start children, stream their lines with a prefix, and stop them all if one fails."""
+    """Start children, stream their lines with a prefix, and stop them all if one fails.
 
-    def __init__(self, children: list[Child], log_dir: Path | None = None) -> None:
+    The first child is the PS. When a worker fails, the PS is given `ps_grace` seconds to notice
+    (it names a silent worker after its step timeout), tell the others and exit on its own; only
+    then is what is left terminated.
+    """
+
+    def __init__(self, children: list[Child], log_dir: Path | None = None, ps_grace: float = 15.0) -> None:
         self.children = children
         self.log_dir = log_dir
+        self.ps_grace = ps_grace
+        self.log_failure: str | None = None
 
     def start(self) -> None:
+        """Open every log (OSError if one cannot be), then start the children in the caller's cwd."""
+        if self.log_dir:
+            for child in self.children:
+                child.log = open(self.log_dir / f"{child.name}.log", "w")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "PYTHONUNBUFFERED": "1"}
         for child in self.children:
             child.proc = subprocess.Popen(
-                [sys.executable, *child.argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                [sys.executable, *child.argv], env=env, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
                 preexec_fn=_die_with_parent,
             )
@@ -56,45 +114,77 @@ class LocalCluster:
             child.pump.start()
 
     def _pump(self, child: Child) -> None:
-        log = open(self.log_dir / f"{child.name}.log", "w") if self.log_dir else None
         for line in child.proc.stdout:
             if not STARTUP_NOISE.match(line):
                 sys.stdout.write(f"[{child.name}] {line}")
                 sys.stdout.flush()
-            if log:
-                log.write(line)
-                log.flush()
+            if child.log:
+                try:
+                    child.log.write(line)
+                    child.log.flush()
+                except OSError as e:  # e.g. a full disk: the run stops (wait() sees it), the output goes on
+                    self.log_failure = self.log_failure or f"cannot write {child.log.name} ({e.strerror or e})"
+                    self._close_log(child)
+        self._close_log(child)
+
+    @staticmethod
+    def _close_log(child: Child) -> None:
+        log, child.log = child.log, None
         if log:
-            log.close()
+            try:
+                log.close()
+            except OSError:
+                pass  # what could not be flushed was reported already
 
     def wait(self) -> int:
-        """0 when every child exits 0; else stop the rest and return the first failure's code."""
+        """0 when every child exits 0; else stop the rest and return the first failure's exit code."""
         try:
-            while True:
-                codes = [c.proc.poll() for c in self.children]
-                failed = [(c, code) for c, code in zip(self.children, codes) if code not in (None, 0)]
-                if failed:
-                    child, code = failed[0]
-                    print(f"[launcher] {child.name} exited with {code}; stopping the others", flush=True)
-                    self.stop(grace=15)
-                    return code
-                if all(code == 0 for code in codes):
+            failed = self._first_failure()
+            if failed is None:
+                self._join_pumps()  # their last lines may still be on their way to the logs
+                failed = self.log_failure
+                if failed is None:
                     return 0
-                time.sleep(0.2)
+            if isinstance(failed, str):
+                print(f"[launcher] error: {failed}; stopping every process", flush=True)
+                self.stop(grace=0)
+                return 1
+            child, code = failed
+            ps = self.children[0]
+            print(f"[launcher] {child.name} {describe_exit(code)}", flush=True)
+            if child is not ps and ps.proc.poll() is None:
+                print(f"[launcher] waiting up to {self.ps_grace:.0f} s for the PS to name it and stop the run", flush=True)
+                _wait_until(lambda: ps.proc.poll() is not None, self.ps_grace)
+            self.stop(grace=5)
+            return exit_code(code)
         except KeyboardInterrupt:
             print("[launcher] interrupted; stopping every process", flush=True)
             self.stop(grace=5)
             return 130
         finally:
-            for c in self.children:
-                if c.pump:
-                    c.pump.join(timeout=5)
+            self._join_pumps()
+
+    def _join_pumps(self) -> None:
+        for c in self.children:
+            if c.pump:
+                c.pump.join(timeout=5)
+
+    def _first_failure(self) -> tuple[Child, int] | str | None:
+        """Block until every child exited 0 (None), one failed (it and its code) or a log failed (why)."""
+        while True:
+            if self.log_failure:
+                return self.log_failure
+            codes = [c.proc.poll() for c in self.children]
+            for child, code in zip(self.children, codes):
+                if code not in (None, 0):
+                    return child, code
+            if all(code == 0 for code in codes):
+                return None
+            time.sleep(0.2)
 
     def stop(self, grace: float) -> None:
         """Give the others a moment to fail on their own (they report why), then terminate them."""
-        end = time.monotonic() + grace
-        while time.monotonic() < end and any(c.proc.poll() is None for c in self.children):
-            time.sleep(0.2)
+        _wait_until(lambda: all(c.proc.poll() is not None for c in self.children), grace)
         for c in self.children:
             if c.proc.poll() is None:
                 c.proc.terminate()
@@ -103,3 +193,10 @@ class LocalCluster:
                 c.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 c.proc.kill()
+                c.proc.wait()
+
+
+def _wait_until(done, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while not done() and time.monotonic() < end:
+        time.sleep(0.2)

@@ -1,7 +1,7 @@
 """The run directory the PS writes: metrics.jsonl, summary.json and the global model checkpoints.
 
-Everything is JSON or a pickle-free .npz (npzio), written atomically (tmp file + rename), so a run killed
-at any moment leaves readable files.
+Everything is JSON or a pickle-free .npz written atomically by npzio, so a run killed at any moment
+leaves readable files (metrics.jsonl is appended to, a line at a time, and fsynced).
 """
 from __future__ import annotations
 
@@ -12,19 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import npzio
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, value: dict) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(value, indent=1, sort_keys=True) + "\n").encode())
+from npzio import write_json  # noqa: F401  (mp2_ps writes summary.json with it)
 
 
 class RunDir:
@@ -51,7 +39,7 @@ class RunDir:
     def keep_metrics_through(self, epoch: int) -> list[dict]:
         """On resume: drop lines of epochs after the checkpoint (they will be run again)."""
         kept = [r for r in self.read_metrics() if r["epoch"] <= epoch]
-        atomic_write_bytes(self.metrics, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept).encode())
+        npzio.write_bytes(self.metrics, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept).encode())
         return kept
 
     def start(self, resumed_through: int | None) -> list[dict]:
@@ -70,5 +58,6 @@ class RunDir:
         npzio.write(path, {"model": model, **state}, meta)
 
     def load_checkpoint(self, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+        """(model vector, method state, metadata) of a checkpoint; npzio.NpzError if it is unreadable."""
         arrays, meta = npzio.read(path)
         return arrays.pop("model"), arrays, meta

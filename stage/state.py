@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 import npzio
-from runtime.rundir import atomic_write_bytes, write_json
 
 LAST = "last.npz"
 BEST = "predictor.npz"
@@ -57,10 +56,10 @@ def load_state(out: Path, config: dict) -> tuple[dict[str, np.ndarray], dict[str
         raise ResumeError(f"--resume: no {LAST} in {out} (nothing to resume; drop --resume)")
     try:
         arrays, meta = npzio.read(path)
-    except (*npzio.READ_ERRORS, UnicodeDecodeError) as e:  # damaged: numpy's, zipfile's or json's errors
-        raise ResumeError(f"--resume: {path} is unreadable ({type(e).__name__}: {e}); "
+    except npzio.NpzError as e:
+        raise ResumeError(f"--resume: {e}; "
                           f"start afresh without --resume") from None
-    if meta.get("format") != STATE_FORMAT:
+    if (meta or {}).get("format") != STATE_FORMAT:
         raise ResumeError(f"--resume: {path} is not a training-stage state file")
     changed = differences(meta["config"], config)
     if changed:
@@ -86,10 +85,10 @@ def _flag(key: str) -> str:
 
 
 def write_report(out: Path, report: dict) -> None:
-    write_json(out / REPORT_JSON, report)
+    npzio.write_json(out / REPORT_JSON, report)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in report["rows"]:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
-    atomic_write_bytes(out / REPORT_CSV, buf.getvalue().encode())
+    npzio.write_bytes(out / REPORT_CSV, buf.getvalue().encode())

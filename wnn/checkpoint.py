@@ -41,7 +41,7 @@ def load(path: str | os.PathLike) -> tuple[dict[str, dict[str, np.ndarray]], dic
         raise WnnCheckpointError(f"WNN checkpoint {path} does not exist; train one with mp2_train_wnn.py")
     try:
         arrays, meta = npzio.read(path)
-    except npzio.READ_ERRORS + (UnicodeDecodeError, AttributeError) as e:
+    except (npzio.NpzError, UnicodeDecodeError, AttributeError) as e:
         raise WnnCheckpointError(f"{path} is not a readable WNN checkpoint ({type(e).__name__}: {e}); "
                                  f"write it again with mp2_train_wnn.py") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

@@ -38,7 +38,7 @@ try:
     n_workers = len(spec.workers)
     steps_per_epoch = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed).steps_per_epoch
     method = flags.build_method(args, model, n_workers, steps_per_epoch)
-    method.prepare_ps(args)
+    method.prepare_ps(args, dataset, log=lambda s: print(f"ps: {s}", flush=True))
 except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
     fail(e)
 config = flags.run_config(args, model, dataset, n_workers, method)
@@ -126,6 +126,7 @@ try:
         vector = graph.model_value(session)
         test = classification_report(dataset.test_y, graph.evaluate(session, dataset.test_x), dataset.classes)
         record = epoch_record(epoch + 1, test, reports, phases, time.monotonic() - started)
+        record["events"] = method.drain_events()
         best_before = max((r["test_acc"] for r in history), default=None)
         history.append(record)
         run_dir.append_metrics([finite_json(record)])
@@ -140,6 +141,7 @@ try:
             f"pushed {record['bytes_pushed']:,} B ({time.monotonic() - started:.1f}s)")
     link.reports(args.step_timeout)  # every worker's "done"
 except (WorkerFailed, Diverged) as e:
+    method.close()
     print(f"ps: error: {e}; stopping the run", file=sys.stderr, flush=True)
     link.abort(str(e))
     cluster.exit_now(1)
@@ -148,6 +150,7 @@ except OSError as e:  # a checkpoint or record that cannot be written (full disk
     link.abort(f"the PS cannot write its files ({e.strerror or e})")
     cluster.exit_now(1)
 except KeyboardInterrupt:
+    method.close()
     link.abort("the PS was interrupted")
     cluster.exit_now(130, "ps: interrupted; the workers were told to stop")
 
@@ -167,6 +170,7 @@ summary = {
     "method_stats": method.stats(), "ps_inputs": meta["ps_inputs"],
     "snapshots": len(collector.writer) if collector else 0,
 }
+method.close()
 write_json(run_dir.summary, finite_json(summary))
 events.close()
 print(f"ps: done: best test_acc {summary['best_test_acc']:.4f}, pushed {summary['bytes_pushed_total']:,} B, "

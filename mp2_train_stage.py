@@ -30,6 +30,8 @@ import tensorflow as tf
 
 import argtypes
 import data
+import data.flags
+import models
 import paramset
 from predictor import CheckpointError, Predictor, save_checkpoint
 from runtime import flags
@@ -48,8 +50,8 @@ def fail(message: str) -> None:
 parser = argparse.ArgumentParser(prog="mp2_train_stage", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", default="lenet5", help="the target model the snapshots are of")
-parser.add_argument("--dataset", default="fashion_mnist", help=f"images to train and test with; one of {', '.join(data.NAMES)}")
-parser.add_argument("--data-dir", help="where the dataset's files are (else $MP2_DATA, Debian's, Keras's cache)")
+parser.add_argument("--push", default="front", help=models.PUSH_HELP)
+data.flags.add_flags(parser)
 parser.add_argument("--snapshots", nargs="+", required=True, metavar="DIR", help="parameter-dataset directories (one or several)")
 parser.add_argument("--out", help="output directory (default predictors/<model>-<dataset>)")
 parser.add_argument("--epochs", type=argtypes.nonnegative_int, default=6,

@@ -159,7 +159,7 @@ class Method:
         return {}
 
     # --- PS -------------------------------------------------------------------------------------
-    def prepare_ps(self, args: argparse.Namespace) -> None:
+    def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
         """Read what the PS needs before building (files named by PS-only options); may raise ValueError."""
 
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
@@ -183,8 +183,15 @@ class Method:
         """Python-side bookkeeping after the PS's step `step` ran (rarely needed)."""
 
     def stats(self) -> dict:
-        """Method-specific figures for the run's summary (e.g. time spent predicting)."""
+        """Method-specific figures for the run's summary (e.g. online MP²'s training rounds)."""
         return {}
+
+    def drain_events(self) -> list[dict]:
+        """What happened since the last call (e.g. a switch of phase), for the epoch's record."""
+        return []
+
+    def close(self) -> None:
+        """Stop whatever the method started (a background process)."""
 
 
 def state_arrays(session: tf.compat.v1.Session, variables: list[tf.Variable]) -> dict[str, np.ndarray]:

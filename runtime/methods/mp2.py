@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -25,26 +26,43 @@ class MP2(Method):
     summary = "workers push the pushed group (--push); the PS predicts the rest and sends the model"
     options = (
         Option("--predictor", str, None, "predictor checkpoint (.npz, or the directory of mp2_train_stage.py's "
-               "output)", ps_only=True),
+               "output); without it, online MP²: the PS trains the predictor during the run", ps_only=True),
         Option("--prediction", str, "predictor", "predictor: the trained predictor fills the predicted group; "
                "hold: the control run, which keeps it at its last fully pushed value"),
         Option("--full-push-epochs", argtypes.nonnegative_int, 0, "the last K epochs push the whole model"),
+        # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone.
+        Option("--warmup-snapshots", argtypes.positive_int, 30, "online: snapshots before the first predictor is trained", ps_only=True),
+        Option("--online-snapshot-every", argtypes.positive_int, 2, "online: a warm-up snapshot every K full steps", ps_only=True),
+        Option("--refresh-every", argtypes.int_at_least(2), 25, "online: every R-th step is a full push (a fresh snapshot and the check)", ps_only=True),
+        Option("--retrain-after", argtypes.positive_int, 15, "online: retrain the predictor after this many new snapshots", ps_only=True),
+        Option("--switch-tolerance", argtypes.float_in(0.0, 1.0), 0.01, "online: the predictor passes while its assembled "
+               "accuracy is at most this below the fully pushed model's (on validation images from the training set)", ps_only=True),
+        Option("--check-images", argtypes.positive_int, 1000, "online: validation images the check uses", ps_only=True),
+        Option("--online-wait", bool, False, "online: hold the step barrier while a predictor trains (the stall is measured)", ps_only=True),
+        Option("--online-stage-flags", str, "--epochs 3 --image-batches 10", "online: flags for mp2_train_stage.py", ps_only=True),
     )
 
     phase_names = {FULL: "full", PARTIAL: "partial"}
 
-    def prepare_ps(self, args: argparse.Namespace) -> None:
+    def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
         if self.opts["prediction"] not in ("predictor", "hold"):
             raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
-        self.weights = None
-        if self.opts["prediction"] == "predictor":
+        self.weights, self.online = None, None
+        if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
             from predictor import load_checkpoint, resolve_path
 
-            if not self.opts.get("predictor"):
-                raise ValueError("--method mp2 needs --predictor PATH (a checkpoint from mp2_train_stage.py), "
-                                 "or --prediction hold for the control run")
             self.path = resolve_path(self.opts["predictor"])
             self.weights, _ = load_checkpoint(self.path, self.layout)
+        elif self.opts["prediction"] == "predictor":
+            from models import get
+            from runtime.methods.online import OnlineController
+
+            data_flags = ["--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
+            data_flags += (["--fit-input"] if args.fit_input else []) + (
+                ["--train-images", str(args.train_images)] if args.train_images else [])
+            model = get(self.layout.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
+            self.online = OnlineController(model, dataset, Path(args.out), self.opts, data_flags, args.seed,
+                                           self.run.steps_per_epoch, log)
 
     def ps_inputs(self) -> dict:
         if self.weights is None:
@@ -57,7 +75,36 @@ class MP2(Method):
         epoch = step // self.run.steps_per_epoch
         if epoch >= self.run.epochs - self.opts["full_push_epochs"]:
             return FULL
+        if self.online is not None and self.online.wants_full(step):
+            return FULL
         return PARTIAL
+
+    def after_step(self, session: tf.compat.v1.Session, step: int, phase: int) -> None:
+        if self.online is None:
+            return
+        vector_of = lambda: session.run(self._model)  # noqa: E731 (fetched only when needed)
+        if phase == FULL:
+            self.online.after_full_step(session, step, vector_of)
+        self.online.poll(session, step, vector_of)
+
+    def drain_events(self) -> list[dict]:
+        if self.online is None:
+            return []
+        events, self.online.events = self.online.events, []
+        self._events += events
+        return events
+
+    def stats(self) -> dict:
+        if self.online is None:
+            return {}
+        self.drain_events()
+        stats = self.online.stats()
+        stats["online"]["events"] = self._events
+        return stats
+
+    def close(self) -> None:
+        if self.online is not None:
+            self.online.stop()
 
     # --- worker ---------------------------------------------------------------------------------
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
@@ -69,13 +116,16 @@ class MP2(Method):
 
     # --- PS -------------------------------------------------------------------------------------
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
+        self._model, self._events = ps.model, []
         average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.pushed])  # a static shape
-        if self.weights is not None:
+        if self.opts["prediction"] == "predictor":
             from predictor import Predictor
 
-            with tf.device(ps.device):
-                self.predictor = Predictor(self.layout, weights=self.weights)
+            with tf.device(ps.device):  # online: untrained until the first round passes its check
+                self.predictor = Predictor(self.layout, weights=self.weights, seed=self.run.seed)
             full = self.predictor(average)
+            if self.online is not None:
+                self.online.build(self.predictor, ps.device)
         else:  # the control: the predicted group stays where the last full push left it
             full = self.layout.join(average, self.layout.split(ps.model)[1])
         with tf.control_dependencies([ps.model.assign(full)]):

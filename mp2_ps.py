@@ -87,6 +87,10 @@ try:
     collector = None
     if args.snapshot_every > 0:
         writer = ParamSetWriter(snapshot_dir, model.layout, dataset.name)
+        if args.resume:  # the stretch after the checkpoint is abandoned, and will be run again
+            dropped = writer.keep_through_step(start_epoch * steps_per_epoch)
+            if dropped:
+                print(f"ps: dropped {dropped} snapshots taken after the checkpoint", flush=True)
         collector = SnapshotCollector(session, cluster.PS_DEVICE, model, dataset, writer, args.snapshot_every,
                                       args.seed, args.snapshot_eval_images, regular=args.snapshot_regular)
 except (cluster.ClusterError, CheckpointError, ParamSetError, ValueError) as e:

@@ -13,6 +13,7 @@ import pytest
 import data
 import models
 from predictor import Predictor, load_checkpoint, save_checkpoint
+from runtime.cluster import free_ports
 from tests.cluster import SMALL, cluster_flags, read_jsonl, run, start
 
 LENET = models.get("lenet5", 10)
@@ -400,3 +401,49 @@ def _processes_mentioning(text: str) -> list[str]:
         if text in args:
             found.append(args)
     return found
+
+
+def test_a_second_process_claiming_a_task_index_stops_everyone_with_the_reason(tmp_path):
+    """Two processes claim task 0 from different addresses (as two hosts would).
+
+    TensorFlow's gRPC runtime takes the newcomer for a restarted task 0 and aborts the first one's
+    calls; nothing can keep that run going. What matters: no traceback, no hang past the step
+    timeout, and the first worker says what happened.
+    """
+    ports = free_ports(3)
+    ps_flags = ["--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[1]}"]
+    other = ["--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[2]}"]
+    common = ["--epochs", "50", "--out", str(tmp_path), *SMALL[:-4], "--step-timeout", "15", "--connect-timeout", "60"]
+    ps = start("mp2_ps.py", *ps_flags, *common)
+    first = start("mp2_worker.py", *ps_flags, "--task_index", "0", *common)
+    try:
+        _wait_for(tmp_path / "metrics.jsonl", timeout=120)  # the first worker is training
+        second = run("mp2_worker.py", *other, "--task_index", "0", *common, timeout=120)
+        first_out, _ = first.communicate(timeout=60)
+        ps_out, _ = ps.communicate(timeout=60)
+        assert second.returncode != 0 and first.returncode != 0 and ps.returncode != 0
+        assert "--task_index 0" in first_out, first_out[-2000:]
+        assert "worker 0" in ps_out, ps_out[-2000:]
+        for out in (first_out, second.stdout, ps_out):
+            assert "Traceback" not in out, out[-3000:]
+    finally:
+        for p in (ps, first):
+            p.kill()
+            p.wait()
+
+
+def test_resume_drops_the_snapshots_of_the_abandoned_stretch(tmp_path):
+    flags = ["--workers", "1", "--snapshot-every", "2", *SMALL]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert run("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)).returncode == 0
+    assert run("mp2_local.py", *flags, "--epochs", "1", "--out", str(split)).returncode == 0
+    epoch1 = (split / "checkpoint.npz").read_bytes()
+    assert run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split)).returncode == 0
+    # As if killed in epoch 2 after its snapshots were written: back to the epoch-1 checkpoint.
+    (split / "checkpoint.npz").write_bytes(epoch1)
+    again = run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split))
+    assert again.returncode == 0 and "dropped" in again.stdout, again.stdout
+    manifests = [json.loads((d / "snapshots" / "manifest.json").read_text()) for d in (whole, split)]
+    steps = [[r["step"] for r in m["snapshots"]] for m in manifests]
+    one_worker_steps = data.Schedule(2000, 1, 50, 0).steps_per_epoch
+    assert steps[0] == steps[1] and len(steps[0]) == 2 * one_worker_steps // 2

@@ -47,7 +47,8 @@ class MP2(Method):
                "accuracy is at most this below the fully pushed model's (on validation images from the training set)", ps_only=True),
         Option("--check-images", argtypes.positive_int, 1000, "online: validation images the check uses", ps_only=True),
         Option("--online-wait", bool, False, "online: hold the step barrier while a predictor trains (the stall is measured)", ps_only=True),
-        Option("--online-stage-flags", str, "--epochs 3 --image-batches 10", "online: flags for mp2_train_stage.py", ps_only=True),
+        Option("--online-stage-flags", str, "--epochs 3 --image-batches 10 --val-images 1000 --eval-images 1000",
+               "online: flags for mp2_train_stage.py", ps_only=True),
     )
 
     phase_names = {FULL: "full", PARTIAL: "partial", PARTIAL_WITH_WEIGHTS: "partial+weights"}
@@ -70,7 +71,7 @@ class MP2(Method):
                 ["--train-images", str(args.train_images)] if args.train_images else [])
             model = get(self.layout.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
             self.online = OnlineController(model, dataset, Path(args.out), self.opts, data_flags, args.seed,
-                                           self.run.steps_per_epoch, log)
+                                           self.run.steps_per_epoch, args.step_timeout / 2, log)
 
     def _check_options(self) -> None:
         if self.opts["prediction"] not in ("predictor", "hold"):

@@ -38,7 +38,7 @@ class OnlineController:
     """The PS-side state machine of online MP²: snapshots, background training, the check, the switch."""
 
     def __init__(self, model: Model, dataset, run_dir: Path, opts: dict, data_flags: list[str], seed: int,
-                 steps_per_epoch: int, log=print) -> None:
+                 steps_per_epoch: int, max_wait: float, log=print) -> None:
         from paramset import ParamSetWriter
         from stage.training import split_images
 
@@ -53,7 +53,7 @@ class OnlineController:
         validation = split_images(len(dataset.train_y), min(5000, len(dataset.train_y) // 10))[1]
         check = validation[: opts["check_images"]]
         self.check_x, self.check_y = dataset.train_x[check], dataset.train_y[check]
-        self.steps_per_epoch = steps_per_epoch
+        self.steps_per_epoch, self.max_wait = steps_per_epoch, max_wait
         self.ready = False          # a predictor has passed the check and is loaded
         self.falling_back = False   # the last check failed: full pushes until a retrained predictor passes
         self.trainer: subprocess.Popen | None = None
@@ -124,8 +124,13 @@ class OnlineController:
                 self._start_training(step)
             return
         if self.opts["online_wait"]:
+            # Hold the barrier, but answer within the workers' deadline: at most half the step timeout
+            # per step; a longer training goes on over the next steps' waits.
             t0 = time.monotonic()
-            self.trainer.wait()
+            try:
+                self.trainer.wait(timeout=self.max_wait)
+            except subprocess.TimeoutExpired:
+                pass
             self.stalled_seconds += time.monotonic() - t0
         if self.trainer.poll() is None:
             return

@@ -4,7 +4,7 @@
 
 The whole cluster runs inside a private network namespace whose loopback is shaped with a token
 bucket (tc tbf), so every byte between PS and workers crosses one link of --rate, as a PS's network
-card would be shared (DESIGN.md section 6). Needs root (ip netns, tc); without it, or with
+card would be shared (docs/design.md, "The runtime"). Needs root (ip netns, tc); without it, or with
 --rate none, it runs unshaped and says so. Prints a table and writes benchmark.json to --out.
 """
 import argparse

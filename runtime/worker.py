@@ -29,6 +29,7 @@ class RunStopped(Exception):
 class WorkerGraph:
     def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, verify_sync: bool = False) -> None:
         self.index, self.wire, self.layout, self.method = index, wire, model.layout, method
+        self._last_phase: int | None = None
         device = f"/job:worker/task:{index}"
         self.local = LocalModel(model, device)
         h, w, c = model.input_shape
@@ -42,9 +43,10 @@ class WorkerGraph:
             # The global step, set at the welcome and advanced after each reply is applied.
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.side = WorkerSide(self.local, self.loss, learning_rate(lr, self.step), self.step, device)
-            self.push_ops, self.pull_ops = {}, {}
+            self.push_ops, self.pull_ops, self.enter_ops = {}, {}, {}
             self.traced_push, self.traced_pull = {}, {}
             for phase, built in method.build_worker(self.side).items():
+                self.enter_ops[phase] = built.enter
                 self.push_ops[phase] = [wire.up[index].enqueue(built.up), self.loss, self.accuracy, nbytes(built.up)]
                 with tf.control_dependencies(built.up):  # the model as trained, before the reply lands
                     self.traced_push[phase] = [self.local.vector(), *built.up]
@@ -103,6 +105,9 @@ class WorkerGraph:
 
         With `trace`, the trained model and the payload are appended to it (for --trace-steps).
         """
+        if self._last_phase is not None and phase != self._last_phase and self.enter_ops[phase] is not None:
+            self._run(session, self.enter_ops[phase], None, timeout, "entering a new phase")
+        self._last_phase = phase
         feed = {self.images: images, self.labels: labels, **feed}
         fetches = self.push_ops[phase] + (self.traced_push[phase] if trace is not None else [])
         _, loss, acc, sent, *traced = self._run(session, fetches, feed, timeout, "pushing to the PS")

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 import argtypes
-from models import PUSHED
+from models import PREDICTED, PUSHED
 from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from runtime.methods.baseline import average_ps, full_push_worker
 
@@ -41,7 +41,9 @@ class MP2(Method):
         # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone.
         Option("--warmup-snapshots", argtypes.positive_int, 30, "online: snapshots before the first predictor is trained", ps_only=True),
         Option("--online-snapshot-every", argtypes.positive_int, 2, "online: a warm-up snapshot every K full steps", ps_only=True),
-        Option("--refresh-every", argtypes.int_at_least(2), 25, "online: every R-th step is a full push (a fresh snapshot and the check)", ps_only=True),
+        Option("--refresh-every", argtypes.int_at_least(2), 50, "online: a window of full pushes starts every R steps "
+               "(a fresh snapshot and the check at its end)", ps_only=True),
+        Option("--refresh-steps", argtypes.positive_int, 4, "online: full steps in each refresh window", ps_only=True),
         Option("--retrain-after", argtypes.positive_int, 15, "online: retrain the predictor after this many new snapshots", ps_only=True),
         Option("--switch-tolerance", argtypes.float_in(0.0, 1.0), 0.01, "online: the predictor passes while its assembled "
                "accuracy is at most this below the fully pushed model's (on validation images from the training set)", ps_only=True),
@@ -139,6 +141,8 @@ class MP2(Method):
         with tf.control_dependencies([train]):
             up = [w.local.vector(PUSHED)]
         phases = {FULL: full_push_worker(w)}
+        # Back to full steps after partial ones: the predicted layers' Adam momentum is stale.
+        phases[FULL].enter = w.forget_momentum(w.local.variables(PREDICTED))
         if self.opts["broadcast"] == "full":
             phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
             return phases

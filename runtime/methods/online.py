@@ -6,7 +6,8 @@
               separate process (beside the training; with --online-wait the PS holds the step
               barrier until it is done, and the stall is measured)
     switch    the new predictor is loaded when it passes the check below; workers switch to PARTIAL
-    refresh   while PARTIAL, every --refresh-every-th step is FULL: a fresh snapshot, and the check
+    refresh   while PARTIAL, a window of --refresh-steps FULL steps every --refresh-every steps: at its
+              end a fresh snapshot, and the check
     retrain   after every --retrain-after new snapshots a new predictor is trained from all of them
     fallback  a check that fails sends the workers back to FULL until a retrained predictor passes
 
@@ -102,12 +103,15 @@ class OnlineController:
     def wants_full(self, step: int) -> bool:
         if not self.ready or self.falling_back:
             return True
-        return step % self.opts["refresh_every"] == 0
+        return step % self.opts["refresh_every"] < self.opts["refresh_steps"]
+
+    def _window_end(self, step: int) -> bool:
+        return step % self.opts["refresh_every"] == self.opts["refresh_steps"] - 1
 
     def after_full_step(self, session: tf.compat.v1.Session, step: int, vector_of) -> None:
         """After a FULL step: maybe snapshot, maybe check; then look after the trainer."""
         warming = not self.ready or self.falling_back
-        snapshot = (step + 1) % self.opts["online_snapshot_every"] == 0 if warming else True
+        snapshot = (step + 1) % self.opts["online_snapshot_every"] == 0 if warming else self._window_end(step)
         if snapshot:
             vector = self.last_full = vector_of()
             self.writer.add(vector, step=step + 1, epoch=step // self.steps_per_epoch + 1)

@@ -42,7 +42,10 @@ try:
 except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
     fail(e)
 config = flags.run_config(args, model, dataset, n_workers, method)
-run_dir = RunDir(args.out)
+try:
+    run_dir = RunDir(args.out)
+except OSError as e:
+    fail(f"cannot create the run directory --out {args.out}: {e.strerror or e}; choose a directory you can write")
 total_steps = args.epochs * steps_per_epoch
 meta = {"config": config.to_json(), "ps_inputs": method.ps_inputs()}
 
@@ -148,6 +151,12 @@ except (WorkerFailed, Diverged) as e:
     method.close()
     print(f"ps: error: {e}; stopping the run", file=sys.stderr, flush=True)
     link.abort(str(e))
+    cluster.exit_now(1)
+except tf.errors.OpError as e:  # anything else TensorFlow raises mid-run: still one line, and the workers told
+    method.close()
+    reason = f"TensorFlow error in the PS: {type(e).__name__}: {e.message.splitlines()[0][:300]}"
+    print(f"ps: error: {reason}; stopping the run", file=sys.stderr, flush=True)
+    link.abort(reason)
     cluster.exit_now(1)
 except OSError as e:  # a checkpoint or record that cannot be written (full disk, permissions)
     print(f"ps: error: cannot write the run's files in {run_dir.path}: {e}; stopping the run", file=sys.stderr, flush=True)

@@ -447,3 +447,18 @@ def test_resume_drops_the_snapshots_of_the_abandoned_stretch(tmp_path):
     steps = [[r["step"] for r in m["snapshots"]] for m in manifests]
     one_worker_steps = data.Schedule(2000, 1, 50, 0).steps_per_epoch
     assert steps[0] == steps[1] and len(steps[0]) == 2 * one_worker_steps // 2
+
+
+def test_worker_facing_a_port_without_a_ps_gives_up_with_a_reason(tmp_path):
+    """Something listens on the PS's port but never speaks gRPC (another program, a frozen PS)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        flags = ["--ps_hosts", f"127.0.0.1:{port}", "--worker_hosts", f"127.0.0.1:{free_ports(1)[0]}"]
+        started = time.monotonic()
+        done = run("mp2_worker.py", *flags, "--task_index", "0", "--out", str(tmp_path), *SMALL[:-2],
+                   "--connect-timeout", "5", timeout=150)
+    assert done.returncode != 0
+    assert "no answer within" in done.stdout and "Traceback" not in done.stdout, done.stdout[-2000:]
+    assert time.monotonic() - started < 120

@@ -48,6 +48,10 @@ class MP2(Method):
         Option("--switch-tolerance", argtypes.float_in(0.0, 1.0), 0.01, "online: the predictor passes while its assembled "
                "accuracy is at most this below the fully pushed model's (on validation images from the training set)", ps_only=True),
         Option("--check-images", argtypes.positive_int, 1000, "online: validation images the check uses", ps_only=True),
+        Option("--watch-every", argtypes.positive_int, 10, "online: every K partial steps the PS measures the live model "
+               "on the check images; a drop of more than --watch-tolerance below the last fully pushed model's "
+               "accuracy sends the workers back to full pushes", ps_only=True),
+        Option("--watch-tolerance", argtypes.float_in(0.0, 1.0), 0.03, "online: see --watch-every", ps_only=True),
         Option("--online-wait", bool, False, "online: hold the step barrier while a predictor trains (the stall is measured)", ps_only=True),
         Option("--online-stage-flags", str, "--epochs 3 --image-batches 10 --val-images 1000 --eval-images 1000",
                "online: flags for mp2_train_stage.py", ps_only=True),
@@ -113,6 +117,8 @@ class MP2(Method):
         vector_of = lambda: session.run(self._model)  # noqa: E731 (fetched only when needed)
         if phase == FULL:
             self.online.after_full_step(session, step, vector_of)
+        else:
+            self.online.after_partial_step(session, step, vector_of)
         self.online.poll(session, step, vector_of)
 
     def drain_events(self) -> list[dict]:

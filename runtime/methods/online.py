@@ -60,6 +60,7 @@ class OnlineController:
         self.trainer: subprocess.Popen | None = None
         self.rounds, self.since_training, self.events = 0, 0, []
         self.stalled_seconds = 0.0
+        self.reference: float | None = None  # check accuracy of the last fully pushed model
         self.training_seconds = 0.0
         self._started = 0.0
 
@@ -114,11 +115,20 @@ class OnlineController:
         snapshot = (step + 1) % self.opts["online_snapshot_every"] == 0 if warming else self._window_end(step)
         if snapshot:
             vector = self.last_full = vector_of()
+            self.reference = self._accuracy(session, vector)
             self.writer.add(vector, step=step + 1, epoch=step // self.steps_per_epoch + 1)
             self.writer.flush()
             self.since_training += 1
             if self.ready and not self.falling_back:
                 self._check(session, vector, step)
+
+    def after_partial_step(self, session: tf.compat.v1.Session, step: int, vector_of) -> None:
+        """Watch the live model: a drop below the last fully pushed model's accuracy means the predictor lags."""
+        if (step + 1) % self.opts["watch_every"] or self.reference is None:
+            return
+        live = self._accuracy(session, vector_of())
+        if live < self.reference - self.opts["watch_tolerance"]:
+            self._fall_back(step, self.reference, live, "the live model")
 
     def poll(self, session: tf.compat.v1.Session, step: int, vector_of) -> None:
         """Every step: start a training round when due, take its result when it is done."""
@@ -194,14 +204,23 @@ class OnlineController:
 
     def _check(self, session: tf.compat.v1.Session, vector: np.ndarray, step: int) -> None:
         full, assembled = self._accuracies(session, vector, self.pred_live)
+        self.reference = full
         if assembled < full - self.opts["switch_tolerance"]:
-            if not self.falling_back:
-                self.falling_back = True
-                self.since_training = max(self.since_training, self.opts["retrain_after"] - 1)
-                self.events.append({"step": step + 1, "event": "fallback to full pushes",
-                                    "check_full_acc": full, "check_assembled_acc": assembled})
-                self.log(f"online: step {step + 1}: the predictor lags (assembled {assembled:.4f} vs full {full:.4f}); "
-                         f"full pushes until a retrained predictor passes")
+            self._fall_back(step, full, assembled, "assembled")
+
+    def _fall_back(self, step: int, full: float, got: float, what: str) -> None:
+        if self.falling_back:
+            return
+        self.falling_back = True
+        self.since_training = max(self.since_training, self.opts["retrain_after"] - 1)
+        self.events.append({"step": step + 1, "event": "fallback to full pushes", "signal": what,
+                            "check_full_acc": full, "check_got_acc": got})
+        self.log(f"online: step {step + 1}: the predictor lags ({what} {got:.4f} vs fully pushed {full:.4f}); "
+                 f"full pushes until a retrained predictor passes")
+
+    def _accuracy(self, session: tf.compat.v1.Session, vector: np.ndarray) -> float:
+        predicted = session.run(self.pred_full, {self.vector: vector, self.images: self.check_x})
+        return float(np.mean(predicted == self.check_y))
 
     def _accuracies(self, session: tf.compat.v1.Session, vector: np.ndarray, assembled_predictions) -> tuple[float, float]:
         full, assembled = session.run([self.pred_full, assembled_predictions], {self.vector: vector, self.images: self.check_x})

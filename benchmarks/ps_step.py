@@ -25,7 +25,8 @@ Both paths run in one PS process against the same workers, alternating step by s
 warm-up steps each, so background load on a shared machine falls on both alike. The workers time
 push -> reply for every step (the barrier, the polling and the PS's step), reported per path too.
 As a check that the old path is reimplemented faithfully, both paths' resulting global models are
-compared (every worker pushes the same payload each step, so they must agree).
+compared (every worker pushes the same payload each step, so they must agree). One extra step of
+the after path, unmeasured, is traced op by op to show where its time goes.
 
 Writes results.json and README.md (the command, the machine, the table) to --out.
 """
@@ -177,7 +178,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
     session = cluster.session(server, "ps", 0, 1)  # mp2_ps.py's default --threads
 
     # Built as mp2_ps.py builds it: its flags, its method factory, its graph.
-    plan = schedule(warmup, steps)
+    plan = schedule(warmup, steps) + ["trace"]  # one last, unmeasured step traced op by op
     argv = ["--model", model_name, "--method", method_name] + (["--predictor", predictor_path] if predictor_path else [])
     args = flags.ps_parser("").parse_args(argv)
     model = models.get(args.model, CLASSES, push=args.push)
@@ -210,6 +211,12 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
             started = time.perf_counter()
             if path == "before":
                 old.step(TIMEOUT, following)
+            elif path == "trace":
+                trace = tf.compat.v1.RunMetadata()
+                session.run(graph.step_ops[phase], {graph.step: step, graph.next_phase: following,
+                                                    **method.ps_feed(graph.side, step, 0)},
+                            options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
+                            run_metadata=trace)
             else:
                 graph.run_step(session, step, phase, following, TIMEOUT, method.ps_feed(graph.side, step, 0))
                 method.after_step(session, step, phase)
@@ -230,7 +237,21 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
                         "worker": summarize([w[s] for w in worker_seconds for s in mine]),
                         "ps_step_seconds": [ps_seconds[s] for s in mine]}
     result["ratio"] = result["after"]["ps"]["median_ms"] / result["before"]["ps"]["median_ms"]
+    result["after_traced_step"] = {"ms": 1000 * ps_seconds[-1], "ms_by_op_type": op_times(session.graph, trace)}
     return result
+
+
+def op_times(graph, metadata) -> dict[str, float]:
+    """Milliseconds spent per op type in one traced step (summed over its nodes), largest first."""
+    by_type: dict[str, float] = {}
+    for device in metadata.step_stats.dev_stats:
+        for node in device.node_stats:
+            try:
+                kind = graph.get_operation_by_name(node.node_name).type
+            except (KeyError, ValueError):  # runtime-made nodes (_SOURCE, sends and receives)
+                kind = node.node_name
+            by_type[kind] = by_type.get(kind, 0.0) + node.all_end_rel_micros / 1000
+    return dict(sorted(by_type.items(), key=lambda item: -item[1]))
 
 
 def _worker_result(proc: subprocess.Popen, log_dir: Path) -> list[float]:
@@ -278,6 +299,11 @@ def readme(command: str, host: dict, rows: list[dict], steps: int, warmup: int) 
         f"what a worker sees from its push to its reply (all workers, all measured steps).", "",
         table(rows), "",
         *(verdicts or ["- (no ResNet-18 8-worker configuration in this run)"]), "",
+        "Where the after step's time goes: one extra step per configuration, traced op by op (tracing slows it; "
+        "milliseconds summed per op type, the largest five):", "",
+        *[f"- {r['model']}, {r['workers']} workers, {r['method']}: traced step {r['after_traced_step']['ms']:.1f} ms; "
+          + ", ".join(f"{kind} {ms:.1f}" for kind, ms in list(r["after_traced_step"]["ms_by_op_type"].items())[:5])
+          for r in rows], "",
         "Raw per-step times: results.json.", ""])
 
 

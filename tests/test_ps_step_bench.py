@@ -34,6 +34,8 @@ def test_tiny_run_reports_before_and_after_for_each_method(tmp_path):
         assert r["ratio"] == r["after"]["ps"]["median_ms"] / r["before"]["ps"]["median_ms"]
         # The old path, reimplemented, computes the same global model as the real PSGraph.
         assert r["paths_max_abs_difference"] < 1e-6
+        # The traced after-step is the real PSGraph step: its queue ops and the mean are in it.
+        assert {"QueueDequeueV2", "AddN", "QueueEnqueueV2"} <= set(r["after_traced_step"]["ms_by_op_type"])
     assert saved["results"][0]["up_floats"] == 44426 and saved["results"][1]["up_floats"] == 2572  # whole model vs pushed group
 
     readme = (out / "README.md").read_text()

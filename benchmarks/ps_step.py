@@ -293,14 +293,16 @@ def readme(command: str, host: dict, rows: list[dict], steps: int, warmup: int) 
         "```", command, "```", "",
         f"Machine: {host['cpu']}, {host['cores']} cores, {host['gpus']} GPUs; Python {host['python']}, "
         f"TensorFlow {host['tensorflow']}, numpy {host['numpy']}; {host['os']}. The machine was shared with other "
-        f"work while this ran, so absolute times are noisy; both paths alternate step by step, so they saw the same load.", "",
+        f"work while this ran (1-minute load average {host['load_average_1min']['start']:.1f} at the start, "
+        f"{host['load_average_1min']['end']:.1f} at the end), so absolute times are noisy; both paths alternate step "
+        f"by step, so they saw the same load.", "",
         f"Medians over {steps} measured steps per path (after {warmup} warm-up steps each). \"ms/step\" is the PS's time "
         f"from every payload being on the PS to the last reply enqueued; ratio = after / before; the worker columns are "
         f"what a worker sees from its push to its reply (all workers, all measured steps).", "",
         table(rows), "",
         *(verdicts or ["- (no ResNet-18 8-worker configuration in this run)"]), "",
         "Where the after step's time goes: one extra step per configuration, traced op by op (tracing slows it; "
-        "milliseconds summed per op type, the largest five):", "",
+        "milliseconds summed over each op type's nodes, which may overlap, the largest five):", "",
         *[f"- {r['model']}, {r['workers']} workers, {r['method']}: traced step {r['after_traced_step']['ms']:.1f} ms; "
           + ", ".join(f"{kind} {ms:.1f}" for kind, ms in list(r["after_traced_step"]["ms_by_op_type"].items())[:5])
           for r in rows], "",
@@ -314,7 +316,7 @@ def run_all(args: argparse.Namespace) -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     command = " ".join([".venv/bin/python", "benchmarks/ps_step.py", *sys.argv[1:]])
-    rows = []
+    rows, load_at_start = [], os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ps_step-") as tmp:
         predictor_path = None
         if "mp2" in args.methods:
@@ -341,7 +343,7 @@ def run_all(args: argparse.Namespace) -> None:
                 r = rows[-1]
                 print(f"ps_step:   PS before {r['before']['ps']['median_ms']:.1f} ms, after {r['after']['ps']['median_ms']:.1f} ms "
                       f"(ratio {r['ratio']:.2f})", flush=True)
-    host = machine()
+    host = {**machine(), "load_average_1min": {"start": load_at_start, "end": os.getloadavg()[0]}}
     print(table(rows), flush=True)
     import npzio
 

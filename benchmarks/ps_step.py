@@ -183,7 +183,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
     args = flags.ps_parser("").parse_args(argv)
     model = models.get(args.model, CLASSES, push=args.push)
     method = flags.build_method(args, model, workers, steps_per_epoch=len(plan))
-    method.prepare_ps(args)
+    method.prepare_ps(args, dataset=None)  # an offline predictor (or none) needs no data
     wire = Wire(workers, method.up_dtypes, method.down_dtypes)
     graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync)
     graph.initialise(session, model.init_vector(args.seed))

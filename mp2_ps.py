@@ -170,7 +170,7 @@ except KeyboardInterrupt:
 # --- report --------------------------------------------------------------------------------------
 curve = [r["test_acc"] for r in history]
 summary = {
-    "method": config.method, "method_options": config.method_options, "model": model.name, "dataset": dataset.name,
+    "method": config.method, "method_options": method.opts, "model": model.name, "dataset": dataset.name,
     "data": dataset.provenance, "workers": n_workers, "epochs": args.epochs, "steps": total_steps,
     "steps_per_epoch": steps_per_epoch, "lr": method.run.lr,
     "total_params": model.layout.total, "pushed_params": model.layout.pushed, "pushed_layers": model.layout.pushed_layers(),

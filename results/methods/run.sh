@@ -14,5 +14,5 @@ $PY mp2_train_wnn.py --model lenet5 --dataset fashion_mnist --snapshots $OUT/bas
 $PY mp2_local.py $COMMON --lr 0.003 --method wnn --wnn $OUT/wnn-training/wnn.npz --out $OUT/wnn
 $PY mp2_local.py $COMMON --lr 0.003 --method topk --ratio 0.01 --out $OUT/topk
 $PY mp2_local.py $COMMON --method dgc --out $OUT/dgc
-$PY mp2_local.py $COMMON --lr 0.003 --method mp2 --online-wait --warmup-snapshots 40 --online-snapshot-every 4 --retrain-after 8 --out $OUT/mp2-online
+$PY mp2_local.py $COMMON --lr 0.003 --method mp2 --online-wait --warmup-snapshots 40 --online-snapshot-every 4 --retrain-after 8 --switch-tolerance 0.02 --online-stage-flags "--epochs 4 --image-batches 20 --val-images 1000 --eval-images 1000" --out $OUT/mp2-online
 $PY results/methods/table.py $OUT > results/methods/README.md

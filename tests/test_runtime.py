@@ -462,3 +462,39 @@ def test_worker_facing_a_port_without_a_ps_gives_up_with_a_reason(tmp_path):
     assert done.returncode != 0
     assert "no answer within" in done.stdout and "Traceback" not in done.stdout, done.stdout[-2000:]
     assert time.monotonic() - started < 120
+
+
+@pytest.mark.parametrize("broadcast", ["full", "subset"])
+def test_online_mp2_switches_records_the_switch_and_counts_every_byte(tmp_path, broadcast):
+    """No predictor file: warm-up, a predictor trained beside the run, the switch, refresh windows.
+
+    A tolerance of 1 makes every check pass, so the switch is certain; what is tested is the
+    mechanism: the switch announced and recorded, every step's bytes counted by its phase, and
+    (with --verify-sync) every worker's model equal to the PS's, subset broadcast included.
+    """
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--broadcast", broadcast, "--epochs", "3",
+               "--warmup-snapshots", "6", "--online-snapshot-every", "2", "--refresh-every", "10", "--refresh-steps", "2",
+               "--retrain-after", "100", "--switch-tolerance", "1", "--watch-tolerance", "1", "--online-wait",
+               "--online-stage-flags", "--epochs 1 --image-batches 2 --val-images 200 --eval-images 200",
+               "--out", str(out), *SMALL, *SYNC, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "workers switch to MP²" in done.stdout
+    summary = _check_records(out, epochs=3)
+    online = summary["method_stats"]["online"]
+    assert online["rounds"] >= 1 and any(e["event"] == "switch to mp2" for e in online["events"])
+    assert any(e["event"] == "switch to mp2" for r in _epochs(out) for e in r["events"])
+    phases = summary["phases"]
+    full, partial, with_weights = phases.get("full", 0), phases.get("partial", 0), phases.get("partial+weights", 0)
+    assert full + partial + with_weights == 3 * STEPS_PER_EPOCH and partial + with_weights > 0 and full >= 12
+    layout, workers = LENET.layout, 2
+    assert summary["bytes_pushed_total"] == workers * 4 * (layout.total * full + layout.pushed * (partial + with_weights))
+    if broadcast == "full":
+        assert with_weights == 0
+        assert summary["bytes_pulled_total"] == workers * (4 * layout.total + CONTROL) * 3 * STEPS_PER_EPOCH
+    else:
+        predictor_values = sum(v.size for v in Predictor(layout, seed=0).numpy_weights().values())
+        assert with_weights == online["rounds"] - sum(1 for e in online["events"] if e.get("passed") is False)
+        assert summary["bytes_pulled_total"] == workers * (
+            (4 * layout.total + CONTROL) * full + (4 * layout.pushed + CONTROL) * (partial + with_weights)
+            + 4 * predictor_values * with_weights)

@@ -87,7 +87,9 @@ class OldPS:
         self._gather = [q.dequeue() for q in wire.up]
         self._reply = tf.compat.v1.placeholder(tf.float32, None)
         self._control = tf.compat.v1.placeholder(CONTROL_DTYPE, [2])
-        self._broadcast = [q.enqueue([self._reply, self._control]) for q in wire.down]
+        # The method's down tensors after the model (MP²'s predictor weights) stay empty, as in a full broadcast.
+        extra = [tf.zeros([0], dtype) for dtype in wire.down_dtypes[1:-1]]
+        self._broadcast = [q.enqueue([self._reply, *extra, self._control]) for q in wire.down]
         self.predict = None
         if predictor_path:
             from predictor import Predictor, load_checkpoint

@@ -33,8 +33,9 @@ class Wire:
             self.report = [_queue(f"report/{i}", 2, [tf.string]) for i in range(workers)]
             self.notice = [_queue(f"notice/{i}", 1, [tf.string]) for i in range(workers)]
             # Shapes stay open: a method may send variable-length (sparse) tensors.
-            self.up = [_queue(f"up/{i}", 2, list(up)) for i in range(workers)]
-            self.down = [_queue(f"down/{i}", 2, [*down, CONTROL_DTYPE]) for i in range(workers)]
+            self.up_dtypes, self.down_dtypes = list(up), [*down, CONTROL_DTYPE]
+            self.up = [_queue(f"up/{i}", 2, self.up_dtypes) for i in range(workers)]
+            self.down = [_queue(f"down/{i}", 2, self.down_dtypes) for i in range(workers)]
 
 
 def welcome_queue(index: int, nonce: str) -> tf.queue.FIFOQueue:

@@ -30,6 +30,8 @@ import tensorflow as tf
 
 import argtypes
 import data
+import data.flags
+import models
 import paramset
 from predictor import CheckpointError, Predictor, save_checkpoint
 from runtime import flags
@@ -48,8 +50,8 @@ def fail(message: str) -> None:
 parser = argparse.ArgumentParser(prog="mp2_train_stage", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", default="lenet5", help="the target model the snapshots are of")
-parser.add_argument("--dataset", default="fashion_mnist", help=f"images to train and test with; one of {', '.join(data.NAMES)}")
-parser.add_argument("--data-dir", help="where the dataset's files are (else $MP2_DATA, Debian's, Keras's cache)")
+parser.add_argument("--push", default="front", help=models.PUSH_HELP + " (the collection run's)")
+data.flags.add_flags(parser)  # --dataset, --data-dir, --fit-input, --train-images: the collection run's
 parser.add_argument("--snapshots", nargs="+", required=True, metavar="DIR", help="parameter-dataset directories (one or several)")
 parser.add_argument("--out", help="output directory (default predictors/<model>-<dataset>)")
 parser.add_argument("--epochs", type=argtypes.nonnegative_int, default=6,
@@ -120,7 +122,8 @@ test_x, test_y = dataset.test_x[eval_idx], dataset.test_y[eval_idx]
 out = Path(args.out or f"predictors/{model.name}-{dataset.name}")
 out.mkdir(parents=True, exist_ok=True)
 config = {
-    "model": model.name, "fingerprint": layout.fingerprint(), "dataset": dataset.name,
+    "model": model.name, "fingerprint": layout.fingerprint(), "dataset": dataset.name, "push": args.push,
+    "fit_input": args.fit_input, "train_images": args.train_images,
     "snapshots": snapshot_dirs, "snapshot_count": len(train_snaps), "holdout_snapshots": heldout_dirs,
     "heldout_count": len(heldout_rows), "epochs": args.epochs, "loss": args.loss,
     "image_batches": args.image_batches, "image_batch": args.image_batch, "snapshot_batch": args.snapshot_batch,
@@ -181,7 +184,8 @@ def record(row: dict) -> None:
     if state.improves(row, best):
         best = {k: row[k] for k in BEST_KEYS}
         save_checkpoint(str(out / state.BEST), layout, predictor.numpy_weights(), {
-            "dataset": dataset.name, "snapshot_dataset": train_snaps.dataset, "snapshot_dirs": snapshot_dirs,
+            "dataset": dataset.name, "push": args.push, "fit_input": args.fit_input,
+            "train_images": args.train_images, "snapshot_dataset": train_snaps.dataset, "snapshot_dirs": snapshot_dirs,
             "holdout_dirs": heldout_dirs, "loss": args.loss, "trained_epochs": row["epoch"],
             "selected_on": "validation", "val_images": n_val, "test_images": n_eval,
             **{k: row[k] for k in BEST_KEYS[1:]},

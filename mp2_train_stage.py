@@ -155,6 +155,9 @@ print(f"mp2_train_stage: {model.name} ({layout.pushed:,} pushed -> {layout.predi
       + (f"; resuming after epoch {start_epoch}" if args.resume else ""), flush=True)
 
 # The held-out snapshots' own accuracy (their real parameters) does not change: measure it once.
+# For a large model this and each epoch's evaluation take minutes: say so before, not only after.
+EVALUATING = f"{len(heldout_rows)} held-out snapshots on {n_val} validation and {n_eval} test images"
+print(f"mp2_train_stage: measuring the own accuracy of {EVALUATING}", flush=True)
 own_val = [trainer.accuracy(heldout_snaps.vectors([i])[0], val_x, val_y) for i in heldout_rows]
 own_test = [trainer.accuracy(heldout_snaps.vectors([i])[0], test_x, test_y) for i in heldout_rows]
 heldout = [{"index": int(i), **{k: heldout_snaps.records[i].get(k) for k in ("source", "step", "epoch", "test_acc")},
@@ -164,6 +167,7 @@ heldout = [{"index": int(i), **{k: heldout_snaps.records[i].get(k) for k in ("so
 def evaluate(epoch: int, train_loss: float | None, started: float) -> dict:
     """The held-out snapshots' assembled networks next to their own, on validation and test images."""
     row = {"epoch": epoch, "train_loss": train_loss}
+    print(f"mp2_train_stage: epoch {epoch}: evaluating the assembled networks of {EVALUATING}", flush=True)
     for part, x, y, own in (("val", val_x, val_y, own_val), ("test", test_x, test_y, own_test)):
         assembled = [trainer.accuracy(trainer.assembled(heldout_snaps.pushed[i]), x, y) for i in heldout_rows]
         a, o = float(np.mean(assembled)), float(np.mean(own))

@@ -103,8 +103,7 @@ for flag, defaults in (("--step-timeout", STEP_TIMEOUT), ("--connect-timeout", C
 common = ["--model", args.model, "--dataset", args.dataset]
 stage_common = [*common, *_shared_with_stage(passthrough, takes_value)]
 common += passthrough
-push = next((arg.split("=", 1)[1] if "=" in arg else passthrough[i + 1]
-             for i, arg in enumerate(passthrough) if arg.split("=", 1)[0] == "--push"), "front")
+push = training_parser("").parse_known_args(passthrough)[0].push
 
 
 def empty_run_dir(path: Path) -> None:

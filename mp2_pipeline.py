@@ -5,11 +5,25 @@
     3. MP² training with that predictor                          (mp2_local.py --method mp2)
     4. comparison.md / comparison.json / comparison.png in --out
 
-A predictor that already exists for the model and dataset (predictors/MODEL-DATASET/predictor.npz)
-is reused unless --retrain; --predictor PATH uses a given one (e.g. trained on another dataset).
-Training flags not listed here (--lr, --mixup, --worker-batch, --seed, --data-dir, ...) go to the
-PS and workers; --data-dir and --seed also to the predictor training, whose own flags are given
-with --stage-flags.
+A predictor that already exists for the model, dataset and pushed group (predictors/MODEL-DATASET/
+predictor.npz; -push-GROUP appended for a --push other than front) is reused unless --retrain;
+--predictor PATH uses a given one (e.g. trained on another dataset).
+
+Training flags not listed here (--lr, --mixup, --worker-batch, --seed, --data-dir, --fit-input,
+--train-images, --push, ...) go to the PS and workers; the data flags (--data-dir, --fit-input,
+--train-images), --push and --seed also to the predictor training, whose own flags are given with
+--stage-flags. --step-timeout and --connect-timeout default per model (LeNet-5: the runtime's 120 s;
+ResNet-18: 900 s / 600 s; AlexNet, VGG-15, ResNet-50: 1800 s / 600-900 s), enough for a step and
+the PS's evaluation of the whole test set at each epoch's end on 2 busy cores.
+
+For a 32x32x3 model on Fashion-MNIST, add --fit-input (28x28 grey images zero-padded and repeated
+to 32x32x3); --train-images N trains on a fixed, stratified subset (the same for every stage). A
+ResNet-18 run that fits about an hour on 2 cores:
+
+    python mp2_pipeline.py --model resnet18 --fit-input --train-images 10000 --epochs 8 \
+        --snapshot-every 3 --stage-epochs 4 --stage-flags='--image-batches 5 --eval-images 2000'
+
+Every line of the stages' output is prefixed with the pipeline's elapsed time [h:mm:ss].
 """
 import argparse
 import json
@@ -27,16 +41,31 @@ from runtime.launcher import ROOT, STARTUP_NOISE, LaunchError, absolute_paths, m
 RUN_FILES = ("ps.log", "summary.json", "metrics.jsonl", "checkpoint.npz")
 
 
-def _shared_with_stage(argv: list[str]) -> list[str]:
-    """The pass-through flags the predictor training takes too (all of them carry a value)."""
+# The pass-through flags the predictor training takes too: the data the snapshots were collected on,
+# the pushed group and the seed. --lr, --mixup, ... are the workers' (the predictor's own go in --stage-flags).
+STAGE_SHARED = ("--data-dir", "--seed", "--fit-input", "--train-images", "--push")
+
+# Per-model defaults for what the runtime's defaults (sized for LeNet-5) do not cover: a step of 4 workers
+# on 2 cores and the PS's evaluation of the whole test set at each epoch's end take minutes for the large
+# models, and 5 processes building a large graph at once take a while to connect. Seconds; a flag given wins.
+STEP_TIMEOUT = {"lenet5": 120, "resnet18": 900, "resnet34": 1200, "resnet50": 1800, "alexnet": 1800, "vgg15": 1800}
+CONNECT_TIMEOUT = {"lenet5": 120, "resnet18": 600, "resnet34": 600, "resnet50": 900, "alexnet": 600, "vgg15": 600}
+
+
+def _shared_with_stage(argv: list[str], takes_value: dict[str, bool]) -> list[str]:
+    """The flags of `argv` in STAGE_SHARED, with their values (`takes_value`: flag -> whether it has one)."""
     kept, i = [], 0
     while i < len(argv):
         name = argv[i].split("=", 1)[0]
-        width = 1 if "=" in argv[i] else 2
-        if name in ("--data-dir", "--seed"):
+        width = 2 if takes_value.get(name, False) and "=" not in argv[i] else 1
+        if name in STAGE_SHARED:
             kept += argv[i : i + width]
         i += width
     return kept
+
+
+def _given(argv: list[str], flag: str) -> bool:
+    return any(arg.split("=", 1)[0] == flag for arg in argv)
 
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,16 +91,19 @@ from predictor import CheckpointError, read_meta  # noqa: E402
 from reports import write_comparison  # noqa: E402
 from runtime.flags import parser as training_parser  # noqa: E402
 
-known = {s for a in training_parser("")._actions for s in a.option_strings}
+takes_value = {s: a.nargs != 0 for a in training_parser("")._actions for s in a.option_strings}
 for arg in passthrough:
-    if arg.startswith("--") and arg.split("=", 1)[0] not in known:
+    if arg.startswith("--") and arg.split("=", 1)[0] not in takes_value:
         sys.exit(f"mp2_pipeline: error: unknown flag {arg}")
 passthrough = absolute_paths(passthrough, ("--data-dir",))
+model_key = args.model.lower().replace("-", "").replace("_", "")
+for flag, defaults in (("--step-timeout", STEP_TIMEOUT), ("--connect-timeout", CONNECT_TIMEOUT)):
+    if not _given(passthrough, flag) and model_key in defaults:
+        passthrough += [flag, str(defaults[model_key])]
 common = ["--model", args.model, "--dataset", args.dataset]
-# The training stage shares only where the data is and the seed; --lr, --mixup, ... are the workers'
-# (the predictor's own settings go in --stage-flags).
-stage_common = [*common, *_shared_with_stage(passthrough)]
+stage_common = [*common, *_shared_with_stage(passthrough, takes_value)]
 common += passthrough
+push = training_parser("").parse_known_args(passthrough)[0].push
 
 
 def empty_run_dir(path: Path) -> None:
@@ -82,6 +114,15 @@ def empty_run_dir(path: Path) -> None:
         sys.exit(f"mp2_pipeline: error: {path} exists and is not a run directory of this pipeline; "
                  f"move it away or choose another --out")
     shutil.rmtree(path)
+
+
+pipeline_started = time.monotonic()
+stage_seconds: dict[str, float] = {}
+
+
+def _elapsed() -> str:
+    seconds = int(time.monotonic() - pipeline_started)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def stage(title: str, script: str, *flags: str, fresh: Path | None = None) -> None:
@@ -95,7 +136,7 @@ def stage(title: str, script: str, *flags: str, fresh: Path | None = None) -> No
     try:
         for line in proc.stdout:
             if not STARTUP_NOISE.match(line):
-                sys.stdout.write(line)
+                sys.stdout.write(f"[{_elapsed()}] {line}")
                 sys.stdout.flush()
         code = proc.wait()
     except KeyboardInterrupt:  # the stage got the same Ctrl-C and stops its own processes
@@ -103,12 +144,16 @@ def stage(title: str, script: str, *flags: str, fresh: Path | None = None) -> No
         sys.exit(f"mp2_pipeline: interrupted during {title}")
     if code != 0:
         sys.exit(f"mp2_pipeline: {title} failed (exit {code}); its output is above")
-    print(f"=== {title}: done in {time.monotonic() - started:.0f} s", flush=True)
+    stage_seconds[title] = time.monotonic() - started
+    print(f"=== {title}: done in {stage_seconds[title]:.0f} s (pipeline so far {time.monotonic() - pipeline_started:.0f} s)",
+          flush=True)
 
 
 # --- which predictor ---------------------------------------------------------------------------
 # Relative to the caller's cwd, like --out; made absolute for the stages.
-default_predictor = Path("predictors") / f"{args.model}-{args.dataset}" / "predictor.npz"
+# A predictor fits one pushed group: another --push gets a directory of its own.
+push_suffix = "" if push == "front" else "-push-" + push.replace(",", "_").replace("/", "_").replace("+", "_")
+default_predictor = Path("predictors") / f"{args.model}-{args.dataset}{push_suffix}" / "predictor.npz"
 predictor = Path(os.path.abspath(args.predictor or default_predictor))
 train_predictor = not args.predictor and (args.retrain or not predictor.exists())
 if not train_predictor:
@@ -144,8 +189,12 @@ stage("3. MP² training", "mp2_local.py", "--workers", str(args.workers), "--met
 summaries = {name: json.loads((out / name / "summary.json").read_text()) for name in ("baseline", "mp2")}
 meta = read_meta(str(predictor))
 notes = [f"MP² predictor: {predictor} (model {meta['model']}, trained on {meta.get('dataset', '?')}"
-         + (f", held-out assembled accuracy {meta['heldout_assembled_acc']:.4f}" if "heldout_assembled_acc" in meta else "")
+         + (f", {meta['trained_epochs']} epochs" if "trained_epochs" in meta else "")
+         + (f"; its held-out snapshots' assembled networks reached {meta['test_assembled_acc']:.4f} test accuracy "
+            f"against {meta['test_own_acc']:.4f} for their own parameters (epoch chosen on validation images)"
+            if "test_assembled_acc" in meta and "test_own_acc" in meta else "")
          + ")"]
+notes.append("stage wall times: " + ", ".join(f"{title.split(' (')[0]} {seconds:.0f} s" for title, seconds in stage_seconds.items()))
 if meta.get("dataset") not in (None, args.dataset):
     notes.append(f"the predictor was trained on {meta['dataset']} and used on {args.dataset} (generalisation)")
 try:

@@ -50,8 +50,8 @@ def fail(message: str) -> None:
 parser = argparse.ArgumentParser(prog="mp2_train_stage", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", default="lenet5", help="the target model the snapshots are of")
-parser.add_argument("--push", default="front", help=models.PUSH_HELP)
-data.flags.add_flags(parser)
+parser.add_argument("--push", default="front", help=models.PUSH_HELP + " (the collection run's)")
+data.flags.add_flags(parser)  # --dataset, --data-dir, --fit-input, --train-images: the collection run's
 parser.add_argument("--snapshots", nargs="+", required=True, metavar="DIR", help="parameter-dataset directories (one or several)")
 parser.add_argument("--out", help="output directory (default predictors/<model>-<dataset>)")
 parser.add_argument("--epochs", type=argtypes.nonnegative_int, default=6,
@@ -122,7 +122,8 @@ test_x, test_y = dataset.test_x[eval_idx], dataset.test_y[eval_idx]
 out = Path(args.out or f"predictors/{model.name}-{dataset.name}")
 out.mkdir(parents=True, exist_ok=True)
 config = {
-    "model": model.name, "fingerprint": layout.fingerprint(), "dataset": dataset.name,
+    "model": model.name, "fingerprint": layout.fingerprint(), "dataset": dataset.name, "push": args.push,
+    "fit_input": args.fit_input, "train_images": args.train_images,
     "snapshots": snapshot_dirs, "snapshot_count": len(train_snaps), "holdout_snapshots": heldout_dirs,
     "heldout_count": len(heldout_rows), "epochs": args.epochs, "loss": args.loss,
     "image_batches": args.image_batches, "image_batch": args.image_batch, "snapshot_batch": args.snapshot_batch,
@@ -154,6 +155,9 @@ print(f"mp2_train_stage: {model.name} ({layout.pushed:,} pushed -> {layout.predi
       + (f"; resuming after epoch {start_epoch}" if args.resume else ""), flush=True)
 
 # The held-out snapshots' own accuracy (their real parameters) does not change: measure it once.
+# For a large model this and each epoch's evaluation take minutes: say so before, not only after.
+EVALUATING = f"{len(heldout_rows)} held-out snapshots on {n_val} validation and {n_eval} test images"
+print(f"mp2_train_stage: measuring the own accuracy of {EVALUATING}", flush=True)
 own_val = [trainer.accuracy(heldout_snaps.vectors([i])[0], val_x, val_y) for i in heldout_rows]
 own_test = [trainer.accuracy(heldout_snaps.vectors([i])[0], test_x, test_y) for i in heldout_rows]
 heldout = [{"index": int(i), **{k: heldout_snaps.records[i].get(k) for k in ("source", "step", "epoch", "test_acc")},
@@ -163,6 +167,7 @@ heldout = [{"index": int(i), **{k: heldout_snaps.records[i].get(k) for k in ("so
 def evaluate(epoch: int, train_loss: float | None, started: float) -> dict:
     """The held-out snapshots' assembled networks next to their own, on validation and test images."""
     row = {"epoch": epoch, "train_loss": train_loss}
+    print(f"mp2_train_stage: epoch {epoch}: evaluating the assembled networks of {EVALUATING}", flush=True)
     for part, x, y, own in (("val", val_x, val_y, own_val), ("test", test_x, test_y, own_test)):
         assembled = [trainer.accuracy(trainer.assembled(heldout_snaps.pushed[i]), x, y) for i in heldout_rows]
         a, o = float(np.mean(assembled)), float(np.mean(own))
@@ -183,7 +188,8 @@ def record(row: dict) -> None:
     if state.improves(row, best):
         best = {k: row[k] for k in BEST_KEYS}
         save_checkpoint(str(out / state.BEST), layout, predictor.numpy_weights(), {
-            "dataset": dataset.name, "snapshot_dataset": train_snaps.dataset, "snapshot_dirs": snapshot_dirs,
+            "dataset": dataset.name, "push": args.push, "fit_input": args.fit_input,
+            "train_images": args.train_images, "snapshot_dataset": train_snaps.dataset, "snapshot_dirs": snapshot_dirs,
             "holdout_dirs": heldout_dirs, "loss": args.loss, "trained_epochs": row["epoch"],
             "selected_on": "validation", "val_images": n_val, "test_images": n_eval,
             **{k: row[k] for k in BEST_KEYS[1:]},

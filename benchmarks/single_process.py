@@ -1,6 +1,7 @@
 """A model trained in one plain process through its pure forward function: the reference point.
 
     python benchmarks/single_process.py --model lenet5 --dataset fashion_mnist --epochs 1
+    python benchmarks/single_process.py --model resnet18 --fit-input --train-images 10000 --epochs 1
 
 No PS, no workers: Adam on mini-batches, eagerly with tf.function. Prints test accuracy and the
 time per step, and writes them as JSON (--out). Useful to check a model and a dataset before a
@@ -16,31 +17,32 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import argtypes  # noqa: E402
 import data  # noqa: E402
+import data.flags  # noqa: E402
 import models  # noqa: E402
 from runtime.metrics import classification_report  # noqa: E402
 from runtime.progress import Progress  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-p.add_argument("--model", default="lenet5")
-p.add_argument("--dataset", default="fashion_mnist")
-p.add_argument("--data-dir")
-p.add_argument("--epochs", type=int, default=1)
-p.add_argument("--batch", type=int, default=125)
-p.add_argument("--lr", type=float, default=1e-3)
-p.add_argument("--seed", type=int, default=0)
-p.add_argument("--threads", type=int, default=1)
+p.add_argument("--model", default="lenet5", choices=models.NAMES)
+p.add_argument("--push", default="front", help=models.PUSH_HELP + " (no effect on training here: every layer trains)")
+data.flags.add_flags(p)  # --dataset, --data-dir, --fit-input, --train-images
+p.add_argument("--epochs", type=argtypes.positive_int, default=1)
+p.add_argument("--batch", type=argtypes.positive_int, default=125)
+p.add_argument("--lr", type=argtypes.positive_float, default=1e-3)
+p.add_argument("--seed", type=argtypes.nonnegative_int, default=0)
+p.add_argument("--threads", type=argtypes.nonnegative_int, default=1, help="TensorFlow threads (0: TensorFlow decides)")
 p.add_argument("--out", default="runs/single-process.json")
 args = p.parse_args()
 tf.config.threading.set_intra_op_parallelism_threads(args.threads)
 tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
-probe = models.get(args.model)
 try:
-    dataset = data.load(args.dataset, args.data_dir, image_shape=probe.input_shape, seed=args.seed)
-except data.DataError as e:
+    dataset = data.flags.from_args(args, models.get(args.model).input_shape, args.seed)
+    model = models.get(args.model, dataset.classes, push=args.push)
+except (data.DataError, ValueError) as e:
     sys.exit(f"single_process: error: {e}")
-model = models.get(args.model, dataset.classes)
 params = {name: tf.Variable(value) for name, value in model.init(args.seed).items()}
 optimizer = tf.keras.optimizers.Adam(args.lr)
 variables = list(params.values())
@@ -77,7 +79,7 @@ for epoch in range(args.epochs):
     print(f"epoch {epoch + 1}: test accuracy {report['accuracy']:.4f}, macro F1 {report['f1']:.4f}", flush=True)
 
 result = {
-    "model": model.name, "dataset": dataset.name, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
+    "model": model.name, "dataset": dataset.name, "data": dataset.provenance, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
     "threads": args.threads, "test_acc": report["accuracy"], "f1": report["f1"],
     "step_ms_median": 1000 * float(np.median(step_seconds[1:] or step_seconds)),
 }

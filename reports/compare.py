@@ -31,7 +31,11 @@ def compare(summaries: dict[str, dict], baseline: str = "baseline") -> dict:
             "bytes_pushed_total": s["bytes_pushed_total"], "bytes_pulled_total": s["bytes_pulled_total"],
             "bytes_pushed_per_step": s["bytes_pushed_total"] / per_worker_steps,
             "bytes_pulled_per_step": s["bytes_pulled_total"] / per_worker_steps,
-            "wall_seconds": s["wall_seconds"], "predictor": s.get("predictor"),
+            "wall_seconds": s["wall_seconds"],
+            # summary.json keeps the PS's input files (the mp2 predictor, resolved) and the method's flags apart.
+            "predictor": ((s.get("ps_inputs") or {}).get("predictor") or (s.get("method_options") or {}).get("predictor")
+                          or s.get("predictor")),
+            "pushed_layers": s.get("pushed_layers"), "data": s.get("data"),
         }
         if base:
             row["pushed_vs_baseline"] = s["bytes_pushed_total"] / base["bytes_pushed_total"]
@@ -40,7 +44,13 @@ def compare(summaries: dict[str, dict], baseline: str = "baseline") -> dict:
             row["accuracy_gap_vs_baseline"] = s["best_test_acc"] - base["best_test_acc"]
             row["wall_vs_baseline"] = s["wall_seconds"] / base["wall_seconds"]
         rows.append(row)
-    return {"rows": rows}
+    return {"rows": rows, "same_data": same_data(summaries)}
+
+
+def same_data(summaries: dict[str, dict]) -> bool:
+    """Whether every run trained and tested on the same images (by their data provenance, where recorded)."""
+    records = [s.get("data") for s in summaries.values() if s.get("data") is not None]
+    return all(r == records[0] for r in records)
 
 
 def markdown(comparison: dict, notes: list[str] | None = None) -> str:
@@ -71,9 +81,11 @@ def write_comparison(out: Path, summaries: dict[str, dict], notes: list[str] | N
     """comparison.json, comparison.md and (with matplotlib) comparison.png in `out`."""
     out = Path(out)
     result = compare(summaries)
-    result["notes"] = notes or []
+    result["notes"] = list(notes or [])
+    if not result["same_data"]:
+        result["notes"].append("the runs did not use the same data (see each row's data): the accuracies do not compare")
     (out / "comparison.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "comparison.md").write_text(markdown(result, notes))
+    (out / "comparison.md").write_text(markdown(result, result["notes"]))
     _plot(out / "comparison.png", result)
     return result
 

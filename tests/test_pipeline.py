@@ -10,10 +10,12 @@ import pytest
 
 import models
 import paramset
+from predictor import read_meta
 from reports.compare import compare
-from tests.cluster import SMALL, cluster_flags, run, start
+from tests.cluster import ROOT, SMALL, cluster_flags, run, start
 
 LENET = models.get("lenet5", 10)
+PREDICTORS = ROOT / "predictors"  # where the pipeline (run in the repository) trains its predictor
 
 
 def test_collection_writes_a_readable_parameter_dataset(tmp_path):
@@ -74,20 +76,33 @@ def test_parameter_dataset_of_another_model_is_refused(tmp_path):
 
 def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     out = tmp_path / "pipe"
+    # The data flags and --push must reach the PS, the workers and the predictor training alike;
+    # --fit-input carries no value, so a flag after it must not be swallowed as its value.
     done = run(
         "mp2_pipeline.py", "--workers", "2", "--dataset", "synthetic", "--epochs", "2", "--snapshot-every", "4",
         "--stage-epochs", "1", "--stage-flags", "--image-batches 3 --eval-images 200", "--out", str(out),
-        "--worker-batch", "50", "--retrain", timeout=600,
+        "--fit-input", "--train-images", "1000", "--push", "front+head", "--worker-batch", "50", "--retrain",
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:]
     result = json.loads((out / "comparison.json").read_text())
     rows = {r["method"]: r for r in result["rows"]}
     assert set(rows) == {"baseline", "mp2"}
-    assert rows["mp2"]["pushed_vs_baseline"] == pytest.approx(LENET.layout.pushed / LENET.layout.total)
+    front_head = models.get("lenet5", 10, push="front+head").layout
+    assert rows["mp2"]["pushed_vs_baseline"] == pytest.approx(front_head.pushed / front_head.total)
+    assert rows["mp2"]["pushed_layers"] == front_head.pushed_layers()
     assert rows["mp2"]["bytes_pulled_total"] == rows["baseline"]["bytes_pulled_total"]
-    assert "predictor" in result["notes"][0]
+    assert result["same_data"] and all(r["data"]["train_images"] == 1000 for r in rows.values())
+    assert rows["mp2"]["steps"] == 2 * 1000 // 100
+    # The predictor was trained on the same subset and pushed group, and is the one MP² used.
+    meta = read_meta(str(PREDICTORS / "lenet5-synthetic-push-front_head" / "predictor.npz"))
+    assert (meta["push"], meta["train_images"], meta["fit_input"]) == ("front+head", 1000, True)
+    assert rows["mp2"]["predictor"].endswith("lenet5-synthetic-push-front_head/predictor.npz")
+    assert f"{meta['test_assembled_acc']:.4f} test accuracy" in result["notes"][0]
+    assert "chosen on validation" in result["notes"][0]
     table = (out / "comparison.md").read_text()
     assert "| baseline |" in table and "| mp2 |" in table
+    assert "[0:0" in done.stdout  # the stages' lines carry the pipeline's elapsed time
 
 
 def test_comparison_ratios():
@@ -100,6 +115,18 @@ def test_comparison_ratios():
     assert rows["mp2"]["traffic_vs_baseline"] == pytest.approx(1050 / 2000)
     assert rows["mp2"]["accuracy_gap_vs_baseline"] == pytest.approx(-0.01)
     assert rows["mp2"]["bytes_pushed_per_step"] == pytest.approx(50 / 20)
+
+
+def test_comparison_reads_the_predictor_and_flags_different_data():
+    base = {"method": "baseline", "model": "m", "dataset": "d", "workers": 2, "epochs": 1, "steps": 10,
+            "best_test_acc": 0.8, "final_test_acc": 0.8, "test_acc_by_epoch": [0.8], "bytes_pushed_total": 1000,
+            "bytes_pulled_total": 1000, "wall_seconds": 10.0, "data": {"train_images": 1000}}
+    mp2 = {**base, "method": "mp2", "ps_inputs": {"predictor": "/p/predictor.npz", "predictor_sha256": "ab"},
+           "method_options": {"predictor": "p"}}
+    result = compare({"baseline": base, "mp2": mp2})
+    assert result["same_data"]
+    assert {r["method"]: r["predictor"] for r in result["rows"]} == {"baseline": None, "mp2": "/p/predictor.npz"}
+    assert not compare({"baseline": base, "mp2": {**mp2, "data": {"train_images": 2000}}})["same_data"]
 
 
 def _load_model(path):

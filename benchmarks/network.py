@@ -56,10 +56,12 @@ METHOD_VARIANTS = {  # name in the grid -> flags to the PS and workers
     "baseline": ["--method", "baseline"],
     "mp2": ["--method", "mp2"],
     "mp2-subset": ["--method", "mp2", "--broadcast", "subset"],
+    "mp2-online": ["--method", "mp2"],  # no --predictor: the PS trains one during the run
     "topk": ["--method", "topk"],
     "dgc": ["--method", "dgc"],
     "wnn": ["--method", "wnn"],
 }
+PREDICTOR_METHODS = ("mp2", "mp2-subset")
 UNSHAPED = "unshaped"
 PATH_FLAGS = ("--predictor", "--wnn", "--data-dir", "--snapshot-dir")
 
@@ -607,24 +609,25 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
     if not rates or not workers:
         return fail("--rates and --workers need at least one value each")
-    subset = ps_lists_subset_broadcast()
     if args.methods:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     else:
-        methods = ["baseline", *(["mp2"] if args.predictor else []), *(["mp2-subset"] if args.predictor and subset else []),
+        subset = bool(args.predictor) and ps_lists_subset_broadcast()
+        methods = ["baseline", *(["mp2"] if args.predictor else []), *(["mp2-subset"] if subset else []),
                    "topk", "dgc", *(["wnn"] if args.wnn else [])]
     unknown = [m for m in methods if m not in METHOD_VARIANTS]
-    if unknown:
-        return fail(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_VARIANTS)}")
-    if "mp2-subset" in methods and not subset:
-        return fail("--methods mp2-subset: this tree's mp2_ps.py has no --broadcast subset; leave mp2-subset out")
-    if any(m.startswith("mp2") for m in methods) and not args.predictor:
-        return fail("mp2 needs --predictor PATH (mp2_pipeline.py or mp2_train_stage.py makes one)")
+    if unknown or not methods:
+        return fail(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_VARIANTS)}")
+    if any(m in PREDICTOR_METHODS for m in methods) and not args.predictor:
+        return fail("mp2 and mp2-subset need --predictor PATH (mp2_pipeline.py or mp2_train_stage.py makes one); "
+                    "mp2-online trains its own")
     if "wnn" in methods and not args.wnn:
         return fail("wnn needs --wnn PATH (mp2_train_wnn.py makes one)")
     for flag, path in (("--predictor", args.predictor), ("--wnn", args.wnn)):
         if path and not Path(path).exists():
             return fail(f"{flag} {path}: no such file")
+    if "mp2-subset" in methods and not ps_lists_subset_broadcast():
+        return fail("--methods mp2-subset: this tree's mp2_ps.py has no --broadcast subset; leave mp2-subset out")
     # Baseline first at every grid point: it sets the target.
     methods.sort(key=lambda m: m != "baseline")
 
@@ -657,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         for rate in rates:
             for method in methods:
                 flags = [*base_flags, *METHOD_VARIANTS[method]]
-                if method.startswith("mp2"):
+                if method in PREDICTOR_METHODS:
                     flags += ["--predictor", os.path.abspath(args.predictor)]
                 if method == "wnn":
                     flags += ["--wnn", os.path.abspath(args.wnn)]

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 UNSHAPED = "unshaped"
-METHOD_ORDER = ["baseline", "mp2", "mp2-subset", "topk", "dgc", "wnn"]
+METHOD_ORDER = ["baseline", "mp2", "mp2-subset", "mp2-online", "topk", "dgc", "wnn"]
 
 
 def _rate_order(rate: str) -> tuple:

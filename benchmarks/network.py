@@ -693,8 +693,10 @@ def main(argv: list[str] | None = None) -> int:
                     if row["link_rx_bytes"] != "" else ""))
             write_results(out, rows, curves, args.margin, args.target, notes)  # after every run: nothing lost
     except (KeyboardInterrupt, Interrupted) as e:
-        echo(f"network: interrupted ({e or 'SIGINT'}); namespaces deleted; finished runs are in {out}")
-        return 130
+        name = str(e) if isinstance(e, Interrupted) else "SIGINT"
+        echo(f"network: interrupted ({name}); every process stopped{', every namespace deleted' if shaped else ''}; "
+             f"finished runs are in {out}")
+        return 128 + signal.Signals[name].value  # as the shell reports a death by that signal
     finally:
         with open(out / "commands.txt", "a") as f:
             f.write("\n".join(commands_log) + "\n\n")

@@ -4,6 +4,11 @@ Phases: FULL (every layer trained and pushed, as the baseline) and PARTIAL (only
 `--full-push-epochs K` makes the last K epochs FULL. `--prediction hold` is the control run that
 shows what the predictor adds: the same schedule, with the predicted group held at its last fully
 pushed value instead of predicted.
+
+What comes back (`--broadcast`): `full` (the paper's) sends the whole model; `subset` sends only the
+averaged pushed group, and every worker runs the same predictor itself to fill in the rest. The PS
+then sends the predictor's weights whenever they change (the first PARTIAL step, and after online
+MP² promotes a new predictor): phase PARTIAL_WITH_WEIGHTS, counted like any payload.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import argparse
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 import argtypes
@@ -18,7 +24,7 @@ from models import PUSHED
 from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from runtime.methods.baseline import average_ps, full_push_worker
 
-FULL, PARTIAL = 0, 1
+FULL, PARTIAL, PARTIAL_WITH_WEIGHTS = 0, 1, 2
 
 
 class MP2(Method):
@@ -30,6 +36,8 @@ class MP2(Method):
         Option("--prediction", str, "predictor", "predictor: the trained predictor fills the predicted group; "
                "hold: the control run, which keeps it at its last fully pushed value"),
         Option("--full-push-epochs", argtypes.nonnegative_int, 0, "the last K epochs push the whole model"),
+        Option("--broadcast", str, "full", "full: the PS sends the whole model back; subset: only the averaged "
+               "pushed group, and each worker predicts the rest with the same predictor"),
         # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone.
         Option("--warmup-snapshots", argtypes.positive_int, 30, "online: snapshots before the first predictor is trained", ps_only=True),
         Option("--online-snapshot-every", argtypes.positive_int, 2, "online: a warm-up snapshot every K full steps", ps_only=True),
@@ -42,11 +50,11 @@ class MP2(Method):
         Option("--online-stage-flags", str, "--epochs 3 --image-batches 10", "online: flags for mp2_train_stage.py", ps_only=True),
     )
 
-    phase_names = {FULL: "full", PARTIAL: "partial"}
+    phase_names = {FULL: "full", PARTIAL: "partial", PARTIAL_WITH_WEIGHTS: "partial+weights"}
+    down_dtypes = (tf.float32, tf.float32)  # the model or the pushed group; the predictor's weights (often empty)
 
     def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
-        if self.opts["prediction"] not in ("predictor", "hold"):
-            raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
+        self._check_options()
         self.weights, self.online = None, None
         if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
             from predictor import load_checkpoint, resolve_path
@@ -64,24 +72,41 @@ class MP2(Method):
             self.online = OnlineController(model, dataset, Path(args.out), self.opts, data_flags, args.seed,
                                            self.run.steps_per_epoch, log)
 
+    def _check_options(self) -> None:
+        if self.opts["prediction"] not in ("predictor", "hold"):
+            raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
+        if self.opts["broadcast"] not in ("full", "subset"):
+            raise ValueError(f"--broadcast must be full or subset, got {self.opts['broadcast']!r}")
+        if self.opts["broadcast"] == "subset" and self.opts["prediction"] == "hold":
+            raise ValueError("--broadcast subset needs a predictor on the workers; the control (--prediction hold) has none")
+
     def ps_inputs(self) -> dict:
         if self.weights is None:
             return {}
         with open(self.path, "rb") as f:
             return {"predictor": self.path, "predictor_sha256": hashlib.sha256(f.read()).hexdigest()}
 
-    # --- schedule -------------------------------------------------------------------------------
+    # --- schedule (decided on the PS, announced in each reply) -----------------------------------
     def next_phase(self, step: int) -> int:
+        if self.online is not None and self.online.pending is not None:
+            self._promote_at = step  # the candidate becomes the live predictor before `step` runs
+            self.online.promote()
+            self.version += 1
         epoch = step // self.run.steps_per_epoch
         if epoch >= self.run.epochs - self.opts["full_push_epochs"]:
             return FULL
         if self.online is not None and self.online.wants_full(step):
             return FULL
+        if self.opts["broadcast"] == "subset" and self.sent_version != self.version:
+            self.sent_version = self.version
+            return PARTIAL_WITH_WEIGHTS
         return PARTIAL
 
     def after_step(self, session: tf.compat.v1.Session, step: int, phase: int) -> None:
         if self.online is None:
             return
+        if self._promote_at == step + 1:  # announced for the next step: go live before anything checks it
+            self.online.copy_candidate_to_live(session)
         vector_of = lambda: session.run(self._model)  # noqa: E731 (fetched only when needed)
         if phase == FULL:
             self.online.after_full_step(session, step, vector_of)
@@ -108,26 +133,59 @@ class MP2(Method):
 
     # --- worker ---------------------------------------------------------------------------------
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
+        self._check_options()
         train = w.adam(w.local.variables(PUSHED))
         with tf.control_dependencies([train]):
             up = [w.local.vector(PUSHED)]
-        partial = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
-        return {FULL: full_push_worker(w), PARTIAL: partial}
+        phases = {FULL: full_push_worker(w)}
+        if self.opts["broadcast"] == "full":
+            phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
+            return phases
+        from predictor import Predictor
+
+        with tf.device(w.device):  # the same predictor as the PS's, once its weights arrive
+            predictor = Predictor(self.layout, seed=self.run.seed)
+        w.state += list(predictor.weight_vars.values())
+
+        def apply(reply: list[tf.Tensor], with_weights: bool) -> tf.Operation:
+            loads = []
+            if with_weights:
+                parts = tf.split(reply[1], [int(np.prod(v.shape)) for v in predictor.weight_vars.values()])
+                loads = [v.assign(tf.reshape(x, v.shape)) for v, x in zip(predictor.weight_vars.values(), parts)]
+            with tf.control_dependencies(loads):
+                return w.local.assign(predictor(tf.reshape(reply[0], [self.layout.pushed])))
+
+        phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: apply(reply, False))
+        phases[PARTIAL_WITH_WEIGHTS] = WorkerPhase(up=up, apply=lambda reply: apply(reply, True))
+        return phases
 
     # --- PS -------------------------------------------------------------------------------------
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
-        self._model, self._events = ps.model, []
-        average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.pushed])  # a static shape
+        self._model, self._events, self._promote_at = ps.model, [], None
+        self.version, self.sent_version = 1, 0
+        empty = tf.zeros([0], tf.float32)
         if self.opts["prediction"] == "predictor":
             from predictor import Predictor
 
             with tf.device(ps.device):  # online: untrained until the first round passes its check
                 self.predictor = Predictor(self.layout, weights=self.weights, seed=self.run.seed)
-            full = self.predictor(average)
             if self.online is not None:
                 self.online.build(self.predictor, ps.device)
-        else:  # the control: the predicted group stays where the last full push left it
-            full = self.layout.join(average, self.layout.split(ps.model)[1])
-        with tf.control_dependencies([ps.model.assign(full)]):
-            partial = PSPhase(reply=[tf.identity(full)])
-        return {FULL: average_ps(ps), PARTIAL: partial}
+            weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)
+        phases = {}
+        partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.opts["broadcast"] == "subset" else [])
+        for phase in partial_phases:
+            average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.pushed])  # a static shape
+            if self.opts["prediction"] == "predictor":
+                full = self.predictor(average)
+            else:  # the control: the predicted group stays where the last full push left it
+                full = self.layout.join(average, self.layout.split(ps.model)[1])
+            if self.opts["broadcast"] == "full":
+                reply = [full, empty]
+            else:
+                reply = [average, weights if phase == PARTIAL_WITH_WEIGHTS else empty]
+            with tf.control_dependencies([ps.model.assign(full)]):
+                phases[phase] = PSPhase(reply=[tf.identity(t) for t in reply])
+        full_phase = average_ps(ps)
+        phases[FULL] = PSPhase(reply=[*full_phase.reply, empty])
+        return phases

@@ -63,21 +63,40 @@ class OnlineController:
         self._started = 0.0
 
     # --- graph (built by the MP² method on the PS) -------------------------------------------------
-    def build(self, predictor, device: str) -> None:
+    def build(self, live, device: str) -> None:
+        """`live` is the predictor the PS's steps use; a candidate of the same shape takes each new round.
+
+        A round is checked as the candidate and promoted into `live` only at a step boundary the
+        workers are told about, so with --broadcast subset they switch weights on the same step.
+        """
+        from predictor import Predictor
+
         layout = self.model.layout
         with tf.device(device):
+            self.candidate = Predictor(layout, seed=self.seed)
             self.vector = tf.compat.v1.placeholder(tf.float32, [layout.total], name="online_check_model")
             self.images = tf.compat.v1.placeholder(tf.float32, [None, *self.model.input_shape], name="online_check_images")
-            assembled = predictor(layout.split(self.vector)[0])
-            self.pred_full = tf.argmax(self.model.forward(layout.unflatten(self.vector), self.images), 1)
-            self.pred_assembled = tf.argmax(self.model.forward(layout.unflatten(assembled), self.images), 1)
-        self.predictor = predictor
-        with tf.device(device):  # loading a round's weights feeds these: nothing is added to the graph later
-            self._feeds = {name: tf.compat.v1.placeholder(tf.float32, v.shape) for name, v in predictor.weight_vars.items()}
-            self._load = tf.group(*[v.assign(self._feeds[name]) for name, v in predictor.weight_vars.items()])
+            pushed = layout.split(self.vector)[0]
+            predict = lambda params: tf.argmax(self.model.forward(layout.unflatten(params), self.images), 1)  # noqa: E731
+            self.pred_full = predict(self.vector)
+            self.pred_live, self.pred_candidate = predict(live(pushed)), predict(self.candidate(pushed))
+            # Loading a round's weights feeds these placeholders: nothing is added to the graph later.
+            self._feeds = {name: tf.compat.v1.placeholder(tf.float32, v.shape) for name, v in self.candidate.weight_vars.items()}
+            self._load = tf.group(*[v.assign(self._feeds[name]) for name, v in self.candidate.weight_vars.items()])
+            self._copy = tf.group(*[live.weight_vars[name].assign(v) for name, v in self.candidate.weight_vars.items()])
+        self.pending = None
 
-    def _load_weights(self, session: tf.compat.v1.Session, weights: dict) -> None:
-        session.run(self._load, {self._feeds[name]: weights[name] for name in self._feeds})
+    def copy_candidate_to_live(self, session: tf.compat.v1.Session) -> None:
+        session.run(self._copy)
+
+    def promote(self) -> None:
+        """Called at the step boundary where the passed candidate goes live."""
+        switched = not self.ready or self.falling_back
+        event, self.pending = self.pending, None
+        self.ready, self.falling_back = True, False
+        if switched:
+            self.events.append({"step": event["step"], "event": "switch to mp2", "round": event["round"]})
+            self.log(f"online: workers switch to MP² with predictor {event['round']}")
 
     # --- decisions -------------------------------------------------------------------------------
     def wants_full(self, step: int) -> bool:
@@ -90,11 +109,11 @@ class OnlineController:
         warming = not self.ready or self.falling_back
         snapshot = (step + 1) % self.opts["online_snapshot_every"] == 0 if warming else True
         if snapshot:
-            vector = vector_of()
+            vector = self.last_full = vector_of()
             self.writer.add(vector, step=step + 1, epoch=step // self.steps_per_epoch + 1)
             self.writer.flush()
             self.since_training += 1
-            if self.ready:
+            if self.ready and not self.falling_back:
                 self._check(session, vector, step)
 
     def poll(self, session: tf.compat.v1.Session, step: int, vector_of) -> None:
@@ -146,32 +165,26 @@ class OnlineController:
         except CheckpointError as e:
             self.log(f"online: predictor {self.rounds} unusable ({e}); full pushes go on")
             return
-        previous = session.run({name: v for name, v in self.predictor.weight_vars.items()})
-        self._load_weights(session, weights)
-        vector = vector_of()
-        full, assembled = self._accuracies(session, vector)
+        session.run(self._load, {self._feeds[name]: weights[name] for name in self._feeds})
+        # Judged on the latest fully pushed model, the trajectory's freshest ground truth.
+        full, assembled = self._accuracies(session, self.last_full, self.pred_candidate)
         passed = assembled >= full - self.opts["switch_tolerance"]
         event = {"step": step + 1, "event": "trained", "round": self.rounds, "seconds": round(seconds, 2),
                  "snapshots": len(self.writer), "check_full_acc": full, "check_assembled_acc": assembled,
                  "passed": bool(passed)}
         self.events.append(event)
         if passed:
-            switched = not self.ready or self.falling_back
-            self.ready, self.falling_back = True, False
+            self.pending = event
             self.log(f"online: step {step + 1}: predictor {self.rounds} ({seconds:.1f} s) passes the check "
-                     f"(assembled {assembled:.4f} vs full {full:.4f})" + ("; workers switch to MP²" if switched else ""))
-            if switched:
-                self.events.append({"step": step + 1, "event": "switch to mp2"})
+                     f"(assembled {assembled:.4f} vs full {full:.4f})")
         else:
-            if self.ready:  # keep the predictor that was in use
-                self._load_weights(session, previous)
             going_on = "the previous predictor stays" if self.ready and not self.falling_back else \
                 "full pushes go on and collect more snapshots"
             self.log(f"online: step {step + 1}: predictor {self.rounds} fails the check (assembled {assembled:.4f} vs "
                      f"full {full:.4f}); {going_on}")
 
     def _check(self, session: tf.compat.v1.Session, vector: np.ndarray, step: int) -> None:
-        full, assembled = self._accuracies(session, vector)
+        full, assembled = self._accuracies(session, vector, self.pred_live)
         if assembled < full - self.opts["switch_tolerance"]:
             if not self.falling_back:
                 self.falling_back = True
@@ -181,8 +194,8 @@ class OnlineController:
                 self.log(f"online: step {step + 1}: the predictor lags (assembled {assembled:.4f} vs full {full:.4f}); "
                          f"full pushes until a retrained predictor passes")
 
-    def _accuracies(self, session: tf.compat.v1.Session, vector: np.ndarray) -> tuple[float, float]:
-        full, assembled = session.run([self.pred_full, self.pred_assembled], {self.vector: vector, self.images: self.check_x})
+    def _accuracies(self, session: tf.compat.v1.Session, vector: np.ndarray, assembled_predictions) -> tuple[float, float]:
+        full, assembled = session.run([self.pred_full, assembled_predictions], {self.vector: vector, self.images: self.check_x})
         return float(np.mean(full == self.check_y)), float(np.mean(assembled == self.check_y))
 
     def stop(self) -> None:

@@ -249,6 +249,7 @@ class Processes:
     commands: list[tuple[str, list[str]]]
     log_dir: Path
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    pumps: list[threading.Thread] = field(default_factory=list)
 
     def start(self, echo: Callable[[str], None]) -> None:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
@@ -256,7 +257,9 @@ class Processes:
             log = open(self.log_dir / f"{name}.log", "w")
             proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, text=True, bufsize=1, preexec_fn=_die_with_parent)
-            threading.Thread(target=self._pump, args=(name, proc, log, echo), daemon=True).start()
+            pump = threading.Thread(target=self._pump, args=(name, proc, log, echo), daemon=True)
+            pump.start()
+            self.pumps.append(pump)
             self.procs.append((name, proc))
 
     @staticmethod
@@ -295,6 +298,8 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for pump in self.pumps:  # the last lines reach the logs before anyone reads them
+            pump.join(timeout=5)
 
 
 def process_commands(spec: RunSpec, ps_host: str, worker_hosts: list[str],

@@ -176,6 +176,21 @@ def test_real_namespaces_go_when_setup_fails_halfway():
     assert topology.prefix not in listed
 
 
+def test_a_failing_process_stops_the_others(tmp_path):
+    processes = network.Processes([("ps", [sys.executable, "-c", "import time; time.sleep(60)"]),
+                                   ("w0", [sys.executable, "-c", "import sys; print('error: boom'); sys.exit(3)"])],
+                                  tmp_path)
+    echoed = []
+    processes.start(echoed.append)
+    try:
+        with pytest.raises(network.BenchmarkError, match=r"w0 exited with 3; see .*w0.log"):
+            processes.wait(timeout=50)
+    finally:
+        processes.stop(grace=2)
+    assert all(proc.poll() is not None for _, proc in processes.procs)  # the sleeping PS is gone too
+    assert "boom" in (tmp_path / "w0.log").read_text() and echoed == ["[w0] error: boom"]
+
+
 def test_bad_flags_are_one_line(tmp_path):
     for argv, expected in ((["--methods", "baseline,fast"], "unknown fast"),
                            (["--methods", "mp2"], "need --predictor"),

@@ -325,12 +325,12 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
 
 
 def measured_row(spec: RunSpec, summary: dict, records: list[dict], link: dict[str, int] | None,
-                 shaped: bool, elapsed: float) -> dict:
+                 shaped: bool, elapsed: float, delay: str | None = None) -> dict:
     """What one run measured (the columns that need no other run)."""
     steps_per_epoch = summary["steps_per_epoch"]
     row = {
         "rate": spec.rate, "workers": spec.workers, "method": spec.method,
-        "network": "namespaces" if shaped else "loopback (not shaped)",
+        "network": "namespaces" if shaped else "loopback (not shaped)", "delay": delay or "",
         "epochs": summary["epochs"], "steps": summary["steps"],
         "best_test_acc": summary["best_test_acc"], "final_test_acc": summary["final_test_acc"],
         "wall_s": round(summary["wall_seconds"], 3), "elapsed_s": round(elapsed, 3),
@@ -400,13 +400,17 @@ def derive(rows: list[dict], curves: list[dict], margin: float, fixed: float | N
                "bytes_vs_baseline": _ratio(total, int(base["bytes_up"]) + int(base["bytes_down"])) if base else "",
                "link_rx_vs_up": _ratio(r["link_rx_bytes"], r["bytes_up"]),
                "link_tx_vs_down": _ratio(r["link_tx_bytes"], r["bytes_down"])}
-        # Link bytes less one minimal frame's headers per packet: the TCP payload, near enough (ACKs carry none).
+        # Link bytes less one frame's headers per packet: the TCP payload (ACKs carry none). What is
+        # left above the accounted bytes is RPC framing and the handshake, per worker and step.
+        worker_steps = int(r["steps"]) * int(r["workers"])
         for direction, accounted in (("rx", "bytes_up"), ("tx", "bytes_down")):
+            name = accounted.removeprefix("bytes_")
             if r[f"link_{direction}_bytes"] not in ("", None):
                 payload = int(r[f"link_{direction}_bytes"]) - FRAME_OVERHEAD * int(r[f"link_{direction}_packets"])
-                row[f"payload_{direction}_vs_{accounted.removeprefix('bytes_')}"] = _ratio(payload, r[accounted])
+                row[f"payload_{direction}_vs_{name}"] = _ratio(payload, r[accounted])
+                row[f"unaccounted_{direction}_per_worker_step"] = round((payload - int(r[accounted])) / worker_steps, 1)
             else:
-                row[f"payload_{direction}_vs_{accounted.removeprefix('bytes_')}"] = ""
+                row[f"payload_{direction}_vs_{name}"] = row[f"unaccounted_{direction}_per_worker_step"] = ""
         out.append(row)
     return out
 
@@ -414,10 +418,11 @@ def derive(rows: list[dict], curves: list[dict], margin: float, fixed: float | N
 # --- files ---------------------------------------------------------------------------------------
 
 RESULT_COLUMNS = [
-    "rate", "workers", "method", "network", "epochs", "steps", "target_acc", "time_to_target_s", "time_vs_baseline",
+    "rate", "workers", "method", "network", "delay", "epochs", "steps", "target_acc", "time_to_target_s", "time_vs_baseline",
     "best_test_acc", "final_test_acc", "wall_s", "elapsed_s", "ps_step_ms", "worker_step_ms", "worker_comm_ms",
     "bytes_up", "bytes_down", "bytes_vs_baseline", "link_rx_bytes", "link_tx_bytes", "link_rx_packets",
-    "link_tx_packets", "link_rx_vs_up", "link_tx_vs_down", "payload_rx_vs_up", "payload_tx_vs_down", "flags",
+    "link_tx_packets", "link_rx_vs_up", "link_tx_vs_down", "payload_rx_vs_up", "payload_tx_vs_down",
+    "unaccounted_rx_per_worker_step", "unaccounted_tx_per_worker_step", "flags",
 ]
 CURVE_COLUMNS = ["rate", "workers", "method", "epoch", "wall_s", "test_acc", "bytes_cum"]
 
@@ -468,7 +473,7 @@ def markdown_table(rows: list[dict]) -> str:
     """The derived rows as a markdown table, grid point by grid point."""
     head = ["rate", "workers", "method", "target acc", "time to target (s)", "vs baseline", "best acc", "final acc",
             "wall (s)", "PS s/step (ms)", "up (MB)", "down (MB)", "bytes vs baseline", "PS link in (MB)",
-            "PS link out (MB)", "link in / up", "link out / down"]
+            "PS link out (MB)", "link in / up", "link out / down", "unaccounted in / out (B per worker-step)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=_sort_key):
         t = r["time_to_target_s"]
@@ -478,7 +483,9 @@ def markdown_table(rows: list[dict]) -> str:
                  f"{float(r['ps_step_ms']):.1f}", _mb(r["bytes_up"]), _mb(r["bytes_down"]),
                  _pct(r["bytes_vs_baseline"]), _mb(r["link_rx_bytes"]), _mb(r["link_tx_bytes"]),
                  f"{float(r['link_rx_vs_up']):.3f}" if r["link_rx_vs_up"] != "" else "",
-                 f"{float(r['link_tx_vs_down']):.3f}" if r["link_tx_vs_down"] != "" else ""]
+                 f"{float(r['link_tx_vs_down']):.3f}" if r["link_tx_vs_down"] != "" else "",
+                 f"{float(r['unaccounted_rx_per_worker_step']):.0f} / {float(r['unaccounted_tx_per_worker_step']):.0f}"
+                 if r.get("unaccounted_rx_per_worker_step", "") != "" else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -500,8 +507,22 @@ wall time over its steps (epoch-end evaluation included).
 """
 
 
+def notes_for(rows: list[dict]) -> list[str]:
+    """What the table's readers must know about how its rows were run."""
+    notes = []
+    delays = sorted({r.get("delay") or "" for r in rows if r["network"] == "namespaces"} - {""})
+    if any(r["network"] == "namespaces" for r in rows):
+        notes.append("Emulated hosts: the PS and each worker in a network namespace of its own, cabled by veth pairs "
+                     "to a bridge; both ends of every cable shaped with tc tbf at the rate (a full-duplex card per "
+                     "host)" + (f"; netem delay {', '.join(delays)} where the flags say so" if delays else "") + ".")
+    if any(r["network"] != "namespaces" for r in rows):
+        notes.append("**Not shaped**: the rows marked loopback ran over 127.0.0.1 without namespaces (no root, or "
+                     "--unshaped-loopback); their rate names the grid point only, and link counters are not measured.")
+    return notes
+
+
 def write_results(out: Path, new_rows: list[dict], new_curves: list[dict], margin: float,
-                  fixed: float | None, notes: list[str]) -> list[dict]:
+                  fixed: float | None) -> list[dict]:
     """Merge this grid's rows and curves into out/*.csv, then rewrite results.md and the plots."""
     rows = merge(read_csv(out / "results.csv"), new_rows, _key)
     curves = merge(read_csv(out / "curves.csv"), new_curves, _key)
@@ -509,7 +530,7 @@ def write_results(out: Path, new_rows: list[dict], new_curves: list[dict], margi
     write_csv(out / "results.csv", derived, RESULT_COLUMNS)
     write_csv(out / "curves.csv", curves, CURVE_COLUMNS)
     target = f"target: {fixed}" if fixed is not None else f"target: the baseline's best at each grid point minus {margin}"
-    text = "# Network benchmark\n\n" + "".join(f"{n}\n\n" for n in notes) + f"{target}.\n\n"
+    text = "# Network benchmark\n\n" + "".join(f"{n}\n\n" for n in notes_for(derived)) + f"{target}.\n\n"
     text += markdown_table(derived) + "\n" + EXPLANATION
     (out / "results.md").write_text(text)
     from benchmarks.plot_network import plot  # matplotlib only once there is something to draw
@@ -570,7 +591,7 @@ def run_one(spec: RunSpec, shaped: bool, delay: str | None, timeout: float, comm
         after = link_counters(namespaces[0]) if shaped else None
     link = {k: after[k] - before[k] for k in after} if shaped else None
     summary, records = read_run(spec.run_dir)
-    return measured_row(spec, summary, records, link, shaped, elapsed), curve_rows(spec, records)
+    return measured_row(spec, summary, records, link, shaped, elapsed, delay), curve_rows(spec, records)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -594,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="results/network", help="where results.csv, curves.csv, results.md and PNGs go")
     p.add_argument("--runs", default="runs/network", help="where each run's directory and logs go")
     p.add_argument("--run-timeout", type=argtypes.positive_float, default=3600.0, help="seconds one run may take")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: rewrite results.csv, results.md and the plots in --out from its CSVs")
     p.add_argument("--unshaped-loopback", action="store_true",
                    help="run on 127.0.0.1 without namespaces even as root (what happens anyway without root)")
     args, passthrough = p.parse_known_args(argv)
@@ -602,6 +625,14 @@ def main(argv: list[str] | None = None) -> int:
     def fail(message: str) -> int:
         print(f"network: error: {message}", file=sys.stderr)
         return 2
+
+    out = Path(args.out)
+    if args.report_only:
+        if not (out / "results.csv").exists():
+            return fail(f"--report-only: no results.csv in {out}; run the grid first")
+        write_results(out, [], [], args.margin, args.target)
+        print(f"network: rewrote {out / 'results.csv'}, {out / 'results.md'} and the plots", flush=True)
+        return 0
 
     try:
         rates = [r.strip() for r in args.rates.split(",") if r.strip()]
@@ -638,25 +669,17 @@ def main(argv: list[str] | None = None) -> int:
 
     is_root = os.geteuid() == 0
     shaped = is_root and not args.unshaped_loopback
-    notes = []
     if not shaped:
         why = "--unshaped-loopback" if is_root else "not root (ip netns and tc need root)"
-        notes.append(f"**Not shaped**: every run went over 127.0.0.1 without namespaces ({why}); the rate "
-                     "column names the grid point only, and link counters are not measured.")
         print(f"network: running UNSHAPED on 127.0.0.1 ({why}); link counters will be empty", flush=True)
         if args.delay:
             return fail("--delay needs the namespaces (root)")
-    out = Path(args.out)
     runs = Path(args.runs)
     try:
         out.mkdir(parents=True, exist_ok=True)
         runs.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         return fail(f"cannot create {e.filename} ({e.strerror}); choose another --out/--runs")
-    if shaped:
-        notes.append(f"Emulated hosts: the PS and each worker in a network namespace of its own, cabled by veth "
-                     f"pairs to a bridge; both ends of every cable shaped with tc tbf at the rate"
-                     f"{f' plus netem delay {args.delay}' if args.delay else ''} (a full-duplex card per host).")
 
     base_flags = ["--model", args.model, "--dataset", args.dataset, "--epochs", str(args.epochs),
                   *absolute_path_flags(passthrough)]
@@ -696,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"up {row['bytes_up'] / 1e6:.1f} MB, down {row['bytes_down'] / 1e6:.1f} MB"
                  + (f"; PS link in {row['link_rx_bytes'] / 1e6:.1f} MB, out {row['link_tx_bytes'] / 1e6:.1f} MB"
                     if row["link_rx_bytes"] != "" else ""))
-            write_results(out, rows, curves, args.margin, args.target, notes)  # after every run: nothing lost
+            write_results(out, rows, curves, args.margin, args.target)  # after every run: nothing lost
     except (KeyboardInterrupt, Interrupted) as e:
         name = str(e) if isinstance(e, Interrupted) else "SIGINT"
         echo(f"network: interrupted ({name}); every process stopped{', every namespace deleted' if shaped else ''}; "

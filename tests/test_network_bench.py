@@ -39,8 +39,9 @@ def test_time_to_target_is_the_first_point_reaching_it():
 
 
 def test_derive_sets_target_times_and_ratios_per_grid_point():
-    rows = [_row("baseline", 0.86, 1000, 1000, link={"link_rx_bytes": 1100, "link_tx_bytes": 1300,
-                                                     "link_rx_packets": 1, "link_tx_packets": 2}),
+    # 360 steps x 4 workers: 50 B per worker-step arrive beyond headers and accounted bytes.
+    rows = [_row("baseline", 0.86, 100_000, 1000, link={"link_rx_bytes": 100_000 + 66 + 72_000, "link_tx_bytes": 1300,
+                                                        "link_rx_packets": 1, "link_tx_packets": 2}),
             _row("mp2", 0.87, 60, 1000),
             _row("topk", 0.70, 10, 30),
             _row("baseline", 0.50, 500, 500, rate="1gbit")]
@@ -53,10 +54,12 @@ def test_derive_sets_target_times_and_ratios_per_grid_point():
     assert base["time_to_target_s"] == 20.0 and mp2["time_to_target_s"] == 12.0
     assert mp2["time_vs_baseline"] == pytest.approx(0.6)
     assert topk["time_to_target_s"] == "" and topk["time_vs_baseline"] == ""  # never reached
-    assert mp2["bytes_vs_baseline"] == pytest.approx(1060 / 2000)
-    assert base["link_rx_vs_up"] == pytest.approx(1.1) and base["link_tx_vs_down"] == pytest.approx(1.3)
-    assert base["payload_rx_vs_up"] == pytest.approx((1100 - 66) / 1000)
+    assert mp2["bytes_vs_baseline"] == pytest.approx(1060 / 101_000, abs=1e-4)
+    assert base["link_rx_vs_up"] == pytest.approx(1.7207) and base["link_tx_vs_down"] == pytest.approx(1.3)
+    assert base["payload_rx_vs_up"] == pytest.approx(1.72)
     assert base["payload_tx_vs_down"] == pytest.approx((1300 - 132) / 1000)
+    assert base["unaccounted_rx_per_worker_step"] == pytest.approx(50.0)
+    assert base["unaccounted_tx_per_worker_step"] == pytest.approx(round(168 / 1440, 1))
     assert mp2["link_rx_vs_up"] == ""  # no counters (loopback): nothing made up
     fixed = {(r["rate"], r["method"]): r for r in network.derive(rows, curves, margin=0.01, fixed=0.70)}
     assert fixed[("100mbit", "topk")]["time_to_target_s"] == 5.0
@@ -66,9 +69,9 @@ def test_derive_sets_target_times_and_ratios_per_grid_point():
 def test_results_files_merge_by_grid_point_and_replot_from_csv(tmp_path):
     first = [_row("baseline", 0.86, 1000, 1000), _row("mp2", 0.87, 60, 1000)]
     curves = _curve("baseline", [(10.0, 0.80), (20.0, 0.86)]) + _curve("mp2", [(6.0, 0.84), (12.0, 0.87)])
-    network.write_results(tmp_path, first, curves, 0.01, None, ["a note"])
+    network.write_results(tmp_path, first, curves, 0.01, None)
     # A second invocation reruns mp2 only: its row and curve replace the old ones, the baseline stays.
-    network.write_results(tmp_path, [_row("mp2", 0.88, 70, 1000)], _curve("mp2", [(5.0, 0.88)]), 0.01, None, [])
+    network.write_results(tmp_path, [_row("mp2", 0.88, 70, 1000)], _curve("mp2", [(5.0, 0.88)]), 0.01, None)
     with open(tmp_path / "results.csv", newline="") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"baseline", "mp2"}
@@ -79,11 +82,18 @@ def test_results_files_merge_by_grid_point_and_replot_from_csv(tmp_path):
     table = (tmp_path / "results.md").read_text()
     assert "| 100mbit | 4 | baseline | 0.8500 | 20.0 | 100.0 % |" in table
     assert "| 100mbit | 4 | mp2 | 0.8500 | 5.0 | 25.0 % | 0.8800 |" in table
+    assert "Emulated hosts" in table and "Not shaped" not in table
     # Re-plot from the CSVs alone.
     png = tmp_path / "network-w4.png"
     png.unlink()
     assert plot_network.main([str(tmp_path)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    # --report-only re-derives from the CSVs: a fixed target changes the times, nothing runs.
+    assert network.main(["--report-only", "--target", "0.84", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "results.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert float(rows["baseline"]["time_to_target_s"]) == 20.0 and float(rows["mp2"]["time_to_target_s"]) == 5.0
+    assert float(rows["baseline"]["target_acc"]) == 0.84
 
 
 def test_replot_without_curves_is_one_line(tmp_path, capsys):

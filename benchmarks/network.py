@@ -473,7 +473,8 @@ def markdown_table(rows: list[dict]) -> str:
     """The derived rows as a markdown table, grid point by grid point."""
     head = ["rate", "workers", "method", "target acc", "time to target (s)", "vs baseline", "best acc", "final acc",
             "wall (s)", "PS s/step (ms)", "up (MB)", "down (MB)", "bytes vs baseline", "PS link in (MB)",
-            "PS link out (MB)", "link in / up", "link out / down", "unaccounted in / out (B per worker-step)"]
+            "PS link out (MB)", "TCP payload in / up", "TCP payload out / down",
+            "unaccounted in / out (B per worker-step)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=_sort_key):
         t = r["time_to_target_s"]
@@ -482,8 +483,8 @@ def markdown_table(rows: list[dict]) -> str:
                  f"{float(r['best_test_acc']):.4f}", f"{float(r['final_test_acc']):.4f}", f"{float(r['wall_s']):.1f}",
                  f"{float(r['ps_step_ms']):.1f}", _mb(r["bytes_up"]), _mb(r["bytes_down"]),
                  _pct(r["bytes_vs_baseline"]), _mb(r["link_rx_bytes"]), _mb(r["link_tx_bytes"]),
-                 f"{float(r['link_rx_vs_up']):.3f}" if r["link_rx_vs_up"] != "" else "",
-                 f"{float(r['link_tx_vs_down']):.3f}" if r["link_tx_vs_down"] != "" else "",
+                 f"{float(r['payload_rx_vs_up']):.3f}" if r["payload_rx_vs_up"] != "" else "",
+                 f"{float(r['payload_tx_vs_down']):.3f}" if r["payload_tx_vs_down"] != "" else "",
                  f"{float(r['unaccounted_rx_per_worker_step']):.0f} / {float(r['unaccounted_tx_per_worker_step']):.0f}"
                  if r.get("unaccounted_rx_per_worker_step", "") != "" else ""]
         lines.append("| " + " | ".join(cells) + " |")
@@ -492,15 +493,21 @@ def markdown_table(rows: list[dict]) -> str:
 
 EXPLANATION = """\
 How to read it. *up* and *down* are the bytes the runtime accounts: the tensors each worker pushes
-and each reply it receives (with the reply's 16-byte control word), summed over workers and steps.
-*PS link in/out* are the PS's interface counters (receive/transmit, read before and after the run),
-which count every frame on its cable: Ethernet, IPv4 and TCP headers (66 bytes on every segment),
-the TCP ACKs of the other direction (which is why a direction that carries little, such as MP²'s
-or Top-k's pushes, shows more on the link than accounted: the ACKs of the large replies travel
-that way), HTTP/2 and gRPC framing and the protobuf envelope of every tensor, TensorFlow's own
-RPCs (session and graph registration, the step calls, status checks) and the handshake before the
-first step (the configuration check and the starting model sent to every worker, which the
-runtime does not count). *payload/accounted* columns of results.csv subtract 66 bytes per packet.
+and each reply it receives (with the reply's 16-byte control word), summed over workers and steps;
+for mp2-subset they include the predictor's weights sent to every worker. *PS link in/out* are the
+PS's interface counters (received/transmitted, read before and after the run). They count every
+packet on the PS's cable, each with 66 bytes of Ethernet, IPv4 and TCP headers: the data, the TCP
+ACKs of the other direction (a pure ACK is those 66 bytes alone, so a direction that carries
+little, such as MP²'s or Top-k's pushes, is inflated most), and TCP payload the runtime does not
+account: HTTP/2 and gRPC framing, the protobuf envelope of every tensor, TensorFlow's own RPCs (a
+RunGraph call on the PS for each of a worker's session runs, a RecvTensor request for every tensor
+fetched) and the handshake (the configuration check, and the starting model sent to every worker
+before the first step). A veth packet may carry up to 64 KB behind one header (segmentation
+offload), and how many are split depends on the shaping, so the raw counters move with the rate
+for the same traffic; subtracting 66 bytes per counted packet gives the TCP payload, which does
+not: *TCP payload in / up* and *out / down* compare it with the accounted bytes, and *unaccounted*
+is what remains of it, per worker and step. A physical card with a 1500-byte MTU would add about
+4.6 % of headers on top of the payload (66 bytes per 1448).
 Times to target come from the PS's per-epoch evaluation (the only one there is), so they are
 multiples of an epoch's time; wall time starts when every worker has joined. PS s/step is the PS's
 wall time over its steps (epoch-end evaluation included).

@@ -137,8 +137,9 @@ class WorkerGraph:
         except tf.errors.AbortedError as e:
             # The gRPC runtime aborts calls of a process whose address for this task is not the one the
             # PS's cluster knows: typically a second process claiming the same --task_index.
-            raise RunStopped(f"{what}: the cluster refused this process ({e.message.splitlines()[0][:200]}); "
-                             f"is another worker already running with --task_index {self.index}?") from None
+            raise RunStopped(f"{what}: the PS's gRPC runtime aborted this worker's call "
+                             f"({e.message.splitlines()[0][:200]}); typically another process claims --task_index "
+                             f"{self.index}, or the PS was restarted") from None
         except (tf.errors.OutOfRangeError, tf.errors.CancelledError):
             raise RunStopped(self._notice(session)) from None
         except tf.errors.UnavailableError as e:

@@ -31,6 +31,7 @@ import csv
 import ctypes
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -577,7 +578,7 @@ def run_one(spec: RunSpec, shaped: bool, delay: str | None, timeout: float, comm
             topology = Topology(f"mp2n{os.getpid()}x{time.monotonic_ns() % 10**6}", spec.workers, spec.rate, delay)
             setup: list[list[str]] = []
             stack.enter_context(emulated_hosts(topology, log=setup))
-            commands_log += [" ".join(c) for c in setup]
+            commands_log += [shlex.join(c) for c in setup]
             hosts = [f"{topology.address(i)}:{PORT}" for i in range(spec.workers + 1)]
             namespaces = topology.hosts
         else:
@@ -586,7 +587,7 @@ def run_one(spec: RunSpec, shaped: bool, delay: str | None, timeout: float, comm
             hosts = [f"127.0.0.1:{p}" for p in free_ports(spec.workers + 1)]
             namespaces = None
         processes = Processes(process_commands(spec, hosts[0], hosts[1:], namespaces), spec.run_dir)
-        commands_log += [" ".join(argv) for _, argv in processes.commands]
+        commands_log += [shlex.join(argv) for _, argv in processes.commands]
         before = link_counters(namespaces[0]) if shaped else None
         started = time.monotonic()
         try:
@@ -707,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    commands_log = [f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join([sys.executable, *sys.argv])}"]
+    commands_log = [f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join([sys.executable, *sys.argv])}"]
     rows, curves, failures = [], [], []
     echo = lambda line: print(line, flush=True)  # noqa: E731
     try:

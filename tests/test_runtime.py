@@ -203,10 +203,11 @@ def test_method_options_are_checked(tmp_path):
     assert "Traceback" not in other.stdout
 
 
-def test_mp2_without_predictor_is_refused(tmp_path):
-    done = run("mp2_ps.py", *cluster_flags(1), "--method", "mp2", "--out", str(tmp_path), *SMALL, timeout=120)
-    assert done.returncode != 0
-    assert "--predictor" in done.stdout
+def test_mp2_options_that_cannot_go_together_are_refused(tmp_path):
+    done = run("mp2_ps.py", *cluster_flags(1), "--method", "mp2", "--prediction", "hold", "--broadcast", "subset",
+               "--out", str(tmp_path), *SMALL, timeout=120)
+    assert done.returncode != 0 and "--broadcast subset needs a predictor" in done.stdout, done.stdout
+    assert "Traceback" not in done.stdout
 
 
 def test_predictor_for_another_model_is_refused(tmp_path):

@@ -90,10 +90,17 @@ except LaunchError as e:
 from predictor import CheckpointError, read_meta  # noqa: E402
 from reports import write_comparison  # noqa: E402
 from runtime.flags import parser as training_parser  # noqa: E402
+from runtime.flags import ps_parser  # noqa: E402
 
-takes_value = {s: a.nargs != 0 for a in training_parser("")._actions for s in a.option_strings}
+# The PS's flags (the shared ones and the PS's own, e.g. --snapshot-eval-images) pass through, but for
+# those where the pipeline decides: the run directories and the snapshots' place.
+PIPELINE_DECIDES = ("--resume", "--snapshot-dir", "--snapshot-regular")
+takes_value = {s: a.nargs != 0 for a in ps_parser("")._actions for s in a.option_strings}
 for arg in passthrough:
-    if arg.startswith("--") and arg.split("=", 1)[0] not in takes_value:
+    name = arg.split("=", 1)[0]
+    if name in PIPELINE_DECIDES:
+        sys.exit(f"mp2_pipeline: error: {name} is the pipeline's to decide; run mp2_local.py for a run of your own")
+    if arg.startswith("--") and name not in takes_value:
         sys.exit(f"mp2_pipeline: error: unknown flag {arg}")
 passthrough = absolute_paths(passthrough, ("--data-dir",))
 model_key = args.model.lower().replace("-", "").replace("_", "")

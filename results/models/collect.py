@@ -16,7 +16,6 @@ HERE = Path(__file__).resolve().parent
 ATTEMPTS = {
     "resnet18": ("ResNet-18, faithful (push front)", "resnet18"),
     "resnet18-front-head": ("ResNet-18, push front+head", "resnet18"),
-    "vgg15": ("VGG-15, faithful (push front)", "vgg15"),
 }
 
 

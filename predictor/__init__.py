@@ -8,4 +8,4 @@
 from predictor.checkpoint import CheckpointError, load_checkpoint, read_meta, resolve_path, save_checkpoint
 from predictor.network import Predictor
 
-__all__ = ["Predictor", "save_checkpoint", "load_checkpoint", "read_meta", "CheckpointError"]
+__all__ = ["Predictor", "save_checkpoint", "load_checkpoint", "read_meta", "resolve_path", "CheckpointError"]

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 import npzio
-from npzio import write_json  # noqa: F401  (mp2_ps writes summary.json with it)
 
 
 class RunDir:

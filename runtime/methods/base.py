@@ -147,7 +147,6 @@ class Method:
     up_dtypes: tuple[tf.DType, ...] = (tf.float32,)
     down_dtypes: tuple[tf.DType, ...] = (tf.float32,)
     default_lr = 1e-3
-    first_phase = 0
     phase_names: dict[int, str] = {0: "step"}
 
     def __init__(self, layout: Layout, opts: dict, run: RunInfo) -> None:
@@ -188,7 +187,7 @@ class Method:
 
     def next_phase(self, step: int) -> int:
         """The phase of global step `step` (0-based), decided by the PS before it is announced."""
-        return self.first_phase
+        return 0
 
     def after_step(self, session: tf.compat.v1.Session, step: int, phase: int) -> None:
         """Python-side bookkeeping after the PS's step `step` ran (rarely needed)."""

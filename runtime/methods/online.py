@@ -20,7 +20,6 @@ network worse than the trained ones would.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

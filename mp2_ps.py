@@ -38,11 +38,14 @@ try:
     n_workers = len(spec.workers)
     steps_per_epoch = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed).steps_per_epoch
     method = flags.build_method(args, model, n_workers, steps_per_epoch)
-    method.prepare_ps(args)
+    method.prepare_ps(args, dataset, log=lambda s: print(f"ps: {s}", flush=True))
 except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
     fail(e)
 config = flags.run_config(args, model, dataset, n_workers, method)
-run_dir = RunDir(args.out)
+try:
+    run_dir = RunDir(args.out)
+except OSError as e:
+    fail(f"cannot create the run directory --out {args.out}: {e.strerror or e}; choose a directory you can write")
 total_steps = args.epochs * steps_per_epoch
 meta = {"config": config.to_json(), "ps_inputs": method.ps_inputs()}
 
@@ -87,6 +90,10 @@ try:
     collector = None
     if args.snapshot_every > 0:
         writer = ParamSetWriter(snapshot_dir, model.layout, dataset.name)
+        if args.resume:  # the stretch after the checkpoint is abandoned, and will be run again
+            dropped = writer.keep_through_step(start_epoch * steps_per_epoch)
+            if dropped:
+                print(f"ps: dropped {dropped} snapshots taken after the checkpoint", flush=True)
         collector = SnapshotCollector(session, cluster.PS_DEVICE, model, dataset, writer, args.snapshot_every,
                                       args.seed, args.snapshot_eval_images, regular=args.snapshot_regular)
 except (cluster.ClusterError, CheckpointError, ParamSetError, ValueError) as e:
@@ -126,6 +133,7 @@ try:
         vector = graph.model_value(session)
         test = classification_report(dataset.test_y, graph.evaluate(session, dataset.test_x), dataset.classes)
         record = epoch_record(epoch + 1, test, reports, phases, time.monotonic() - started)
+        record["events"] = method.drain_events()
         best_before = max((r["test_acc"] for r in history), default=None)
         history.append(record)
         run_dir.append_metrics([finite_json(record)])
@@ -140,21 +148,29 @@ try:
             f"pushed {record['bytes_pushed']:,} B ({time.monotonic() - started:.1f}s)")
     link.reports(args.step_timeout)  # every worker's "done"
 except (WorkerFailed, Diverged) as e:
+    method.close()
     print(f"ps: error: {e}; stopping the run", file=sys.stderr, flush=True)
     link.abort(str(e))
+    cluster.exit_now(1)
+except tf.errors.OpError as e:  # anything else TensorFlow raises mid-run: still one line, and the workers told
+    method.close()
+    reason = f"TensorFlow error in the PS: {type(e).__name__}: {e.message.splitlines()[0][:300]}"
+    print(f"ps: error: {reason}; stopping the run", file=sys.stderr, flush=True)
+    link.abort(reason)
     cluster.exit_now(1)
 except OSError as e:  # a checkpoint or record that cannot be written (full disk, permissions)
     print(f"ps: error: cannot write the run's files in {run_dir.path}: {e}; stopping the run", file=sys.stderr, flush=True)
     link.abort(f"the PS cannot write its files ({e.strerror or e})")
     cluster.exit_now(1)
 except KeyboardInterrupt:
+    method.close()
     link.abort("the PS was interrupted")
     cluster.exit_now(130, "ps: interrupted; the workers were told to stop")
 
 # --- report --------------------------------------------------------------------------------------
 curve = [r["test_acc"] for r in history]
 summary = {
-    "method": config.method, "method_options": config.method_options, "model": model.name, "dataset": dataset.name,
+    "method": config.method, "method_options": method.opts, "model": model.name, "dataset": dataset.name,
     "data": dataset.provenance, "workers": n_workers, "epochs": args.epochs, "steps": total_steps,
     "steps_per_epoch": steps_per_epoch, "lr": method.run.lr,
     "total_params": model.layout.total, "pushed_params": model.layout.pushed, "pushed_layers": model.layout.pushed_layers(),
@@ -167,6 +183,7 @@ summary = {
     "method_stats": method.stats(), "ps_inputs": meta["ps_inputs"],
     "snapshots": len(collector.writer) if collector else 0,
 }
+method.close()
 write_json(run_dir.summary, finite_json(summary))
 events.close()
 print(f"ps: done: best test_acc {summary['best_test_acc']:.4f}, pushed {summary['bytes_pushed_total']:,} B, "

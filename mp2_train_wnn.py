@@ -27,6 +27,7 @@ import tensorflow as tf
 
 import argtypes
 import data
+import data.flags
 import paramset
 from runtime import flags
 from stage import StageError, snapshots as snapset
@@ -35,8 +36,8 @@ from wnn import checkpoint, features, network, training
 parser = argparse.ArgumentParser(prog="mp2_train_wnn", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", default="lenet5", help="the target model the snapshots are of")
-parser.add_argument("--dataset", default="fashion_mnist", help=f"the snapshots' dataset (test images); one of {', '.join(data.NAMES)}")
-parser.add_argument("--data-dir", help="where the dataset's files are (else $MP2_DATA, Debian's, Keras's cache)")
+parser.add_argument("--push", default="front", help=argparse.SUPPRESS)  # the nowcaster does not depend on it
+data.flags.add_flags(parser)  # the snapshots' dataset (its test images measure the jumps)
 parser.add_argument("--snapshots", nargs="+", required=True, metavar="DIR", help="parameter-dataset directories (one trajectory each)")
 parser.add_argument("--out", help="output directory (default wnns/<model>-<dataset>)")
 parser.add_argument("--epochs", type=argtypes.nonnegative_int, default=10, help="passes over the training examples (0: evaluate the untrained WNN)")

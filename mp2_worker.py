@@ -30,7 +30,10 @@ try:
 except (cluster.ClusterError, data.DataError, ValueError) as e:
     sys.exit(f"worker: error: {e}")
 config = flags.run_config(args, model, dataset, n_workers, method)
-run_dir = RunDir(args.out)
+try:
+    run_dir = RunDir(args.out)
+except OSError as e:
+    sys.exit(f"worker: error: cannot create the run directory --out {args.out}: {e.strerror or e}")
 log_path = run_dir.path / f"worker-{index}.jsonl"
 state_path = run_dir.path / f"worker-{index}-state.npz"
 name = f"worker {index}"

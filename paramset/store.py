@@ -40,6 +40,34 @@ class ParamSetWriter:
     def __len__(self) -> int:
         return len(self.manifest["snapshots"]) + len(self._pending)
 
+    def keep_through_step(self, step: int) -> int:
+        """Drop the snapshots taken after global step `step` (a resumed run abandons that stretch).
+
+        Returns how many were dropped. Shards holding only later snapshots are deleted; one holding
+        both is rewritten with the earlier rows.
+        """
+        kept_shards, kept_records, dropped = [], [], 0
+        for shard in self.manifest["shards"]:
+            records = [r for r in self.manifest["snapshots"] if r["shard"] == shard["file"]]
+            keep = [r for r in records if r["step"] <= step]
+            dropped += len(records) - len(keep)
+            path = self.dir / shard["file"]
+            if not keep:
+                path.unlink(missing_ok=True)
+                continue
+            if len(keep) < len(records):
+                arrays, _ = npzio.read(path)
+                rows = [r["row"] for r in keep]
+                npzio.write(path, {name: value[rows] for name, value in arrays.items()})
+                keep = [{**r, "row": i} for i, r in enumerate(keep)]
+                shard = {**shard, "count": len(keep)}
+            kept_shards.append(shard)
+            kept_records += keep
+        if dropped:
+            self.manifest["shards"], self.manifest["snapshots"] = kept_shards, kept_records
+            npzio.write_json(self.dir / MANIFEST, self.manifest)
+        return dropped
+
     def add(self, vector: np.ndarray, **info) -> None:
         """One snapshot (the flat parameter vector) with its step, epoch, test accuracy, ..."""
         if vector.shape != (self.layout.total,):
@@ -52,7 +80,8 @@ class ParamSetWriter:
         """Write pending snapshots as one shard, then the manifest that lists it."""
         if not self._pending:
             return
-        name = f"shard-{len(self.manifest['shards']):05d}.npz"
+        taken = {shard["file"] for shard in self.manifest["shards"]}
+        name = next(f"shard-{i:05d}.npz" for i in range(len(taken) + 1) if f"shard-{i:05d}.npz" not in taken)
         stack = np.stack([v for v, _ in self._pending])
         arrays = {
             p.name: stack[:, a:b].reshape((len(stack), *p.shape))

@@ -22,7 +22,7 @@ class SnapshotCollector:
                  writer: ParamSetWriter, every: int, seed: int, eval_images: int = 1000,
                  regular: bool = False) -> None:
         self.session, self.writer, self.every, self.regular = session, writer, every, regular
-        self.rng = np.random.default_rng([seed, 7919])
+        self.seed = seed
         self.images = dataset.test_x[:eval_images]
         self.labels = dataset.test_y[:eval_images]
         with tf.device(device):
@@ -39,7 +39,7 @@ class SnapshotCollector:
         """
         window = step // self.every
         if window != self._window:
-            offset = self.every - 1 if self.regular else int(self.rng.integers(self.every))
+            offset = self.every - 1 if self.regular else int(np.random.default_rng([self.seed, 7919, window]).integers(self.every))
             self._window, self._chosen = window, window * self.every + offset
         if step == self._chosen:
             vector = vector() if callable(vector) else vector

@@ -33,9 +33,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("method options (each belongs to the methods named)")
     for flag, owners in all_options().items():
         option = owners[0][1]
-        defaults = ", ".join(f"{name} {o.default}" for name, o in owners)
-        g.add_argument(flag, type=option.type, default=None, dest=option.dest,
-                       help=f"[{', '.join(n for n, _ in owners)}] {option.help} (default: {defaults})")
+        defaults = ", ".join(f"{name} {o.default}" for name, o in owners).replace("%", "%%")
+        kind = {"action": "store_const", "const": True} if option.type is bool else {"type": option.type}
+        g.add_argument(flag, **kind, default=None, dest=option.dest,
+                       help=f"[{', '.join(n for n, _ in owners)}] {option.help} (default: {defaults})%(default).0s")
     g = p.add_argument_group("runtime")
     g.add_argument("--trace-steps", type=argtypes.nonnegative_int, default=0, metavar="N",
                    help="workers record their first N steps (trained model, payload, reply) in OUT/trace-worker-I.npz")
@@ -69,7 +70,8 @@ def ps_only_flags() -> set[str]:
 
 def split_ps_only(argv: list[str]) -> list[str]:
     """`argv` without the flags (and their values) that only the PS takes: what workers get."""
-    takes_value = {s: a.nargs != 0 for a in ps_parser("")._actions for s in a.option_strings}
+    takes_value = {s: a.nargs != 0 and not isinstance(a, argparse._StoreConstAction)
+                   for a in ps_parser("")._actions for s in a.option_strings}
     ps_only = ps_only_flags()
     out, skip = [], False
     for arg in argv:

@@ -68,10 +68,13 @@ class PSGraph:
             got = as_list(q.dequeue())
             with tf.control_dependencies(got):
                 mark = self.delivered[i].assign(self.step)
-            with tf.control_dependencies([mark]):
-                # A worker whose training diverged sends NaN or infinity: named here, at once.
-                got = [tf.debugging.check_numerics(t, f"non-finite values from worker {i}") if t.dtype.is_floating
-                       else tf.identity(t) for t in got]
+            # A worker whose training diverged sends NaN or infinity: named here, at once. A sum is
+            # non-finite exactly when an element is (or when values near 1e38 overflow it: diverged
+            # anyway), and one vectorised reduction is far cheaper than CheckNumerics' scan.
+            checks = [tf.debugging.check_numerics(tf.reduce_sum(t), f"non-finite values from worker {i}")
+                      for t in got if t.dtype.is_floating]
+            with tf.control_dependencies([mark, *checks]):
+                got = [tf.identity(t) for t in got]
             out.append(got)
         return out
 
@@ -120,11 +123,11 @@ class PSLink:
         self._verdict = tf.compat.v1.placeholder(tf.string, [])
         self._model = tf.compat.v1.placeholder(tf.float32, [None])
         self._start = tf.compat.v1.placeholder(tf.int64, [])
-        self._welcome = {i: q.enqueue([self._verdict, self._model, self._start]) for i, q in enumerate(wire.welcome)}
+        self._welcome: dict[tuple[int, str], tf.Operation] = {}  # (index, nonce) -> its enqueue
         self._report = [q.dequeue() for q in wire.report]
         self._reason = tf.compat.v1.placeholder(tf.string, [])
         self._notify = [q.enqueue([self._reason]) for q in wire.notice]
-        self._close = [q.close(cancel_pending_enqueues=True) for q in wire.down + wire.welcome]
+        self._close = [q.close(cancel_pending_enqueues=True) for q in wire.down]
         self._unread_notices = tf.add_n([q.size() for q in wire.notice])
 
     def admit(self, config: RunConfig, model: np.ndarray, start_step: int, phase: int, timeout: float, log=print) -> None:
@@ -133,11 +136,11 @@ class PSLink:
         A worker with other flags is refused at once with the differences; the PS keeps waiting
         for a worker with the right flags at that index until the timeout.
         """
-        admitted: set[int] = set()
+        admitted: dict[int, str] = {}  # index -> nonce of the process admitted as that worker
         end = time.monotonic() + timeout
         while len(admitted) < self.wire.workers:
             left = end - time.monotonic()
-            missing = sorted(set(range(self.wire.workers)) - admitted)
+            missing = sorted(set(range(self.wire.workers)) - set(admitted))
             try:
                 if left <= 0:
                     raise tf.errors.DeadlineExceededError(None, None, "")
@@ -148,17 +151,23 @@ class PSLink:
                     f"(start them, check --ps_hosts on their side, or raise --connect-timeout)"
                 ) from None
             index = int(index)
-            problems = self._check(config, index, text.decode(), admitted)
+            try:
+                hello = json.loads(text.decode())
+                nonce, their_config = str(hello["nonce"]), hello["config"]
+            except (ValueError, KeyError, TypeError):
+                log(f"ignored a hello from worker {index} that is not from this version of mp2_worker.py")
+                continue
+            problems = self._check(config, index, their_config, admitted)
             if problems:
                 log(f"refused worker {index}: {problems}")
-                self._send_welcome(index, {"status": "refused", "reason": problems}, np.zeros(0, np.float32), 0)
+                self._send_welcome(index, nonce, {"status": "refused", "reason": problems}, np.zeros(0, np.float32), 0)
                 continue
-            admitted.add(index)
+            admitted[index] = nonce
             log(f"worker {index} joined ({len(admitted)}/{self.wire.workers})")
-        for index in range(self.wire.workers):
-            self._send_welcome(index, {"status": "ok", "phase": phase}, model, start_step)
+        for index, nonce in sorted(admitted.items()):
+            self._send_welcome(index, nonce, {"status": "ok", "phase": phase}, model, start_step)
 
-    def _check(self, config: RunConfig, index: int, text: str, admitted: set[int]) -> str:
+    def _check(self, config: RunConfig, index: int, text: str, admitted: dict[int, str]) -> str:
         if not 0 <= index < self.wire.workers:
             return f"task index {index} is outside 0..{self.wire.workers - 1}"
         if index in admitted:
@@ -170,14 +179,15 @@ class PSLink:
         diffs = config.differences(theirs)
         return "; ".join(diffs) + " — start it with the PS's flags" if diffs else ""
 
-    def _send_welcome(self, index: int, verdict: dict, model: np.ndarray, start: int) -> None:
-        if index not in self._welcome:  # a worker that believes in a larger cluster: refuse it too
-            self._welcome[index] = welcome_queue(index).enqueue([self._verdict, self._model, self._start])
+    def _send_welcome(self, index: int, nonce: str, verdict: dict, model: np.ndarray, start: int) -> None:
+        key = (index, nonce)
+        if key not in self._welcome:
+            queue = welcome_queue(index, nonce)
+            self._welcome[key] = queue.enqueue([self._verdict, self._model, self._start])
+            self._close.append(queue.close(cancel_pending_enqueues=True))
         feed = {self._verdict: json.dumps(verdict), self._model: model, self._start: start}
-        try:
-            deadline.run(self.session, self._welcome[index], feed, seconds=30, what=f"welcoming worker {index}")
-        except tf.errors.DeadlineExceededError:
-            raise WorkerFailed(f"worker {index} did not take its welcome within 30 s (it left?)") from None
+        # Capacity 1 and one message per process: this never waits, whether the worker is alive or not.
+        deadline.run(self.session, self._welcome[key], feed, seconds=30, what=f"welcoming worker {index}")
 
     def reports(self, timeout: float) -> list[dict]:
         """One report from every worker, in worker order (epoch metrics, or the final "done")."""

@@ -4,8 +4,9 @@ Every process builds the same queue ops with the same shared names, so they addr
 resource on /job:ps/task:0. Each worker has its own queues, so a deadline on one tells exactly
 which worker is missing and a timed-out read never swallows another worker's message.
 
-    hello      worker -> PS  (task index, the worker's RunConfig as JSON)
-    welcome/i  PS -> worker  (verdict JSON, the global model, the first step)
+    hello      worker -> PS  (task index, JSON: the worker's RunConfig and a random nonce)
+    welcome/i/nonce  PS -> worker  (verdict JSON, the global model, the first step); one queue per
+               worker process, so a verdict can never reach another process that claims the same index
     up/i       worker -> PS  what the method sends each step
     down/i     PS -> worker  what the method sends back, then the control word
     report/i   worker -> PS  one JSON record: an epoch's metrics, or "done"
@@ -29,18 +30,18 @@ class Wire:
         self.workers = workers
         with tf.device(PS_DEVICE):
             self.hello = _queue("hello", 2 * workers, [tf.int32, tf.string])
-            self.welcome = [welcome_queue(i) for i in range(workers)]
             self.report = [_queue(f"report/{i}", 2, [tf.string]) for i in range(workers)]
             self.notice = [_queue(f"notice/{i}", 1, [tf.string]) for i in range(workers)]
             # Shapes stay open: a method may send variable-length (sparse) tensors.
-            self.up = [_queue(f"up/{i}", 2, list(up)) for i in range(workers)]
-            self.down = [_queue(f"down/{i}", 2, [*down, CONTROL_DTYPE]) for i in range(workers)]
+            self.up_dtypes, self.down_dtypes = list(up), [*down, CONTROL_DTYPE]
+            self.up = [_queue(f"up/{i}", 2, self.up_dtypes) for i in range(workers)]
+            self.down = [_queue(f"down/{i}", 2, self.down_dtypes) for i in range(workers)]
 
 
-def welcome_queue(index: int) -> tf.queue.FIFOQueue:
-    """Worker `index`'s welcome queue (also for an index the PS does not know, to refuse it)."""
+def welcome_queue(index: int, nonce: str) -> tf.queue.FIFOQueue:
+    """The welcome queue of the worker process that said hello as `index` with `nonce`."""
     with tf.device(PS_DEVICE):
-        return _queue(f"welcome/{index}", 1, [tf.string, tf.float32, tf.int64])
+        return _queue(f"welcome/{index}/{nonce}", 1, [tf.string, tf.float32, tf.int64])
 
 
 def _queue(name: str, capacity: int, dtypes: list[tf.DType]) -> tf.queue.FIFOQueue:

@@ -6,6 +6,7 @@ The second blocks until every worker has pushed and the PS has answered: the ste
 from __future__ import annotations
 
 import json
+import secrets
 
 import numpy as np
 import tensorflow as tf
@@ -15,7 +16,7 @@ from runtime import deadline
 from runtime.local_model import LocalModel
 from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
 from runtime.methods.optim import learning_rate
-from runtime.wire import Wire, as_list, digest, nbytes
+from runtime.wire import Wire, as_list, digest, nbytes, welcome_queue
 
 
 NOTICE_MARGIN = 20.0  # seconds
@@ -28,6 +29,7 @@ class RunStopped(Exception):
 class WorkerGraph:
     def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, verify_sync: bool = False) -> None:
         self.index, self.wire, self.layout, self.method = index, wire, model.layout, method
+        self._last_phase: int | None = None
         device = f"/job:worker/task:{index}"
         self.local = LocalModel(model, device)
         h, w, c = model.input_shape
@@ -41,9 +43,10 @@ class WorkerGraph:
             # The global step, set at the welcome and advanced after each reply is applied.
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.side = WorkerSide(self.local, self.loss, learning_rate(lr, self.step), self.step, device)
-            self.push_ops, self.pull_ops = {}, {}
+            self.push_ops, self.pull_ops, self.enter_ops = {}, {}, {}
             self.traced_push, self.traced_pull = {}, {}
             for phase, built in method.build_worker(self.side).items():
+                self.enter_ops[phase] = built.enter
                 self.push_ops[phase] = [wire.up[index].enqueue(built.up), self.loss, self.accuracy, nbytes(built.up)]
                 with tf.control_dependencies(built.up):  # the model as trained, before the reply lands
                     self.traced_push[phase] = [self.local.vector(), *built.up]
@@ -56,9 +59,12 @@ class WorkerGraph:
                     self.traced_pull[phase] = reply[:-1]
             self.init_op = tf.compat.v1.variables_initializer(self.local.variables() + [self.step] + self.side.state)
 
-            self.config_json = tf.compat.v1.placeholder(tf.string, [])
-            self.hello_op = wire.hello.enqueue([tf.constant(index, tf.int32), self.config_json])
-            self.welcome = wire.welcome[index].dequeue()
+            self.hello_json = tf.compat.v1.placeholder(tf.string, [])
+            self.hello_op = wire.hello.enqueue([tf.constant(index, tf.int32), self.hello_json])
+            # A welcome queue of this process's own: a verdict meant for another process claiming
+            # the same index (or left by one that died) can never reach this one.
+            self.nonce = secrets.token_hex(8)
+            self.welcome = welcome_queue(index, self.nonce).dequeue()
             self.model_feed = tf.compat.v1.placeholder(tf.float32, [self.layout.total])
             self.load_model = self.local.assign(self.model_feed)
             self.start_step = tf.compat.v1.placeholder(tf.int64, [])
@@ -70,8 +76,11 @@ class WorkerGraph:
     # --- lifecycle ---------------------------------------------------------------------------
     def join(self, session: tf.compat.v1.Session, config_json: str, timeout: float) -> tuple[int, int]:
         """Introduce this worker to the PS and take its model; returns (first step, its phase)."""
-        session.run(self.init_op)  # local variables only: PS-side state belongs to the PS
-        self._run(session, self.hello_op, {self.config_json: config_json}, timeout, "sending hello to the PS")
+        # Local variables only (PS-side state belongs to the PS). The first call of a session reaches
+        # the PS too: bounded, for a port that answers without a working PS behind it.
+        self._run(session, self.init_op, None, timeout, "starting a session with the PS")
+        hello = json.dumps({"config": config_json, "nonce": self.nonce})
+        self._run(session, self.hello_op, {self.hello_json: hello}, timeout, "sending hello to the PS")
         verdict, model, start = self._run(session, self.welcome, None, timeout, "waiting to be admitted by the PS")
         verdict = json.loads(verdict.decode())
         if verdict["status"] != "ok":
@@ -96,6 +105,9 @@ class WorkerGraph:
 
         With `trace`, the trained model and the payload are appended to it (for --trace-steps).
         """
+        if self._last_phase is not None and phase != self._last_phase and self.enter_ops[phase] is not None:
+            self._run(session, self.enter_ops[phase], None, timeout, "entering a new phase")
+        self._last_phase = phase
         feed = {self.images: images, self.labels: labels, **feed}
         fetches = self.push_ops[phase] + (self.traced_push[phase] if trace is not None else [])
         _, loss, acc, sent, *traced = self._run(session, fetches, feed, timeout, "pushing to the PS")
@@ -122,7 +134,13 @@ class WorkerGraph:
             return deadline.run(session, fetches, feed, seconds=timeout, what=what)
         except tf.errors.DeadlineExceededError:
             raise RunStopped(f"{what}: no answer within {timeout:.0f} s (the PS is slow, stuck or gone)") from None
-        except (tf.errors.OutOfRangeError, tf.errors.CancelledError, tf.errors.AbortedError):
+        except tf.errors.AbortedError as e:
+            # The gRPC runtime aborts calls of a process whose address for this task is not the one the
+            # PS's cluster knows: typically a second process claiming the same --task_index.
+            raise RunStopped(f"{what}: the PS's gRPC runtime aborted this worker's call "
+                             f"({e.message.splitlines()[0][:200]}); typically another process claims --task_index "
+                             f"{self.index}, or the PS was restarted") from None
+        except (tf.errors.OutOfRangeError, tf.errors.CancelledError):
             raise RunStopped(self._notice(session)) from None
         except tf.errors.UnavailableError as e:
             raise RunStopped(f"{what}: lost the connection to the PS ({e.message.splitlines()[0]})") from None

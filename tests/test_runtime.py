@@ -13,6 +13,7 @@ import pytest
 import data
 import models
 from predictor import Predictor, load_checkpoint, save_checkpoint
+from runtime.cluster import free_ports
 from tests.cluster import SMALL, cluster_flags, read_jsonl, run, start
 
 LENET = models.get("lenet5", 10)
@@ -202,10 +203,11 @@ def test_method_options_are_checked(tmp_path):
     assert "Traceback" not in other.stdout
 
 
-def test_mp2_without_predictor_is_refused(tmp_path):
-    done = run("mp2_ps.py", *cluster_flags(1), "--method", "mp2", "--out", str(tmp_path), *SMALL, timeout=120)
-    assert done.returncode != 0
-    assert "--predictor" in done.stdout
+def test_mp2_options_that_cannot_go_together_are_refused(tmp_path):
+    done = run("mp2_ps.py", *cluster_flags(1), "--method", "mp2", "--prediction", "hold", "--broadcast", "subset",
+               "--out", str(tmp_path), *SMALL, timeout=120)
+    assert done.returncode != 0 and "--broadcast subset needs a predictor" in done.stdout, done.stdout
+    assert "Traceback" not in done.stdout
 
 
 def test_predictor_for_another_model_is_refused(tmp_path):
@@ -400,3 +402,100 @@ def _processes_mentioning(text: str) -> list[str]:
         if text in args:
             found.append(args)
     return found
+
+
+def test_a_second_process_claiming_a_task_index_stops_everyone_with_the_reason(tmp_path):
+    """Two processes claim task 0 from different addresses (as two hosts would).
+
+    TensorFlow's gRPC runtime takes the newcomer for a restarted task 0 and aborts the first one's
+    calls; nothing can keep that run going. What matters: no traceback, no hang past the step
+    timeout, and the first worker says what happened.
+    """
+    ports = free_ports(3)
+    ps_flags = ["--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[1]}"]
+    other = ["--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[2]}"]
+    common = ["--epochs", "50", "--out", str(tmp_path), *SMALL[:-4], "--step-timeout", "15", "--connect-timeout", "60"]
+    ps = start("mp2_ps.py", *ps_flags, *common)
+    first = start("mp2_worker.py", *ps_flags, "--task_index", "0", *common)
+    try:
+        _wait_for(tmp_path / "metrics.jsonl", timeout=120)  # the first worker is training
+        second = run("mp2_worker.py", *other, "--task_index", "0", *common, timeout=120)
+        first_out, _ = first.communicate(timeout=60)
+        ps_out, _ = ps.communicate(timeout=60)
+        assert second.returncode != 0 and first.returncode != 0 and ps.returncode != 0
+        assert "--task_index 0" in first_out, first_out[-2000:]
+        assert "worker 0" in ps_out, ps_out[-2000:]
+        for out in (first_out, second.stdout, ps_out):
+            assert "Traceback" not in out, out[-3000:]
+    finally:
+        for p in (ps, first):
+            p.kill()
+            p.wait()
+
+
+def test_resume_drops_the_snapshots_of_the_abandoned_stretch(tmp_path):
+    flags = ["--workers", "1", "--snapshot-every", "2", *SMALL]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert run("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)).returncode == 0
+    assert run("mp2_local.py", *flags, "--epochs", "1", "--out", str(split)).returncode == 0
+    epoch1 = (split / "checkpoint.npz").read_bytes()
+    assert run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split)).returncode == 0
+    # As if killed in epoch 2 after its snapshots were written: back to the epoch-1 checkpoint.
+    (split / "checkpoint.npz").write_bytes(epoch1)
+    again = run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split))
+    assert again.returncode == 0 and "dropped" in again.stdout, again.stdout
+    manifests = [json.loads((d / "snapshots" / "manifest.json").read_text()) for d in (whole, split)]
+    steps = [[r["step"] for r in m["snapshots"]] for m in manifests]
+    one_worker_steps = data.Schedule(2000, 1, 50, 0).steps_per_epoch
+    assert steps[0] == steps[1] and len(steps[0]) == 2 * one_worker_steps // 2
+
+
+def test_worker_facing_a_port_without_a_ps_gives_up_with_a_reason(tmp_path):
+    """Something listens on the PS's port but never speaks gRPC (another program, a frozen PS)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        flags = ["--ps_hosts", f"127.0.0.1:{port}", "--worker_hosts", f"127.0.0.1:{free_ports(1)[0]}"]
+        started = time.monotonic()
+        done = run("mp2_worker.py", *flags, "--task_index", "0", "--out", str(tmp_path), *SMALL[:-2],
+                   "--connect-timeout", "5", timeout=150)
+    assert done.returncode != 0
+    assert "no answer within" in done.stdout and "Traceback" not in done.stdout, done.stdout[-2000:]
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.parametrize("broadcast", ["full", "subset"])
+def test_online_mp2_switches_records_the_switch_and_counts_every_byte(tmp_path, broadcast):
+    """No predictor file: warm-up, a predictor trained beside the run, the switch, refresh windows.
+
+    A tolerance of 1 makes every check pass, so the switch is certain; what is tested is the
+    mechanism: the switch announced and recorded, every step's bytes counted by its phase, and
+    (with --verify-sync) every worker's model equal to the PS's, subset broadcast included.
+    """
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--broadcast", broadcast, "--epochs", "3",
+               "--warmup-snapshots", "6", "--online-snapshot-every", "2", "--refresh-every", "10", "--refresh-steps", "2",
+               "--retrain-after", "100", "--switch-tolerance", "1", "--watch-tolerance", "1", "--online-wait",
+               "--online-stage-flags", "--epochs 1 --image-batches 2 --val-images 200 --eval-images 200",
+               "--out", str(out), *SMALL, *SYNC, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "workers switch to MP²" in done.stdout
+    summary = _check_records(out, epochs=3)
+    online = summary["method_stats"]["online"]
+    assert online["rounds"] >= 1 and any(e["event"] == "switch to mp2" for e in online["events"])
+    assert any(e["event"] == "switch to mp2" for r in _epochs(out) for e in r["events"])
+    phases = summary["phases"]
+    full, partial, with_weights = phases.get("full", 0), phases.get("partial", 0), phases.get("partial+weights", 0)
+    assert full + partial + with_weights == 3 * STEPS_PER_EPOCH and partial + with_weights > 0 and full >= 12
+    layout, workers = LENET.layout, 2
+    assert summary["bytes_pushed_total"] == workers * 4 * (layout.total * full + layout.pushed * (partial + with_weights))
+    if broadcast == "full":
+        assert with_weights == 0
+        assert summary["bytes_pulled_total"] == workers * (4 * layout.total + CONTROL) * 3 * STEPS_PER_EPOCH
+    else:
+        predictor_values = sum(v.size for v in Predictor(layout, seed=0).numpy_weights().values())
+        assert with_weights == online["rounds"] - sum(1 for e in online["events"] if e.get("passed") is False)
+        assert summary["bytes_pulled_total"] == workers * (
+            (4 * layout.total + CONTROL) * full + (4 * layout.pushed + CONTROL) * (partial + with_weights)
+            + 4 * predictor_values * with_weights)

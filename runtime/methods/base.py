@@ -78,6 +78,16 @@ class WorkerSide:
         self.state += [v for v in self._adam.variables() if all(v is not s for s in self.state)]
         return op
 
+    def forget_momentum(self, var_list: list[tf.Variable]) -> tf.Operation:
+        """Zero Adam's first moment of `var_list`: after steps without updates it points somewhere stale.
+
+        Keeping it would apply an old gradient direction at a far-away point in one step; zero is what
+        the moment would have decayed to (0.9^k) had the skipped steps been zero-gradient steps. The
+        second moment is kept (0.999^k is still close to 1 after a few hundred steps).
+        """
+        slots = [self._adam.get_slot(v, "m") for v in var_list]
+        return tf.group(*[m.assign(tf.zeros_like(m)) for m in slots if m is not None])
+
     def gradients(self, var_list: list[tf.Variable] | None = None) -> list[tf.Tensor]:
         var_list = var_list or self.local.variables()
         return [tf.convert_to_tensor(g) for g in tf.gradients(self.loss, var_list)]
@@ -115,6 +125,7 @@ class PSSide:
 class WorkerPhase:
     up: list[tf.Tensor]                                   # what the worker sends (after training)
     apply: Callable[[list[tf.Tensor]], tf.Operation]     # how it takes the PS's reply
+    enter: tf.Operation | None = None                     # run before a step of this phase that follows another phase
 
 
 @dataclass
@@ -159,7 +170,7 @@ class Method:
         return {}
 
     # --- PS -------------------------------------------------------------------------------------
-    def prepare_ps(self, args: argparse.Namespace) -> None:
+    def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
         """Read what the PS needs before building (files named by PS-only options); may raise ValueError."""
 
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
@@ -183,8 +194,15 @@ class Method:
         """Python-side bookkeeping after the PS's step `step` ran (rarely needed)."""
 
     def stats(self) -> dict:
-        """Method-specific figures for the run's summary (e.g. time spent predicting)."""
+        """Method-specific figures for the run's summary (e.g. online MP²'s training rounds)."""
         return {}
+
+    def drain_events(self) -> list[dict]:
+        """What happened since the last call (e.g. a switch of phase), for the epoch's record."""
+        return []
+
+    def close(self) -> None:
+        """Stop whatever the method started (a background process)."""
 
 
 def state_arrays(session: tf.compat.v1.Session, variables: list[tf.Variable]) -> dict[str, np.ndarray]:

@@ -4,20 +4,27 @@ Phases: FULL (every layer trained and pushed, as the baseline) and PARTIAL (only
 `--full-push-epochs K` makes the last K epochs FULL. `--prediction hold` is the control run that
 shows what the predictor adds: the same schedule, with the predicted group held at its last fully
 pushed value instead of predicted.
+
+What comes back (`--broadcast`): `full` (the paper's) sends the whole model; `subset` sends only the
+averaged pushed group, and every worker runs the same predictor itself to fill in the rest. The PS
+then sends the predictor's weights whenever they change (the first PARTIAL step, and after online
+MP² promotes a new predictor): phase PARTIAL_WITH_WEIGHTS, counted like any payload.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 import argtypes
-from models import PUSHED
+from models import PREDICTED, PUSHED
 from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from runtime.methods.baseline import average_ps, full_push_worker
 
-FULL, PARTIAL = 0, 1
+FULL, PARTIAL, PARTIAL_WITH_WEIGHTS = 0, 1, 2
 
 
 class MP2(Method):
@@ -25,26 +32,60 @@ class MP2(Method):
     summary = "workers push the pushed group (--push); the PS predicts the rest and sends the model"
     options = (
         Option("--predictor", str, None, "predictor checkpoint (.npz, or the directory of mp2_train_stage.py's "
-               "output)", ps_only=True),
+               "output); without it, online MP²: the PS trains the predictor during the run", ps_only=True),
         Option("--prediction", str, "predictor", "predictor: the trained predictor fills the predicted group; "
                "hold: the control run, which keeps it at its last fully pushed value"),
         Option("--full-push-epochs", argtypes.nonnegative_int, 0, "the last K epochs push the whole model"),
+        Option("--broadcast", str, "full", "full: the PS sends the whole model back; subset: only the averaged "
+               "pushed group, and each worker predicts the rest with the same predictor"),
+        # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone.
+        Option("--warmup-snapshots", argtypes.positive_int, 30, "online: snapshots before the first predictor is trained", ps_only=True),
+        Option("--online-snapshot-every", argtypes.positive_int, 2, "online: a warm-up snapshot every K full steps", ps_only=True),
+        Option("--refresh-every", argtypes.int_at_least(2), 50, "online: a window of full pushes starts every R steps "
+               "(a fresh snapshot and the check at its end)", ps_only=True),
+        Option("--refresh-steps", argtypes.positive_int, 4, "online: full steps in each refresh window", ps_only=True),
+        Option("--retrain-after", argtypes.positive_int, 15, "online: retrain the predictor after this many new snapshots", ps_only=True),
+        Option("--switch-tolerance", argtypes.float_in(0.0, 1.0), 0.01, "online: the predictor passes while its assembled "
+               "accuracy is at most this below the fully pushed model's (on validation images from the training set)", ps_only=True),
+        Option("--check-images", argtypes.positive_int, 1000, "online: validation images the check uses", ps_only=True),
+        Option("--watch-every", argtypes.positive_int, 10, "online: every K partial steps the PS measures the live model "
+               "on the check images; a drop of more than --watch-tolerance below the last fully pushed model's "
+               "accuracy sends the workers back to full pushes", ps_only=True),
+        Option("--watch-tolerance", argtypes.float_in(0.0, 1.0), 0.03, "online: see --watch-every", ps_only=True),
+        Option("--online-wait", bool, False, "online: hold the step barrier while a predictor trains (the stall is measured)", ps_only=True),
+        Option("--online-stage-flags", str, "--epochs 3 --image-batches 10 --val-images 1000 --eval-images 1000",
+               "online: flags for mp2_train_stage.py", ps_only=True),
     )
 
-    phase_names = {FULL: "full", PARTIAL: "partial"}
+    phase_names = {FULL: "full", PARTIAL: "partial", PARTIAL_WITH_WEIGHTS: "partial+weights"}
+    down_dtypes = (tf.float32, tf.float32)  # the model or the pushed group; the predictor's weights (often empty)
 
-    def prepare_ps(self, args: argparse.Namespace) -> None:
-        if self.opts["prediction"] not in ("predictor", "hold"):
-            raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
-        self.weights = None
-        if self.opts["prediction"] == "predictor":
+    def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
+        self._check_options()
+        self.weights, self.online = None, None
+        if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
             from predictor import load_checkpoint, resolve_path
 
-            if not self.opts.get("predictor"):
-                raise ValueError("--method mp2 needs --predictor PATH (a checkpoint from mp2_train_stage.py), "
-                                 "or --prediction hold for the control run")
             self.path = resolve_path(self.opts["predictor"])
             self.weights, _ = load_checkpoint(self.path, self.layout)
+        elif self.opts["prediction"] == "predictor":
+            from models import get
+            from runtime.methods.online import OnlineController
+
+            data_flags = ["--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
+            data_flags += (["--fit-input"] if args.fit_input else []) + (
+                ["--train-images", str(args.train_images)] if args.train_images else [])
+            model = get(self.layout.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
+            self.online = OnlineController(model, dataset, Path(args.out), self.opts, data_flags, args.seed,
+                                           self.run.steps_per_epoch, args.step_timeout / 2, log)
+
+    def _check_options(self) -> None:
+        if self.opts["prediction"] not in ("predictor", "hold"):
+            raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
+        if self.opts["broadcast"] not in ("full", "subset"):
+            raise ValueError(f"--broadcast must be full or subset, got {self.opts['broadcast']!r}")
+        if self.opts["broadcast"] == "subset" and self.opts["prediction"] == "hold":
+            raise ValueError("--broadcast subset needs a predictor on the workers; the control (--prediction hold) has none")
 
     def ps_inputs(self) -> dict:
         if self.weights is None:
@@ -52,32 +93,110 @@ class MP2(Method):
         with open(self.path, "rb") as f:
             return {"predictor": self.path, "predictor_sha256": hashlib.sha256(f.read()).hexdigest()}
 
-    # --- schedule -------------------------------------------------------------------------------
+    # --- schedule (decided on the PS, announced in each reply) -----------------------------------
     def next_phase(self, step: int) -> int:
+        if self.online is not None and self.online.pending is not None:
+            self._promote_at = step  # the candidate becomes the live predictor before `step` runs
+            self.online.promote()
+            self.version += 1
         epoch = step // self.run.steps_per_epoch
         if epoch >= self.run.epochs - self.opts["full_push_epochs"]:
             return FULL
+        if self.online is not None and self.online.wants_full(step):
+            return FULL
+        if self.opts["broadcast"] == "subset" and self.sent_version != self.version:
+            self.sent_version = self.version
+            return PARTIAL_WITH_WEIGHTS
         return PARTIAL
+
+    def after_step(self, session: tf.compat.v1.Session, step: int, phase: int) -> None:
+        if self.online is None:
+            return
+        if self._promote_at == step + 1:  # announced for the next step: go live before anything checks it
+            self.online.copy_candidate_to_live(session)
+        vector_of = lambda: session.run(self._model)  # noqa: E731 (fetched only when needed)
+        if phase == FULL:
+            self.online.after_full_step(session, step, vector_of)
+        else:
+            self.online.after_partial_step(session, step, vector_of)
+        self.online.poll(session, step, vector_of)
+
+    def drain_events(self) -> list[dict]:
+        if self.online is None:
+            return []
+        events, self.online.events = self.online.events, []
+        self._events += events
+        return events
+
+    def stats(self) -> dict:
+        if self.online is None:
+            return {}
+        self.drain_events()
+        stats = self.online.stats()
+        stats["online"]["events"] = self._events
+        return stats
+
+    def close(self) -> None:
+        if self.online is not None:
+            self.online.stop()
 
     # --- worker ---------------------------------------------------------------------------------
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
+        self._check_options()
         train = w.adam(w.local.variables(PUSHED))
         with tf.control_dependencies([train]):
             up = [w.local.vector(PUSHED)]
-        partial = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
-        return {FULL: full_push_worker(w), PARTIAL: partial}
+        phases = {FULL: full_push_worker(w)}
+        # Back to full steps after partial ones: the predicted layers' Adam momentum is stale.
+        phases[FULL].enter = w.forget_momentum(w.local.variables(PREDICTED))
+        if self.opts["broadcast"] == "full":
+            phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
+            return phases
+        from predictor import Predictor
+
+        with tf.device(w.device):  # the same predictor as the PS's, once its weights arrive
+            predictor = Predictor(self.layout, seed=self.run.seed)
+        w.state += list(predictor.weight_vars.values())
+
+        def apply(reply: list[tf.Tensor], with_weights: bool) -> tf.Operation:
+            loads = []
+            if with_weights:
+                parts = tf.split(reply[1], [int(np.prod(v.shape)) for v in predictor.weight_vars.values()])
+                loads = [v.assign(tf.reshape(x, v.shape)) for v, x in zip(predictor.weight_vars.values(), parts)]
+            with tf.control_dependencies(loads):
+                return w.local.assign(predictor(tf.reshape(reply[0], [self.layout.pushed])))
+
+        phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: apply(reply, False))
+        phases[PARTIAL_WITH_WEIGHTS] = WorkerPhase(up=up, apply=lambda reply: apply(reply, True))
+        return phases
 
     # --- PS -------------------------------------------------------------------------------------
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
-        average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.pushed])  # a static shape
-        if self.weights is not None:
+        self._model, self._events, self._promote_at = ps.model, [], None
+        self.version, self.sent_version = 1, 0
+        empty = tf.zeros([0], tf.float32)
+        if self.opts["prediction"] == "predictor":
             from predictor import Predictor
 
-            with tf.device(ps.device):
-                self.predictor = Predictor(self.layout, weights=self.weights)
-            full = self.predictor(average)
-        else:  # the control: the predicted group stays where the last full push left it
-            full = self.layout.join(average, self.layout.split(ps.model)[1])
-        with tf.control_dependencies([ps.model.assign(full)]):
-            partial = PSPhase(reply=[tf.identity(full)])
-        return {FULL: average_ps(ps), PARTIAL: partial}
+            with tf.device(ps.device):  # online: untrained until the first round passes its check
+                self.predictor = Predictor(self.layout, weights=self.weights, seed=self.run.seed)
+            if self.online is not None:
+                self.online.build(self.predictor, ps.device)
+            weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)
+        phases = {}
+        partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.opts["broadcast"] == "subset" else [])
+        for phase in partial_phases:
+            average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.pushed])  # a static shape
+            if self.opts["prediction"] == "predictor":
+                full = self.predictor(average)
+            else:  # the control: the predicted group stays where the last full push left it
+                full = self.layout.join(average, self.layout.split(ps.model)[1])
+            if self.opts["broadcast"] == "full":
+                reply = [full, empty]
+            else:
+                reply = [average, weights if phase == PARTIAL_WITH_WEIGHTS else empty]
+            with tf.control_dependencies([ps.model.assign(full)]):
+                phases[phase] = PSPhase(reply=[tf.identity(t) for t in reply])
+        full_phase = average_ps(ps)
+        phases[FULL] = PSPhase(reply=[*full_phase.reply, empty])
+        return phases

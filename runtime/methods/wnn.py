@@ -28,7 +28,7 @@ class WNN(Method):
     )
     phase_names = {AVERAGE: "average", RECORD: "record", JUMP: "jump"}
 
-    def prepare_ps(self, args: argparse.Namespace) -> None:
+    def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
         import wnn
 
         if not self.opts.get("wnn"):

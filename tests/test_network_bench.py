@@ -1,0 +1,244 @@
+"""The network benchmark: time to target, derived columns, its files, the namespace commands and
+their cleanup, and one real unshaped run on 127.0.0.1."""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import network, plot_network  # noqa: E402
+
+
+def _row(method, best, up, down, rate="100mbit", workers=4, link=None):
+    row = {"rate": rate, "workers": workers, "method": method, "network": "namespaces", "epochs": 3, "steps": 360,
+           "best_test_acc": best, "final_test_acc": best, "wall_s": 30.0, "elapsed_s": 40.0, "ps_step_ms": 80.0,
+           "worker_step_ms": 70.0, "worker_comm_ms": 50.0, "bytes_up": up, "bytes_down": down, "flags": "--x"}
+    link = link or {}
+    for name in ("link_rx_bytes", "link_tx_bytes", "link_rx_packets", "link_tx_packets"):
+        row[name] = link.get(name, "")
+    return row
+
+
+def _curve(method, points, rate="100mbit", workers=4):
+    return [{"rate": rate, "workers": workers, "method": method, "epoch": i + 1, "wall_s": wall, "test_acc": acc,
+             "bytes_cum": 1000 * (i + 1)} for i, (wall, acc) in enumerate(points)]
+
+
+# --- time to target and the derived columns ------------------------------------------------------
+
+def test_time_to_target_is_the_first_point_reaching_it():
+    curve = [(30.0, 0.86), (10.0, 0.80), (20.0, 0.85)]  # out of order on purpose
+    assert network.time_to_target(curve, 0.85) == 20.0
+    assert network.time_to_target(curve, 0.80) == 10.0
+    assert network.time_to_target(curve, 0.861) is None
+
+
+def test_derive_sets_target_times_and_ratios_per_grid_point():
+    # 360 steps x 4 workers: 50 B per worker-step arrive beyond headers and accounted bytes.
+    rows = [_row("baseline", 0.86, 100_000, 1000, link={"link_rx_bytes": 100_000 + 66 + 72_000, "link_tx_bytes": 1300,
+                                                        "link_rx_packets": 1, "link_tx_packets": 2}),
+            _row("mp2", 0.87, 60, 1000),
+            _row("topk", 0.70, 10, 30),
+            _row("baseline", 0.50, 500, 500, rate="1gbit")]
+    curves = (_curve("baseline", [(10.0, 0.80), (20.0, 0.86)]) + _curve("mp2", [(6.0, 0.84), (12.0, 0.87)])
+              + _curve("topk", [(5.0, 0.70)]) + _curve("baseline", [(3.0, 0.50)], rate="1gbit"))
+    derived = {(r["rate"], r["method"]): r for r in network.derive(rows, curves, margin=0.01, fixed=None)}
+    base, mp2, topk = derived[("100mbit", "baseline")], derived[("100mbit", "mp2")], derived[("100mbit", "topk")]
+    assert base["target_acc"] == pytest.approx(0.85)
+    assert derived[("1gbit", "baseline")]["target_acc"] == pytest.approx(0.49)  # its own baseline, not 100mbit's
+    assert base["time_to_target_s"] == 20.0 and mp2["time_to_target_s"] == 12.0
+    assert mp2["time_vs_baseline"] == pytest.approx(0.6)
+    assert topk["time_to_target_s"] == "" and topk["time_vs_baseline"] == ""  # never reached
+    assert mp2["bytes_vs_baseline"] == pytest.approx(1060 / 101_000, abs=1e-4)
+    assert base["link_rx_vs_up"] == pytest.approx(1.7207) and base["link_tx_vs_down"] == pytest.approx(1.3)
+    assert base["payload_rx_vs_up"] == pytest.approx(1.72)
+    assert base["payload_tx_vs_down"] == pytest.approx((1300 - 132) / 1000)
+    assert base["unaccounted_rx_per_worker_step"] == pytest.approx(50.0)
+    assert base["unaccounted_tx_per_worker_step"] == pytest.approx(round(168 / 1440, 1))
+    assert mp2["link_rx_vs_up"] == ""  # no counters (loopback): nothing made up
+    fixed = {(r["rate"], r["method"]): r for r in network.derive(rows, curves, margin=0.01, fixed=0.70)}
+    assert fixed[("100mbit", "topk")]["time_to_target_s"] == 5.0
+    assert fixed[("100mbit", "baseline")]["time_to_target_s"] == 10.0
+
+
+def test_results_files_merge_by_grid_point_and_replot_from_csv(tmp_path):
+    first = [_row("baseline", 0.86, 1000, 1000), _row("mp2", 0.87, 60, 1000)]
+    curves = _curve("baseline", [(10.0, 0.80), (20.0, 0.86)]) + _curve("mp2", [(6.0, 0.84), (12.0, 0.87)])
+    network.write_results(tmp_path, first, curves, 0.01, None)
+    # A second invocation reruns mp2 only: its row and curve replace the old ones, the baseline stays.
+    network.write_results(tmp_path, [_row("mp2", 0.88, 70, 1000)], _curve("mp2", [(5.0, 0.88)]), 0.01, None)
+    with open(tmp_path / "results.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"baseline", "mp2"}
+    assert rows["mp2"]["best_test_acc"] == "0.88" and rows["mp2"]["bytes_up"] == "70"
+    assert float(rows["mp2"]["time_to_target_s"]) == 5.0 and float(rows["mp2"]["time_vs_baseline"]) == 0.25
+    with open(tmp_path / "curves.csv", newline="") as f:
+        assert [(r["method"], r["epoch"]) for r in csv.DictReader(f)] == [("baseline", "1"), ("baseline", "2"), ("mp2", "1")]
+    table = (tmp_path / "results.md").read_text()
+    assert "| 100mbit | 4 | baseline | 0.8500 | 20.0 | 100.0 % |" in table
+    assert "| 100mbit | 4 | mp2 | 0.8500 | 5.0 | 25.0 % | 0.8800 |" in table
+    assert "Emulated hosts" in table and "Not shaped" not in table
+    # Re-plot from the CSVs alone.
+    png = tmp_path / "network-w4.png"
+    png.unlink()
+    assert plot_network.main([str(tmp_path)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    # --report-only re-derives from the CSVs: a fixed target changes the times, nothing runs.
+    assert network.main(["--report-only", "--target", "0.84", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "results.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert float(rows["baseline"]["time_to_target_s"]) == 20.0 and float(rows["mp2"]["time_to_target_s"]) == 5.0
+    assert float(rows["baseline"]["target_acc"]) == 0.84
+
+
+def test_replot_without_curves_is_one_line(tmp_path, capsys):
+    assert plot_network.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no curves.csv" in err
+
+
+# --- emulated hosts ------------------------------------------------------------------------------
+
+def _commands(topology):
+    return [c for _, commands in topology.setup_steps() for c in commands]
+
+
+def test_topology_shapes_both_ends_of_every_cable():
+    topology = network.Topology("mp2nT", 2, "100mbit")
+    commands = _commands(topology)
+    assert topology.namespaces == ["mp2nTsw", "mp2nTps", "mp2nTw0", "mp2nTw1"]
+    assert [c[3] for c in commands if c[:3] == ["ip", "netns", "add"]] == topology.namespaces
+    tbf = [(c[3], c[8]) for c in commands if "tbf" in c]
+    # Each host's egress (its sending) and the switch port's egress (its receiving), separately.
+    assert tbf == [("mp2nTps", "eth0"), ("mp2nTsw", "p0"), ("mp2nTw0", "eth0"), ("mp2nTsw", "p1"),
+                   ("mp2nTw1", "eth0"), ("mp2nTsw", "p2")]
+    assert all(c[c.index("rate") + 1] == "100mbit" for c in commands if "tbf" in c)
+    addresses = [c[c.index("add") + 1] for c in commands if c[3:5] == ["addr", "add"]]
+    assert addresses == ["10.213.0.1/24", "10.213.0.10/24", "10.213.0.11/24"]
+    assert not any("tc" in c for c in _commands(network.Topology("mp2nT", 2, network.UNSHAPED)))
+
+
+def test_delay_puts_netem_in_front_of_tbf():
+    commands = network.shaping_commands("ns", "eth0", "1gbit", "2ms")
+    assert commands[0][-6:] == ["root", "handle", "1:", "netem", "delay", "2ms"]
+    assert commands[1][commands[1].index("parent") + 1] == "1:" and "tbf" in commands[1]
+    assert int(commands[1][commands[1].index("burst") + 1]) == 125_000  # 1 ms of 1 Gbit/s
+    assert network.rate_bits("100mbit") == 10**8
+    for bad in ("fast", "0mbit", "mbit"):
+        with pytest.raises(ValueError):
+            network.rate_bits(bad)
+
+
+class FailingIp:
+    """Stands in for the `ip` command: records every call and fails the n-th."""
+
+    def __init__(self, fail_at: int | None):
+        self.fail_at, self.calls = fail_at, []
+
+    def __call__(self, command):
+        self.calls.append(command)
+        if command[:3] != ["ip", "netns", "del"] and len(self.calls) == self.fail_at:
+            raise network.BenchmarkError("simulated failure")
+
+
+def test_a_failing_setup_step_deletes_every_namespace_made_so_far():
+    topology = network.Topology("mp2nT", 3, "100mbit")
+    setup = _commands(topology)
+    fail_at = setup.index(next(c for c in setup if "tbf" in c and "mp2nTw1" in c)) + 1
+    ip = FailingIp(fail_at)
+    with pytest.raises(network.BenchmarkError, match="simulated"):
+        with network.emulated_hosts(topology, runner=ip):
+            pytest.fail("the block must not run when set-up fails")
+    deleted = [c[3] for c in ip.calls if c[:3] == ["ip", "netns", "del"]]
+    assert deleted == ["mp2nTw1", "mp2nTw0", "mp2nTps", "mp2nTsw"]  # w2 was never made
+
+
+def test_an_error_in_the_run_deletes_every_namespace():
+    topology = network.Topology("mp2nT", 2, network.UNSHAPED)
+    ip = FailingIp(None)
+    with pytest.raises(RuntimeError):
+        with network.emulated_hosts(topology, runner=ip):
+            raise RuntimeError("the run failed")
+    assert [c[3] for c in ip.calls if c[:3] == ["ip", "netns", "del"]] == list(reversed(topology.namespaces))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creates real network namespaces: needs root")
+def test_real_namespaces_go_when_setup_fails_halfway():
+    topology = network.Topology(f"mp2nt{os.getpid()}", 2, "100mbit")
+    calls = []
+
+    def ip_then_fail(command):
+        calls.append(command)
+        if "tbf" in command and topology.hosts[1] in command:
+            raise network.BenchmarkError("simulated failure after real set-up")
+        network.run_checked(command)
+
+    with pytest.raises(network.BenchmarkError):
+        with network.emulated_hosts(topology, runner=ip_then_fail):
+            pass
+    assert any(c[:3] == ["ip", "netns", "add"] for c in calls)
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert topology.prefix not in listed
+
+
+def test_a_failing_process_stops_the_others(tmp_path):
+    processes = network.Processes([("ps", [sys.executable, "-c", "import time; time.sleep(60)"]),
+                                   ("w0", [sys.executable, "-c", "import sys; print('error: boom'); sys.exit(3)"])],
+                                  tmp_path)
+    echoed = []
+    processes.start(echoed.append)
+    try:
+        with pytest.raises(network.BenchmarkError, match=r"w0 exited with 3; see .*w0.log"):
+            processes.wait(timeout=50)
+    finally:
+        processes.stop(grace=2)
+    assert all(proc.poll() is not None for _, proc in processes.procs)  # the sleeping PS is gone too
+    assert "boom" in (tmp_path / "w0.log").read_text() and echoed == ["[w0] error: boom"]
+
+
+def test_bad_flags_are_one_line(tmp_path):
+    for argv, expected in ((["--methods", "baseline,fast"], "unknown fast"),
+                           (["--methods", "mp2"], "need --predictor"),
+                           (["--rates", "quick"], "not a tc rate"),
+                           (["--method-flags", "dgc"], "METHOD=FLAGS")):
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "network.py"), *argv, "--out", str(tmp_path)],
+                              capture_output=True, text=True)
+        assert done.returncode == 2, done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.startswith("network:")]
+        assert len(lines) == 1 and expected in lines[0] and "Traceback" not in done.stderr
+
+
+# --- one real run --------------------------------------------------------------------------------
+
+def test_a_real_unshaped_run_writes_its_row(tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "network.py"), "--unshaped-loopback", "--methods", "baseline",
+         "--rates", "100mbit", "--workers", "2", "--epochs", "1", "--dataset", "synthetic", "--out", str(out),
+         "--runs", str(runs), "--", "--worker-batch", "50"],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "UNSHAPED" in done.stdout
+    with open(out / "results.csv", newline="") as f:
+        [row] = list(csv.DictReader(f))
+    import models
+
+    values = models.get("lenet5", 10).layout.total
+    steps, workers = int(row["steps"]), 2
+    assert (row["method"], row["workers"], row["network"]) == ("baseline", "2", "loopback (not shaped)")
+    # Baseline: every worker pushes and receives the whole model (float32) each step, plus the control word.
+    assert int(row["bytes_up"]) == steps * workers * 4 * values
+    assert int(row["bytes_down"]) == steps * workers * (4 * values + 16)
+    assert row["link_rx_bytes"] == "" and row["link_tx_bytes"] == ""  # loopback: not measured
+    with open(out / "curves.csv", newline="") as f:
+        [curve] = list(csv.DictReader(f))
+    assert float(row["time_to_target_s"]) == float(curve["wall_s"])  # its only epoch reaches best - 0.01
+    assert float(row["best_test_acc"]) == float(curve["test_acc"])
+    assert float(row["target_acc"]) == pytest.approx(float(row["best_test_acc"]) - 0.01)
+    assert "Not shaped" in (out / "results.md").read_text()
+    assert (out / "network-w2.png").exists() and "mp2_ps.py" in (out / "commands.txt").read_text()

@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 ATTEMPTS = {
     "resnet18": ("ResNet-18, faithful (push front)", "resnet18"),
     "resnet18-front-head": ("ResNet-18, push front+head", "resnet18"),
+    "resnet18-front-head-7ep": ("ResNet-18, push front+head, predictor 7 epochs", "resnet18"),
 }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,16 @@ def cluster_flags(workers: int) -> list[str]:
     ]
 
 
+def interruptible() -> None:
+    """preexec_fn: Ctrl-C reaches the child even when the test runner was started in the background
+    (a non-interactive shell's background job has SIGINT ignored, and the child would inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(script: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, script, *args], cwd=ROOT, env=ENV, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=interruptible,
     )
 
 

@@ -247,7 +247,7 @@ def test_worker_with_other_model_is_refused_with_the_difference(tmp_path):
 
 def test_killed_worker_stops_everyone_naming_it(tmp_path):
     flags = cluster_flags(2)
-    common = [*flags, "--epochs", "50", "--out", str(tmp_path), *SMALL[:-4], "--step-timeout", "10", "--connect-timeout", "60"]
+    common = [*flags, "--epochs", "2000", "--out", str(tmp_path), *SMALL[:-4], "--step-timeout", "10", "--connect-timeout", "60"]
     ps = start("mp2_ps.py", *common)
     w0 = start("mp2_worker.py", *common, "--task_index", "0")
     w1 = start("mp2_worker.py", *common, "--task_index", "1")
@@ -360,7 +360,7 @@ def _wait_for(path, timeout: float) -> None:
 
 def test_workers_stop_promptly_when_the_ps_dies(tmp_path):
     flags = cluster_flags(2)
-    common = [*flags, "--epochs", "50", "--out", str(tmp_path), *SMALL]
+    common = [*flags, "--epochs", "2000", "--out", str(tmp_path), *SMALL]
     ps = start("mp2_ps.py", *common)
     workers = [start("mp2_worker.py", *common, "--task_index", str(i)) for i in range(2)]
     try:
@@ -378,7 +378,7 @@ def test_workers_stop_promptly_when_the_ps_dies(tmp_path):
 
 
 def test_interrupting_the_launcher_stops_every_process(tmp_path):
-    launcher = start("mp2_local.py", "--workers", "2", "--epochs", "50", "--out", str(tmp_path), *SMALL)
+    launcher = start("mp2_local.py", "--workers", "2", "--epochs", "2000", "--out", str(tmp_path), *SMALL)
     try:
         _wait_for(tmp_path / "metrics.jsonl", timeout=120)
         launcher.send_signal(signal.SIGINT)
@@ -414,7 +414,7 @@ def test_a_second_process_claiming_a_task_index_stops_everyone_with_the_reason(t
     ports = free_ports(3)
     ps_flags = ["--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[1]}"]
     other = ["--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[2]}"]
-    common = ["--epochs", "50", "--out", str(tmp_path), *SMALL[:-4], "--step-timeout", "15", "--connect-timeout", "60"]
+    common = ["--epochs", "2000", "--out", str(tmp_path), *SMALL[:-4], "--step-timeout", "15", "--connect-timeout", "60"]
     ps = start("mp2_ps.py", *ps_flags, *common)
     first = start("mp2_worker.py", *ps_flags, "--task_index", "0", *common)
     try:

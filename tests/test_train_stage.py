@@ -23,6 +23,7 @@ from stage.adam import Adam
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+from tests.cluster import interruptible  # noqa: E402
 LENET = models.get("lenet5", 10)
 # Small settings: 10 image batches of 50 per snapshot, 500 synthetic test images.
 SMALL = ["--model", "lenet5", "--dataset", "synthetic", "--image-batches", "10", "--image-batch", "50"]
@@ -336,7 +337,8 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
     # Interrupted in the middle of epoch 1: the old predictor is still there, untouched.
     proc = subprocess.Popen([sys.executable, "mp2_train_stage.py", *common, "--image-batches", "200",
                              "--out", str(interrupted), "--epochs", "1"], cwd=ROOT, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=interruptible)
     seen = []
     for line in proc.stdout:  # the first progress line of epoch 1: 3/4 of the epoch still to go
         seen.append(line)

@@ -20,10 +20,10 @@ from predictor import Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.checkpoint import is_trained
 from stage import snapshots as snapset, state, training
 from stage.adam import Adam
+from tests.cluster import interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-from tests.cluster import interruptible  # noqa: E402
 LENET = models.get("lenet5", 10)
 # Small settings: 10 image batches of 50 per snapshot, 500 synthetic test images.
 SMALL = ["--model", "lenet5", "--dataset", "synthetic", "--image-batches", "10", "--image-batch", "50"]

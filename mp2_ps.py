@@ -120,7 +120,7 @@ try:
             following = method.next_phase(s + 1) if s + 1 < total_steps else phase
             if following != phase:
                 log(f"step {s + 1}: workers switch from phase {method.phase_name(phase)} to {method.phase_name(following)}")
-            graph.run_step(session, s, phase, following, args.step_timeout, method.ps_feed(graph.side, s, epoch))
+            graph.run_step(session, s, phase, following, args.step_timeout)
             method.after_step(session, s, phase)
             phases[method.phase_name(phase)] = phases.get(method.phase_name(phase), 0) + 1
             if collector:

@@ -72,8 +72,7 @@ try:
             idx = schedule.worker_indices(epoch, step, index)
             images, labels = data.mixup(dataset.train_x[idx], dataset.train_y[idx], dataset.classes, args.mixup, rng)
             traced = [] if s < args.trace_steps else None
-            loss, acc, sent = graph.push(session, phase, images, labels, method.worker_feed(graph.side, s, epoch),
-                                         args.step_timeout, traced)
+            loss, acc, sent = graph.push(session, phase, images, labels, args.step_timeout, traced)
             t1 = time.perf_counter()
             received, following, theirs, mine = graph.pull(session, phase, args.step_timeout, traced)  # the barrier
             t2 = time.perf_counter()

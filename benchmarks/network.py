@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import ctypes
 import json
 import os
 import shlex
@@ -45,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import argtypes  # noqa: E402
+from runtime.launcher import absolute_paths, die_with_parent  # noqa: E402
 
 # Addresses inside the namespaces this benchmark creates, and nowhere else.
 SUBNET = "10.213.0"
@@ -206,30 +206,6 @@ def link_counters(namespace: str, device: str = HOST_IF) -> dict[str, int]:
 
 # --- one run -------------------------------------------------------------------------------------
 
-def _die_with_parent() -> None:
-    # Linux: a child gets SIGTERM when the benchmark dies, even by SIGKILL.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def absolute_path_flags(argv: list[str]) -> list[str]:
-    """`argv` with the values of path flags made absolute, so no child reads them elsewhere."""
-    out, i = [], 0
-    while i < len(argv):
-        name, eq, value = argv[i].partition("=")
-        if name in PATH_FLAGS and eq:
-            out.append(f"{name}={os.path.abspath(value)}")
-        elif name in PATH_FLAGS and i + 1 < len(argv):
-            out += [name, os.path.abspath(argv[i + 1])]
-            i += 1
-        else:
-            out.append(argv[i])
-        i += 1
-    return out
-
-
 @dataclass
 class RunSpec:
     """One grid point and method."""
@@ -257,7 +233,7 @@ class Processes:
         for name, command in self.commands:
             log = open(self.log_dir / f"{name}.log", "w")
             proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, text=True, bufsize=1, preexec_fn=_die_with_parent)
+                                    stdin=subprocess.DEVNULL, text=True, bufsize=1, preexec_fn=die_with_parent)
             pump = threading.Thread(target=self._pump, args=(name, proc, log, echo), daemon=True)
             pump.start()
             self.pumps.append(pump)
@@ -690,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"cannot create {e.filename} ({e.strerror}); choose another --out/--runs")
 
     base_flags = ["--model", args.model, "--dataset", args.dataset, "--epochs", str(args.epochs),
-                  *absolute_path_flags(passthrough)]
+                  *absolute_paths(passthrough, PATH_FLAGS)]
     grid = []
     for n in workers:
         for rate in rates:

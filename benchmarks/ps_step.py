@@ -215,12 +215,11 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
                 old.step(TIMEOUT, following)
             elif path == "trace":
                 trace = tf.compat.v1.RunMetadata()
-                session.run(graph.step_ops[phase], {graph.step: step, graph.next_phase: following,
-                                                    **method.ps_feed(graph.side, step, 0)},
+                session.run(graph.step_ops[phase], {graph.step: step, graph.next_phase: following},
                             options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
                             run_metadata=trace)
             else:
-                graph.run_step(session, step, phase, following, TIMEOUT, method.ps_feed(graph.side, step, 0))
+                graph.run_step(session, step, phase, following, TIMEOUT)
                 method.after_step(session, step, phase)
             ps_seconds.append(time.perf_counter() - started)
         worker_seconds = [_worker_result(p, log_dir) for p in procs]

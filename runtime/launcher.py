@@ -22,7 +22,7 @@ STARTUP_NOISE = re.compile(
 )
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux: a child gets SIGTERM when the launcher dies, even by SIGKILL, so nothing is orphaned.
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -108,7 +108,7 @@ class LocalCluster:
             child.proc = subprocess.Popen(
                 [sys.executable, *child.argv], env=env, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             child.pump = threading.Thread(target=self._pump, args=(child,), daemon=True)
             child.pump.start()

@@ -96,9 +96,8 @@ class PSGraph:
                                for i in range(0, len(images), batch)])
 
     # --- one step -----------------------------------------------------------------------------------
-    def run_step(self, session: tf.compat.v1.Session, step: int, phase: int, next_phase: int, timeout: float,
-                 feed: dict | None = None) -> None:
-        feed = {self.step: step, self.next_phase: next_phase, **(feed or {})}
+    def run_step(self, session: tf.compat.v1.Session, step: int, phase: int, next_phase: int, timeout: float) -> None:
+        feed = {self.step: step, self.next_phase: next_phase}
         try:
             deadline.run(session, self.step_ops[phase], feed, seconds=timeout, what=f"step {step + 1}")
         except tf.errors.DeadlineExceededError:

@@ -100,7 +100,7 @@ class WorkerGraph:
 
     # --- one step -----------------------------------------------------------------------------
     def push(self, session: tf.compat.v1.Session, phase: int, images: np.ndarray, labels: np.ndarray,
-             feed: dict, timeout: float, trace: list | None = None) -> tuple[float, float, int]:
+             timeout: float, trace: list | None = None) -> tuple[float, float, int]:
         """Train on this batch and send the payload: (loss, accuracy, bytes sent).
 
         With `trace`, the trained model and the payload are appended to it (for --trace-steps).
@@ -108,7 +108,7 @@ class WorkerGraph:
         if self._last_phase is not None and phase != self._last_phase and self.enter_ops[phase] is not None:
             self._run(session, self.enter_ops[phase], None, timeout, "entering a new phase")
         self._last_phase = phase
-        feed = {self.images: images, self.labels: labels, **feed}
+        feed = {self.images: images, self.labels: labels}
         fetches = self.push_ops[phase] + (self.traced_push[phase] if trace is not None else [])
         _, loss, acc, sent, *traced = self._run(session, fetches, feed, timeout, "pushing to the PS")
         if trace is not None:

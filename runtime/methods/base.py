@@ -63,7 +63,6 @@ class WorkerSide:
     step: tf.Variable      # steps this worker has done (int64), advanced by the runtime
     device: str
     state: list[tf.Variable] = field(default_factory=list)  # saved and restored with the run
-    feeds: dict[str, tf.Tensor] = field(default_factory=dict)  # placeholders fed by Method.worker_feed
     _adam: tf.compat.v1.train.AdamOptimizer | None = None
 
     def adam(self, var_list: list[tf.Variable]) -> tf.Operation:
@@ -94,10 +93,7 @@ class WorkerSide:
 
     def variable(self, name: str, value, dtype=tf.float32) -> tf.Variable:
         """A state variable of the method on this worker (saved and restored with the run)."""
-        with tf.device(self.device):
-            v = tf.Variable(value, dtype=dtype, trainable=False, name=name)
-        self.state.append(v)
-        return v
+        return _state_variable(self.state, self.device, name, value, dtype)
 
 
 @dataclass
@@ -111,14 +107,17 @@ class PSSide:
     device: str
     gather: Callable[[], list[list[tf.Tensor]]]  # every worker's payload (fresh dequeue ops)
     state: list[tf.Variable] = field(default_factory=list)
-    feeds: dict[str, tf.Tensor] = field(default_factory=dict)
 
     def variable(self, name: str, value, dtype=tf.float32) -> tf.Variable:
         """A state variable of the method on the PS (saved in the checkpoint, restored on resume)."""
-        with tf.device(self.device):
-            v = tf.Variable(value, dtype=dtype, trainable=False, name=name)
-        self.state.append(v)
-        return v
+        return _state_variable(self.state, self.device, name, value, dtype)
+
+
+def _state_variable(state: list[tf.Variable], device: str, name: str, value, dtype) -> tf.Variable:
+    with tf.device(device):
+        v = tf.Variable(value, dtype=dtype, trainable=False, name=name)
+    state.append(v)
+    return v
 
 
 @dataclass
@@ -164,19 +163,12 @@ class Method:
     def worker_epoch_start(self, w: WorkerSide, session: tf.compat.v1.Session, epoch: int) -> None:
         """Per-epoch settings on the worker (DGC's warm-up ratio)."""
 
-    def worker_feed(self, w: WorkerSide, step: int, epoch: int) -> dict:
-        """Values for the method's worker placeholders at global step `step` (0-based)."""
-        return {}
-
     # --- PS -------------------------------------------------------------------------------------
     def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
         """Read what the PS needs before building (files named by PS-only options); may raise ValueError."""
 
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
         raise NotImplementedError
-
-    def ps_feed(self, ps: PSSide, step: int, epoch: int) -> dict:
-        return {}
 
     def ps_inputs(self) -> dict:
         """What the PS reads besides its flags (e.g. a predictor file and its hash): a resume must match it."""

@@ -108,8 +108,7 @@ events = EpochEvents(run_dir.path)
 log = lambda s: print(f"ps: {s}", flush=True)  # noqa: E731
 try:
     start_step = start_epoch * steps_per_epoch
-    phase = method.next_phase(start_step)
-    link.admit(config, vector, start_step, phase, args.connect_timeout, log=log)
+    phase = link.admit(config, vector, start_step, method, args.connect_timeout, log=log)
     history = run_dir.start(resumed_through=start_epoch if args.resume else None)  # only now: every worker came
     started = time.monotonic() - (history[-1]["wall_seconds"] if history else 0.0)
     for epoch in range(start_epoch, args.epochs):

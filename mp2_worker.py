@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import data
 import npzio
+from predictor import CheckpointError
 from runtime import cluster, flags
 from runtime.progress import Progress
 from runtime.rundir import RunDir
@@ -26,8 +27,9 @@ try:
     n_workers = len(spec.workers)
     schedule = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed)
     method = flags.build_method(args, model, n_workers, schedule.steps_per_epoch)
+    method.prepare_worker(log=lambda s: print(f"worker {index}: {s}", flush=True))
     server = cluster.start_server(spec, "worker", index)
-except (cluster.ClusterError, data.DataError, ValueError) as e:
+except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
     sys.exit(f"worker: error: {e}")
 config = flags.run_config(args, model, dataset, n_workers, method)
 try:

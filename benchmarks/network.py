@@ -471,7 +471,8 @@ def markdown_table(rows: list[dict]) -> str:
 EXPLANATION = """\
 How to read it. *up* and *down* are the bytes the runtime accounts: the tensors each worker pushes
 and each reply it receives (with the reply's 16-byte control word), summed over workers and steps;
-for mp2-subset they include the predictor's weights sent to every worker. *PS link in/out* are the
+mp2-subset's workers read the predictor file themselves (the handshake compares its SHA-256), so no
+predictor weights cross the network. *PS link in/out* are the
 PS's interface counters (received/transmitted, read before and after the run). They count every
 packet on the PS's cable, each with 66 bytes of Ethernet, IPv4 and TCP headers: the data, the TCP
 ACKs of the other direction (a pure ACK is those 66 bytes alone, so a direction that carries

@@ -64,12 +64,16 @@ def ps_only_flags() -> set[str]:
     """Flags the PS takes and workers do not (PS-only method options included)."""
     shared = {s for a in parser("")._actions for s in a.option_strings}
     ps = {s for a in ps_parser("")._actions for s in a.option_strings}
-    method_ps_only = {flag for flag, owners in all_options().items() if all(o.ps_only for _, o in owners)}
+    method_ps_only = {flag for flag, owners in all_options().items()
+                      if all(o.ps_only and not o.workers_may_read for _, o in owners)}
     return (ps - shared) | method_ps_only
 
 
 def split_ps_only(argv: list[str]) -> list[str]:
-    """`argv` without the flags (and their values) that only the PS takes: what workers get."""
+    """`argv` without the flags (and their values) that only the PS takes: what workers get.
+
+    Files the PS reads that workers may read too (a predictor) stay: a local worker can open them.
+    """
     takes_value = {s: a.nargs != 0 and not isinstance(a, argparse._StoreConstAction)
                    for a in ps_parser("")._actions for s in a.option_strings}
     ps_only = ps_only_flags()

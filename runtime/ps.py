@@ -129,11 +129,14 @@ class PSLink:
         self._close = [q.close(cancel_pending_enqueues=True) for q in wire.down]
         self._unread_notices = tf.add_n([q.size() for q in wire.notice])
 
-    def admit(self, config: RunConfig, model: np.ndarray, start_step: int, phase: int, timeout: float, log=print) -> None:
+    def admit(self, config: RunConfig, model: np.ndarray, start_step: int, method: Method, timeout: float,
+              log=print) -> int:
         """Wait until every worker said hello with the PS's configuration, then send each the model.
 
-        A worker with other flags is refused at once with the differences; the PS keeps waiting
-        for a worker with the right flags at that index until the timeout.
+        A worker with other flags (or holding what the method refuses) is refused at once with the
+        differences; the PS keeps waiting for a worker with the right flags at that index until the
+        timeout. Returns the first step's phase, decided once every worker is in (it may depend on
+        what they hold) and sent with the welcome.
         """
         admitted: dict[int, str] = {}  # index -> nonce of the process admitted as that worker
         end = time.monotonic() + timeout
@@ -152,19 +155,21 @@ class PSLink:
             index = int(index)
             try:
                 hello = json.loads(text.decode())
-                nonce, their_config = str(hello["nonce"]), hello["config"]
+                nonce, their_config, holds = str(hello["nonce"]), hello["config"], dict(hello.get("holds", {}))
             except (ValueError, KeyError, TypeError):
                 log(f"ignored a hello from worker {index} that is not from this version of mp2_worker.py")
                 continue
-            problems = self._check(config, index, their_config, admitted)
+            problems = self._check(config, index, their_config, admitted) or method.admit_worker(index, holds)
             if problems:
                 log(f"refused worker {index}: {problems}")
                 self._send_welcome(index, nonce, {"status": "refused", "reason": problems}, np.zeros(0, np.float32), 0)
                 continue
             admitted[index] = nonce
             log(f"worker {index} joined ({len(admitted)}/{self.wire.workers})")
+        phase = method.next_phase(start_step)
         for index, nonce in sorted(admitted.items()):
             self._send_welcome(index, nonce, {"status": "ok", "phase": phase}, model, start_step)
+        return phase
 
     def _check(self, config: RunConfig, index: int, text: str, admitted: dict[int, str]) -> str:
         if not 0 <= index < self.wire.workers:

@@ -79,7 +79,7 @@ class WorkerGraph:
         # Local variables only (PS-side state belongs to the PS). The first call of a session reaches
         # the PS too: bounded, for a port that answers without a working PS behind it.
         self._run(session, self.init_op, None, timeout, "starting a session with the PS")
-        hello = json.dumps({"config": config_json, "nonce": self.nonce})
+        hello = json.dumps({"config": config_json, "nonce": self.nonce, "holds": self.method.worker_holds()})
         self._run(session, self.hello_op, {self.hello_json: hello}, timeout, "sending hello to the PS")
         verdict, model, start = self._run(session, self.welcome, None, timeout, "waiting to be admitted by the PS")
         verdict = json.loads(verdict.decode())

@@ -59,6 +59,8 @@ def test_config_differences_name_the_flags():
 
 
 def test_workers_get_every_flag_but_the_ps_only_ones():
-    argv = ["--predictor", "p.npz", "--model", "lenet5", "--resume", "--snapshot-every=3",
+    argv = ["--online-wait", "--model", "lenet5", "--resume", "--snapshot-every=3", "--warmup-snapshots", "5",
             "--snapshot-dir", "d", "--epochs", "2", "--lr", "0.01"]
     assert split_ps_only(argv) == ["--model", "lenet5", "--epochs", "2", "--lr", "0.01"]
+    # A file the PS reads that workers may read too (subset broadcast) stays.
+    assert split_ps_only(["--predictor", "p.npz", "--resume"]) == ["--predictor", "p.npz"]

@@ -101,6 +101,49 @@ def test_mp2_pushes_the_pushed_group_and_replies_with_the_prediction_of_the_aver
         np.testing.assert_allclose(reply, predictor(average).numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_subset_broadcast_workers_read_the_predictor_file_and_get_only_the_average(tmp_path, untrained_predictor):
+    """The local launcher passes --predictor on: no weights on the wire, and workers still in sync."""
+    out = tmp_path / "run"
+    done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--predictor", untrained_predictor,
+               "--broadcast", "subset", "--epochs", "1", "--trace-steps", "2", "--out", str(out), *SMALL, *SYNC)
+    assert done.returncode == 0, done.stdout
+    assert "reads the predictor" in done.stdout
+    summary = _check_records(out, epochs=1)
+    layout, workers = LENET.layout, 2
+    assert summary["phases"] == {"partial": STEPS_PER_EPOCH}  # never partial+weights
+    assert summary["method_stats"] == {"workers_reading_the_predictor_file": 2}
+    assert summary["bytes_pulled_total"] == (4 * layout.pushed + CONTROL) * STEPS_PER_EPOCH * workers
+    traces = [np.load(out / f"trace-worker-{i}.npz") for i in (0, 1)]
+    ups = [t["1/up/0"] for t in traces]
+    np.testing.assert_allclose(traces[0]["1/reply/0"], (ups[0] + ups[1]) / 2, rtol=1e-6, atol=1e-7)
+
+
+def test_worker_with_another_predictor_file_is_refused(tmp_path, untrained_predictor):
+    other = tmp_path / "other.npz"
+    save_checkpoint(str(other), LENET.layout, Predictor(LENET.layout, seed=1).numpy_weights())
+    flags = cluster_flags(1)
+    common = ["--method", "mp2", "--broadcast", "subset", "--epochs", "1", "--out", str(tmp_path), *SMALL]
+    ps = start("mp2_ps.py", *flags, *common, "--predictor", untrained_predictor)
+    try:
+        worker = run("mp2_worker.py", *flags, "--task_index", "0", *common, "--predictor", str(other), timeout=180)
+    finally:
+        ps.kill()
+        ps.wait()
+    assert worker.returncode != 0 and "the PS refused this worker" in worker.stdout, worker.stdout
+    assert f"its --predictor {other}" in worker.stdout and "give it the same file, or none" in worker.stdout
+    assert "Traceback" not in worker.stdout
+
+
+def test_a_predictor_file_on_a_worker_of_online_mp2_is_refused():
+    from runtime.methods import RunInfo, build
+    from runtime.flags import method_options, ps_parser
+
+    args = ps_parser("").parse_args(["--method", "mp2", "--broadcast", "subset"])
+    method = build("mp2", LENET.layout, method_options(args), RunInfo(2, 10, 1, 1e-3, 0))
+    assert "online MP² trains its own" in method.admit_worker(0, {"predictor_sha256": "ab" * 32, "predictor": "p"})
+    assert method.admit_worker(0, {}) == ""
+
+
 def test_mp2_control_holds_the_predicted_group(tmp_path):
     out = tmp_path / "run"
     done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--prediction", "hold", "--push", "front+head",

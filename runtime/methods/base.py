@@ -36,6 +36,9 @@ class Option:
     default: Any
     help: str
     ps_only: bool = False  # e.g. a file the PS reads: not compared with the workers'
+    # A file the PS reads that workers may read too (compared by content at the handshake): the
+    # local launcher passes it on to the workers.
+    workers_may_read: bool = False
 
     @property
     def dest(self) -> str:
@@ -157,6 +160,13 @@ class Method:
         return {o.dest: self.opts[o.dest] for o in self.options if not o.ps_only}
 
     # --- worker ---------------------------------------------------------------------------------
+    def prepare_worker(self, log=print) -> None:
+        """Read what the worker needs before building (a file the PS reads too); may raise ValueError."""
+
+    def worker_holds(self) -> dict:
+        """What this worker holds besides its flags (e.g. a file's hash), sent with its hello."""
+        return {}
+
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         raise NotImplementedError
 
@@ -169,6 +179,10 @@ class Method:
 
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
         raise NotImplementedError
+
+    def admit_worker(self, index: int, holds: dict) -> str:
+        """Why worker `index`, holding `holds` (its `worker_holds`), cannot join; "" if it can."""
+        return ""
 
     def ps_inputs(self) -> dict:
         """What the PS reads besides its flags (e.g. a predictor file and its hash): a resume must match it."""

@@ -6,9 +6,10 @@ shows what the predictor adds: the same schedule, with the predicted group held 
 pushed value instead of predicted.
 
 What comes back (`--broadcast`): `full` (the paper's) sends the whole model; `subset` sends only the
-averaged pushed group, and every worker runs the same predictor itself to fill in the rest. The PS
-then sends the predictor's weights whenever they change (the first PARTIAL step, and after online
-MP² promotes a new predictor): phase PARTIAL_WITH_WEIGHTS, counted like any payload.
+averaged pushed group, and every worker runs the same predictor itself to fill in the rest. A
+worker given the PS's `--predictor` file reads it itself (the handshake compares the files' SHA-256);
+otherwise the PS sends the predictor's weights whenever they change (the first PARTIAL step, and after
+online MP² promotes a new predictor): phase PARTIAL_WITH_WEIGHTS, counted like any payload.
 """
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ class MP2(Method):
     summary = "workers push the pushed group (--push); the PS predicts the rest and sends the model"
     options = (
         Option("--predictor", str, None, "predictor checkpoint (.npz, or the directory of mp2_train_stage.py's "
-               "output); without it, online MP²: the PS trains the predictor during the run", ps_only=True),
+               "output); without it, online MP²: the PS trains the predictor during the run. With --broadcast "
+               "subset a worker given the same file reads it instead of receiving the weights",
+               ps_only=True, workers_may_read=True),
         Option("--prediction", str, "predictor", "predictor: the trained predictor fills the predicted group; "
                "hold: the control run, which keeps it at its last fully pushed value"),
         Option("--full-push-epochs", argtypes.nonnegative_int, 0, "the last K epochs push the whole model"),
@@ -60,14 +63,23 @@ class MP2(Method):
     phase_names = {FULL: "full", PARTIAL: "partial", PARTIAL_WITH_WEIGHTS: "partial+weights"}
     down_dtypes = (tf.float32, tf.float32)  # the model or the pushed group; the predictor's weights (often empty)
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.path, self.weights, self.sha256, self.online = None, None, None, None
+        self.holders: set[int] = set()  # workers that read the predictor file themselves (PS side)
+
+    def _read_predictor(self) -> None:
+        from predictor import load_checkpoint, resolve_path
+
+        self.path = resolve_path(self.opts["predictor"])
+        self.weights, _ = load_checkpoint(self.path, self.layout)
+        with open(self.path, "rb") as f:
+            self.sha256 = hashlib.sha256(f.read()).hexdigest()
+
     def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
         self._check_options()
-        self.weights, self.online = None, None
         if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
-            from predictor import load_checkpoint, resolve_path
-
-            self.path = resolve_path(self.opts["predictor"])
-            self.weights, _ = load_checkpoint(self.path, self.layout)
+            self._read_predictor()
         elif self.opts["prediction"] == "predictor":
             from models import get
             from runtime.methods.online import OnlineController
@@ -88,10 +100,20 @@ class MP2(Method):
             raise ValueError("--broadcast subset needs a predictor on the workers; the control (--prediction hold) has none")
 
     def ps_inputs(self) -> dict:
-        if self.weights is None:
-            return {}
-        with open(self.path, "rb") as f:
-            return {"predictor": self.path, "predictor_sha256": hashlib.sha256(f.read()).hexdigest()}
+        return {} if self.weights is None else {"predictor": self.path, "predictor_sha256": self.sha256}
+
+    def admit_worker(self, index: int, holds: dict) -> str:
+        theirs = holds.get("predictor_sha256")
+        if theirs is None:
+            return ""
+        if self.sha256 is None:
+            return ("it was given --predictor, but this PS has no predictor file (online MP² trains its own and "
+                    "sends it): start the worker without --predictor")
+        if theirs != self.sha256:
+            return (f"its --predictor {holds.get('predictor')} (SHA-256 {theirs[:12]}…) is not the PS's "
+                    f"{self.path} ({self.sha256[:12]}…): give it the same file, or none (the PS then sends the weights)")
+        self.holders.add(index)
+        return ""
 
     # --- schedule (decided on the PS, announced in each reply) -----------------------------------
     def next_phase(self, step: int) -> int:
@@ -106,6 +128,8 @@ class MP2(Method):
             return FULL
         if self.opts["broadcast"] == "subset" and self.sent_version != self.version:
             self.sent_version = self.version
+            if self.version == 1 and len(self.holders) == self.run.workers:
+                return PARTIAL  # every worker read the PS's predictor file itself
             return PARTIAL_WITH_WEIGHTS
         return PARTIAL
 
@@ -130,6 +154,8 @@ class MP2(Method):
 
     def stats(self) -> dict:
         if self.online is None:
+            if self.opts["broadcast"] == "subset" and self.weights is not None:
+                return {"workers_reading_the_predictor_file": len(self.holders)}
             return {}
         self.drain_events()
         stats = self.online.stats()
@@ -141,6 +167,15 @@ class MP2(Method):
             self.online.stop()
 
     # --- worker ---------------------------------------------------------------------------------
+    def prepare_worker(self, log=print) -> None:
+        self._check_options()
+        if self.opts["broadcast"] == "subset" and self.opts.get("predictor"):  # full broadcast: the PS's file only
+            self._read_predictor()
+            log(f"reads the predictor {self.path} itself")
+
+    def worker_holds(self) -> dict:
+        return {} if self.sha256 is None else {"predictor": self.path, "predictor_sha256": self.sha256}
+
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         self._check_options()
         train = w.adam(w.local.variables(PUSHED))
@@ -154,8 +189,8 @@ class MP2(Method):
             return phases
         from predictor import Predictor
 
-        with tf.device(w.device):  # the same predictor as the PS's, once its weights arrive
-            predictor = Predictor(self.layout, seed=self.run.seed)
+        with tf.device(w.device):  # the same predictor as the PS's: read from its file, or when its weights arrive
+            predictor = Predictor(self.layout, weights=self.weights, seed=self.run.seed)
         w.state += list(predictor.weight_vars.values())
 
         def apply(reply: list[tf.Tensor], with_weights: bool) -> tf.Operation:

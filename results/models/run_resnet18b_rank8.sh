@@ -4,7 +4,7 @@
 # EPOCHS: predictor-training epochs (a finished run is extended with --resume when EPOCHS grows).
 # --stage-only: only the predictor training; --mp2-only: only MP², with the predictor as it is.
 cd "$(dirname "$0")/../.." && export TF_CPP_MIN_LOG_LEVEL=2
-EPOCHS=${EPOCHS:-10}
+EPOCHS=${EPOCHS:-5}
 DATA="--model resnet18 --dataset fashion_mnist --fit-input --train-images 10000 --push front"
 OUT=predictors/resnet18b-fashion_mnist-front-rank8
 RESUME=""; [ -f $OUT/last.npz ] && RESUME=--resume

@@ -18,8 +18,8 @@ ATTEMPTS = {
     "resnet18-front-head": ("ResNet-18, push front+head", "resnet18"),
     "resnet18-front-head-7ep": ("ResNet-18, push front+head, predictor 7 epochs", "resnet18"),
     # Re-collected baseline (the same command and figures as resnet18's), predictors trained longer.
-    "resnet18b-rank1": ("ResNet-18, faithful (push front, head rank 1), predictor trained longer", "resnet18b"),
-    "resnet18b-rank8": ("ResNet-18, push front, head rank 8", "resnet18b"),
+    "resnet18b-rank1": ("ResNet-18, faithful (push front, head rank 1), predictor 5 epochs", "resnet18b"),
+    "resnet18b-rank8": ("ResNet-18, push front, head rank 8, predictor 5 epochs", "resnet18b"),
 }
 
 

@@ -6,8 +6,8 @@
     4. comparison.md / comparison.json / comparison.png in --out
 
 A predictor that already exists for the model, dataset and pushed group (predictors/MODEL-DATASET/
-predictor.npz; -push-GROUP appended for a --push other than front) is reused unless --retrain;
---predictor PATH uses a given one (e.g. trained on another dataset).
+predictor.npz; -push-GROUP appended for a --push other than front, -rankR for --stage-flags='--head-rank R'
+with R > 1) is reused unless --retrain; --predictor PATH uses a given one (e.g. trained on another dataset).
 
 Training flags not listed here (--lr, --mixup, --worker-batch, --seed, --data-dir, --fit-input,
 --train-images, --push, ...) go to the PS and workers; the data flags (--data-dir, --fit-input,
@@ -160,7 +160,12 @@ def stage(title: str, script: str, *flags: str, fresh: Path | None = None) -> No
 # Relative to the caller's cwd, like --out; made absolute for the stages.
 # A predictor fits one pushed group: another --push gets a directory of its own.
 push_suffix = "" if push == "front" else "-push-" + push.replace(",", "_").replace("/", "_").replace("+", "_")
-default_predictor = Path("predictors") / f"{args.model}-{args.dataset}{push_suffix}" / "predictor.npz"
+# A predictor of another head rank is another structure: it gets a directory of its own too.
+rank_parser = argparse.ArgumentParser(prog="mp2_pipeline --stage-flags", add_help=False)
+rank_parser.add_argument("--head-rank", type=argtypes.positive_int, default=1)
+head_rank = rank_parser.parse_known_args(args.stage_flags.split())[0].head_rank
+rank_suffix = f"-rank{head_rank}" if head_rank > 1 else ""
+default_predictor = Path("predictors") / f"{args.model}-{args.dataset}{push_suffix}{rank_suffix}" / "predictor.npz"
 predictor = Path(os.path.abspath(args.predictor or default_predictor))
 train_predictor = not args.predictor and (args.retrain or not predictor.exists())
 if not train_predictor:
@@ -197,6 +202,7 @@ summaries = {name: json.loads((out / name / "summary.json").read_text()) for nam
 meta = read_meta(str(predictor))
 notes = [f"MP² predictor: {predictor} (model {meta['model']}, trained on {meta.get('dataset', '?')}"
          + (f", {meta['trained_epochs']} epochs" if "trained_epochs" in meta else "")
+         + (f", conv heads of rank {meta['head_rank']}" if meta.get("head_rank", 1) > 1 else "")
          + (f"; its held-out snapshots' assembled networks reached {meta['test_assembled_acc']:.4f} test accuracy "
             f"against {meta['test_own_acc']:.4f} for their own parameters (epoch chosen on validation images)"
             if "test_assembled_acc" in meta and "test_own_acc" in meta else "")

@@ -58,6 +58,9 @@ parser.add_argument("--epochs", type=argtypes.nonnegative_int, default=6,
                     help="passes over the training snapshots (0: only evaluate the untrained predictor; no predictor.npz)")
 parser.add_argument("--loss", choices=training.LOSSES, default="result",
                     help="result: cross-entropy of the assembled network (the method's); mse: regress the true predicted group")
+parser.add_argument("--head-rank", type=argtypes.positive_int, default=1, metavar="R",
+                    help="rank of the predictor's conv decoder heads: 1 (default) is the reference's one 1x1 conv of the "
+                         "64 hidden units; R > 1 gives each predicted conv layer its own projection of them to an 8x8 x R map first")
 parser.add_argument("--image-batches", type=argtypes.positive_int, default=40, help="optimizer steps (fresh image mini-batches) per snapshot batch")
 parser.add_argument("--image-batch", type=argtypes.positive_int, default=125, help="images per mini-batch")
 parser.add_argument("--snapshot-batch", type=argtypes.positive_int, default=1, help="snapshots per predictor step (their losses are averaged)")
@@ -125,7 +128,7 @@ config = {
     "model": model.name, "fingerprint": layout.fingerprint(), "dataset": dataset.name, "push": args.push,
     "fit_input": args.fit_input, "train_images": args.train_images,
     "snapshots": snapshot_dirs, "snapshot_count": len(train_snaps), "holdout_snapshots": heldout_dirs,
-    "heldout_count": len(heldout_rows), "epochs": args.epochs, "loss": args.loss,
+    "heldout_count": len(heldout_rows), "epochs": args.epochs, "loss": args.loss, "head_rank": args.head_rank,
     "image_batches": args.image_batches, "image_batch": args.image_batch, "snapshot_batch": args.snapshot_batch,
     "lr": args.lr, "mixup": args.mixup, "holdout": None if heldout_dirs else holdout, "val_images": n_val,
     "eval_images": n_eval, "seed": args.seed, "threads": args.threads, "cross_dataset": args.cross_dataset,
@@ -140,7 +143,7 @@ if args.resume:
         fail(e)
     rows, best, start_epoch = saved["rows"], saved["best"], saved["epoch"]
 try:
-    predictor = Predictor(layout, weights=weights, seed=args.seed)
+    predictor = Predictor(layout, weights=weights, seed=args.seed, head_rank=args.head_rank)
     trainer = training.Trainer(model, predictor, args.loss, args.lr)
     if adam_state is not None:
         trainer.adam.load_state(adam_state)
@@ -148,7 +151,9 @@ except ValueError as e:
     fail(f"--resume: {out / state.LAST} does not fit: {e}" if args.resume else e)
 steps = training.steps_per_epoch(len(train_rows), args.snapshot_batch, args.image_batches)
 held_from = f"of {', '.join(args.holdout_snapshots)}" if heldout_dirs else "the last by step"
-print(f"mp2_train_stage: {model.name} ({layout.pushed:,} pushed -> {layout.predicted:,} predicted values), "
+n_weights = sum(int(np.prod(v.shape)) for v in predictor.weight_vars.values())
+print(f"mp2_train_stage: {model.name} ({layout.pushed:,} pushed -> {layout.predicted:,} predicted values; "
+      f"predictor of head rank {predictor.head_rank}, {n_weights:,} weights), "
       f"{len(train_rows)} snapshots of {train_snaps.dataset} to train, {len(heldout_rows)} held out ({held_from}); "
       f"{args.loss} loss on {dataset.name} ({len(loss_idx)} training images), {steps} steps per epoch; "
       f"chosen on {n_val} validation images, reported on {n_eval} test images; output in {out}"

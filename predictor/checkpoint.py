@@ -12,7 +12,7 @@ import numpy as np
 
 import npzio
 from models.layout import Layout
-from predictor.structure import infer_stage, weight_problems, weight_specs
+from predictor.structure import FAITHFUL_HEAD_RANK, infer_head_rank, infer_stage, weight_problems, weight_specs
 
 FORMAT = "mp2-predictor"
 VERSION = 2  # 2: the push set is part of the checkpoint
@@ -27,8 +27,8 @@ def save_checkpoint(
     path: str, layout: Layout, weights: Mapping[str, np.ndarray], meta: dict | None = None
 ) -> None:
     """Write the predictor weights for `layout` to `path` atomically (tmp file + os.replace)."""
-    stage = infer_stage(weights)
-    problems = weight_problems(weights, weight_specs(layout, stage))
+    stage, rank = infer_stage(weights), infer_head_rank(weights)
+    problems = weight_problems(weights, weight_specs(layout, stage, rank))
     if problems:
         raise ValueError(f"cannot save a predictor for {layout.model}: " + "; ".join(problems))
     header = {
@@ -39,6 +39,7 @@ def save_checkpoint(
         "fingerprint": layout.fingerprint(),
         "pushed_layers": layout.pushed_layers(),
         "input_stage": stage,
+        "head_rank": rank,
     }
     clash = [k for k in (meta or {}) if k in header and meta[k] != header[k]]
     if clash:
@@ -105,12 +106,16 @@ def load_checkpoint(path: str, layout: Layout) -> tuple[dict[str, np.ndarray], d
     stage = meta.get("input_stage")
     if stage not in ("vector", "grid") or infer_stage(weights) != stage:
         raise CheckpointError(f"{path}: input stage {stage!r} does not match its weights; retrain it")
-    problems = weight_problems(weights, weight_specs(layout, stage))
+    # Checkpoints written before the head rank existed are all of the faithful rank.
+    rank = meta.get("head_rank", FAITHFUL_HEAD_RANK)
+    if type(rank) is not int or rank < 1 or infer_head_rank(weights) != rank:
+        raise CheckpointError(f"{path}: head rank {rank!r} does not match its weights; retrain it")
+    problems = weight_problems(weights, weight_specs(layout, stage, rank))
     bad = [n for n, v in weights.items() if not np.all(np.isfinite(v))]
     problems += [f"weight {n} contains NaN or infinity" for n in bad]
     if problems:
         raise CheckpointError(
-            f"{path} does not hold a valid {stage}-stage predictor for {layout.model}: "
+            f"{path} does not hold a valid {stage}-stage, head-rank-{rank} predictor for {layout.model}: "
             + "; ".join(problems) + f"; retrain it with mp2_train_stage.py --model {layout.model}"
         )
     return weights, meta

@@ -13,6 +13,9 @@ encoder once on a representative pushed group (the target model's own Glorot ini
 snapshots look like) and scale each head to hit the target standard deviation s:
   conv head  out[p, c] = h[p] * w[c]        ->  std(out) = rms(h) * std(w)   ->  std(w) = s / rms(h)
   dense head out[j] = sum_k h[k] * w[k, j]  ->  std(out) = |h| * std(w)      ->  std(w) = s / |h|
+With a head rank R > 1 a conv head decodes its own projection u = h P ([8x8, R], P drawn Glorot):
+  out[p, c] = sum_r u[p, r] * w[r, c]     ->  std(out) = sqrt(mean_p sum_r u[p, r]^2) * std(w)
+which is rms(h) again for R = 1 (u = h).
 """
 from __future__ import annotations
 
@@ -22,14 +25,15 @@ import numpy as np
 
 from models.layout import PREDICTED, PUSHED, Layout, glorot_init
 from predictor.structure import (
-    FILTERS, GRID, HIDDEN, blocks, grid_channels, head_name, weight_specs,
+    FAITHFUL_HEAD_RANK, FILTERS, GRID, HIDDEN, blocks, grid_channels, head_name, projection_name, weight_specs,
 )
 
 
-def initial_weights(layout: Layout, stage: str, seed: int) -> dict[str, np.ndarray]:
+def initial_weights(layout: Layout, stage: str, seed: int, head_rank: int = FAITHFUL_HEAD_RANK) -> dict[str, np.ndarray]:
+    # The encoder's draws come first and do not depend on the head rank: one seed, one encoder.
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
-    specs = weight_specs(layout, stage)
+    specs = weight_specs(layout, stage, head_rank)
     for s in specs:
         if s.init == "zeros":
             out[s.name] = np.zeros(s.shape, np.float32)
@@ -49,7 +53,12 @@ def initial_weights(layout: Layout, stage: str, seed: int) -> dict[str, np.ndarr
         target = math.sqrt(2.0 / sum(_fans(layer.params[0].shape)))  # std of Glorot-uniform
         name = head_name(layer.name)
         shape = next(s.shape for s in specs if s.name == name)
-        std = target / (rms if layer.kind == "conv" else norm)
+        if layer.kind == "conv" and head_rank > 1:
+            u = h @ out[projection_name(layer.name)].astype(np.float64)  # [8x8 * R], position-major
+            spread = math.sqrt(np.sum(u * u) / (GRID * GRID)) or 1.0
+        else:
+            spread = rms if layer.kind == "conv" else norm
+        std = target / spread
         limit = std * math.sqrt(3.0)  # uniform(-a, a) has std a / sqrt(3)
         out[name] = rng.uniform(-limit, limit, shape).astype(np.float32)
     return out

@@ -14,8 +14,8 @@ import tensorflow as tf
 from models.layout import PREDICTED, Layout
 from predictor.init import initial_weights
 from predictor.structure import (
-    FILTERS, GRID, HIDDEN, blocks, choose_stage, grid_channels, head_name, infer_stage,
-    weight_problems, weight_specs,
+    FAITHFUL_HEAD_RANK, FILTERS, GRID, HIDDEN, blocks, check_head_rank, choose_stage, grid_channels, head_name,
+    infer_head_rank, infer_stage, projection_name, weight_problems, weight_specs,
 )
 
 
@@ -28,21 +28,31 @@ class Predictor(tf.Module):
         weights: Mapping[str, np.ndarray] | None = None,
         seed: int = 0,
         input_stage: str = "auto",
+        head_rank: int | None = None,
     ) -> None:
+        """head_rank: rank of the conv heads (default 1, the reference's); given weights fix their own."""
         super().__init__(name="mp2_predictor")
         if weights is not None and input_stage == "auto":
             input_stage = infer_stage(weights)  # a checkpoint fixes its own stage
         self.layout = layout
         self.input_stage = choose_stage(layout, input_stage)
-        specs = weight_specs(layout, self.input_stage)
         self._predicted = layout.layers(PREDICTED)
+        # Weights carry their rank (the runtime rebuilds a checkpoint's predictor from its weights alone).
+        rank = FAITHFUL_HEAD_RANK if head_rank is None else check_head_rank(head_rank)
+        if weights is not None:
+            if head_rank is not None and infer_head_rank(weights) != head_rank and self._has_conv_heads():
+                raise ValueError(f"the weights are of a rank-{infer_head_rank(weights)} predictor, not rank {head_rank}")
+            rank = infer_head_rank(weights)
+        # Without predicted conv layers there is no conv head: every rank is the faithful structure.
+        self.head_rank = rank if self._has_conv_heads() else FAITHFUL_HEAD_RANK
+        specs = weight_specs(layout, self.input_stage, self.head_rank)
         if weights is None:
-            values = initial_weights(layout, self.input_stage, seed)
+            values = initial_weights(layout, self.input_stage, seed, self.head_rank)
         else:
             problems = weight_problems(weights, specs)
             if problems:
                 raise ValueError(
-                    f"weights do not fit the {self.input_stage}-stage predictor of {layout.model} "
+                    f"weights do not fit the {self.input_stage}-stage, head-rank-{self.head_rank} predictor of {layout.model} "
                     f"({layout.classes} classes): " + "; ".join(problems)
                 )
             values = weights
@@ -111,7 +121,14 @@ class Predictor(tf.Module):
         outs = []
         for layer in self._predicted:
             w = self.weight_vars[head_name(layer.name)]
-            if layer.kind == "conv":
+            if layer.kind == "conv" and self.head_rank > 1:
+                # The layer's own map u = h P as [8x8, R] (position-major), through a bias-free 1x1
+                # conv R -> k: element p*k + c is sum_r u[p, r] * w[r, c].
+                k, r = w.shape[-1], self.head_rank
+                u = tf.reshape(tf.matmul(h, self.weight_vars[projection_name(layer.name)]), [-1, r])
+                y = tf.reshape(tf.matmul(u, tf.reshape(w, [r, k])), [-1, GRID * GRID * k])
+                outs.append(y[:, : layer.size])
+            elif layer.kind == "conv":
                 # h as [8, 8, 1] through a bias-free 1x1 conv to k channels, flattened (position-major,
                 # channel fastest): element p*k + c is h[p] * w[c]. Broadcasting computes exactly that.
                 k = w.shape[-1]
@@ -120,6 +137,9 @@ class Predictor(tf.Module):
             else:
                 outs.append(tf.matmul(h, w))
         return tf.concat(outs, axis=1)
+
+    def _has_conv_heads(self) -> bool:
+        return any(layer.kind == "conv" for layer in self._predicted)
 
     def _as_batch(self, pushed) -> tuple[tf.Tensor, bool]:
         if isinstance(pushed, (tf.Tensor, tf.Variable)):

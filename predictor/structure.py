@@ -17,6 +17,7 @@ SE_REDUCTION = 4  # squeeze-and-excitation bottleneck = channels / 4
 HIDDEN = 64  # decoder width; also 8x8 values for the conv heads
 VECTOR_STAGE_BELOW = 4096  # "auto": the 1x1 "vector" input stage for pushed groups smaller than this
 STAGES = ("vector", "grid")
+FAITHFUL_HEAD_RANK = 1  # the reference's conv heads: one 1x1 conv of the 64 hidden units
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,40 @@ def head_name(layer: str) -> str:
     return f"head/{layer}/w"
 
 
+def projection_name(layer: str) -> str:
+    """A conv head's own hidden projection (only with a head rank above 1)."""
+    return f"head/{layer}/proj"
+
+
+def check_head_rank(head_rank: object) -> int:
+    if type(head_rank) is not int or head_rank < 1:
+        raise ValueError(f"head_rank must be a whole number of at least 1, got {head_rank!r}")
+    return head_rank
+
+
+def infer_head_rank(weights: Mapping[str, object]) -> int:
+    """The conv-head rank a set of predictor weights was built with: the input channels of its conv
+    heads' 1x1 kernels (1 for the faithful heads, and for a layout whose predicted group has no conv layer)."""
+    for name, value in weights.items():
+        shape = tuple(getattr(value, "shape", ()))
+        if name.startswith("head/") and name.endswith("/w") and len(shape) == 4:
+            return int(shape[2])
+    return FAITHFUL_HEAD_RANK
+
+
 def blocks(stage: str) -> int:
     # The vector stage ends in a 2x2 pool (8x8 -> 4x4), so two blocks reach 1x1; the grid needs three.
     return 2 if stage == "vector" else 3
 
 
-def weight_specs(layout: Layout, stage: str) -> list[WeightSpec]:
-    """Every predictor variable in creation (and RNG draw) order."""
+def weight_specs(layout: Layout, stage: str, head_rank: int = FAITHFUL_HEAD_RANK) -> list[WeightSpec]:
+    """Every predictor variable in creation (and RNG draw) order.
+
+    head_rank R > 1: each predicted conv layer first projects the 64 hidden units to its own
+    8x8 x R map (a dense [64, 64 R] kernel) and decodes that with a 1x1 conv R -> k, so its output
+    is a rank-R image of its own features instead of the faithful rank-one image h[p] * w[c].
+    """
+    check_head_rank(head_rank)
     p = layout.pushed
     if p == 0:
         raise ValueError(f"{layout.model}: the layout has no pushed group to predict from")
@@ -93,7 +121,9 @@ def weight_specs(layout: Layout, stage: str) -> list[WeightSpec]:
               WeightSpec("decoder/dense/b", (HIDDEN,), "zeros")]
     for layer in layout.layers(PREDICTED):
         if layer.kind == "conv":
-            shape = (1, 1, 1, head_channels(layer.size))
+            if head_rank > 1:
+                specs.append(WeightSpec(projection_name(layer.name), (HIDDEN, GRID * GRID * head_rank), "glorot"))
+            shape = (1, 1, head_rank, head_channels(layer.size))
         elif layer.kind == "dense":
             # Every dense layer is decoded from the 64 hidden units. (The ResNet reference took its
             # final classifier from the 8 flattened features instead; one rule keeps one builder.)

@@ -17,6 +17,9 @@ ATTEMPTS = {
     "resnet18": ("ResNet-18, faithful (push front)", "resnet18"),
     "resnet18-front-head": ("ResNet-18, push front+head", "resnet18"),
     "resnet18-front-head-7ep": ("ResNet-18, push front+head, predictor 7 epochs", "resnet18"),
+    # Re-collected baseline (the same command and figures as resnet18's), predictors trained longer.
+    "resnet18b-rank1": ("ResNet-18, faithful (push front, head rank 1), predictor 5 epochs", "resnet18b"),
+    "resnet18b-rank8": ("ResNet-18, push front, head rank 8, predictor 5 epochs", "resnet18b"),
 }
 
 
@@ -41,7 +44,8 @@ def attempt(folder: str, label: str, baseline_folder: str) -> dict | None:
         "pushed_vs_baseline": mp2["bytes_pushed_total"] / base["bytes_pushed_total"],
         "baseline_wall_seconds": base["wall_seconds"], "mp2_wall_seconds": mp2["wall_seconds"],
         "snapshots": base["snapshots"], "predictor_train_snapshots": report["train_snapshots"],
-        "predictor_heldout_snapshots": len(report["heldout"]), "predictor_epochs": report["config"]["epochs"],
+        "predictor_heldout_snapshots": len(report["heldout"]), "predictor_epochs": report["rows"][-1]["epoch"],
+        "predictor_head_rank": report["config"].get("head_rank", 1),
         "predictor_best_epoch": best["epoch"], "predictor_test_assembled_acc": best["test_assembled_acc"],
         "predictor_test_own_acc": best["test_own_acc"], "predictor_val_assembled_acc": best["val_assembled_acc"],
         "predictor_test_assembled_by_epoch": [r["test_assembled_acc"] for r in report["rows"]],

@@ -144,6 +144,24 @@ def test_a_predictor_file_on_a_worker_of_online_mp2_is_refused():
     assert method.admit_worker(0, {}) == ""
 
 
+def test_subset_broadcast_of_a_rank_r_predictor_needs_the_file_on_every_worker():
+    from runtime.methods import RunInfo, build
+    from runtime.flags import method_options, ps_parser
+
+    layout = models.get("lenet5", 10, push="conv1").layout  # conv2 predicted: a conv head
+    args = ps_parser("").parse_args(["--method", "mp2", "--broadcast", "subset", "--predictor", "p.npz"])
+    method = build("mp2", layout, method_options(args), RunInfo(2, 10, 1, 1e-3, 0))
+    method.path, method.sha256 = "p.npz", "cd" * 32
+    method.weights = Predictor(layout, seed=0, head_rank=2).numpy_weights()
+    assert "decoder heads of rank 2" in method.admit_worker(0, {})
+    assert method.admit_worker(0, {"predictor_sha256": "cd" * 32, "predictor": "p.npz"}) == ""
+    method.weights = Predictor(layout, seed=0).numpy_weights()
+    assert method.admit_worker(1, {}) == ""
+    online = ps_parser("").parse_args(["--method", "mp2", "--online-stage-flags", "--epochs 1 --head-rank=4"])
+    with pytest.raises(ValueError, match="drop --head-rank"):
+        build("mp2", layout, method_options(online), RunInfo(2, 10, 1, 1e-3, 0))._check_options()
+
+
 def test_mp2_control_holds_the_predicted_group(tmp_path):
     out = tmp_path / "run"
     done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--prediction", "hold", "--push", "front+head",

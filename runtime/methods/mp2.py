@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,9 @@ class MP2(Method):
             raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
         if self.opts["broadcast"] not in ("full", "subset"):
             raise ValueError(f"--broadcast must be full or subset, got {self.opts['broadcast']!r}")
+        if any(flag.split("=")[0] == "--head-rank" for flag in shlex.split(self.opts["online_stage_flags"])):
+            raise ValueError("--online-stage-flags: online MP² trains predictors with the reference's rank-one "
+                             "heads; drop --head-rank")
         if self.opts["broadcast"] == "subset" and self.opts["prediction"] == "hold":
             raise ValueError("--broadcast subset needs a predictor on the workers; the control (--prediction hold) has none")
 
@@ -105,6 +109,13 @@ class MP2(Method):
     def admit_worker(self, index: int, holds: dict) -> str:
         theirs = holds.get("predictor_sha256")
         if theirs is None:
+            if self.opts["broadcast"] == "subset" and self.weights is not None:
+                from predictor.structure import infer_head_rank
+
+                rank = infer_head_rank(self.weights)
+                if rank != 1:  # a worker builds its predictor before any weights could arrive
+                    return (f"the PS's predictor {self.path} has decoder heads of rank {rank}, which a worker "
+                            f"cannot receive over the wire: give the worker the same file with --predictor")
             return ""
         if self.sha256 is None:
             return ("it was given --predictor, but this PS has no predictor file (online MP² trains its own and "

@@ -58,6 +58,12 @@ class MP2(Method):
         Option("--online-wait", bool, False, "online: hold the step barrier while a predictor trains (the stall is measured)", ps_only=True),
         Option("--online-stage-flags", str, "--epochs 3 --image-batches 10 --val-images 1000 --eval-images 1000",
                "online: flags for mp2_train_stage.py", ps_only=True),
+        Option("--predictor-init", str, None, "online: a warm start from this predictor (e.g. one trained on another "
+               "dataset): checked at the first warm-up snapshot, live at once if it passes, and the training rounds "
+               "start from it (then from the last predictor that passed)", ps_only=True),
+        Option("--control-switch-step", argtypes.nonnegative_int, None, "the control (--prediction hold) on online "
+               "MP²'s schedule: full pushes until this step (the MP² run's switch), then the refresh windows "
+               "(--refresh-every, --refresh-steps)", ps_only=True),
     )
 
     phase_names = {FULL: "full", PARTIAL: "partial", PARTIAL_WITH_WEIGHTS: "partial+weights"}
@@ -80,6 +86,10 @@ class MP2(Method):
         self._check_options()
         if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
             self._read_predictor()
+        elif self.opts.get("control_switch_step") is not None:
+            from runtime.methods.online import HeldSchedule
+
+            self.online = HeldSchedule(self.opts, self.opts["control_switch_step"])
         elif self.opts["prediction"] == "predictor":
             from models import get
             from runtime.methods.online import OnlineController
@@ -94,6 +104,12 @@ class MP2(Method):
     def _check_options(self) -> None:
         if self.opts["prediction"] not in ("predictor", "hold"):
             raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
+        if self.opts.get("predictor_init") and (self.opts.get("predictor") or self.opts["prediction"] == "hold"):
+            raise ValueError("--predictor-init is online MP²'s warm start: drop --predictor (a fixed predictor "
+                             "needs no start) and --prediction hold (the control has no predictor)")
+        if self.opts.get("control_switch_step") is not None and self.opts["prediction"] != "hold":
+            raise ValueError("--control-switch-step gives the control (--prediction hold) online MP²'s schedule: "
+                             "add --prediction hold, or drop it")
         if self.opts["broadcast"] not in ("full", "subset"):
             raise ValueError(f"--broadcast must be full or subset, got {self.opts['broadcast']!r}")
         if self.opts["broadcast"] == "subset" and self.opts["prediction"] == "hold":

@@ -61,6 +61,9 @@ class MP2(Method):
         Option("--predictor-init", str, None, "online: a warm start from this predictor (e.g. one trained on another "
                "dataset): checked at the first warm-up snapshot, live at once if it passes, and the training rounds "
                "start from it (then from the last predictor that passed)", ps_only=True),
+        Option("--partial-snapshot-every", argtypes.nonnegative_int, 0, "online: also snapshot the PS's model every K "
+               "partial steps (its pushed group is the workers' average; the result loss reads nothing else), so "
+               "the predictor keeps learning between refresh windows at no traffic; 0: off", ps_only=True),
         Option("--control-switch-step", argtypes.nonnegative_int, None, "the control (--prediction hold) on online "
                "MP²'s schedule: full pushes until this step (the MP² run's switch), then the refresh windows "
                "(--refresh-every, --refresh-steps)", ps_only=True),

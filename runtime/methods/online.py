@@ -9,6 +9,11 @@
     refresh   while PARTIAL, a window of --refresh-steps FULL steps every --refresh-every steps: at its
               end a fresh snapshot, and the check
     retrain   after every --retrain-after new snapshots a new predictor is trained from all of them
+    partial   with --partial-snapshot-every K, also a snapshot every K PARTIAL steps: the PS's model, its
+              pushed group the workers' average. The result loss reads only a snapshot's pushed group
+              (the predicted group is the predictor's to make), so these train the predictor as well as
+              full pushes do, and they cost no traffic: the predictor keeps learning the task between
+              refresh windows
     fallback  a check that fails sends the workers back to FULL until a retrained predictor passes
 
 A warm start (--predictor-init PATH, e.g. a predictor trained on another dataset): PATH is checked at
@@ -129,7 +134,7 @@ class OnlineController:
         warming = not self.ready or self.falling_back
         snapshot = (step + 1) % self.opts["online_snapshot_every"] == 0 if warming else self._window_end(step)
         if snapshot:
-            vector = self.last_full = vector_of()
+            vector = self.last_full = self.latest = vector_of()
             self.reference = self._accuracy(session, vector)
             self.writer.add(vector, step=step + 1, epoch=step // self.steps_per_epoch + 1)
             self.writer.flush()
@@ -140,7 +145,14 @@ class OnlineController:
                 self._check_init(session, step)
 
     def after_partial_step(self, session: tf.compat.v1.Session, step: int, vector_of) -> None:
-        """Watch the live model: a drop below the last fully pushed model's accuracy means the predictor lags."""
+        """Maybe snapshot (--partial-snapshot-every); watch the live model: a drop below the last fully
+        pushed model's accuracy means the predictor lags."""
+        every = self.opts.get("partial_snapshot_every") or 0
+        if every and (step + 1) % every == 0:
+            self.latest = vector_of()
+            self.writer.add(self.latest, step=step + 1, epoch=step // self.steps_per_epoch + 1, phase="partial")
+            self.writer.flush()
+            self.since_training += 1
         if (step + 1) % self.opts["watch_every"] or self.reference is None:
             return
         live = self._accuracy(session, vector_of())
@@ -209,17 +221,27 @@ class OnlineController:
         full, assembled = self._accuracies(session, self.last_full, self.pred_candidate)
         passed = assembled >= full - self.opts["switch_tolerance"]
         event = {"step": step + 1, "event": "trained", "round": self.rounds, "seconds": round(seconds, 2),
-                 "snapshots": len(self.writer), "check_full_acc": full, "check_assembled_acc": assembled,
-                 "passed": bool(passed)}
+                 "snapshots": len(self.writer), "check_full_acc": full, "check_assembled_acc": assembled}
+        if passed and self.ready and not self.falling_back:
+            # A predictor is live: the round replaces it only if it assembles at least as good a model
+            # from the freshest snapshot's pushed group (the last full push may be long past).
+            event["latest_live_acc"], event["latest_candidate_acc"] = self._compare(session, self.latest)
+            passed = event["latest_candidate_acc"] >= event["latest_live_acc"]
+        event["passed"] = bool(passed)
         self.events.append(event)
         if passed:
             self.pending, self.start_from = event, str(path)
             self.log(f"online: step {step + 1}: predictor {self.rounds} ({seconds:.1f} s) passes the check "
                      f"(assembled {assembled:.4f} vs full {full:.4f})")
         else:
-            going_on = "the previous predictor stays" if self.ready and not self.falling_back else \
-                "full pushes go on and collect more snapshots"
-            self.log(f"online: step {step + 1}: predictor {self.rounds} fails the check (assembled {assembled:.4f} vs "
+            if not self.ready or self.falling_back:
+                going_on = "full pushes go on and collect more snapshots"
+            elif "latest_live_acc" in event:
+                going_on = (f"the live predictor stays: from the freshest snapshot it assembles "
+                            f"{event['latest_live_acc']:.4f}, the round {event['latest_candidate_acc']:.4f}")
+            else:
+                going_on = "the previous predictor stays"
+            self.log(f"online: step {step + 1}: predictor {self.rounds} is not taken (assembled {assembled:.4f} vs "
                      f"full {full:.4f}); {going_on}")
 
     def _check_init(self, session: tf.compat.v1.Session, step: int) -> None:
@@ -252,6 +274,10 @@ class OnlineController:
                             "check_full_acc": full, "check_got_acc": got})
         self.log(f"online: step {step + 1}: the predictor lags ({what} {got:.4f} vs fully pushed {full:.4f}); "
                  f"full pushes until a retrained predictor passes")
+
+    def _compare(self, session: tf.compat.v1.Session, vector: np.ndarray) -> tuple[float, float]:
+        live, candidate = session.run([self.pred_live, self.pred_candidate], {self.vector: vector, self.images: self.check_x})
+        return float(np.mean(live == self.check_y)), float(np.mean(candidate == self.check_y))
 
     def _accuracy(self, session: tf.compat.v1.Session, vector: np.ndarray) -> float:
         predicted = session.run(self.pred_full, {self.vector: vector, self.images: self.check_x})

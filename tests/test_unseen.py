@@ -62,10 +62,12 @@ def _pushed_bytes(full: int, partial: int, workers: int = 2) -> int:
 
 def test_online_warm_start_switches_at_the_first_snapshot_and_counts_every_byte(trained, tmp_path):
     """--predictor-init: checked at the first warm-up snapshot, live from the next step, and the first
-    training round starts from it; every step's bytes counted by its phase."""
+    training round starts from it; partial steps snapshot too (--partial-snapshot-every); every step's
+    bytes counted by its phase."""
     out = tmp_path / "run"
     done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--epochs", "2", "--predictor-init", str(trained),
-               "--warmup-snapshots", "50", "--online-snapshot-every", "3", "--retrain-after", "1", *ONLINE,
+               "--warmup-snapshots", "50", "--online-snapshot-every", "3", "--retrain-after", "3",
+               "--partial-snapshot-every", "7", *ONLINE,
                "--out", str(out), *CLUSTER_SMALL, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -80,9 +82,19 @@ def test_online_warm_start_switches_at_the_first_snapshot_and_counts_every_byte(
     assert online["rounds"] >= 1  # after --retrain-after new snapshots, although --warmup-snapshots is far off
     first_round = _report(out / "online" / "predictor-1")
     assert first_round["config"]["init"] == online["predictor_init"]
+    # Snapshots: the warm-up's one, each refresh window's last step, and every 7th partial step.
+    taken = json.loads((out / "online" / "snapshots" / "manifest.json").read_text())["snapshots"]
+    partial_steps = [s for s in range(4, 2 * STEPS_PER_EPOCH) if s % 10 >= 2]
+    assert [r["step"] for r in taken if r.get("phase") == "partial"] == [s + 1 for s in partial_steps if (s + 1) % 7 == 0]
+    assert [r["step"] for r in taken if r.get("phase") != "partial"] == [3] + [
+        s + 1 for s in range(3, 2 * STEPS_PER_EPOCH) if s % 10 == 1]
+    rounds = [e for e in events if e["event"] == "trained"]
+    later = [e for e in rounds if "latest_live_acc" in e]  # judged against the live predictor too
+    assert later and all(e["passed"] == (e["latest_candidate_acc"] >= e["latest_live_acc"]) for e in later)
     steps = 2 * STEPS_PER_EPOCH
     full, partial = summary["phases"].get("full", 0), summary["phases"].get("partial", 0)
-    assert full + partial == steps and full == _full_steps(steps, switch=3)
+    # Checked after step 3 (1-based); step 4's phase was announced in step 3's reply, so step 5 is the first partial.
+    assert full + partial == steps and full == _full_steps(steps, switch=4)
     assert summary["bytes_pushed_total"] == _pushed_bytes(full, partial)
     assert summary["bytes_pulled_total"] == 2 * (4 * LENET.layout.total + CONTROL) * steps
 

@@ -65,7 +65,7 @@ class MP2(Method):
                "partial steps (its pushed group is the workers' average; the result loss reads nothing else), so "
                "the predictor keeps learning between refresh windows at no traffic; 0: off", ps_only=True),
         Option("--control-switch-step", argtypes.nonnegative_int, None, "the control (--prediction hold) on online "
-               "MP²'s schedule: full pushes until this step (the MP² run's switch), then the refresh windows "
+               "MP²'s schedule: the full pushes of an MP² run whose switch event names this step, then the refresh windows "
                "(--refresh-every, --refresh-steps)", ps_only=True),
     )
 

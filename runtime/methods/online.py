@@ -298,15 +298,16 @@ class OnlineController:
 
 
 class HeldSchedule:
-    """The control's half of online MP²'s schedule: full pushes until `switch_step`, then a window of
-    --refresh-steps full pushes every --refresh-every steps, as the MP² run had after its switch."""
+    """The control's half of online MP²'s schedule: full pushes through step `switch_step` + 1 (0-based;
+    the MP² run's switch event names the step whose check decided, and the next step's phase was announced
+    already), then a window of --refresh-steps full pushes every --refresh-every steps, as after its switch."""
 
     def __init__(self, opts: dict, switch_step: int) -> None:
         self.opts, self.switch_step = opts, switch_step
         self.pending, self.events = None, []
 
     def wants_full(self, step: int) -> bool:
-        return step < self.switch_step or step % self.opts["refresh_every"] < self.opts["refresh_steps"]
+        return step <= self.switch_step or step % self.opts["refresh_every"] < self.opts["refresh_steps"]
 
     def after_full_step(self, *_) -> None:
         pass

@@ -19,8 +19,8 @@ WARM="--method mp2 --push front+head --online-wait --online-snapshot-every 1 --r
       --switch-tolerance 0.02 --watch-tolerance 0.05"
 WARM_DIGITS="$WARM --warmup-snapshots 3 --partial-snapshot-every 20 --retrain-after 3"
 STAGE_DIGITS="--epochs 2 --image-batches 20 --val-images 144 --eval-images 355 --mixup 0"
-WARM_FASHION="$WARM --warmup-snapshots 4 --partial-snapshot-every 100 --retrain-after 6"
-STAGE_FASHION="--epochs 1 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0"
+WARM_FASHION="$WARM --warmup-snapshots 4 --partial-snapshot-every 25 --retrain-after 6"
+STAGE_FASHION="--epochs 2 --image-batches 10 --val-images 1000 --eval-images 1000 --mixup 0"
 # The control on the same schedule: full pushes until the MP² run's switch, then the same windows.
 CONTROL="--method mp2 --push front+head --prediction hold --refresh-every 100 --refresh-steps 2"
 

@@ -12,5 +12,7 @@ $PY mp2_local.py $DIGITS --method mp2 --push front+head --prediction hold --out 
 $PY mp2_local.py $DIGITS --method mp2 --push front+head --online-wait --warmup-snapshots 8 --online-snapshot-every 1 \
     --refresh-every 60 --refresh-steps 2 --retrain-after 2 --switch-tolerance 0.02 --watch-tolerance 0.05 \
     --online-stage-flags "$STAGE_DIGITS" --out "$OUT/digits-online-fh"
+# The ablation: the recommended flags without the warm start (online MP² from nothing).
+$PY mp2_local.py $DIGITS $WARM_DIGITS --online-stage-flags "$STAGE_DIGITS" --out "$OUT/digits-scratch"
 $PY results/unseen/summarize.py "$OUT/digits-baseline" "$OUT/digits-warm" "$OUT/digits-warm-control" \
-    "$OUT/digits-fixed" "$OUT/digits-hold-fh" "$OUT/digits-online-fh"
+    "$OUT/digits-fixed" "$OUT/digits-hold-fh" "$OUT/digits-online-fh" "$OUT/digits-scratch"

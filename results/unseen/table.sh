@@ -21,3 +21,6 @@ $PY mp2_local.py $FASHION $V1 --predictor-init "$OUT/pred-fashion-fh" --online-s
 $PY mp2_local.py $FASHION $CONTROL --control-switch-step "$(switch_step "$OUT/fashion-s0-warm-v1")" --out "$OUT/fashion-s0-warm-v1-control"
 $PY mp2_local.py $FASHION --seed 1 $V1 --predictor-init "$OUT/pred-fashion-fh" --online-stage-flags "$V1_STAGE" --out "$OUT/fashion-s1-warm-v1"
 $PY mp2_local.py $FASHION --seed 1 $CONTROL --control-switch-step "$(switch_step "$OUT/fashion-s1-warm-v1")" --out "$OUT/fashion-s1-warm-v1-control"
+# Tried last: seed 1 with the rounds' learning rate lowered to 3e-4 (a round starts Adam afresh).
+$PY mp2_local.py $FASHION --seed 1 $WARM_FASHION --predictor-init "$OUT/pred-fashion-fh" \
+    --online-stage-flags "${STAGE_FASHION/--mixup 0/--mixup 0 --lr 0.0003}" --out "$OUT/fashion-s1-warm-lr3e-4"

@@ -86,7 +86,10 @@ class MP2(Method):
             self.sha256 = hashlib.sha256(f.read()).hexdigest()
 
     def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
+        from runtime.methods.online import check_online_options
+
         self._check_options()
+        check_online_options(self.opts)
         if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
             self._read_predictor()
         elif self.opts.get("control_switch_step") is not None:
@@ -107,12 +110,6 @@ class MP2(Method):
     def _check_options(self) -> None:
         if self.opts["prediction"] not in ("predictor", "hold"):
             raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
-        if self.opts.get("predictor_init") and (self.opts.get("predictor") or self.opts["prediction"] == "hold"):
-            raise ValueError("--predictor-init is online MP²'s warm start: drop --predictor (a fixed predictor "
-                             "needs no start) and --prediction hold (the control has no predictor)")
-        if self.opts.get("control_switch_step") is not None and self.opts["prediction"] != "hold":
-            raise ValueError("--control-switch-step gives the control (--prediction hold) online MP²'s schedule: "
-                             "add --prediction hold, or drop it")
         if self.opts["broadcast"] not in ("full", "subset"):
             raise ValueError(f"--broadcast must be full or subset, got {self.opts['broadcast']!r}")
         if self.opts["broadcast"] == "subset" and self.opts["prediction"] == "hold":

@@ -47,6 +47,16 @@ from models import Model
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def check_online_options(opts: dict) -> None:
+    """The PS-only online flags that only make sense together (ValueError: one line for the user)."""
+    if opts.get("predictor_init") and (opts.get("predictor") or opts["prediction"] == "hold"):
+        raise ValueError("--predictor-init is online MP²'s warm start: drop --predictor (a fixed predictor "
+                         "needs no start) and --prediction hold (the control has no predictor)")
+    if opts.get("control_switch_step") is not None and opts["prediction"] != "hold":
+        raise ValueError("--control-switch-step gives the control (--prediction hold) online MP²'s schedule: "
+                         "add --prediction hold, or drop it")
+
+
 class OnlineController:
     """The PS-side state machine of online MP²: snapshots, background training, the check, the switch."""
 

@@ -33,7 +33,7 @@ import data
 import data.flags
 import models
 import paramset
-from predictor import CheckpointError, Predictor, save_checkpoint
+from predictor import CheckpointError, Predictor, load_checkpoint, resolve_path, save_checkpoint
 from runtime import flags
 from runtime.progress import Progress
 from stage import StageError, snapshots as snapset, state, training
@@ -80,9 +80,14 @@ parser.add_argument("--eval-images", type=argtypes.positive_int,
 parser.add_argument("--seed", type=argtypes.nonnegative_int, default=0,
                     help="predictor init, test-image sample, image order and mixup (and the synthetic data)")
 parser.add_argument("--resume", action="store_true", help="continue from <out>/last.npz (same settings; --epochs may grow)")
+parser.add_argument("--init", metavar="PREDICTOR",
+                    help="start from this predictor's weights (a checkpoint or a stage output directory, e.g. one "
+                         "trained on another dataset) instead of a fresh initialisation; not with --resume")
 parser.add_argument("--threads", type=argtypes.nonnegative_int, default=1, help="TensorFlow threads (0: TensorFlow decides)")
 parser.add_argument("--cross-dataset", action="store_true", help="allow images of another dataset than the snapshots were collected on")
 args = parser.parse_args()
+if args.init and args.resume:
+    fail("--init and --resume exclude each other: a resumed run continues from <out>/last.npz; drop --init")
 if args.holdout is not None and args.holdout_snapshots:
     fail("--holdout and --holdout-snapshots exclude each other: a held-out run trains nothing away; drop --holdout")
 holdout = DEFAULT_HOLDOUT if args.holdout is None else args.holdout
@@ -132,6 +137,7 @@ config = {
     "image_batches": args.image_batches, "image_batch": args.image_batch, "snapshot_batch": args.snapshot_batch,
     "lr": args.lr, "mixup": args.mixup, "holdout": None if heldout_dirs else holdout, "val_images": n_val,
     "eval_images": n_eval, "seed": args.seed, "threads": args.threads, "cross_dataset": args.cross_dataset,
+    "init": args.init and str(Path(args.init).resolve()),
 }
 
 # --- build: the predictor and its optimizer, fresh or from <out>/last.npz ------------------------
@@ -142,6 +148,11 @@ if args.resume:
     except state.ResumeError as e:
         fail(e)
     rows, best, start_epoch = saved["rows"], saved["best"], saved["epoch"]
+elif args.init:
+    try:  # a predictor of another model or pushed set is refused here, with both named
+        weights, _ = load_checkpoint(resolve_path(args.init), model.layout)
+    except CheckpointError as e:
+        fail(f"--init: {e}")
 try:
     predictor = Predictor(layout, weights=weights, seed=args.seed, head_rank=args.head_rank)
     trainer = training.Trainer(model, predictor, args.loss, args.lr)

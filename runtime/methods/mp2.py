@@ -59,6 +59,15 @@ class MP2(Method):
         Option("--online-wait", bool, False, "online: hold the step barrier while a predictor trains (the stall is measured)", ps_only=True),
         Option("--online-stage-flags", str, "--epochs 3 --image-batches 10 --val-images 1000 --eval-images 1000",
                "online: flags for mp2_train_stage.py", ps_only=True),
+        Option("--predictor-init", str, None, "online: a warm start from this predictor (e.g. one trained on another "
+               "dataset): checked at the first warm-up snapshot, live at once if it passes, and the training rounds "
+               "start from it (then from the last predictor that passed)", ps_only=True),
+        Option("--partial-snapshot-every", argtypes.nonnegative_int, 0, "online: also snapshot the PS's model every K "
+               "partial steps (its pushed group is the workers' average; the result loss reads nothing else), so "
+               "the predictor keeps learning between refresh windows at no traffic; 0: off", ps_only=True),
+        Option("--control-switch-step", argtypes.nonnegative_int, None, "the control (--prediction hold) on online "
+               "MP²'s schedule: the full pushes of an MP² run whose switch event names this step, then the refresh windows "
+               "(--refresh-every, --refresh-steps)", ps_only=True),
     )
 
     phase_names = {FULL: "full", PARTIAL: "partial", PARTIAL_WITH_WEIGHTS: "partial+weights"}
@@ -78,9 +87,16 @@ class MP2(Method):
             self.sha256 = hashlib.sha256(f.read()).hexdigest()
 
     def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
+        from runtime.methods.online import check_online_options
+
         self._check_options()
+        check_online_options(self.opts)
         if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
             self._read_predictor()
+        elif self.opts.get("control_switch_step") is not None:
+            from runtime.methods.online import HeldSchedule
+
+            self.online = HeldSchedule(self.opts, self.opts["control_switch_step"])
         elif self.opts["prediction"] == "predictor":
             from models import get
             from runtime.methods.online import OnlineController

@@ -9,7 +9,20 @@
     refresh   while PARTIAL, a window of --refresh-steps FULL steps every --refresh-every steps: at its
               end a fresh snapshot, and the check
     retrain   after every --retrain-after new snapshots a new predictor is trained from all of them
+    partial   with --partial-snapshot-every K, also a snapshot every K PARTIAL steps: the PS's model, its
+              pushed group the workers' average. The result loss reads only a snapshot's pushed group
+              (the predicted group is the predictor's to make), so these train the predictor as well as
+              full pushes do, and they cost no traffic: the predictor keeps learning the task between
+              refresh windows
     fallback  a check that fails sends the workers back to FULL until a retrained predictor passes
+
+A warm start (--predictor-init PATH, e.g. a predictor trained on another dataset): PATH is checked at
+the first warm-up snapshot and, if it passes, the workers switch at once; every training round starts
+from the last predictor that passed (PATH until one of the run's own does), so the rounds adapt it to
+this task instead of learning from nothing.
+
+The control (--prediction hold) with the same schedule (--control-switch-step N, N = the MP² run's
+switch step): full pushes until step N, then the same refresh windows; no predictor, no check.
 
 The check is the method's own signal, measured on the live trajectory: on fixed validation images
 from the training set (never the test set), the model the PS just got from a full push is compared
@@ -32,6 +45,16 @@ import tensorflow as tf
 from models import Model
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def check_online_options(opts: dict) -> None:
+    """The PS-only online flags that only make sense together (ValueError: one line for the user)."""
+    if opts.get("predictor_init") and (opts.get("predictor") or opts["prediction"] == "hold"):
+        raise ValueError("--predictor-init is online MP²'s warm start: drop --predictor (a fixed predictor "
+                         "needs no start) and --prediction hold (the control has no predictor)")
+    if opts.get("control_switch_step") is not None and opts["prediction"] != "hold":
+        raise ValueError("--control-switch-step gives the control (--prediction hold) online MP²'s schedule: "
+                         "add --prediction hold, or drop it")
 
 
 class OnlineController:
@@ -62,6 +85,14 @@ class OnlineController:
         self.reference: float | None = None  # check accuracy of the last fully pushed model
         self.training_seconds = 0.0
         self._started = 0.0
+        self.init_path = None  # the warm start: checked once at the first snapshot, then the rounds' --init
+        self.init_weights = None
+        if opts.get("predictor_init"):
+            from predictor import load_checkpoint, resolve_path
+
+            self.init_path = resolve_path(opts["predictor_init"])  # CheckpointError: one line, from mp2_ps.py
+            self.init_weights = load_checkpoint(self.init_path, model.layout)[0]
+        self.start_from = self.init_path  # what the next round's training starts from (None: fresh)
 
     # --- graph (built by the MP² method on the PS) -------------------------------------------------
     def build(self, live, device: str) -> None:
@@ -113,16 +144,25 @@ class OnlineController:
         warming = not self.ready or self.falling_back
         snapshot = (step + 1) % self.opts["online_snapshot_every"] == 0 if warming else self._window_end(step)
         if snapshot:
-            vector = self.last_full = vector_of()
+            vector = self.last_full = self.latest = vector_of()
             self.reference = self._accuracy(session, vector)
             self.writer.add(vector, step=step + 1, epoch=step // self.steps_per_epoch + 1)
             self.writer.flush()
             self.since_training += 1
             if self.ready and not self.falling_back:
                 self._check(session, vector, step)
+            elif self.init_weights is not None and self.trainer is None:
+                self._check_init(session, step)
 
     def after_partial_step(self, session: tf.compat.v1.Session, step: int, vector_of) -> None:
-        """Watch the live model: a drop below the last fully pushed model's accuracy means the predictor lags."""
+        """Maybe snapshot (--partial-snapshot-every); watch the live model: a drop below the last fully
+        pushed model's accuracy means the predictor lags."""
+        every = self.opts.get("partial_snapshot_every") or 0
+        if every and (step + 1) % every == 0:
+            self.latest = vector_of()
+            self.writer.add(self.latest, step=step + 1, epoch=step // self.steps_per_epoch + 1, phase="partial")
+            self.writer.flush()
+            self.since_training += 1
         if (step + 1) % self.opts["watch_every"] or self.reference is None:
             return
         live = self._accuracy(session, vector_of())
@@ -132,7 +172,8 @@ class OnlineController:
     def poll(self, session: tf.compat.v1.Session, step: int, vector_of) -> None:
         """Every step: start a training round when due, take its result when it is done."""
         if self.trainer is None:
-            due = self.opts["warmup_snapshots"] if self.rounds == 0 else self.opts["retrain_after"]
+            first = self.rounds == 0 and not self.ready  # a warm start that passed retrains as any later round
+            due = self.opts["warmup_snapshots"] if first else self.opts["retrain_after"]
             if self.since_training >= due:
                 self._start_training(step)
             return
@@ -157,6 +198,8 @@ class OnlineController:
                "--push", ",".join(self.model.layout.pushed_layers()), *self.data_flags,
                "--snapshots", str(self.snapshots), "--out", str(out), "--seed", str(self.seed),
                "--threads", "1", *self.opts["online_stage_flags"].split()]
+        if self.start_from is not None:
+            cmd += ["--init", self.start_from]
         self.log_path = self.dir / f"predictor-{self.rounds}.log"
         self.trainer = subprocess.Popen(cmd, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, cwd=ROOT,
@@ -188,18 +231,43 @@ class OnlineController:
         full, assembled = self._accuracies(session, self.last_full, self.pred_candidate)
         passed = assembled >= full - self.opts["switch_tolerance"]
         event = {"step": step + 1, "event": "trained", "round": self.rounds, "seconds": round(seconds, 2),
-                 "snapshots": len(self.writer), "check_full_acc": full, "check_assembled_acc": assembled,
-                 "passed": bool(passed)}
+                 "snapshots": len(self.writer), "check_full_acc": full, "check_assembled_acc": assembled}
+        if passed and self.ready and not self.falling_back:
+            # A predictor is live: the round replaces it only if it assembles at least as good a model
+            # from the freshest snapshot's pushed group (the last full push may be long past).
+            event["latest_live_acc"], event["latest_candidate_acc"] = self._compare(session, self.latest)
+            passed = event["latest_candidate_acc"] >= event["latest_live_acc"]
+        event["passed"] = bool(passed)
         self.events.append(event)
         if passed:
-            self.pending = event
+            self.pending, self.start_from = event, str(path)
             self.log(f"online: step {step + 1}: predictor {self.rounds} ({seconds:.1f} s) passes the check "
                      f"(assembled {assembled:.4f} vs full {full:.4f})")
         else:
-            going_on = "the previous predictor stays" if self.ready and not self.falling_back else \
-                "full pushes go on and collect more snapshots"
-            self.log(f"online: step {step + 1}: predictor {self.rounds} fails the check (assembled {assembled:.4f} vs "
+            if not self.ready or self.falling_back:
+                going_on = "full pushes go on and collect more snapshots"
+            elif "latest_live_acc" in event:
+                going_on = (f"the live predictor stays: from the freshest snapshot it assembles "
+                            f"{event['latest_live_acc']:.4f}, the round {event['latest_candidate_acc']:.4f}")
+            else:
+                going_on = "the previous predictor stays"
+            self.log(f"online: step {step + 1}: predictor {self.rounds} is not taken (assembled {assembled:.4f} vs "
                      f"full {full:.4f}); {going_on}")
+
+    def _check_init(self, session: tf.compat.v1.Session, step: int) -> None:
+        """The warm start's one check, at the first snapshot: it goes live if it passes, as a round would."""
+        weights, self.init_weights = self.init_weights, None
+        session.run(self._load, {self._feeds[name]: weights[name] for name in self._feeds})
+        full, assembled = self._accuracies(session, self.last_full, self.pred_candidate)
+        passed = assembled >= full - self.opts["switch_tolerance"]
+        event = {"step": step + 1, "event": "initial predictor checked", "round": 0, "path": self.init_path,
+                 "check_full_acc": full, "check_assembled_acc": assembled, "passed": bool(passed)}
+        self.events.append(event)
+        if passed:
+            self.pending = event
+        self.log(f"online: step {step + 1}: the initial predictor {self.init_path} "
+                 f"{'passes' if passed else 'fails'} the check (assembled {assembled:.4f} vs full {full:.4f})"
+                 + ("" if passed else "; full pushes go on, and the rounds start from it"))
 
     def _check(self, session: tf.compat.v1.Session, vector: np.ndarray, step: int) -> None:
         full, assembled = self._accuracies(session, vector, self.pred_live)
@@ -217,6 +285,10 @@ class OnlineController:
         self.log(f"online: step {step + 1}: the predictor lags ({what} {got:.4f} vs fully pushed {full:.4f}); "
                  f"full pushes until a retrained predictor passes")
 
+    def _compare(self, session: tf.compat.v1.Session, vector: np.ndarray) -> tuple[float, float]:
+        live, candidate = session.run([self.pred_live, self.pred_candidate], {self.vector: vector, self.images: self.check_x})
+        return float(np.mean(live == self.check_y)), float(np.mean(candidate == self.check_y))
+
     def _accuracy(self, session: tf.compat.v1.Session, vector: np.ndarray) -> float:
         predicted = session.run(self.pred_full, {self.vector: vector, self.images: self.check_x})
         return float(np.mean(predicted == self.check_y))
@@ -230,6 +302,30 @@ class OnlineController:
             self.trainer.terminate()
 
     def stats(self) -> dict:
-        return {"online": {"rounds": self.rounds, "training_seconds": round(self.training_seconds, 2),
+        return {"online": {"predictor_init": self.init_path, "rounds": self.rounds, "training_seconds": round(self.training_seconds, 2),
                            "stalled_seconds": round(self.stalled_seconds, 2), "snapshots": len(self.writer),
                            "events": self.events}}
+
+
+class HeldSchedule:
+    """The control's half of online MP²'s schedule: full pushes through step `switch_step` + 1 (0-based;
+    the MP² run's switch event names the step whose check decided, and the next step's phase was announced
+    already), then a window of --refresh-steps full pushes every --refresh-every steps, as after its switch."""
+
+    def __init__(self, opts: dict, switch_step: int) -> None:
+        self.opts, self.switch_step = opts, switch_step
+        self.pending, self.events = None, []
+
+    def wants_full(self, step: int) -> bool:
+        return step <= self.switch_step or step % self.opts["refresh_every"] < self.opts["refresh_steps"]
+
+    def after_full_step(self, *_) -> None:
+        pass
+
+    after_partial_step = poll = after_full_step
+
+    def stop(self) -> None:
+        pass
+
+    def stats(self) -> dict:
+        return {"online": {"control_switch_step": self.switch_step, "events": self.events}}

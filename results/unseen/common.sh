@@ -1,0 +1,30 @@
+# Shared by the results/unseen scripts: LeNet-5, 4 workers, the project's main-job setting (lr 0.003, no mixup).
+# OUT: where runs and predictors go (default /tmp/unseen); MAIN: the main checkout holding the Fashion-MNIST
+# baseline with 120 snapshots (runs/pipeline/baseline) that mp2_pipeline.py made.
+set -euo pipefail
+export TF_CPP_MIN_LOG_LEVEL=2
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+OUT=${OUT:-/tmp/unseen}
+MAIN=${MAIN:-/work/main}
+COMMON="--workers 4 --model lenet5 --lr 0.003 --mixup 0"
+DIGITS="$COMMON --dataset digits --epochs 30 --worker-batch 25"
+FASHION="$COMMON --dataset fashion_mnist --epochs 10"
+
+# The recommended setting: online MP² warm-started from a predictor of another run or dataset, pushing the
+# front layers and the classifier (front+head); snapshots of partial steps keep training the predictor on
+# this task at no traffic; a 2-step full-push window every 100 steps checks it. Per dataset only the
+# spacing of the rounds and the stage's image counts differ (digits has 1,442 training images).
+WARM="--method mp2 --push front+head --online-wait --online-snapshot-every 1 --refresh-every 100 --refresh-steps 2
+      --switch-tolerance 0.02 --watch-tolerance 0.05"
+WARM_DIGITS="$WARM --warmup-snapshots 3 --partial-snapshot-every 20 --retrain-after 3"
+STAGE_DIGITS="--epochs 2 --image-batches 20 --val-images 144 --eval-images 355 --mixup 0"
+WARM_FASHION="$WARM --warmup-snapshots 4 --partial-snapshot-every 25 --retrain-after 6"
+STAGE_FASHION="--epochs 2 --image-batches 10 --val-images 1000 --eval-images 1000 --mixup 0"
+# The control on the same schedule: full pushes until the MP² run's switch, then the same windows.
+CONTROL="--method mp2 --push front+head --prediction hold --refresh-every 100 --refresh-steps 2"
+
+switch_step() {  # the step at which the MP² run in $1 switched (its control switches there too)
+  $PY -c "import json,sys; s=json.load(open(sys.argv[1]+'/summary.json'));
+print(next(e['step'] for e in s['method_stats']['online']['events'] if e['event']=='switch to mp2'))" "$1"
+}

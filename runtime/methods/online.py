@@ -92,6 +92,12 @@ class OnlineController:
 
             self.init_path = resolve_path(opts["predictor_init"])  # CheckpointError: one line, from mp2_ps.py
             self.init_weights = load_checkpoint(self.init_path, model.layout)[0]
+            from predictor.structure import infer_head_rank
+
+            if infer_head_rank(self.init_weights) != 1:
+                raise ValueError(f"--predictor-init {self.init_path} has decoder heads of rank "
+                                 f"{infer_head_rank(self.init_weights)}; online MP² trains the reference's "
+                                 f"rank-one heads: pass a rank-one predictor")
         self.start_from = self.init_path  # what the next round's training starts from (None: fresh)
 
     # --- graph (built by the MP² method on the PS) -------------------------------------------------

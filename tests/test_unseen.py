@@ -123,3 +123,17 @@ def test_warm_start_and_control_flag_errors(tmp_path, flags, says):
                *flags, "--out", str(tmp_path), *CLUSTER_SMALL, timeout=120)
     assert done.returncode != 0 and says in done.stdout and "Traceback" not in done.stdout, done.stdout[-2000:]
 
+
+
+def test_a_rank_r_warm_start_is_refused(tmp_path):
+    """Online rounds train the reference's rank-one heads: a rank-R warm start could never be refined."""
+    import models
+    from predictor import Predictor, save_checkpoint
+
+    layout = models.get("lenet5", 10, push="conv1").layout  # conv2 predicted: a conv head
+    path = tmp_path / "rank2.npz"
+    save_checkpoint(str(path), layout, Predictor(layout, seed=0, head_rank=2).numpy_weights())
+    done = run("mp2_ps.py", "--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2", "--method", "mp2",
+               "--push", "conv1", "--predictor-init", str(path), "--out", str(tmp_path), *CLUSTER_SMALL, timeout=120)
+    assert done.returncode != 0 and "decoder heads of rank 2" in done.stdout, done.stdout[-2000:]
+    assert "Traceback" not in done.stdout

@@ -165,7 +165,7 @@ def test_relative_paths_mean_the_callers_directory(tmp_path):
 def test_a_killed_worker_is_named_by_the_ps_and_the_launcher_exits_128_plus_9(tmp_path):
     launcher = subprocess.Popen(
         [sys.executable, str(ROOT / "mp2_local.py"), "--workers", "2", "--epochs", "50", "--out", str(tmp_path),
-         *SMALL, "--step-timeout", "20"],  # longer than the 15 s the launcher used to allow the PS
+         *SMALL, "--step-timeout", "16"],  # longer than the 15 s the launcher used to allow the PS
         cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     lines = []
@@ -186,7 +186,7 @@ def test_a_killed_worker_is_named_by_the_ps_and_the_launcher_exits_128_plus_9(tm
         launcher.wait()
     output = "".join(lines)
     assert "[launcher] w1 was killed by SIGKILL (exit 137)" in output, output[-3000:]
-    assert re.search(r"\[ps\] ps: error: worker 1 sent (nothing|no report) for 20 s", output), output[-3000:]
+    assert re.search(r"\[ps\] ps: error: worker 1 sent (nothing|no report) for 16 s", output), output[-3000:]
     assert code == 128 + signal.SIGKILL, output[-3000:]
 
 

@@ -308,7 +308,7 @@ def test_worker_with_other_model_is_refused_with_the_difference(tmp_path):
 
 def test_killed_worker_stops_everyone_naming_it(tmp_path):
     flags = cluster_flags(2)
-    common = [*flags, "--epochs", "2000", "--out", str(tmp_path), *SMALL[:-4], "--step-timeout", "10", "--connect-timeout", "60"]
+    common = [*flags, "--epochs", "2000", "--out", str(tmp_path), *SMALL[:-4], "--step-timeout", "6", "--connect-timeout", "60"]
     ps = start("mp2_ps.py", *common)
     w0 = start("mp2_worker.py", *common, "--task_index", "0")
     w1 = start("mp2_worker.py", *common, "--task_index", "1")
@@ -318,7 +318,7 @@ def test_killed_worker_stops_everyone_naming_it(tmp_path):
         killed_at = time.monotonic()
         ps_out, _ = ps.communicate(timeout=60)
         w0_out, _ = w0.communicate(timeout=60)
-        assert time.monotonic() - killed_at < 10 + 20  # the step timeout, plus start-up slack
+        assert time.monotonic() - killed_at < 6 + 20  # the step timeout, plus start-up slack
         assert ps.returncode != 0 and "worker 1" in ps_out, ps_out
         assert w0.returncode != 0 and "worker 1" in w0_out, w0_out
     finally:

@@ -40,9 +40,10 @@ class Predictor(tf.Module):
         # Weights carry their rank (the runtime rebuilds a checkpoint's predictor from its weights alone).
         rank = FAITHFUL_HEAD_RANK if head_rank is None else check_head_rank(head_rank)
         if weights is not None:
-            if head_rank is not None and infer_head_rank(weights) != head_rank and self._has_conv_heads():
-                raise ValueError(f"the weights are of a rank-{infer_head_rank(weights)} predictor, not rank {head_rank}")
-            rank = infer_head_rank(weights)
+            given = infer_head_rank(weights)
+            if head_rank is not None and given != head_rank and self._has_conv_heads():
+                raise ValueError(f"the weights are of a rank-{given} predictor, not rank {head_rank}")
+            rank = given
         # Without predicted conv layers there is no conv head: every rank is the faithful structure.
         self.head_rank = rank if self._has_conv_heads() else FAITHFUL_HEAD_RANK
         specs = weight_specs(layout, self.input_stage, self.head_rank)

@@ -91,13 +91,13 @@ class OnlineController:
             from predictor import load_checkpoint, resolve_path
 
             self.init_path = resolve_path(opts["predictor_init"])  # CheckpointError: one line, from mp2_ps.py
-            self.init_weights = load_checkpoint(self.init_path, model.layout)[0]
             from predictor.structure import infer_head_rank
 
-            if infer_head_rank(self.init_weights) != 1:
-                raise ValueError(f"--predictor-init {self.init_path} has decoder heads of rank "
-                                 f"{infer_head_rank(self.init_weights)}; online MP² trains the reference's "
-                                 f"rank-one heads: pass a rank-one predictor")
+            self.init_weights = load_checkpoint(self.init_path, model.layout)[0]
+            rank = infer_head_rank(self.init_weights)
+            if rank != 1:
+                raise ValueError(f"--predictor-init {self.init_path} has decoder heads of rank {rank}; online MP² "
+                                 f"trains the reference's rank-one heads: pass a rank-one predictor")
         self.start_from = self.init_path  # what the next round's training starts from (None: fresh)
 
     # --- graph (built by the MP² method on the PS) -------------------------------------------------
@@ -151,7 +151,7 @@ class OnlineController:
         snapshot = (step + 1) % self.opts["online_snapshot_every"] == 0 if warming else self._window_end(step)
         if snapshot:
             vector = self.last_full = self.latest = vector_of()
-            self.reference = self._accuracy(session, vector)
+            [self.reference] = self._accuracies(session, vector, self.pred_full)
             self.writer.add(vector, step=step + 1, epoch=step // self.steps_per_epoch + 1)
             self.writer.flush()
             self.since_training += 1
@@ -171,7 +171,7 @@ class OnlineController:
             self.since_training += 1
         if (step + 1) % self.opts["watch_every"] or self.reference is None:
             return
-        live = self._accuracy(session, vector_of())
+        [live] = self._accuracies(session, vector_of(), self.pred_full)
         if live < self.reference - self.opts["watch_tolerance"]:
             self._fall_back(step, self.reference, live, "the live model")
 
@@ -234,14 +234,15 @@ class OnlineController:
             return
         session.run(self._load, {self._feeds[name]: weights[name] for name in self._feeds})
         # Judged on the latest fully pushed model, the trajectory's freshest ground truth.
-        full, assembled = self._accuracies(session, self.last_full, self.pred_candidate)
+        full, assembled = self._accuracies(session, self.last_full, self.pred_full, self.pred_candidate)
         passed = assembled >= full - self.opts["switch_tolerance"]
         event = {"step": step + 1, "event": "trained", "round": self.rounds, "seconds": round(seconds, 2),
                  "snapshots": len(self.writer), "check_full_acc": full, "check_assembled_acc": assembled}
         if passed and self.ready and not self.falling_back:
             # A predictor is live: the round replaces it only if it assembles at least as good a model
             # from the freshest snapshot's pushed group (the last full push may be long past).
-            event["latest_live_acc"], event["latest_candidate_acc"] = self._compare(session, self.latest)
+            event["latest_live_acc"], event["latest_candidate_acc"] = self._accuracies(
+                session, self.latest, self.pred_live, self.pred_candidate)
             passed = event["latest_candidate_acc"] >= event["latest_live_acc"]
         event["passed"] = bool(passed)
         self.events.append(event)
@@ -264,7 +265,7 @@ class OnlineController:
         """The warm start's one check, at the first snapshot: it goes live if it passes, as a round would."""
         weights, self.init_weights = self.init_weights, None
         session.run(self._load, {self._feeds[name]: weights[name] for name in self._feeds})
-        full, assembled = self._accuracies(session, self.last_full, self.pred_candidate)
+        full, assembled = self._accuracies(session, self.last_full, self.pred_full, self.pred_candidate)
         passed = assembled >= full - self.opts["switch_tolerance"]
         event = {"step": step + 1, "event": "initial predictor checked", "round": 0, "path": self.init_path,
                  "check_full_acc": full, "check_assembled_acc": assembled, "passed": bool(passed)}
@@ -276,7 +277,7 @@ class OnlineController:
                  + ("" if passed else "; full pushes go on, and the rounds start from it"))
 
     def _check(self, session: tf.compat.v1.Session, vector: np.ndarray, step: int) -> None:
-        full, assembled = self._accuracies(session, vector, self.pred_live)
+        full, assembled = self._accuracies(session, vector, self.pred_full, self.pred_live)
         self.reference = full
         if assembled < full - self.opts["switch_tolerance"]:
             self._fall_back(step, full, assembled, "assembled")
@@ -291,17 +292,10 @@ class OnlineController:
         self.log(f"online: step {step + 1}: the predictor lags ({what} {got:.4f} vs fully pushed {full:.4f}); "
                  f"full pushes until a retrained predictor passes")
 
-    def _compare(self, session: tf.compat.v1.Session, vector: np.ndarray) -> tuple[float, float]:
-        live, candidate = session.run([self.pred_live, self.pred_candidate], {self.vector: vector, self.images: self.check_x})
-        return float(np.mean(live == self.check_y)), float(np.mean(candidate == self.check_y))
-
-    def _accuracy(self, session: tf.compat.v1.Session, vector: np.ndarray) -> float:
-        predicted = session.run(self.pred_full, {self.vector: vector, self.images: self.check_x})
-        return float(np.mean(predicted == self.check_y))
-
-    def _accuracies(self, session: tf.compat.v1.Session, vector: np.ndarray, assembled_predictions) -> tuple[float, float]:
-        full, assembled = session.run([self.pred_full, assembled_predictions], {self.vector: vector, self.images: self.check_x})
-        return float(np.mean(full == self.check_y)), float(np.mean(assembled == self.check_y))
+    def _accuracies(self, session: tf.compat.v1.Session, vector: np.ndarray, *predictions) -> list[float]:
+        """Accuracy on the check images of each prediction op (pred_full, pred_live, pred_candidate) at `vector`."""
+        predicted = session.run(list(predictions), {self.vector: vector, self.images: self.check_x})
+        return [float(np.mean(p == self.check_y)) for p in predicted]
 
     def stop(self) -> None:
         if self.trainer is not None and self.trainer.poll() is None:

@@ -70,6 +70,8 @@ class DGC:
         sample_fraction: float = 0.01,
         device: str | None = None,
         ratio: float = 0.001,
+        seed: int = 0,
+        step: tf.Tensor | None = None,
     ) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
@@ -87,6 +89,10 @@ class DGC:
         self.momentum, self.clip_norm, self.workers = momentum, clip_norm, workers
         self.sample_fraction = sample_fraction
         self.device = device
+        # The threshold sample's offset is a function of (seed, tensor, step): runs repeat bit for bit,
+        # a resumed run included. Without a step tensor (eager use) a per-compressor counter stands in.
+        self.seed, self.step = seed, step
+        self._calls = 0
         with device_scope(device):
             self.ratio = tf.Variable(ratio, dtype=tf.float64, trainable=False, name="dgc_ratio")
             self.momenta = [tf.Variable(tf.zeros(s), trainable=False, name=f"dgc_momentum_{i}") for i, s in enumerate(self.shapes)]
@@ -133,14 +139,19 @@ class DGC:
                     assigns.append(lambda u=u, new_u=new_u: u.assign(new_u))
                     continue
                 new_v = tf.reshape(v.read_value() + new_u, [-1])
-                picked = select(new_v, self.ratio, self.sample_fraction)
+                picked = select(new_v, self.ratio, self.sample_fraction, self._sample_seed(len(indices)))
                 values.append(tf.gather(new_v, picked))
                 indices.append(picked + offset)
                 u_left = tf.reshape(zero_at(tf.reshape(new_u, [-1]), picked), u.shape)
                 v_left = tf.reshape(zero_at(new_v, picked), v.shape)
                 assigns.append(lambda u=u, u_left=u_left: u.assign(u_left))
                 assigns.append(lambda v=v, v_left=v_left: v.assign(v_left))
+            self._calls += 1
             return finish(values, indices, dense, assigns)
+
+    def _sample_seed(self, tensor: int) -> tf.Tensor:
+        step = self._calls if self.step is None else self.step
+        return tf.stack([tf.constant(self.seed * 1_000_003 + tensor, tf.int64), tf.cast(step, tf.int64)])
 
 
 def _check_ratio(ratio: float) -> None:
@@ -148,14 +159,16 @@ def _check_ratio(ratio: float) -> None:
         raise ValueError(f"the DGC ratio must be in (0, 1], got {ratio}")
 
 
-def select(flat: tf.Tensor, ratio: tf.Tensor, sample_fraction: float) -> tf.Tensor:
-    """Positions (int32) of the entries of `flat` that DGC sends, by a sampled threshold."""
+def select(flat: tf.Tensor, ratio: tf.Tensor, sample_fraction: float, seed: tf.Tensor) -> tf.Tensor:
+    """Positions (int32) of the entries of `flat` that DGC sends, by a sampled threshold.
+
+    `seed` ([2] int64) fixes the sample's offset (a stateless draw)."""
     size = int(flat.shape[0])
     ratio = tf.cast(ratio, tf.float64)
     magnitude = tf.abs(flat)
     target = tf.clip_by_value(tf.cast(tf.math.ceil(ratio * size), tf.int32), 1, size)  # k
 
-    samples = _strided_sample(magnitude, ratio, sample_fraction)
+    samples = _strided_sample(magnitude, ratio, sample_fraction, seed)
     sample_top = tf.maximum(1, tf.cast(tf.math.ceil(ratio * tf.cast(tf.size(samples), tf.float64)), tf.int32))
     threshold = tf.reduce_min(tf.math.top_k(samples, sample_top, sorted=False).values)
 
@@ -176,8 +189,8 @@ def select(flat: tf.Tensor, ratio: tf.Tensor, sample_fraction: float) -> tf.Tens
     return tf.cond(too_many, exact_top_of_chosen, lambda: chosen)
 
 
-def _strided_sample(magnitude: tf.Tensor, ratio: tf.Tensor, sample_fraction: float) -> tf.Tensor:
-    """About max(sample_fraction * n, 2 / ratio) entries at a fixed stride from a random start;
+def _strided_sample(magnitude: tf.Tensor, ratio: tf.Tensor, sample_fraction: float, seed: tf.Tensor) -> tf.Tensor:
+    """About max(sample_fraction * n, 2 / ratio) entries at a fixed stride from a seeded random start;
     all of them when that is the whole tensor. The stride is odd so that it never lines up with
     the power-of-two channel counts of conv kernels (always sampling the same channel)."""
     size = int(magnitude.shape[0])
@@ -186,5 +199,5 @@ def _strided_sample(magnitude: tf.Tensor, ratio: tf.Tensor, sample_fraction: flo
     )
     stride = tf.cast(tf.maximum(tf.constant(1.0, tf.float64), tf.math.floor(size / wanted)), tf.int32)
     stride = stride - 1 + stride % 2  # odd, and no larger, so at least `wanted` samples remain
-    start = tf.random.uniform([], 0, stride, dtype=tf.int32)
+    start = tf.random.stateless_uniform([], seed, minval=0, maxval=stride, dtype=tf.int32)
     return tf.strided_slice(magnitude, [start], [size], [stride])

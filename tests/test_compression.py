@@ -18,7 +18,6 @@ class GraphRun:
         self.shapes = shapes
         self.graph = tf.Graph()
         with self.graph.as_default():
-            tf.compat.v1.set_random_seed(0)  # DGC's sample offsets: the same every run
             self.compressor = make(shapes)
             self.grads = [tf.compat.v1.placeholder(tf.float32, s) for s in shapes]
             out = self.compressor.compress(self.grads)
@@ -255,3 +254,21 @@ def test_densify_sums_duplicates_so_payloads_can_be_added():
         tf.constant([1.0, 2.0, 5.0]), tf.constant([3, 0, 3]), tf.constant([7.0, 8.0]), shapes, mask
     )
     np.testing.assert_array_equal(flat.numpy(), [2, 0, 0, 6, 7, 8])
+
+
+def test_dgc_threshold_sample_is_a_function_of_seed_tensor_and_step():
+    """Runs repeat bit for bit (a resumed one too): the sample's offset depends on nothing else."""
+    from compression.dgc import _strided_sample
+
+    magnitude = tf.range(100_000, dtype=tf.float32)
+    sample = lambda seed, step: _strided_sample(magnitude, tf.constant(0.001, tf.float64), 0.01,  # noqa: E731
+                                                tf.constant([seed, step], tf.int64)).numpy()
+    np.testing.assert_array_equal(sample(3, 7), sample(3, 7))
+    starts = {int(sample(3, step)[0]) for step in range(20)}
+    assert len(starts) > 5  # the offset moves from step to step: every entry gets its turn
+    assert {int(sample(4, step)[0]) for step in range(20)} != starts
+
+    dgc = DGC([(100, 1000)], momentum=0.0, seed=5, step=tf.constant(11, tf.int64))
+    again = DGC([(100, 1000)], momentum=0.0, seed=5, step=tf.constant(11, tf.int64))
+    grads = [tf.random.stateless_normal([100, 1000], [1, 2])]
+    np.testing.assert_array_equal(dgc.compress(grads).indices[0].numpy(), again.compress(grads).indices[0].numpy())

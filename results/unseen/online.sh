@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
 # Online MP² on Fashion-MNIST with no predictor file at all (the issue's second target), pushing front+head,
-# with snapshots of partial steps; the baseline is the main job's (same flags otherwise).
-# ROUNDS_EPOCHS: epochs of each predictor round (6: the setting that met the target; 3: the first try).
+# with snapshots of partial steps; the baseline is the main job's for seed 0, else baseline-s$SEED here.
+# ROUNDS_EPOCHS: epochs of each predictor round (6: the setting used; 3: the first try).
+# FINISH: epochs of full pushes at the end (--full-push-epochs; 0: none). SEED: the run's seed (0).
+# CONTROL_RUN=0 skips the control on the same schedule.
 source "$(dirname "$0")/common.sh"
 E=${ROUNDS_EPOCHS:-6}
-NAME=fashion-online-fh$([ "$E" = 3 ] || echo "-stage$E")
-$PY mp2_local.py $FASHION --method mp2 --push front+head --online-wait --warmup-snapshots 30 --online-snapshot-every 2 \
-    --partial-snapshot-every 50 --retrain-after 8 --refresh-every 100 --refresh-steps 2 --switch-tolerance 0.02 \
-    --watch-tolerance 0.05 --online-stage-flags "--epochs $E --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0" \
+FINISH=${FINISH:-0}
+SEED=${SEED:-0}
+NAME=fashion-online-fh$([ "$E" = 3 ] || echo "-stage$E")$([ "$FINISH" = 0 ] || echo "-finish$FINISH")$([ "$SEED" = 0 ] || echo "-seed$SEED")
+$PY mp2_local.py $FASHION --seed "$SEED" --method mp2 --push front+head --online-wait --warmup-snapshots 30 \
+    --online-snapshot-every 2 --partial-snapshot-every 50 --retrain-after 8 --refresh-every 100 --refresh-steps 2 \
+    --switch-tolerance 0.02 --watch-tolerance 0.05 --full-push-epochs "$FINISH" \
+    --online-stage-flags "--epochs $E --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0" \
     --out "$OUT/$NAME"
 
-$PY mp2_local.py $FASHION $CONTROL --control-switch-step "$(switch_step "$OUT/$NAME")" --out "$OUT/$NAME-control"
-$PY results/unseen/summarize.py "$MAIN/runs/pipeline/baseline" "$OUT/$NAME" "$OUT/$NAME-control"
+if [ "$SEED" = 0 ]; then BASE="$MAIN/runs/pipeline/baseline"; else
+  BASE="$OUT/fashion-baseline-s$SEED"
+  [ -f "$BASE/summary.json" ] || $PY mp2_local.py $FASHION --seed "$SEED" --method baseline --out "$BASE"
+fi
+RUNS=("$OUT/$NAME")
+if [ "${CONTROL_RUN:-1}" != 0 ]; then
+  $PY mp2_local.py $FASHION --seed "$SEED" $CONTROL --full-push-epochs "$FINISH" \
+      --control-switch-step "$(switch_step "$OUT/$NAME")" --out "$OUT/$NAME-control"
+  RUNS+=("$OUT/$NAME-control")
+fi
+$PY results/unseen/summarize.py "$BASE" "${RUNS[@]}"

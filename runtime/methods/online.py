@@ -34,6 +34,7 @@ network worse than the trained ones would.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -203,7 +204,7 @@ class OnlineController:
         cmd = [sys.executable, str(ROOT / "mp2_train_stage.py"), "--model", self.model.name,
                "--push", ",".join(self.model.layout.pushed_layers()), *self.data_flags,
                "--snapshots", str(self.snapshots), "--out", str(out), "--seed", str(self.seed),
-               "--threads", "1", *self.opts["online_stage_flags"].split()]
+               "--threads", "1", *shlex.split(self.opts["online_stage_flags"])]
         if self.start_from is not None:
             cmd += ["--init", self.start_from]
         self.log_path = self.dir / f"predictor-{self.rounds}.log"

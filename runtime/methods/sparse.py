@@ -97,7 +97,8 @@ class DGC(_Sparse):
         from compression import DGC as Compressor
 
         self._compressor = Compressor(self.shapes(), momentum=self.opts["momentum"], clip_norm=self.opts["clip_norm"],
-                                      workers=self.run.workers, device=w.device, ratio=self.opts["ratio"])
+                                      workers=self.run.workers, device=w.device, ratio=self.opts["ratio"],
+                                      seed=self.run.seed, step=w.step)
         w.state.append(self._compressor.ratio)  # initialised with the rest; set again every epoch
         return self._compressor
 

@@ -12,13 +12,19 @@ import threading
 
 import tensorflow as tf
 
-GRACE_SECONDS = 30.0
+GRACE_SECONDS = 30.0  # at most; a short deadline gets 5 s more than itself
+
+
+def grace(seconds: float) -> float:
+    """How long past its own timeout a call may run before the watchdog gives up on the peer."""
+    return min(GRACE_SECONDS, 5.0 + seconds)
 
 
 def run(session: tf.compat.v1.Session, fetches, feed_dict=None, *, seconds: float, what: str):
     """session.run with a deadline; raises tf.errors.DeadlineExceededError when it passes."""
     options = tf.compat.v1.RunOptions(timeout_in_ms=max(1, int(seconds * 1000)))
-    watchdog = threading.Timer(seconds + GRACE_SECONDS, _give_up, args=(what, seconds + GRACE_SECONDS))
+    limit = seconds + grace(seconds)
+    watchdog = threading.Timer(limit, _give_up, args=(what, limit))
     watchdog.daemon = True
     watchdog.start()
     try:

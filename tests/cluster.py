@@ -45,5 +45,15 @@ def run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedPr
     )
 
 
+def run_together(*commands: tuple[str, ...], timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """Independent runs (each `(script, *args)`) at the same time: most of a small run is start-up."""
+    procs = [start(*command) for command in commands]
+    done = []
+    for command, proc in zip(commands, procs):
+        out, _ = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(list(command), proc.returncode, out))
+    return done
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -14,7 +14,7 @@ import data
 import models
 from predictor import Predictor, load_checkpoint, save_checkpoint
 from runtime.cluster import free_ports
-from tests.cluster import SMALL, cluster_flags, read_jsonl, run, start
+from tests.cluster import SMALL, cluster_flags, read_jsonl, run, run_together, start
 
 LENET = models.get("lenet5", 10)
 STEPS_PER_EPOCH = data.Schedule(2000, 2, 50, 0).steps_per_epoch  # synthetic's default 2000 images
@@ -336,9 +336,9 @@ def test_resume_gives_what_the_uninterrupted_run_gives(tmp_path, method):
     """
     flags = ["--workers", "2", "--method", method, "--mixup", "1", *SMALL]
     whole, split = tmp_path / "whole", tmp_path / "split"
-    assert run("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)).returncode == 0
-    first = run("mp2_local.py", *flags, "--epochs", "1", "--out", str(split))
-    assert first.returncode == 0, first.stdout
+    done, first = run_together(("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)),
+                               ("mp2_local.py", *flags, "--epochs", "1", "--out", str(split)))
+    assert done.returncode == 0 and first.returncode == 0, done.stdout + first.stdout
     saved = _summary(split)
     again = run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split))
     assert again.returncode == 0, again.stdout
@@ -497,8 +497,9 @@ def test_a_second_process_claiming_a_task_index_stops_everyone_with_the_reason(t
 def test_resume_drops_the_snapshots_of_the_abandoned_stretch(tmp_path):
     flags = ["--workers", "1", "--snapshot-every", "2", *SMALL]
     whole, split = tmp_path / "whole", tmp_path / "split"
-    assert run("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)).returncode == 0
-    assert run("mp2_local.py", *flags, "--epochs", "1", "--out", str(split)).returncode == 0
+    done = run_together(("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)),
+                        ("mp2_local.py", *flags, "--epochs", "1", "--out", str(split)))
+    assert [d.returncode for d in done] == [0, 0], done[0].stdout + done[1].stdout
     epoch1 = (split / "checkpoint.npz").read_bytes()
     assert run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split)).returncode == 0
     # As if killed in epoch 2 after its snapshots were written: back to the epoch-1 checkpoint.

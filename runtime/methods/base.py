@@ -66,18 +66,27 @@ class WorkerSide:
     step: tf.Variable      # steps this worker has done (int64), advanced by the runtime
     device: str
     state: list[tf.Variable] = field(default_factory=list)  # saved and restored with the run
-    _adam: tf.compat.v1.train.AdamOptimizer | None = None
+    _adams: dict[str, tf.compat.v1.train.AdamOptimizer] = field(default_factory=dict)
 
-    def adam(self, var_list: list[tf.Variable]) -> tf.Operation:
+    def adam(self, var_list: list[tf.Variable], grads: list[tf.Tensor] | None = None, clock: str = "shared") -> tf.Operation:
         """A local Adam step on `var_list` (the reference's optimizer); its slots are worker state.
 
-        One optimizer serves every call, so a variable keeps its moments when a method trains
-        different subsets in different phases.
+        One optimizer per `clock` serves every call, so a variable keeps its moments when a method
+        trains different subsets in different phases. Adam's bias correction counts the steps of its
+        optimizer: variables trained only on some steps (MP²'s predicted group, on full pushes) need a
+        clock of their own, or after many skipped steps their second moment is taken as settled while
+        it holds a few updates' worth, and their steps come out several times too large.
+        `grads` (in var_list's order) saves a second backward pass when the caller has them.
         """
-        if self._adam is None:
-            self._adam = tf.compat.v1.train.AdamOptimizer(self.lr, name="local_adam")
-        op = self._adam.minimize(self.loss, var_list=var_list)
-        self.state += [v for v in self._adam.variables() if all(v is not s for s in self.state)]
+        if clock not in self._adams:
+            name = "local_adam" if clock == "shared" else f"local_adam_{clock}"
+            self._adams[clock] = tf.compat.v1.train.AdamOptimizer(self.lr, name=name)
+        optimizer = self._adams[clock]
+        if grads is None:
+            op = optimizer.minimize(self.loss, var_list=var_list)
+        else:
+            op = optimizer.apply_gradients(list(zip(grads, var_list)))
+        self.state += [v for v in optimizer.variables() if all(v is not s for s in self.state)]
         return op
 
     def forget_momentum(self, var_list: list[tf.Variable]) -> tf.Operation:
@@ -85,9 +94,9 @@ class WorkerSide:
 
         Keeping it would apply an old gradient direction at a far-away point in one step; zero is what
         the moment would have decayed to (0.9^k) had the skipped steps been zero-gradient steps. The
-        second moment is kept (0.999^k is still close to 1 after a few hundred steps).
+        second moment is kept: on a clock of the variables' own it is their recent gradients' scale.
         """
-        slots = [self._adam.get_slot(v, "m") for v in var_list]
+        slots = [optimizer.get_slot(v, "m") for optimizer in self._adams.values() for v in var_list]
         return tf.group(*[m.assign(tf.zeros_like(m)) for m in slots if m is not None])
 
     def gradients(self, var_list: list[tf.Variable] | None = None) -> list[tf.Tensor]:

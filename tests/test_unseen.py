@@ -10,7 +10,7 @@ from tests.cluster import SMALL as CLUSTER_SMALL
 from tests.cluster import read_jsonl, run
 from tests.test_runtime import CONTROL, LENET, STEPS_PER_EPOCH
 from tests.test_train_stage import SMALL as STAGE_SMALL
-from tests.test_train_stage import error_line, snapshots, train_stage  # noqa: F401 (snapshots: a fixture)
+from tests.test_train_stage import error_line, snapshots, train_stage, train_stages  # noqa: F401 (snapshots: a fixture)
 
 ONLINE = ["--online-wait", "--refresh-every", "10", "--refresh-steps", "2", "--switch-tolerance", "1",
           "--watch-tolerance", "1", "--online-stage-flags", "--epochs 1 --image-batches 2 --val-images 200 --eval-images 200"]
@@ -32,8 +32,8 @@ def _report(out: Path) -> dict:
 def test_stage_init_starts_from_the_given_predictor(snapshots, trained, tmp_path):  # noqa: F811
     """Epoch 0 (before any training) of a stage given --init scores what the given predictor scored."""
     common = [*STAGE_SMALL, "--snapshots", str(snapshots), "--epochs", "0"]
-    started = train_stage(*common, "--init", str(trained), "--out", str(tmp_path / "init"))
-    fresh = train_stage(*common, "--out", str(tmp_path / "fresh"))
+    started, fresh = train_stages([*common, "--init", str(trained), "--out", str(tmp_path / "init")],
+                                  [*common, "--out", str(tmp_path / "fresh")])
     assert started.returncode == 0 and fresh.returncode == 0, started.stderr + fresh.stderr
     given = _report(trained)["best"]
     epoch0, fresh0 = _report(tmp_path / "init")["rows"][0], _report(tmp_path / "fresh")["rows"][0]
@@ -44,12 +44,13 @@ def test_stage_init_starts_from_the_given_predictor(snapshots, trained, tmp_path
 
 def test_stage_init_errors(snapshots, trained, tmp_path):  # noqa: F811
     common = [*STAGE_SMALL, "--snapshots", str(snapshots), "--epochs", "0"]
-    line = error_line(train_stage(*common, "--init", str(trained), "--resume", "--out", str(tmp_path / "a")))
-    assert "--init and --resume" in line
-    line = error_line(train_stage(*common, "--push", "front+head", "--init", str(trained), "--out", str(tmp_path / "b")))
-    assert line.startswith("mp2_train_stage: error: --init:") and "conv1" in line and "fc3" in line
-    line = error_line(train_stage(*common, "--init", str(tmp_path / "none"), "--out", str(tmp_path / "c")))
-    assert "--init:" in line
+    both, other_push, missing = (error_line(done) for done in train_stages(
+        [*common, "--init", str(trained), "--resume", "--out", str(tmp_path / "a")],
+        [*common, "--push", "front+head", "--init", str(trained), "--out", str(tmp_path / "b")],
+        [*common, "--init", str(tmp_path / "none"), "--out", str(tmp_path / "c")]))
+    assert "--init and --resume" in both
+    assert other_push.startswith("mp2_train_stage: error: --init:") and "conv1" in other_push and "fc3" in other_push
+    assert "--init:" in missing
 
 
 def _full_steps(steps: int, switch: int, every: int = 10, window: int = 2) -> int:

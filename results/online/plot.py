@@ -39,14 +39,18 @@ for run, label in runs:
     steps, acc, pushed, events = curve(run)
     top.plot(steps, acc, marker="o", label=label)
     bottom.plot(steps, pushed, marker="o", label=label)
+    switched = False
     for e in events if label == "online MP²" else []:
         colour = {"switch to mp2": "green", "fallback to full pushes": "red"}.get(e["event"])
+        if e["event"] == "trained" and e.get("passed") and switched:
+            colour = "blue"  # a later round replaced the live predictor
+        switched = switched or e["event"] == "switch to mp2"
         if colour:
             for ax in (top, bottom):
                 ax.axvline(e["step"], color=colour, alpha=0.4, linestyle="--")
 top.set_ylabel("test accuracy (per epoch)")
 bottom.set_ylabel("cumulative bytes pushed (MB)")
-bottom.set_xlabel("step (green: switch to MP², red: back to full pushes)")
+bottom.set_xlabel("step (green: switch to MP², blue: a round replaced the predictor, red: back to full pushes)")
 top.legend()
 top.grid(alpha=0.3)
 bottom.grid(alpha=0.3)

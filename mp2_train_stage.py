@@ -65,6 +65,9 @@ parser.add_argument("--image-batches", type=argtypes.positive_int, default=40, h
 parser.add_argument("--image-batch", type=argtypes.positive_int, default=125, help="images per mini-batch")
 parser.add_argument("--snapshot-batch", type=argtypes.positive_int, default=1, help="snapshots per predictor step (their losses are averaged)")
 parser.add_argument("--lr", type=argtypes.positive_float, default=1e-3, help="Adam learning rate")
+parser.add_argument("--lr-warmup", type=argtypes.nonnegative_int, metavar="STEPS",
+                    help="the learning rate rises linearly over the first STEPS steps (default: one epoch's steps "
+                         "with --init, so fresh Adam's first full-size steps do not undo the given predictor; else 0)")
 parser.add_argument("--mixup", type=argtypes.nonnegative_float, default=1.0, help="mixup alpha on the image mini-batches; 0 turns it off")
 parser.add_argument("--holdout", type=argtypes.fraction,
                     help=f"fraction in (0, 1) of the snapshots held out: the last ones by global step, at least 1 "
@@ -129,13 +132,15 @@ eval_idx = np.sort(eval_rng.choice(len(dataset.test_y), n_eval, replace=False)) 
 test_x, test_y = dataset.test_x[eval_idx], dataset.test_y[eval_idx]
 out = Path(args.out or f"predictors/{model.name}-{dataset.name}")
 out.mkdir(parents=True, exist_ok=True)
+steps = training.steps_per_epoch(len(train_rows), args.snapshot_batch, args.image_batches)
+lr_warmup = args.lr_warmup if args.lr_warmup is not None else (steps if args.init else 0)
 config = {
     "model": model.name, "fingerprint": layout.fingerprint(), "dataset": dataset.name, "push": args.push,
     "fit_input": args.fit_input, "train_images": args.train_images,
     "snapshots": snapshot_dirs, "snapshot_count": len(train_snaps), "holdout_snapshots": heldout_dirs,
     "heldout_count": len(heldout_rows), "epochs": args.epochs, "loss": args.loss, "head_rank": args.head_rank,
     "image_batches": args.image_batches, "image_batch": args.image_batch, "snapshot_batch": args.snapshot_batch,
-    "lr": args.lr, "mixup": args.mixup, "holdout": None if heldout_dirs else holdout, "val_images": n_val,
+    "lr": args.lr, "lr_warmup": lr_warmup, "mixup": args.mixup, "holdout": None if heldout_dirs else holdout, "val_images": n_val,
     "eval_images": n_eval, "seed": args.seed, "threads": args.threads, "cross_dataset": args.cross_dataset,
     "init": args.init and str(Path(args.init).resolve()),
 }
@@ -155,12 +160,11 @@ elif args.init:
         fail(f"--init: {e}")
 try:
     predictor = Predictor(layout, weights=weights, seed=args.seed, head_rank=args.head_rank)
-    trainer = training.Trainer(model, predictor, args.loss, args.lr)
+    trainer = training.Trainer(model, predictor, args.loss, args.lr, lr_warmup)
     if adam_state is not None:
         trainer.adam.load_state(adam_state)
 except ValueError as e:
     fail(f"--resume: {out / state.LAST} does not fit: {e}" if args.resume else e)
-steps = training.steps_per_epoch(len(train_rows), args.snapshot_batch, args.image_batches)
 held_from = f"of {', '.join(args.holdout_snapshots)}" if heldout_dirs else "the last by step"
 n_weights = sum(int(np.prod(v.shape)) for v in predictor.weight_vars.values())
 print(f"mp2_train_stage: {model.name} ({layout.pushed:,} pushed -> {layout.predicted:,} predicted values; "

@@ -53,12 +53,12 @@ class ImageStream:
 
 
 class Trainer:
-    def __init__(self, model: Model, predictor: Predictor, loss: str, lr: float) -> None:
+    def __init__(self, model: Model, predictor: Predictor, loss: str, lr: float, warmup_steps: int = 0) -> None:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; one of {', '.join(LOSSES)}")
         self.model, self.predictor, self.loss = model, predictor, loss
         self.layout = model.layout
-        self.adam = Adam(predictor.weight_vars, lr)
+        self.adam = Adam(predictor.weight_vars, lr, warmup_steps=warmup_steps)
         self.variables = self.adam.vars
         # Traced once per snapshot-batch size (a smaller last batch adds one trace).
         self._result_step = tf.function(self._result_step_fn)

@@ -187,6 +187,21 @@ def test_adam_matches_the_textbook_update():
     np.testing.assert_array_equal(other.v[0].numpy(), opt.v[0].numpy())
 
 
+def test_adam_warmup_scales_the_learning_rate_linearly():
+    start = np.array([0.5, -1.0, 2.0], np.float32)
+    var = tf.Variable(start)
+    opt = Adam({"x": var}, lr=0.1, warmup_steps=4)
+    x, m, v = start.astype(np.float64), 0.0, 0.0
+    for t in range(1, 7):  # through the warm-up and past it
+        grad = np.array([1.0, -2.0, 0.5]) * t
+        opt.apply([tf.constant(grad, tf.float32)])
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad ** 2
+        lr = 0.1 * min(1.0, t / 4)
+        x = x - lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-7)
+        np.testing.assert_allclose(var.numpy(), x, rtol=1e-5)
+
+
 def test_mse_loss_and_snapshot_batches(snapshots, tmp_path):
     out = tmp_path / "mse"
     done = train_stage(*SMALL, "--snapshots", str(snapshots), "--out", str(out), "--epochs", "1",

@@ -40,6 +40,9 @@ def test_stage_init_starts_from_the_given_predictor(snapshots, trained, tmp_path
     assert epoch0["val_assembled_acc"] == pytest.approx(given["val_assembled_acc"])
     assert epoch0["val_assembled_acc"] != pytest.approx(fresh0["val_assembled_acc"])
     assert _report(tmp_path / "init")["config"]["init"] == str(trained.resolve())
+    # A given predictor is not shaken by fresh Adam's first steps: one epoch of lr warm-up by default.
+    assert _report(tmp_path / "init")["config"]["lr_warmup"] == _report(tmp_path / "init")["steps_per_epoch"] > 0
+    assert _report(tmp_path / "fresh")["config"]["lr_warmup"] == 0
 
 
 def test_stage_init_errors(snapshots, trained, tmp_path):  # noqa: F811

@@ -133,7 +133,7 @@ test_x, test_y = dataset.test_x[eval_idx], dataset.test_y[eval_idx]
 out = Path(args.out or f"predictors/{model.name}-{dataset.name}")
 out.mkdir(parents=True, exist_ok=True)
 steps = training.steps_per_epoch(len(train_rows), args.snapshot_batch, args.image_batches)
-lr_warmup = args.lr_warmup if args.lr_warmup is not None else (steps if args.init else 0)
+lr_warmup = args.lr_warmup if args.lr_warmup is not None else None if args.resume else (steps if args.init else 0)
 config = {
     "model": model.name, "fingerprint": layout.fingerprint(), "dataset": dataset.name, "push": args.push,
     "fit_input": args.fit_input, "train_images": args.train_images,
@@ -153,6 +153,10 @@ if args.resume:
     except state.ResumeError as e:
         fail(e)
     rows, best, start_epoch = saved["rows"], saved["best"], saved["epoch"]
+    for key in state.INHERITED:  # a resumed run goes on as it was started
+        if config[key] is None:
+            config[key] = saved["config"].get(key)
+    lr_warmup = config["lr_warmup"] or 0
 elif args.init:
     try:  # a predictor of another model or pushed set is refused here, with both named
         weights, _ = load_checkpoint(resolve_path(args.init), model.layout)

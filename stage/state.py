@@ -22,6 +22,8 @@ REPORT_CSV = "report.csv"
 STATE_FORMAT = "mp2-train-stage-state"
 # Config entries a resumed run may change: everything else must be as it was.
 MAY_CHANGE = ("epochs", "threads")
+# Config entries a resumed run takes from the saved one when it does not name them (--resume excludes --init).
+INHERITED = ("init", "lr_warmup")
 # val_*: held-out snapshots on the validation images (the selection); test_*: on the test images (reported only).
 CSV_COLUMNS = ("epoch", "train_loss", "val_assembled_acc", "val_own_acc", "val_gap",
                "test_assembled_acc", "test_own_acc", "test_gap", "seconds")
@@ -71,7 +73,7 @@ def load_state(out: Path, config: dict) -> tuple[dict[str, np.ndarray], dict[str
 
 
 def differences(saved: dict, now: dict) -> list[str]:
-    keys = sorted((set(saved) | set(now)) - set(MAY_CHANGE))
+    keys = sorted((set(saved) | set(now)) - set(MAY_CHANGE) - {k for k in INHERITED if now.get(k) is None})
     return [f"{_flag(k)} was {saved.get(k)!r}, now {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
 
 

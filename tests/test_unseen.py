@@ -141,3 +141,16 @@ def test_a_rank_r_warm_start_is_refused(tmp_path):
                "--push", "conv1", "--predictor-init", str(path), "--out", str(tmp_path), *CLUSTER_SMALL, timeout=120)
     assert done.returncode != 0 and "decoder heads of rank 2" in done.stdout, done.stdout[-2000:]
     assert "Traceback" not in done.stdout
+
+
+def test_a_stage_started_with_init_resumes(snapshots, trained, tmp_path):  # noqa: F811
+    """--resume excludes --init: the resumed run takes --init and its warm-up from the saved state."""
+    out = tmp_path / "run"
+    common = [*STAGE_SMALL, "--snapshots", str(snapshots), "--out", str(out)]
+    first = train_stage(*common, "--epochs", "1", "--init", str(trained))
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = train_stage(*common, "--epochs", "2", "--resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    config = _report(out)["config"]
+    assert config["init"] == str(trained.resolve()) and config["lr_warmup"] == _report(out)["steps_per_epoch"]
+    assert [row["epoch"] for row in _report(out)["rows"]] == [0, 1, 2]

@@ -15,11 +15,13 @@ class Baseline(Method):
         return {0: average_ps(ps)}
 
 
-def full_push_worker(w: WorkerSide) -> WorkerPhase:
-    """Train every layer with local Adam, send them all, and take the model that comes back."""
+def full_push_worker(w: WorkerSide, train: tf.Operation | None = None) -> WorkerPhase:
+    """Train every layer (with `train`, by default one local Adam step on all of them), send them all,
+    and take the model that comes back."""
     import tensorflow as tf
 
-    train = w.adam(w.local.variables())
+    if train is None:
+        train = w.adam(w.local.variables())
     with tf.control_dependencies([train]):
         up = [w.local.vector()]
     return WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))

@@ -24,7 +24,7 @@ import tensorflow as tf
 import argtypes
 from models import PREDICTED, PUSHED
 from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
-from runtime.methods.baseline import average_ps
+from runtime.methods.baseline import average_ps, full_push_worker
 
 FULL, PARTIAL, PARTIAL_WITH_WEIGHTS = 0, 1, 2
 
@@ -211,10 +211,9 @@ class MP2(Method):
         # Full steps train the predicted group too, on an Adam clock of its own (it skips the partial steps).
         pushed_vars, predicted_vars = w.local.variables(PUSHED), w.local.variables(PREDICTED)
         grads = w.gradients(pushed_vars + predicted_vars)
-        train_all = tf.group(w.adam(pushed_vars, grads[:len(pushed_vars)]),
-                             w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted"))
-        with tf.control_dependencies([train_all]):
-            phases = {FULL: WorkerPhase(up=[w.local.vector()], apply=lambda reply: w.local.assign(reply[0]))}
+        phases = {FULL: full_push_worker(w, train=tf.group(
+            w.adam(pushed_vars, grads[:len(pushed_vars)]),
+            w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted")))}
         # Back to full steps after partial ones: the predicted layers' Adam momentum is stale.
         phases[FULL].enter = w.forget_momentum(predicted_vars)
         if self.opts["broadcast"] == "full":

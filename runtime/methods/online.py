@@ -83,7 +83,7 @@ class OnlineController:
         self.trainer: subprocess.Popen | None = None
         self.rounds, self.since_training, self.events = 0, 0, []
         self.stalled_seconds = 0.0
-        self.reference: float | None = None  # check accuracy of the last fully pushed model
+        self.reference: float | None = None  # check accuracy of the last fully pushed model (self.last_full)
         self.training_seconds = 0.0
         self._started = 0.0
         self.init_path = None  # the warm start: checked once at the first snapshot, then the rounds' --init
@@ -233,10 +233,7 @@ class OnlineController:
         except CheckpointError as e:
             self.log(f"online: predictor {self.rounds} unusable ({e}); full pushes go on")
             return
-        session.run(self._load, {self._feeds[name]: weights[name] for name in self._feeds})
-        # Judged on the latest fully pushed model, the trajectory's freshest ground truth.
-        full, assembled = self._accuracies(session, self.last_full, self.pred_full, self.pred_candidate)
-        passed = assembled >= full - self.opts["switch_tolerance"]
+        full, assembled, passed = self._check_candidate(session, weights)
         event = {"step": step + 1, "event": "trained", "round": self.rounds, "seconds": round(seconds, 2),
                  "snapshots": len(self.writer), "check_full_acc": full, "check_assembled_acc": assembled}
         if passed and self.ready and not self.falling_back:
@@ -265,9 +262,7 @@ class OnlineController:
     def _check_init(self, session: tf.compat.v1.Session, step: int) -> None:
         """The warm start's one check, at the first snapshot: it goes live if it passes, as a round would."""
         weights, self.init_weights = self.init_weights, None
-        session.run(self._load, {self._feeds[name]: weights[name] for name in self._feeds})
-        full, assembled = self._accuracies(session, self.last_full, self.pred_full, self.pred_candidate)
-        passed = assembled >= full - self.opts["switch_tolerance"]
+        full, assembled, passed = self._check_candidate(session, weights)
         event = {"step": step + 1, "event": "initial predictor checked", "round": 0, "path": self.init_path,
                  "check_full_acc": full, "check_assembled_acc": assembled, "passed": bool(passed)}
         self.events.append(event)
@@ -277,11 +272,18 @@ class OnlineController:
                  f"{'passes' if passed else 'fails'} the check (assembled {assembled:.4f} vs full {full:.4f})"
                  + ("" if passed else "; full pushes go on, and the rounds start from it"))
 
+    def _check_candidate(self, session: tf.compat.v1.Session, weights: dict) -> tuple[float, float, bool]:
+        """Load `weights` into the candidate and judge it on the latest fully pushed model, the trajectory's
+        freshest ground truth: (that model's accuracy, the assembled one's, whether it passes)."""
+        session.run(self._load, {self._feeds[name]: weights[name] for name in self._feeds})
+        [assembled] = self._accuracies(session, self.last_full, self.pred_candidate)
+        return self.reference, assembled, assembled >= self.reference - self.opts["switch_tolerance"]
+
     def _check(self, session: tf.compat.v1.Session, vector: np.ndarray, step: int) -> None:
-        full, assembled = self._accuracies(session, vector, self.pred_full, self.pred_live)
-        self.reference = full
-        if assembled < full - self.opts["switch_tolerance"]:
-            self._fall_back(step, full, assembled, "assembled")
+        """The live predictor against the full push just snapshotted (`vector`, whose accuracy is the reference)."""
+        [assembled] = self._accuracies(session, vector, self.pred_live)
+        if assembled < self.reference - self.opts["switch_tolerance"]:
+            self._fall_back(step, self.reference, assembled, "assembled")
 
     def _fall_back(self, step: int, full: float, got: float, what: str) -> None:
         if self.falling_back:

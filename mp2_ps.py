@@ -116,15 +116,19 @@ try:
         phases = {}
         for step in range(steps_per_epoch):
             s = epoch * steps_per_epoch + step
-            following = method.next_phase(s + 1) if s + 1 < total_steps else phase
-            if following != phase:
-                log(f"step {s + 1}: workers switch from phase {method.phase_name(phase)} to {method.phase_name(following)}")
-            graph.run_step(session, s, phase, following, args.step_timeout)
-            method.after_step(session, s, phase)
-            phases[method.phase_name(phase)] = phases.get(method.phase_name(phase), 0) + 1
+            if method.is_local(s):  # the workers train alone: nothing to gather
+                phases["local"] = phases.get("local", 0) + 1
+            else:
+                upcoming = method.next_exchange(s + 1)  # the reply announces the phase of the next step that exchanges
+                following = method.next_phase(upcoming) if upcoming is not None else phase
+                if following != phase:
+                    log(f"step {s + 1}: workers switch from phase {method.phase_name(phase)} to {method.phase_name(following)}")
+                graph.run_step(session, s, phase, following, args.step_timeout)
+                method.after_step(session, s, phase)
+                phases[method.phase_name(phase)] = phases.get(method.phase_name(phase), 0) + 1
+                phase = following
             if collector:
                 collector.after_step(s, epoch, lambda: graph.model_value(session))
-            phase = following
             progress.update(step + 1, {})
         reports = link.reports(args.step_timeout)
         if collector:

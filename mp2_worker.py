@@ -14,6 +14,7 @@ import data
 import npzio
 from predictor import CheckpointError
 from runtime import cluster, flags
+from runtime.methods.base import LOCAL
 from runtime.progress import Progress
 from runtime.rundir import RunDir
 from runtime.wire import Wire
@@ -74,22 +75,28 @@ try:
             idx = schedule.worker_indices(epoch, step, index)
             images, labels = data.mixup(dataset.train_x[idx], dataset.train_y[idx], dataset.classes, args.mixup, rng)
             traced = [] if s < args.trace_steps else None
-            loss, acc, sent = graph.push(session, phase, images, labels, args.step_timeout, traced)
-            t1 = time.perf_counter()
-            received, following, theirs, mine = graph.pull(session, phase, args.step_timeout, traced)  # the barrier
-            t2 = time.perf_counter()
-            if args.verify_sync:
-                if theirs != mine:
-                    raise RunStopped(f"after step {s + 1} this worker's model differs from the PS's (digest {mine} "
-                                     f"against {theirs}): the method's update is not reproduced exactly")
-                totals["verified"] += 1
-            if traced is not None:
-                trace.add(s, phase, traced)
-            phase = following
+            if method.is_local(s):  # no exchange: train alone, the PS expects nothing
+                loss, acc = graph.train_locally(session, images, labels, args.step_timeout, traced)
+                t2 = t1 = time.perf_counter()
+                if traced is not None:
+                    trace.add(s, LOCAL, traced)
+            else:
+                loss, acc, sent = graph.push(session, phase, images, labels, args.step_timeout, traced)
+                t1 = time.perf_counter()
+                pulled = graph.pull(session, phase, args.step_timeout, traced)  # the barrier (and any further exchanges)
+                t2 = time.perf_counter()
+                if args.verify_sync:
+                    if pulled.theirs != pulled.mine:
+                        raise RunStopped(f"after step {s + 1} this worker's model differs from the PS's (digest {pulled.mine} "
+                                         f"against {pulled.theirs}): the method's update is not reproduced exactly")
+                    totals["verified"] += 1
+                if traced is not None:
+                    trace.add(s, phase, traced)
+                phase = pulled.next_phase
+                totals["pushed"] += sent + pulled.sent
+                totals["pulled"] += pulled.received
             totals["loss"] += loss
             totals["acc"] += acc
-            totals["pushed"] += sent
-            totals["pulled"] += received
             totals["comm"] += t2 - t1
             totals["step"] += t2 - t0
             progress.update(step + 1, {"loss": loss, "acc": acc})

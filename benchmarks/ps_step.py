@@ -215,7 +215,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
                 old.step(TIMEOUT, following)
             elif path == "trace":
                 trace = tf.compat.v1.RunMetadata()
-                session.run(graph.step_ops[phase], {graph.step: step, graph.next_phase: following},
+                session.run(graph.step_ops[phase], {graph.step: step, graph.next_phase: following, graph.exchange: step},
                             options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
                             run_metadata=trace)
             else:

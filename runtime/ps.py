@@ -1,9 +1,10 @@
 """The PS's end of the wire: admitting workers, the per-step graph, reports, evaluation, aborting.
 
-A step is one session run: dequeue every worker's payload, let the method update the global model
-(a PS variable) and build its reply, and enqueue the reply with the control word to every worker.
-Nothing of the model passes through Python. Each dequeue marks, in a PS variable, the step its
-worker last delivered, so when the run's deadline passes the PS names exactly the missing workers.
+An exchange is one session run: dequeue every worker's payload, let the method update the global
+model (a PS variable) and build its reply, and enqueue the reply with the control word to every
+worker. A step is one exchange for most methods, several for some (`PSPhase.then`), none on a local
+step. Nothing of the model passes through Python. Each dequeue marks, in a PS variable, the exchange
+its worker last delivered, so when the run's deadline passes the PS names exactly the missing workers.
 """
 from __future__ import annotations
 
@@ -40,25 +41,34 @@ class PSGraph:
             self.model = tf.Variable(self.initial, name="global_model", trainable=False)
             self.step = tf.compat.v1.placeholder(tf.int64, [], name="global_step")
             self.next_phase = tf.compat.v1.placeholder(tf.int64, [], name="next_phase")
+            self.exchange = tf.compat.v1.placeholder(tf.int64, [], name="exchange")  # counts exchanges run
+            self._exchanges = 0
             self.delivered = [tf.Variable(tf.constant(-1, tf.int64), trainable=False, name=f"delivered_{i}") for i in range(n)]
             self.side = PSSide(self.layout, self.model, n, self.step, device, self._gather)
             phases = method.build_ps(self.side)
-            self.step_ops = {}
+            self.step_ops = {}  # phase -> one op per exchange of its steps
             for phase, built in phases.items():
-                with tf.control_dependencies(built.reply):
-                    check = digest(self.model.read_value()) if verify_sync else tf.constant(0, tf.int64)
-                    control = tf.stack([self.next_phase, check])
-                reply = [*built.reply, tf.cast(control, CONTROL_DTYPE)]
-                self.step_ops[phase] = tf.group(*[q.enqueue(reply) for q in wire.down])
+                rounds = [built.reply, *built.then]
+                self.step_ops[phase] = [self._enqueue(r, verify_sync and k == len(rounds) - 1) for k, r in enumerate(rounds)]
             # Evaluation of the global model, here and nowhere else.
             self.images = tf.compat.v1.placeholder(tf.float32, [None, *model.input_shape], name="test_images")
             logits = model.forward(self.layout.unflatten(self.model), self.images)
             self.predictions = tf.argmax(logits, 1)
-        self.init_op = tf.compat.v1.variables_initializer([self.model, *self.delivered, *self.side.state, *self._extra_variables()])
+        self.init_op = tf.compat.v1.variables_initializer([self.model, *self.delivered, *self.side.state, *self.side.scratches,
+                                                           *self._extra_variables()])
+
+    def _enqueue(self, reply: list[tf.Tensor], with_digest: bool) -> tf.Operation:
+        """Send `reply` and the control word to every worker. Every reply announces the next phase;
+        the last of a step's also carries the model's digest (with --verify-sync), which workers check."""
+        with tf.control_dependencies(reply):
+            check = digest(self.model.read_value()) if with_digest else tf.constant(0, tf.int64)
+            control = tf.stack([self.next_phase, check])
+        reply = [*reply, tf.cast(control, CONTROL_DTYPE)]
+        return tf.group(*[q.enqueue(reply) for q in self.wire.down])
 
     def _extra_variables(self) -> list[tf.Variable]:
         # Variables a method made itself (e.g. the predictor's weights) are initialised with the rest.
-        known = {id(v) for v in [self.model, *self.delivered, *self.side.state]}
+        known = {id(v) for v in [self.model, *self.delivered, *self.side.state, *self.side.scratches]}
         return [v for v in tf.compat.v1.global_variables() if id(v) not in known and "/job:ps" in v.device]
 
     def _gather(self) -> list[list[tf.Tensor]]:
@@ -67,7 +77,7 @@ class PSGraph:
         for i, q in enumerate(self.wire.up):
             got = as_list(q.dequeue())
             with tf.control_dependencies(got):
-                mark = self.delivered[i].assign(self.step)
+                mark = self.delivered[i].assign(self.exchange)
             # A worker whose training diverged sends NaN or infinity: named here, at once. A sum is
             # non-finite exactly when an element is (or when values near 1e38 overflow it: diverged
             # anyway), and one vectorised reduction is far cheaper than CheckNumerics' scan.
@@ -97,12 +107,18 @@ class PSGraph:
 
     # --- one step -----------------------------------------------------------------------------------
     def run_step(self, session: tf.compat.v1.Session, step: int, phase: int, next_phase: int, timeout: float) -> None:
-        feed = {self.step: step, self.next_phase: next_phase}
+        """Every exchange of the step, each one session run with its own deadline."""
+        for op in self.step_ops[phase]:
+            self._exchanges += 1
+            self._run_exchange(session, op, {self.step: step, self.next_phase: next_phase, self.exchange: self._exchanges},
+                               step, timeout)
+
+    def _run_exchange(self, session: tf.compat.v1.Session, op: tf.Operation, feed: dict, step: int, timeout: float) -> None:
         try:
-            deadline.run(session, self.step_ops[phase], feed, seconds=timeout, what=f"step {step + 1}")
+            deadline.run(session, op, feed, seconds=timeout, what=f"step {step + 1}")
         except tf.errors.DeadlineExceededError:
             delivered = session.run(self.delivered)
-            missing = [i for i, s in enumerate(delivered) if s != step] or list(range(self.wire.workers))
+            missing = [i for i, s in enumerate(delivered) if s != feed[self.exchange]] or list(range(self.wire.workers))
             raise WorkerFailed(f"worker {', '.join(map(str, missing))} sent nothing for {timeout:.0f} s at step "
                                f"{step + 1} (it died or hangs; see its log)") from None
         except tf.errors.InvalidArgumentError as e:
@@ -135,8 +151,8 @@ class PSLink:
 
         A worker with other flags (or holding what the method refuses) is refused at once with the
         differences; the PS keeps waiting for a worker with the right flags at that index until the
-        timeout. Returns the first step's phase, decided once every worker is in (it may depend on
-        what they hold) and sent with the welcome.
+        timeout. Returns the phase of the first step that exchanges, decided once every worker is in
+        (it may depend on what they hold) and sent with the welcome.
         """
         admitted: dict[int, str] = {}  # index -> nonce of the process admitted as that worker
         end = time.monotonic() + timeout
@@ -166,7 +182,8 @@ class PSLink:
                 continue
             admitted[index] = nonce
             log(f"worker {index} joined ({len(admitted)}/{self.wire.workers})")
-        phase = method.next_phase(start_step)
+        first = method.next_exchange(start_step)
+        phase = method.next_phase(first) if first is not None else 0
         for index, nonce in sorted(admitted.items()):
             self._send_welcome(index, nonce, {"status": "ok", "phase": phase}, model, start_step)
         return phase

@@ -1,12 +1,15 @@
 """A worker's graph: local training, and its end of the wire to the PS.
 
 Per step two session runs: train and send (the method's `up`), then take the reply and apply it.
-The second blocks until every worker has pushed and the PS has answered: the step barrier.
+The second blocks until every worker has pushed and the PS has answered: the step barrier. A step
+with further exchanges (`WorkerPhase.then`) has one more run per exchange before the last, each
+taking a reply and sending the next payload; a local step (`Method.is_local`) is one run that trains.
 """
 from __future__ import annotations
 
 import json
 import secrets
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -26,6 +29,16 @@ class RunStopped(Exception):
     """The run cannot go on: the PS refused this worker, stopped the run, or vanished."""
 
 
+class Pulled(NamedTuple):
+    """What the exchanges after the first push of a step did."""
+
+    received: int     # bytes of every reply, control words included
+    sent: int         # bytes of the payloads sent after the first (further exchanges)
+    next_phase: int   # of the next step that exchanges, as the PS announced it
+    theirs: int       # the PS's model digest (with --verify-sync, else 0)
+    mine: int         # this worker's
+
+
 class WorkerGraph:
     def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, verify_sync: bool = False) -> None:
         self.index, self.wire, self.layout, self.method = index, wire, model.layout, method
@@ -43,13 +56,19 @@ class WorkerGraph:
             # The global step, set at the welcome and advanced after each reply is applied.
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.side = WorkerSide(self.local, self.loss, learning_rate(lr, self.step), self.step, device)
-            self.push_ops, self.pull_ops, self.enter_ops = {}, {}, {}
-            self.traced_push, self.traced_pull = {}, {}
+            self.push_ops, self.pull_ops, self.enter_ops, self.round_ops = {}, {}, {}, {}
+            self.traced_push, self.traced_pull, self.traced_rounds = {}, {}, {}
             for phase, built in method.build_worker(self.side).items():
                 self.enter_ops[phase] = built.enter
                 self.push_ops[phase] = [wire.up[index].enqueue(built.up), self.loss, self.accuracy, nbytes(built.up)]
                 with tf.control_dependencies(built.up):  # the model as trained, before the reply lands
                     self.traced_push[phase] = [self.local.vector(), *built.up]
+                self.round_ops[phase], self.traced_rounds[phase] = [], []
+                for then in built.then:  # every exchange but the last: its reply makes the next payload
+                    reply = as_list(wire.down[index].dequeue())
+                    up = then(reply[:-1])
+                    self.round_ops[phase].append([wire.up[index].enqueue(up), nbytes(reply), nbytes(up)])
+                    self.traced_rounds[phase].append([reply[:-1], up])
                 reply = as_list(wire.down[index].dequeue())
                 with tf.control_dependencies([built.apply(reply[:-1])]):
                     advance = self.step.assign_add(1)
@@ -57,7 +76,13 @@ class WorkerGraph:
                     check = digest(self.local.vector()) if verify_sync else tf.constant(0, tf.int64)
                     self.pull_ops[phase] = [nbytes(reply), reply[-1], check]
                     self.traced_pull[phase] = reply[:-1]
-            self.init_op = tf.compat.v1.variables_initializer(self.local.variables() + [self.step] + self.side.state)
+            train = method.build_local(self.side)
+            if train is not None:  # a local step: train, advance the step, nothing on the wire
+                with tf.control_dependencies([train]):
+                    self.local_ops = [self.step.assign_add(1), self.loss, self.accuracy]
+                    self.traced_local = [self.local.vector()]
+            self.init_op = tf.compat.v1.variables_initializer(
+                self.local.variables() + [self.step] + self.side.state + self.side.scratches)
 
             self.hello_json = tf.compat.v1.placeholder(tf.string, [])
             self.hello_op = wire.hello.enqueue([tf.constant(index, tf.int32), self.hello_json])
@@ -115,18 +140,35 @@ class WorkerGraph:
             trace.append(traced)
         return float(loss), float(acc), int(sent)
 
-    def pull(self, session: tf.compat.v1.Session, phase: int, timeout: float, trace: list | None = None) -> tuple[int, int, int, int]:
-        """Wait for the PS's reply and apply it: (bytes received, next phase, PS digest, own digest).
+    def pull(self, session: tf.compat.v1.Session, phase: int, timeout: float, trace: list | None = None) -> Pulled:
+        """Wait for the PS's reply, go through the step's further exchanges, and apply the last reply.
 
         The PS judges which worker is missing within `timeout`; a worker waits a little longer,
         so that the PS's notice naming the culprit reaches it before its own deadline passes.
         """
+        received = sent = 0
+        for fetches, traced_round in zip(self.round_ops[phase], self.traced_rounds[phase]):
+            _, got, put, *traced = self._run(session, fetches + ([traced_round] if trace is not None else []), None,
+                                             timeout + NOTICE_MARGIN, "waiting for the PS's reply")
+            received, sent = received + int(got), sent + int(put)
+            if trace is not None:
+                trace.append(traced[0])
         fetches = self.pull_ops[phase] + (self.traced_pull[phase] if trace is not None else [])
-        received, control, mine, *traced = self._run(session, fetches, None, timeout + NOTICE_MARGIN,
-                                                     "waiting for the PS's reply")
+        got, control, mine, *traced = self._run(session, fetches, None, timeout + NOTICE_MARGIN,
+                                                "waiting for the PS's reply")
         if trace is not None:
             trace.append(traced)
-        return int(received), int(control[0]), int(control[1]), int(mine)
+        return Pulled(received + int(got), sent, int(control[0]), int(control[1]), int(mine))
+
+    def train_locally(self, session: tf.compat.v1.Session, images: np.ndarray, labels: np.ndarray, timeout: float,
+                      trace: list | None = None) -> tuple[float, float]:
+        """A local step (`Method.is_local`): train on this batch, send nothing: (loss, accuracy)."""
+        fetches = self.local_ops + (self.traced_local if trace is not None else [])
+        _, loss, acc, *traced = self._run(session, fetches, {self.images: images, self.labels: labels}, timeout,
+                                          "training a local step")
+        if trace is not None:
+            trace.append(traced)
+        return float(loss), float(acc)
 
     # --- errors -------------------------------------------------------------------------------
     def _run(self, session, fetches, feed, timeout: float, what: str):
@@ -158,17 +200,32 @@ class StepTrace:
 
     For step s: `s/phase`, `s/trained` (the whole local model after training, before the reply),
     `s/up/k` (the payload's tensors) and `s/reply/k` (the reply's tensors, without the control word).
+    A step of several exchanges also has `s/exchange/e/up/k` and `s/exchange/e/reply/k` for each
+    exchange e (`s/up` is the first one's payload, `s/reply` the last one's reply); a local step has
+    `s/phase` (-1) and `s/trained` only.
     """
 
     def __init__(self, path, steps: int) -> None:
         self.path, self.steps, self.arrays = path, steps, {}
 
     def add(self, step: int, phase: int, traced: list) -> None:
-        (trained, *up), reply = traced
+        """`traced`: what push (or train_locally) and pull appended for this step."""
+        (trained, *up), *exchanges = traced
         self.arrays[f"{step}/phase"] = np.asarray(phase)
         self.arrays[f"{step}/trained"] = trained
-        self.arrays.update({f"{step}/up/{k}": v for k, v in enumerate(up)})
-        self.arrays.update({f"{step}/reply/{k}": v for k, v in enumerate(reply)})
+        if not exchanges:
+            return  # a local step
+        *middle, reply = exchanges  # middle: [reply, next payload] of every exchange but the last
+        self._put(f"{step}/up", up)
+        self._put(f"{step}/reply", reply)
+        if middle:
+            ups, replies = [up, *(m[1] for m in middle)], [*(m[0] for m in middle), reply]
+            for e, (u, r) in enumerate(zip(ups, replies)):
+                self._put(f"{step}/exchange/{e}/up", u)
+                self._put(f"{step}/exchange/{e}/reply", r)
+
+    def _put(self, prefix: str, tensors: list) -> None:
+        self.arrays.update({f"{prefix}/{k}": v for k, v in enumerate(tensors)})
 
     def write(self) -> None:
         if self.arrays:

@@ -7,11 +7,12 @@ from __future__ import annotations
 from models import Layout
 from runtime.methods.base import Method, Option, RunInfo
 from runtime.methods.baseline import Baseline
+from runtime.methods.localsgd import LocalSGD
 from runtime.methods.mp2 import MP2
 from runtime.methods.sparse import DGC, TopK
 from runtime.methods.wnn import WNN
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, MP2, TopK, DGC, WNN)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, MP2, TopK, DGC, WNN, LocalSGD)}
 
 
 def build(name: str, layout: Layout, opts: dict, run: RunInfo) -> Method:

@@ -10,6 +10,13 @@ every reply, so workers and PS always agree on it:
     PS, each step:      gather every worker's `up`, update the global model and make the reply:
                         `PSPhase.reply`                                   (one session run)
 
+A step may have several exchanges (PowerSGD: P up and back, then Q up and back): a worker's
+`WorkerPhase.then` turns each reply but the last into its next payload, and the PS answers each with
+the matching round of `PSPhase.then` (one session run each, gathering again). A step may also have
+none (local SGD): `Method.is_local(step)` says so on both sides, from the options alone, so no round
+trip is needed to agree on it; the worker then runs `Method.build_local` and the PS runs nothing.
+The phase the PS announces in a reply is that of the next step that exchanges.
+
 The global model lives in one PS variable; methods update it in the graph, so a step costs the PS
 a single session call and no copy of the model passes through Python. Bytes on the wire are
 measured from the tensors sent, so a method never reports its own traffic.
@@ -66,6 +73,7 @@ class WorkerSide:
     step: tf.Variable      # steps this worker has done (int64), advanced by the runtime
     device: str
     state: list[tf.Variable] = field(default_factory=list)  # saved and restored with the run
+    scratches: list[tf.Variable] = field(default_factory=list)  # live within a step only
     _adams: dict[str, tf.compat.v1.train.AdamOptimizer] = field(default_factory=dict)
 
     def adam(self, var_list: list[tf.Variable], grads: list[tf.Tensor] | None = None, clock: str = "shared") -> tf.Operation:
@@ -107,6 +115,10 @@ class WorkerSide:
         """A state variable of the method on this worker (saved and restored with the run)."""
         return _state_variable(self.state, self.device, name, value, dtype)
 
+    def scratch(self, name: str, value, dtype=tf.float32) -> tf.Variable:
+        """A variable that carries a value from one exchange of a step to the next (not saved)."""
+        return _state_variable(self.scratches, self.device, name, value, dtype)
+
 
 @dataclass
 class PSSide:
@@ -119,10 +131,15 @@ class PSSide:
     device: str
     gather: Callable[[], list[list[tf.Tensor]]]  # every worker's payload (fresh dequeue ops)
     state: list[tf.Variable] = field(default_factory=list)
+    scratches: list[tf.Variable] = field(default_factory=list)
 
     def variable(self, name: str, value, dtype=tf.float32) -> tf.Variable:
         """A state variable of the method on the PS (saved in the checkpoint, restored on resume)."""
         return _state_variable(self.state, self.device, name, value, dtype)
+
+    def scratch(self, name: str, value, dtype=tf.float32) -> tf.Variable:
+        """A variable that carries a value from one exchange of a step to the next (not saved)."""
+        return _state_variable(self.scratches, self.device, name, value, dtype)
 
 
 def _state_variable(state: list[tf.Variable], device: str, name: str, value, dtype) -> tf.Variable:
@@ -132,16 +149,26 @@ def _state_variable(state: list[tf.Variable], device: str, name: str, value, dty
     return v
 
 
+LOCAL = -1  # the phase a trace records for a step without exchange (`Method.is_local`); records name it "local"
+
+
 @dataclass
 class WorkerPhase:
     up: list[tf.Tensor]                                   # what the worker sends (after training)
-    apply: Callable[[list[tf.Tensor]], tf.Operation]     # how it takes the PS's reply
+    apply: Callable[[list[tf.Tensor]], tf.Operation]     # how it takes the PS's (last) reply
     enter: tf.Operation | None = None                     # run before a step of this phase that follows another phase
+    # Further exchanges of the step: each turns the reply before it into the next payload. They
+    # run in session runs of their own, so what one needs of an earlier run lives in variables.
+    then: tuple[Callable[[list[tf.Tensor]], list[tf.Tensor]], ...] = ()
 
 
 @dataclass
 class PSPhase:
     reply: list[tf.Tensor]  # what every worker receives (computed after the model update)
+    # The replies of further exchanges, one per `WorkerPhase.then`; each is fetched in a session run
+    # of its own and calls `ps.gather()` itself. Rounds share values through variables only
+    # (`PSSide.scratch`), never through graph edges, or a later round would rerun an earlier one.
+    then: tuple[list[tf.Tensor], ...] = ()
 
 
 def mean(payloads: list[tf.Tensor]) -> tf.Tensor:
@@ -179,6 +206,10 @@ class Method:
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         raise NotImplementedError
 
+    def build_local(self, w: WorkerSide) -> tf.Operation | None:
+        """The training op of a local step (`is_local`); None for a method that has none."""
+        return None
+
     def worker_epoch_start(self, w: WorkerSide, session: tf.compat.v1.Session, epoch: int) -> None:
         """Per-epoch settings on the worker (DGC's warm-up ratio)."""
 
@@ -201,8 +232,20 @@ class Method:
         return self.phase_names.get(phase, str(phase))
 
     def next_phase(self, step: int) -> int:
-        """The phase of global step `step` (0-based), decided by the PS before it is announced."""
+        """The phase of global step `step` (0-based), decided by the PS before it is announced.
+
+        Called for exchanging steps only, in order."""
         return 0
+
+    def is_local(self, step: int) -> bool:
+        """Whether global step `step` has no exchange: the worker trains alone (`build_local`), the PS
+        does nothing. Both sides call it, so it must follow from the handshake options and `run`."""
+        return False
+
+    def next_exchange(self, step: int) -> int | None:
+        """The first step from `step` on that exchanges with the PS (None: none is left in the run)."""
+        end = self.run.epochs * self.run.steps_per_epoch
+        return next((t for t in range(step, end) if not self.is_local(t)), None)
 
     def after_step(self, session: tf.compat.v1.Session, step: int, phase: int) -> None:
         """Python-side bookkeeping after the PS's step `step` ran (rarely needed)."""

@@ -41,6 +41,19 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return check
 
 
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """A whole number in [low, high]."""
+
+    def check(text: str) -> int:
+        value = _int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
+        return value
+
+    check.__name__ = f"int in {low}..{high}"
+    return check
+
+
 def float_in(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
     """A finite float in [low, high] (an end is excluded when its *_open is set)."""
 

@@ -9,10 +9,11 @@ from runtime.methods.base import Method, Option, RunInfo
 from runtime.methods.baseline import Baseline
 from runtime.methods.localsgd import LocalSGD
 from runtime.methods.mp2 import MP2
+from runtime.methods.powersgd import PowerSGD
 from runtime.methods.sparse import DGC, TopK
 from runtime.methods.wnn import WNN
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, MP2, TopK, DGC, WNN, LocalSGD)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, MP2, TopK, DGC, WNN, LocalSGD, PowerSGD)}
 
 
 def build(name: str, layout: Layout, opts: dict, run: RunInfo) -> Method:

@@ -272,3 +272,102 @@ def test_dgc_threshold_sample_is_a_function_of_seed_tensor_and_step():
     again = DGC([(100, 1000)], momentum=0.0, seed=5, step=tf.constant(11, tf.int64))
     grads = [tf.random.stateless_normal([100, 1000], [1, 2])]
     np.testing.assert_array_equal(dgc.compress(grads).indices[0].numpy(), again.compress(grads).indices[0].numpy())
+
+
+# --- PowerSGD -------------------------------------------------------------------------------------
+
+def _gram_schmidt(p):
+    p = p.copy()
+    for i in range(p.shape[1]):
+        p[:, i] /= np.sqrt(np.sum(p[:, i] ** 2)) + 1e-8
+        for j in range(i + 1, p.shape[1]):
+            p[:, j] -= np.sum(p[:, i] * p[:, j]) * p[:, i]
+    return p
+
+
+class NumpyPowerSGD:
+    """The reference's algorithm in its own orientation: M = [out, in·kh·kw] (n × m), float64."""
+
+    def __init__(self, shapes, rank, queries):
+        self.shapes, self.rank = shapes, rank
+        self.queries = [q.astype(np.float64) for q in queries]  # the same seeded start as the graph's
+        self.residuals = None  # per worker, per matrix
+
+    def step(self, grads_per_worker):
+        """One step for all workers together: (first reply, second reply, gradients per tensor)."""
+        workers = len(grads_per_worker)
+        if self.residuals is None:
+            self.residuals = [[np.zeros((s[-1], math.prod(s[:-1]))) for s in self.shapes if len(s) >= 2] for _ in range(workers)]
+        ms = [[g.reshape(-1, g.shape[-1]).T + r for g, r in zip([g for g in grads if g.ndim >= 2], residuals)]
+              for grads, residuals in zip(grads_per_worker, self.residuals)]  # ms[worker][matrix]
+        p_hats = [_gram_schmidt(sum(ms[w][k] @ q for w in range(workers)) / workers) for k, q in enumerate(self.queries)]
+        dense = [sum(grads[i] for grads in grads_per_worker) / workers
+                 for i, s in enumerate(self.shapes) if len(s) < 2]
+        q_bars = [sum(ms[w][k].T @ p for w in range(workers)) / workers for k, p in enumerate(p_hats)]
+        approx = [p @ q.T for p, q in zip(p_hats, q_bars)]
+        self.queries = q_bars
+        self.residuals = [[m - a for m, a in zip(ms[w], approx)] for w in range(workers)]  # minus the averaged reconstruction
+        matrices, vectors = iter(approx), iter(dense)
+        gradient = [next(matrices).T.reshape(s) if len(s) >= 2 else next(vectors) for s in self.shapes]
+        first = np.concatenate([p.ravel() for p in p_hats] + [d.ravel() for d in dense])
+        return first, np.concatenate([q.ravel() for q in q_bars]), gradient
+
+
+POWERSGD_SHAPES = [(3, 3, 2, 4), (4,), (7, 5), (5,), (2, 6)]  # a conv kernel (HWIO), dense layers, biases
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_powersgd_matches_a_numpy_reference_over_steps(rank):
+    """Three workers, three steps: payloads, replies, the decompressed gradient, residuals and the warm start."""
+    from compression.powersgd import Plan, PowerSGD, initial_queries
+
+    shapes, workers = POWERSGD_SHAPES, 3
+    plan = Plan(shapes, rank)
+    # (2, 6) is a matrix of n = 6, m = 2: rank 3 is capped at 2.
+    assert [x.rank for x in plan.matrices] == [min(rank, 4), min(rank, 5), min(rank, 2)]
+    reference = NumpyPowerSGD(shapes, rank, initial_queries(plan, seed=7))
+    graph = tf.Graph()
+    with graph.as_default():
+        compressors = [PowerSGD(shapes, rank, seed=7) for _ in range(workers)]
+        grads = [[tf.compat.v1.placeholder(tf.float32, s) for s in shapes] for _ in range(workers)]
+        reply = tf.compat.v1.placeholder(tf.float32, [None])
+        firsts = [c.first_payload(g) for c, g in zip(compressors, grads)]
+        ups = tf.compat.v1.placeholder(tf.float32, [workers, None])
+        orthonormal = plan.orthonormalise(tf.reduce_mean(ups, 0))
+        seconds = [c.second_payload(reply) for c in compressors]
+        finished = [c.finish(reply) for c in compressors]
+        kept = tf.compat.v1.placeholder(tf.float32, [None])
+        ps_gradient = plan.decompress(kept, reply)
+        session = tf.compat.v1.Session()
+        session.run(tf.compat.v1.variables_initializer([v for c in compressors for v in c.variables + c.scratch]))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        values = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(workers)]
+        want_first, want_second, want_gradient = reference.step(values)
+        feed = {p: v for ps, vs in zip(grads, values) for p, v in zip(ps, vs)}
+        sent = session.run(firsts, feed)
+        assert all(len(s) == plan.first_size for s in sent)
+        first = session.run(orthonormal, {ups: np.stack(sent)})
+        np.testing.assert_allclose(first, want_first, rtol=1e-4, atol=1e-5)
+        sent = session.run(seconds, {reply: first})
+        second = np.mean(np.stack(sent), 0)
+        np.testing.assert_allclose(second, want_second, rtol=1e-4, atol=1e-4)
+        out = session.run(finished, {reply: second})
+        on_ps = session.run(ps_gradient, {kept: first, reply: second})
+        for gradient, _ in out:  # every worker's gradient is the PS's, bit for bit
+            np.testing.assert_array_equal(gradient, on_ps)
+        np.testing.assert_allclose(on_ps, np.concatenate([g.ravel() for g in want_gradient]), rtol=1e-4, atol=1e-4)
+        for compressor, wanted in zip(compressors, reference.residuals):
+            for got, want in zip(session.run(compressor.residuals), wanted):  # stored as Mᵀ ([m, n])
+                np.testing.assert_allclose(got, want.T, rtol=1e-3, atol=1e-4)
+        for got, want in zip(session.run(compressors[1].queries), reference.queries):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)  # warm start: the averaged Q
+
+
+def test_powersgd_queries_start_alike_on_every_worker_and_apart_per_seed():
+    from compression.powersgd import Plan, initial_queries
+
+    plan = Plan(POWERSGD_SHAPES, 2)
+    a, b, c = initial_queries(plan, 0), initial_queries(plan, 0), initial_queries(plan, 1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and not np.array_equal(a[0], c[0])
+    assert [q.shape for q in a] == [(18, 2), (7, 2), (2, 2)]

@@ -1,0 +1,171 @@
+"""Steps with no exchange (local SGD) and with two (PowerSGD), with real processes on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import data
+import models
+from tests.cluster import SMALL, read_jsonl, run, run_together
+
+LENET = models.get("lenet5", 10)
+T = LENET.layout.total
+STEPS = data.Schedule(2000, 2, 50, 0).steps_per_epoch  # 20: synthetic's 2000 images, 2 workers of 50
+CONTROL = 16
+COMMON = ["--workers", "2", *SMALL, "--verify-sync"]
+H = 3  # does not divide the 20 steps of an epoch: the epoch-end sync and the resume are both exercised
+LOCALSGD = ["--method", "localsgd", "--sync-every", str(H)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Every independent run of this file at once (most of a small run is start-up)."""
+    root = tmp_path_factory.mktemp("exchanges")
+    plan = {
+        "whole": [*LOCALSGD, "--epochs", "2"],
+        "split": [*LOCALSGD, "--epochs", "1"],
+        "h1": ["--method", "localsgd", "--sync-every", "1", "--epochs", "1"],
+        "baseline": ["--method", "baseline", "--epochs", "1"],
+        "outer": ["--method", "localsgd", "--sync-every", "2", "--outer-lr", "0.7", "--outer-momentum", "0.9",
+                  "--epochs", "1", "--trace-steps", "6"],
+        "powersgd": ["--method", "powersgd", "--rank", "2", "--epochs", "1", "--trace-steps", "2"],
+    }
+    done = run_together(*[("mp2_local.py", *COMMON, *flags, "--out", str(root / name)) for name, flags in plan.items()],
+                        timeout=900)
+    for name, d in zip(plan, done):
+        assert d.returncode == 0, f"{name}: {d.stdout[-4000:]}"
+    return {name: root / name for name in plan}
+
+
+def _summary(out) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def _model(out) -> np.ndarray:
+    return np.load(out / "checkpoint.npz")["model"]
+
+
+def _syncs(epoch: int) -> int:
+    """Steps of epoch `epoch` (0-based) that exchange: every H-th global step and the epoch's last."""
+    steps = range(epoch * STEPS, (epoch + 1) * STEPS)
+    return sum(1 for s in steps if (s + 1) % H == 0 or s == steps[-1])
+
+
+def test_localsgd_pushes_the_model_only_at_syncs_and_stays_in_sync_there(runs):
+    summary, records = _summary(runs["whole"]), read_jsonl(runs["whole"] / "metrics.jsonl")
+    syncs = [_syncs(0), _syncs(1)]
+    assert syncs == [7, 8]  # 3, 6, ..., 18 and 20; 21, 24, ..., 39 and 40
+    for r, n in zip(records, syncs):
+        assert r["phases"] == {"local": STEPS - n, "sync": n}
+        assert [w["steps_verified_in_sync"] for w in r["workers"]] == [n, n]  # --verify-sync at every sync
+        assert r["bytes_pushed"] == 2 * 4 * T * n
+    baseline = _summary(runs["baseline"])
+    per_step = baseline["bytes_pushed_total"] / STEPS  # one epoch of the baseline
+    assert summary["bytes_pushed_total"] == per_step * sum(syncs)  # (syncs / steps) of the baseline's bytes
+    assert summary["bytes_pulled_total"] == baseline["bytes_pulled_total"] / STEPS * sum(syncs)
+    assert summary["bytes_pulled_total"] == 2 * (4 * T + CONTROL) * sum(syncs)
+    assert summary["test_acc_by_epoch"][-1] > 0.3
+
+
+def test_localsgd_syncing_every_step_is_the_baseline_bit_for_bit(runs):
+    np.testing.assert_array_equal(_model(runs["h1"]), _model(runs["baseline"]))
+    ours, theirs = _summary(runs["h1"]), _summary(runs["baseline"])
+    for key in ("bytes_pushed_total", "bytes_pulled_total", "test_acc_by_epoch"):
+        assert ours[key] == theirs[key], key
+    assert ours["phases"] == {"sync": STEPS}
+
+
+def test_the_outer_nesterov_step_by_hand(runs):
+    """Syncs at steps 1, 3, 5: the reply is θ − lr·(g + μ·v), v = μ·v + g, g = θ − mean of the pushed models."""
+    traces = [np.load(runs["outer"] / f"trace-worker-{i}.npz") for i in (0, 1)]
+    theta, velocity = LENET.init_vector(0).astype(np.float32), np.zeros(T, np.float32)
+    lr, mu = np.float32(0.7), np.float32(0.9)
+    for s in range(6):
+        if s % 2 == 0:  # a local step: each worker trained alone, nothing was exchanged
+            assert int(traces[0][f"{s}/phase"]) == -1 and f"{s}/up/0" not in traces[0]
+            assert not np.array_equal(traces[0][f"{s}/trained"], traces[1][f"{s}/trained"])
+            continue
+        ups = [t[f"{s}/up/0"] for t in traces]
+        g = theta - (ups[0] + ups[1]) / np.float32(2)
+        velocity = mu * velocity + g
+        theta = theta - lr * (g + mu * velocity)
+        np.testing.assert_allclose(traces[0][f"{s}/reply/0"], theta, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(traces[0][f"{s}/reply/0"], traces[1][f"{s}/reply/0"])
+    state = np.load(runs["outer"] / "checkpoint.npz")
+    assert [k for k in state.files if k.startswith("state/")] == ["state/000/outer_velocity"]  # PS state, saved
+
+
+def test_localsgd_resumed_mid_run_ends_in_the_uninterrupted_model(runs):
+    split = runs["split"]
+    again = run("mp2_local.py", *COMMON, *LOCALSGD, "--epochs", "2", "--resume", "--out", str(split))
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert "resuming after epoch 1" in again.stdout and "warning" not in again.stdout, again.stdout[-4000:]
+    np.testing.assert_array_equal(_model(split), _model(runs["whole"]))
+    assert _summary(split)["test_acc_by_epoch"] == _summary(runs["whole"])["test_acc_by_epoch"]
+
+
+def _powersgd_sizes(rank: int) -> tuple[int, int, int]:
+    """(Σ n·r, Σ m·r, 1-D values) of LeNet-5: n the last dimension, m the product of the others."""
+    ps = qs = dense = 0
+    for p in LENET.layout.params:
+        if len(p.shape) < 2:
+            dense += p.size
+            continue
+        n, m = p.shape[-1], math.prod(p.shape[:-1])
+        r = min(n, m, rank)
+        ps, qs = ps + n * r, qs + m * r
+    return ps, qs, dense
+
+
+def test_powersgd_bytes_follow_the_layout_and_rank_and_models_stay_in_sync(runs):
+    out = runs["powersgd"]
+    summary, records = _summary(out), read_jsonl(out / "metrics.jsonl")
+    assert [w["steps_verified_in_sync"] for w in records[0]["workers"]] == [STEPS, STEPS]
+    p, q, dense = _powersgd_sizes(2)
+    assert (p, q, dense) == (472, 1270, 236)
+    steps = STEPS * 2  # per worker
+    assert summary["bytes_pushed_total"] == 4 * (p + dense + q) * steps  # exchange 1, then exchange 2
+    assert summary["bytes_pulled_total"] == (4 * (p + dense) + CONTROL + 4 * q + CONTROL) * steps
+    assert summary["test_acc_by_epoch"][-1] > 0.3
+
+
+def test_powersgd_replies_are_the_orthonormalised_mean_of_p_then_the_mean_of_q(runs):
+    from compression.powersgd import Plan
+
+    plan = Plan([p.shape for p in LENET.layout.params], 2)
+    traces = [np.load(runs["powersgd"] / f"trace-worker-{i}.npz") for i in (0, 1)]
+    for s in (0, 1):
+        first = [t[f"{s}/exchange/0/up/0"] for t in traces]
+        assert not np.allclose(first[0], first[1])  # the workers' data differ
+        reply = traces[0][f"{s}/exchange/0/reply/0"]
+        mean = (first[0] + first[1]) / 2
+        offset = 0
+        for x in plan.matrices:
+            block = reply[offset : offset + x.n * x.rank].reshape(x.n, x.rank)
+            np.testing.assert_allclose(block.T @ block, np.eye(x.rank), atol=1e-4)  # orthonormal columns
+            raw = mean[offset : offset + x.n * x.rank].reshape(x.n, x.rank)
+            # the same column space as the mean of P, column by column (Gram–Schmidt keeps the first's direction)
+            first_column = raw[:, 0] / np.linalg.norm(raw[:, 0])
+            np.testing.assert_allclose(block[:, 0], first_column, rtol=1e-4, atol=1e-5)
+            offset += x.n * x.rank
+        np.testing.assert_allclose(reply[offset:], mean[offset:], rtol=1e-6, atol=1e-7)  # 1-D tensors: the mean
+        second = [t[f"{s}/exchange/1/up/0"] for t in traces]
+        np.testing.assert_allclose(traces[0][f"{s}/exchange/1/reply/0"], (second[0] + second[1]) / 2, rtol=1e-6, atol=1e-7)
+        for key in (f"{s}/exchange/0/reply/0", f"{s}/reply/0"):
+            np.testing.assert_array_equal(traces[0][key], traces[1][key])
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--rank", "5", "must be in 1..4, got 5"),
+    ("--sync-every", "0", "must be at least 1, got 0"),
+    ("--outer-momentum", "1", "must be in [0, 1), got 1"),
+])
+def test_the_new_options_are_range_checked(flag, value, message, capsys):
+    from runtime.flags import ps_parser
+
+    with pytest.raises(SystemExit):
+        ps_parser("").parse_args([flag, value])
+    assert message in capsys.readouterr().err

@@ -169,3 +169,15 @@ def test_the_new_options_are_range_checked(flag, value, message, capsys):
     with pytest.raises(SystemExit):
         ps_parser("").parse_args([flag, value])
     assert message in capsys.readouterr().err
+
+
+def test_both_sides_derive_the_local_steps_from_the_options_alone():
+    from runtime.methods import RunInfo, build
+
+    method = build("localsgd", LENET.layout, {"sync_every": 4, "outer_lr": 1.0, "outer_momentum": 0.0},
+                   RunInfo(workers=2, steps_per_epoch=10, epochs=2, lr=1e-3, seed=0))
+    syncs = [s for s in range(20) if not method.is_local(s)]
+    assert syncs == [3, 7, 9, 11, 15, 19]  # every 4th step and each epoch's last
+    assert [method.next_exchange(s) for s in (0, 4, 8, 9, 16, 20)] == [3, 7, 9, 9, 19, None]
+    baseline = build("baseline", LENET.layout, {}, RunInfo(2, 10, 2, 1e-3, 0))
+    assert not any(baseline.is_local(s) for s in range(20)) and baseline.next_exchange(5) == 5

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import argtypes
-from runtime.launcher import ROOT, STARTUP_NOISE, LaunchError, absolute_paths, make_dir
+from runtime.launcher import ROOT, LaunchError, absolute_paths, make_dir, terminal_worthy
 
 # What a run directory of mp2_local.py holds: only such a directory (or an empty one) is emptied for a new run.
 RUN_FILES = ("ps.log", "summary.json", "metrics.jsonl", "checkpoint.npz")
@@ -142,7 +142,7 @@ def stage(title: str, script: str, *flags: str, fresh: Path | None = None) -> No
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         for line in proc.stdout:
-            if not STARTUP_NOISE.match(line):
+            if terminal_worthy(line):
                 sys.stdout.write(f"[{_elapsed()}] {line}")
                 sys.stdout.flush()
         code = proc.wait()

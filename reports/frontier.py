@@ -90,7 +90,7 @@ def aggregate(runs: list[dict], baseline: str = "baseline", base: Path = Path(".
         meta = mine[0]["meta"]
         run_bytes = _mean([r["summary"]["bytes_pushed_total"] + r["summary"]["bytes_pulled_total"] for r in mine])
         run_wall = _mean([r["summary"]["wall_seconds"] for r in mine])
-        whole = cost.total([cost.part(f"the run (mean of {len(mine)} seeds)", run_bytes, run_wall), *prior_cost(meta, base)])
+        whole = cost.total([cost.part("the run", run_bytes, run_wall), *prior_cost(meta, base)])
         method = mine[0]["summary"]["method"]
         rows.append({
             "label": label, "family": meta.get("family") or method, "method": method,

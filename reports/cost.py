@@ -73,7 +73,14 @@ def markdown(routes: list[dict], title: str = "Whole cost") -> str:
     lines.append("")
     for r in routes:
         if len(r["parts"]) > 1:
-            parts = "; ".join(f"{p['part']}: " + ("not measured" if p["bytes"] is None else f"{_mb(p['bytes'])} MB")
+            parts = "; ".join(f"{p['part']}: " + ("not measured" if p["bytes"] is None else
+                                                 "no traffic" if p["bytes"] == 0 else f"{_mb(p['bytes'])} MB")
                               + ("" if p["wall_seconds"] is None else f", {p['wall_seconds']:.1f} s") for p in r["parts"])
             lines.append(f"- {r['route']}: {parts}" + ("" if r["complete"] else " (a lower bound: a part was not measured)"))
+    lines.append(WALL_TIMES)
     return "\n".join(lines) + "\n"
+
+
+WALL_TIMES = ("- A run's wall time is its PS's wall_seconds (from every worker joining to the end; predictor training the "
+              "PS does during the run included); a predictor training's is what was measured: the pipeline's stage "
+              "process as a whole, or a report.json's epochs.")

@@ -174,4 +174,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # outside a run (a run's own Ctrl-C is handled by its launcher)
+        sys.exit("frontier: interrupted")

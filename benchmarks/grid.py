@@ -22,6 +22,7 @@ from runtime.launcher import Child, LocalCluster
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 # The grid decides these for every run: a setting or the common flags may not.
+INTERRUPTED = 130  # what LocalCluster.wait returns on Ctrl-C, having stopped the run
 GRID_DECIDES = ("--seed", "--out", "--workers", "--resume", "--ps_hosts", "--worker_hosts", "--task_index")
 
 
@@ -173,7 +174,9 @@ def run_one(run: Run, commit: str, python: str) -> Outcome:
     seconds = time.monotonic() - started
     if code == 0 and run.done:
         return Outcome(True, seconds, best=json.loads((run.run_dir / "summary.json").read_text())["best_test_acc"])
+    if code == INTERRUPTED:  # not a failure: left as cut short, so the next session runs it afresh
+        return Outcome(False, seconds, reason="interrupted", interrupted=True)
     reason = _failure_reason(run.run_dir / LOG, code) if code else "exit 0 without a summary.json"
     npzio.write_json(run.run_dir / FAILED, {"exit_code": code, "reason": reason, "seconds": seconds,
                                             "log": display_path(str(run.run_dir / LOG))})
-    return Outcome(False, seconds, reason=reason, interrupted=code == 130)
+    return Outcome(False, seconds, reason=reason)

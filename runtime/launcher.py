@@ -127,13 +127,15 @@ class LocalCluster:
 
     The first child is the PS. When a worker fails, the PS is given `ps_grace` seconds to notice
     (it names a silent worker after its step timeout), tell the others and exit on its own; only
-    then is what is left terminated.
+    then is what is left terminated. With `echo` off the lines go to the logs only.
     """
 
-    def __init__(self, children: list[Child], log_dir: Path | None = None, ps_grace: float = 15.0) -> None:
+    def __init__(self, children: list[Child], log_dir: Path | None = None, ps_grace: float = 15.0,
+                 echo: bool = True) -> None:
         self.children = children
         self.log_dir = log_dir
         self.ps_grace = ps_grace
+        self.echo = echo
         self.log_failure: str | None = None
 
     def start(self) -> None:
@@ -158,7 +160,7 @@ class LocalCluster:
 
     def _pump(self, child: Child) -> None:
         for line in child.proc.stdout:
-            if terminal_worthy(line):
+            if self.echo and terminal_worthy(line):
                 sys.stdout.write(f"[{child.name}] {line}")
                 sys.stdout.flush()
             if child.log:
@@ -194,9 +196,11 @@ class LocalCluster:
                 return 1
             child, code = failed
             ps = self.children[0]
-            print(f"[launcher] {child.name} {describe_exit(code)}", flush=True)
+            if self.echo:
+                print(f"[launcher] {child.name} {describe_exit(code)}", flush=True)
             if child is not ps and ps.proc.poll() is None:
-                print(f"[launcher] waiting up to {self.ps_grace:.0f} s for the PS to name it and stop the run", flush=True)
+                if self.echo:
+                    print(f"[launcher] waiting up to {self.ps_grace:.0f} s for the PS to name it and stop the run", flush=True)
                 _wait_until(lambda: ps.proc.poll() is not None, self.ps_grace)
             self.stop(grace=5)
             return exit_code(code)

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import argtypes
+import provenance
 from runtime.launcher import ROOT, STARTUP_NOISE, LaunchError, absolute_paths, make_dir
 
 # What a run directory of mp2_local.py holds: only such a directory (or an empty one) is emptied for a new run.
@@ -85,6 +86,7 @@ try:
 except LaunchError as e:
     print(f"mp2_pipeline: error: {e}", file=sys.stderr)
     sys.exit(1)
+origin = provenance.record(out)
 
 # Imported only now: TensorFlow prints start-up lines on import, which would bury the error above.
 from predictor import CheckpointError, read_meta  # noqa: E402
@@ -211,7 +213,7 @@ notes.append("stage wall times: " + ", ".join(f"{title.split(' (')[0]} {seconds:
 if meta.get("dataset") not in (None, args.dataset):
     notes.append(f"the predictor was trained on {meta['dataset']} and used on {args.dataset} (generalisation)")
 try:
-    write_comparison(out, summaries, notes)
+    write_comparison(out, summaries, notes, provenance=origin)
     print("\n" + (out / "comparison.md").read_text())
 except OSError as e:  # e.g. a full disk
     print(f"mp2_pipeline: error: cannot write the comparison in {out} ({e.strerror or e}); "

@@ -77,11 +77,15 @@ def markdown(comparison: dict, notes: list[str] | None = None) -> str:
     return title + "\n" + "\n".join(lines) + "\n" + (extra + "\n" if extra else "")
 
 
-def write_comparison(out: Path, summaries: dict[str, dict], notes: list[str] | None = None) -> dict:
-    """comparison.json, comparison.md and (with matplotlib) comparison.png in `out`."""
+def write_comparison(out: Path, summaries: dict[str, dict], notes: list[str] | None = None,
+                     provenance: dict | None = None) -> dict:
+    """comparison.json, comparison.md and (with matplotlib) comparison.png in `out`; `provenance`
+    (provenance.record()) goes into the JSON."""
     out = Path(out)
     result = compare(summaries)
     result["notes"] = list(notes or [])
+    if provenance is not None:
+        result["provenance"] = provenance
     if not result["same_data"]:
         result["notes"].append("the runs did not use the same data (see each row's data): the accuracies do not compare")
     (out / "comparison.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -213,7 +213,7 @@ notes.append("stage wall times: " + ", ".join(f"{title.split(' (')[0]} {seconds:
 if meta.get("dataset") not in (None, args.dataset):
     notes.append(f"the predictor was trained on {meta['dataset']} and used on {args.dataset} (generalisation)")
 try:
-    write_comparison(out, summaries, notes, provenance=origin)
+    write_comparison(out, summaries, notes, origin=origin)
     print("\n" + (out / "comparison.md").read_text())
 except OSError as e:  # e.g. a full disk
     print(f"mp2_pipeline: error: cannot write the comparison in {out} ({e.strerror or e}); "

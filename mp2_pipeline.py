@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import argtypes
+import provenance
 from runtime.launcher import ROOT, LaunchError, absolute_paths, make_dir, terminal_worthy
 
 # What a run directory of mp2_local.py holds: only such a directory (or an empty one) is emptied for a new run.
@@ -89,6 +90,7 @@ try:
 except LaunchError as e:
     print(f"mp2_pipeline: error: {e}", file=sys.stderr)
     sys.exit(1)
+origin = provenance.record(out)
 
 # Imported only now: TensorFlow prints start-up lines on import, which would bury the error above.
 from predictor import CheckpointError, read_meta  # noqa: E402
@@ -254,7 +256,7 @@ if not train_predictor:
     notes.append("whole cost: the predictor was reused, so its collection run is not counted (it was paid for by an "
                  "earlier run); --retrain measures the whole pipeline")
 try:
-    write_comparison(out, summaries, notes, routes)
+    write_comparison(out, summaries, notes, routes, origin=origin)
     print("\n" + (out / "comparison.md").read_text())
 except OSError as e:  # e.g. a full disk
     print(f"mp2_pipeline: error: cannot write the comparison in {out} ({e.strerror or e}); "

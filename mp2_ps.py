@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import data
 import npzio
+import provenance
 from paramset import ParamSetError, ParamSetWriter
 from predictor import CheckpointError
 from runtime import cluster, deadline, flags, tferrors
@@ -47,6 +48,7 @@ try:
     run_dir = RunDir(args.out)
 except OSError as e:
     fail(f"cannot create the run directory --out {args.out}: {e.strerror or e}; choose a directory you can write")
+origin = provenance.record(run_dir.path)  # taken at the start: the code and command that ran
 total_steps = args.epochs * steps_per_epoch
 meta = {"config": config.to_json(), "ps_inputs": method.ps_inputs()}
 
@@ -197,7 +199,7 @@ summary = {
     "wall_seconds": time.monotonic() - started, "resumed_from_epoch": start_epoch,
     "phases": {k: sum(r["phases"].get(k, 0) for r in history) for k in {k for r in history for k in r["phases"]}},
     "method_stats": method.stats(), "ps_inputs": meta["ps_inputs"],
-    "snapshots": len(collector.writer) if collector else 0,
+    "snapshots": len(collector.writer) if collector else 0, "provenance": origin,
 }
 method.close()
 write_json(run_dir.summary, finite_json(summary))

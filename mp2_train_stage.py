@@ -33,6 +33,7 @@ import data
 import data.flags
 import models
 import paramset
+import provenance
 from predictor import CheckpointError, Predictor, load_checkpoint, resolve_path, save_checkpoint
 from runtime import flags
 from runtime.progress import Progress
@@ -132,6 +133,7 @@ eval_idx = np.sort(eval_rng.choice(len(dataset.test_y), n_eval, replace=False)) 
 test_x, test_y = dataset.test_x[eval_idx], dataset.test_y[eval_idx]
 out = Path(args.out or f"predictors/{model.name}-{dataset.name}")
 out.mkdir(parents=True, exist_ok=True)
+origin = provenance.record(out)
 steps = training.steps_per_epoch(len(train_rows), args.snapshot_batch, args.image_batches)
 lr_warmup = args.lr_warmup if args.lr_warmup is not None else None if args.resume else (steps if args.init else 0)
 config = {
@@ -231,7 +233,7 @@ def record(row: dict) -> None:
         "gap_is": "own_acc - assembled_acc: what prediction costs (negative: it gains)",
         "rows": rows, "best_epoch": None if best is None else best["epoch"], "best": best,
         "checkpoint": None if best is None else str(out / state.BEST),
-        "resumed_from_epoch": start_epoch if args.resume else None,
+        "resumed_from_epoch": start_epoch if args.resume else None, "provenance": origin,
     }
     state.write_report(out, report)
     print(f"mp2_train_stage: epoch {row['epoch']}/{args.epochs}"

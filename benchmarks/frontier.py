@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import argtypes  # noqa: E402
 from benchmarks.grid import GridError, Setting, check_flags, command_line, merge_flags, plan, recorded_flags, run_one  # noqa: E402
 from reports import frontier as report  # noqa: E402
-from reports.provenance import commit, display_path  # noqa: E402
+from provenance import commit_label, portable  # noqa: E402
 
 # The grids. MP² online is `--method mp2` with no --predictor (the PS trains its own during the
 # run, with the method's default online settings); its H > 1 rows need MP² to take --sync-every.
@@ -137,7 +137,7 @@ def main(argv: list[str]) -> int:
         return 0
 
     # --- loop --------------------------------------------------------------------------------------
-    this_commit, interrupted, failed = commit(), False, 0
+    this_commit, interrupted, failed = commit_label(), False, 0
     if not args.report_only:
         for i, run in enumerate(runs, 1):
             where = f"frontier: [{i}/{len(runs)}] {run.name()}"
@@ -145,17 +145,17 @@ def main(argv: list[str]) -> int:
                 made_with = recorded_flags(run)
                 changed = made_with is not None and made_with != run.flags
                 print(f"{where}: done already, skipped" + (
-                    f" (WARNING: made with other flags: {' '.join(made_with)}; delete {display_path(str(run.run_dir))} "
+                    f" (WARNING: made with other flags: {' '.join(made_with)}; delete {portable(str(run.run_dir))} "
                     f"to rerun it)" if changed else ""), flush=True)
                 continue
-            print(f"{where}: started -> {display_path(str(run.run_dir))}", flush=True)
+            print(f"{where}: started -> {portable(str(run.run_dir))}", flush=True)
             outcome = run_one(run, this_commit, sys.executable)
             if outcome.ok:
                 print(f"{where}: finished in {outcome.seconds:.0f} s, best test acc {outcome.best:.4f}", flush=True)
             else:
                 failed += 1
                 print(f"{where}: FAILED after {outcome.seconds:.0f} s: {outcome.reason} "
-                      f"(log: {display_path(str(run.run_dir / report.LOG))})", flush=True)
+                      f"(log: {portable(str(run.run_dir / report.LOG))})", flush=True)
             if outcome.interrupted:
                 interrupted = True
                 print("frontier: interrupted; the runs so far are reported", flush=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import npzio
 from reports.frontier import FAILED, LOG, MARKER
-from reports.provenance import ROOT, display_command, display_path
+from provenance import ROOT, display_command, portable
 from runtime.launcher import Child, LocalCluster
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -155,7 +155,7 @@ def run_one(run: Run, commit: str, python: str) -> Outcome:
     output goes to mp2_local.log there; a failure is recorded in frontier-failed.json."""
     if run.run_dir.exists():
         if any(run.run_dir.iterdir()) and not (run.run_dir / MARKER).exists():
-            return Outcome(False, 0.0, reason=f"{display_path(str(run.run_dir))} exists and is not a run of this grid; "
+            return Outcome(False, 0.0, reason=f"{portable(str(run.run_dir))} exists and is not a run of this grid; "
                                               f"move it away")
         shutil.rmtree(run.run_dir)
     run.run_dir.mkdir(parents=True)
@@ -178,5 +178,5 @@ def run_one(run: Run, commit: str, python: str) -> Outcome:
         return Outcome(False, seconds, reason="interrupted", interrupted=True)
     reason = _failure_reason(run.run_dir / LOG, code) if code else "exit 0 without a summary.json"
     npzio.write_json(run.run_dir / FAILED, {"exit_code": code, "reason": reason, "seconds": seconds,
-                                            "log": display_path(str(run.run_dir / LOG))})
+                                            "log": portable(str(run.run_dir / LOG))})
     return Outcome(False, seconds, reason=reason)

@@ -18,7 +18,8 @@ import statistics
 from pathlib import Path
 
 import npzio
-from reports import cost, provenance
+import provenance
+from reports import cost
 
 MARKER = "frontier-run.json"
 FAILED = "frontier-failed.json"
@@ -182,7 +183,7 @@ def build(root: Path, argv: list[str], baseline: str = "baseline", base: Path = 
     runs, failed = read_root(root)
     rows = aggregate(runs, baseline, base)
     steps = strongest_by_budget(rows)
-    return {"root": provenance.display_path(str(root)), "baseline": baseline, "provenance": provenance.provenance(argv),
+    return {"root": provenance.portable(str(root)), "baseline": baseline, "provenance": provenance.record(argv=argv),
             "summary_line": budget_line(steps), "strongest_by_budget": steps, "rows": rows,
             "failed": [{"label": f["label"], "seed": f["seed"], **f["failure"]} for f in failed],
             "notes": notes(rows, failed, baseline)}

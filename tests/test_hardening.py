@@ -21,6 +21,8 @@ from runtime.cluster import Cluster, ClusterError, port_in_use, start_server
 from runtime.metrics import classification_report
 from tests.cluster import ENV, ROOT, SMALL
 
+pytestmark = pytest.mark.cluster
+
 
 def test_macro_averages_cover_classes_that_are_only_predicted():
     # labels hold classes 0 and 1; class 2 is predicted once but never occurs.

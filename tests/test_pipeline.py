@@ -14,12 +14,13 @@ from predictor import read_meta
 from reports import cost
 from reports.compare import compare
 from runtime.methods import METHODS
-from tests.cluster import ROOT, SMALL, cluster_flags, run, start
+from tests.cluster import ROOT, SMALL, check_provenance, cluster_flags, run, start
 
 LENET = models.get("lenet5", 10)
 PREDICTORS = ROOT / "predictors"  # where the pipeline (run in the repository) trains its predictor
 
 
+@pytest.mark.cluster
 def test_collection_writes_a_readable_parameter_dataset(tmp_path):
     out = tmp_path / "run"
     # Seed 2 makes the collector's random step of the last window the run's last step (40).
@@ -48,6 +49,7 @@ def test_collection_writes_a_readable_parameter_dataset(tmp_path):
     np.testing.assert_array_equal(snaps.vectors([-1])[0], final)
 
 
+@pytest.mark.cluster
 def test_a_killed_collection_leaves_what_it_wrote_readable(tmp_path):
     flags = cluster_flags(1)
     common = [*flags, "--epochs", "50", "--out", str(tmp_path), *SMALL]
@@ -68,6 +70,7 @@ def test_a_killed_collection_leaves_what_it_wrote_readable(tmp_path):
     assert len(snaps) >= 8 and np.isfinite(snaps.pushed).all()
 
 
+@pytest.mark.unit
 def test_parameter_dataset_of_another_model_is_refused(tmp_path):
     writer = paramset.ParamSetWriter(tmp_path, LENET.layout, "synthetic")
     writer.add(LENET.init_vector(0), step=1, epoch=1, test_acc=0.1)
@@ -76,6 +79,7 @@ def test_parameter_dataset_of_another_model_is_refused(tmp_path):
         paramset.read([tmp_path], models.get("resnet18", 10).layout)
 
 
+@pytest.mark.cluster
 def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     out = tmp_path / "pipe"
     # The data flags and --push must reach the PS, the workers and the predictor training alike;
@@ -125,8 +129,14 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     assert "| baseline |" in table and "| mp2 |" in table
     assert "## Whole cost" in table and f"| MP² (whole pipeline) | {rows['mp2']['best_test_acc']:.4f} | " in table
     assert "[0:0" in done.stdout  # the stages' lines carry the pipeline's elapsed time
+    check_provenance(result["provenance"])
+    assert result["provenance"]["argv"][0] == "mp2_pipeline.py"
+    summary = json.loads((out / "mp2" / "summary.json").read_text())
+    check_provenance(summary["provenance"])
+    assert summary["provenance"]["argv"][:1] == ["mp2_ps.py"]  # the launcher gave the PS its absolute path
 
 
+@pytest.mark.unit
 def test_comparison_ratios():
     base = {"method": "baseline", "model": "m", "dataset": "d", "workers": 2, "epochs": 1, "steps": 10,
             "best_test_acc": 0.8, "final_test_acc": 0.8, "test_acc_by_epoch": [0.8],
@@ -139,6 +149,7 @@ def test_comparison_ratios():
     assert rows["mp2"]["bytes_pushed_per_step"] == pytest.approx(50 / 20)
 
 
+@pytest.mark.unit
 def test_comparison_reads_the_predictor_and_flags_different_data():
     base = {"method": "baseline", "model": "m", "dataset": "d", "workers": 2, "epochs": 1, "steps": 10,
             "best_test_acc": 0.8, "final_test_acc": 0.8, "test_acc_by_epoch": [0.8], "bytes_pushed_total": 1000,

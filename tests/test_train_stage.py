@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,17 +12,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import data
 import models
 from paramset import ParamSetWriter
 from predictor import Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.checkpoint import is_trained
 from stage import snapshots as snapset, state, training
 from stage.adam import Adam
-from tests.cluster import interruptible
+from tests.cluster import ENV, ROOT, check_provenance, interruptible
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 LENET = models.get("lenet5", 10)
 # Small settings: 10 image batches of 50 per snapshot, 500 synthetic test images.
 SMALL = ["--model", "lenet5", "--dataset", "synthetic", "--image-batches", "10", "--image-batch", "50"]
@@ -56,34 +52,6 @@ def error_line(done: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def snapshots(tmp_path_factory) -> Path:
-    """10 snapshots of LeNet-5 trained on synthetic data (Adam, 50-image steps), with their test accuracy."""
-    directory = tmp_path_factory.mktemp("paramset") / "snapshots"
-    ds = data.synthetic((28, 28, 1), 10, seed=0)
-    params = {k: tf.Variable(v) for k, v in LENET.init(0).items()}
-    opt = Adam(params, 1e-3)
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = LENET.forward(params, x)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        opt.apply(tape.gradient(loss, opt.vars))
-
-    writer = ParamSetWriter(directory, LENET.layout, "synthetic", shard_size=4)
-    rng = np.random.default_rng(0)
-    for s in range(1, 201):
-        idx = rng.choice(len(ds.train_y), 50, replace=False)
-        step(ds.train_x[idx], ds.train_y[idx])
-        if s % 20 == 0:
-            acc = float(np.mean(np.argmax(LENET.forward(params, ds.test_x).numpy(), 1) == ds.test_y))
-            vector = LENET.layout.flatten({k: v.numpy() for k, v in params.items()})
-            writer.add(vector, step=s, epoch=s * 50 // len(ds.train_y), test_acc=acc)
-    writer.flush()
-    return directory
-
-
-@pytest.fixture(scope="module")
 def resumed(snapshots, tmp_path_factory):
     """1 epoch, then --epochs 2 --resume in the same --out; next to it 2 epochs in one go.
 
@@ -103,6 +71,7 @@ def resumed(snapshots, tmp_path_factory):
             json.loads((straight / "report.json").read_text()))
 
 
+@pytest.mark.cluster
 def test_result_loss_learns_and_writes_outputs(resumed):
     out, _, report, stdout, _ = resumed
     rows = report["rows"]
@@ -139,8 +108,11 @@ def test_result_loss_learns_and_writes_outputs(resumed):
     assert is_trained(meta)
     assert f"best epoch {best['epoch']}" in stdout.splitlines()[-1]
     assert str(out / "predictor.npz") in stdout.splitlines()[-1]
+    check_provenance(report["provenance"])
+    assert report["provenance"]["argv"][0] == "mp2_train_stage.py" and "--resume" in report["provenance"]["argv"]
 
 
+@pytest.mark.cluster
 def test_heldout_snapshots_are_the_end_of_the_trajectory(resumed):
     report = resumed[2]
     # 10 snapshots at steps 20, 40, ..., 200: the held-out 20 % are the last two.
@@ -148,6 +120,7 @@ def test_heldout_snapshots_are_the_end_of_the_trajectory(resumed):
     assert report["train_snapshots"] == 8
 
 
+@pytest.mark.cluster
 def test_resume_continues_the_first_run(resumed):
     _, report1, report, _, straight = resumed
     assert [r["epoch"] for r in report1["rows"]] == [0, 1]
@@ -159,6 +132,7 @@ def test_resume_continues_the_first_run(resumed):
         assert report["rows"][2][key] == pytest.approx(straight["rows"][2][key], rel=1e-5), key
 
 
+@pytest.mark.cluster
 def test_resume_refuses_other_settings(snapshots, resumed):
     out = resumed[0]
     done = train_stage(*SMALL, "--snapshots", str(snapshots), "--out", str(out), "--epochs", "3",
@@ -167,6 +141,7 @@ def test_resume_refuses_other_settings(snapshots, resumed):
     assert "--lr was 0.001, now 0.01" in line
 
 
+@pytest.mark.unit
 def test_adam_matches_the_textbook_update():
     start = np.array([0.5, -1.0, 2.0], np.float32)
     var = tf.Variable(start)
@@ -187,6 +162,7 @@ def test_adam_matches_the_textbook_update():
     np.testing.assert_array_equal(other.v[0].numpy(), opt.v[0].numpy())
 
 
+@pytest.mark.unit
 def test_adam_warmup_scales_the_learning_rate_linearly():
     start = np.array([0.5, -1.0, 2.0], np.float32)
     var = tf.Variable(start)
@@ -202,6 +178,7 @@ def test_adam_warmup_scales_the_learning_rate_linearly():
         np.testing.assert_allclose(var.numpy(), x, rtol=1e-5)
 
 
+@pytest.mark.cluster
 def test_mse_loss_and_snapshot_batches(snapshots, tmp_path):
     out = tmp_path / "mse"
     done = train_stage(*SMALL, "--snapshots", str(snapshots), "--out", str(out), "--epochs", "1",
@@ -213,6 +190,7 @@ def test_mse_loss_and_snapshot_batches(snapshots, tmp_path):
     assert load_checkpoint(str(out / "predictor.npz"), LENET.layout)[1]["loss"] == "mse"
 
 
+@pytest.mark.cluster
 def test_errors(snapshots, tmp_path):
     alexnet = models.get("alexnet", 10)
     other = tmp_path / "alexnet"
@@ -255,6 +233,7 @@ def test_errors(snapshots, tmp_path):
 
 
 # --- the split of the snapshots and of the images ----------------------------------------------------
+@pytest.mark.unit
 def test_split_holds_out_the_last_steps_contiguously():
     rng = np.random.default_rng(3)
     steps = [int(s) for s in rng.permutation(np.arange(1, 51) * 10)]  # 50 snapshots, out of order
@@ -268,6 +247,7 @@ def test_split_holds_out_the_last_steps_contiguously():
     assert len(snapset.split(steps[:2], 0.9).train) == 1  # at least one left to train
 
 
+@pytest.mark.unit
 def test_validation_images_are_fixed_and_kept_out_of_the_loss():
     loss_idx, val_idx = training.split_images(1000, 100)
     assert len(val_idx) == 100 and len(loss_idx) == 900
@@ -282,6 +262,7 @@ def test_validation_images_are_fixed_and_kept_out_of_the_loss():
         training.split_images(1000, 1000)
 
 
+@pytest.mark.unit
 def test_the_best_epoch_is_chosen_on_validation_images():
     def row(epoch, val, test):
         return {"epoch": epoch, "val_assembled_acc": val, "test_assembled_acc": test}
@@ -294,6 +275,7 @@ def test_the_best_epoch_is_chosen_on_validation_images():
     assert not state.improves(row(2, 0.5, 0.99), best)  # a tie keeps the earlier epoch
 
 
+@pytest.mark.unit
 def test_is_trained():
     assert is_trained({"trained_epochs": 1}) and is_trained({"trained_epochs": 6})
     for meta in ({}, {"trained_epochs": 0}, {"trained_epochs": "3"}, {"trained_epochs": True},
@@ -311,6 +293,7 @@ def copy_snapshots(source: Path, target: Path, rows: list[int]) -> None:
     writer.flush()
 
 
+@pytest.mark.cluster
 def test_holdout_snapshots_from_another_run(snapshots, tmp_path):
     other = tmp_path / "other-run"
     copy_snapshots(snapshots, other, [3, 6])
@@ -340,6 +323,7 @@ def old_predictor(path: Path) -> bytes:
     return path.read_bytes()
 
 
+@pytest.mark.cluster
 def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
     evaluate_only, interrupted, fresh = tmp_path / "evaluate-only", tmp_path / "interrupted", tmp_path / "fresh"
     (evaluate_only / "kept").mkdir(parents=True)
@@ -382,6 +366,7 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
 
 
 # --- flags ------------------------------------------------------------------------------------------
+@pytest.mark.cluster
 def test_flag_ranges(snapshots, tmp_path):
     # One case per kind of range check: flags of one kind share their argtypes type.
     common = [*SMALL, "--snapshots", str(snapshots), "--out", str(tmp_path / "out")]

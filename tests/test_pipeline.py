@@ -162,6 +162,7 @@ def test_comparison_reads_the_predictor_and_flags_different_data():
     assert not compare({"baseline": base, "mp2": {**mp2, "data": {"train_images": 2000}}})["same_data"]
 
 
+@pytest.mark.unit
 def test_whole_cost_routes_count_every_part_and_mark_a_reused_predictor():
     base = {"best_test_acc": 0.8, "bytes_pushed_total": 1000, "bytes_pulled_total": 1000, "wall_seconds": 10.0}
     mp2 = {**base, "best_test_acc": 0.79, "bytes_pushed_total": 50, "wall_seconds": 8.0}

@@ -35,6 +35,7 @@ def _session_error(build) -> tf.errors.OpError:
     raise AssertionError("the session run did not fail")
 
 
+@pytest.mark.unit
 def test_an_error_is_explained_by_its_own_text_and_node_not_the_generic_first_line():
     def closed_queue():
         q = tf.queue.FIFOQueue(1, [tf.float32], shared_name="closed", name="inbox")
@@ -53,6 +54,7 @@ def test_an_error_is_explained_by_its_own_text_and_node_not_the_generic_first_li
     assert "is closed and has insufficient elements" in closed, closed
 
 
+@pytest.mark.unit
 def test_a_cause_is_named_only_when_the_error_text_shows_it():
     def aborted(text):
         return tf.errors.AbortedError(None, None, f"Graph execution error:\n\n{text}")
@@ -63,12 +65,14 @@ def test_a_cause_is_named_only_when_the_error_text_shows_it():
 
 
 # --- the PS's words -------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_refused_workers_are_named_as_refused_not_as_never_connected():
     text = _not_admitted([0, 1], {0: "--model: worker has 'alexnet', the PS has 'lenet5'"}, 60)
     assert "worker 0 was refused (--model: worker has 'alexnet'" in text
     assert "worker(s) 1 did not connect" in text and "0, 1" not in text
 
 
+@pytest.mark.unit
 def test_a_finite_but_exploding_loss_counts_as_divergence():
     reports = [{"worker": 0, "loss": 0.7}, {"worker": 1, "loss": 1.5e25}]
     assert "worker 1's mean loss is 1.5e+25" in loss_diverged(reports, 3)
@@ -76,6 +80,7 @@ def test_a_finite_but_exploding_loss_counts_as_divergence():
     assert loss_diverged([{"worker": 0, "loss": float("nan")}], 1)
 
 
+@pytest.mark.cluster
 def test_a_run_whose_loss_explodes_stops_with_a_reason_and_no_false_promise(tmp_path):
     done = run("mp2_local.py", "--workers", "2", "--method", "topk", "--lr", "1e6", "--out", str(tmp_path / "run"),
                *QUICK, timeout=300)
@@ -86,6 +91,7 @@ def test_a_run_whose_loss_explodes_stops_with_a_reason_and_no_false_promise(tmp_
 
 
 # --- records are never lost ------------------------------------------------------------------------
+@pytest.mark.cluster
 def test_a_fresh_run_never_replaces_a_finished_one_and_fresh_keeps_it_aside(tmp_path):
     out = tmp_path / "A"
     assert run("mp2_local.py", "--workers", "1", "--out", str(out), *QUICK).returncode == 0
@@ -104,6 +110,7 @@ def test_a_fresh_run_never_replaces_a_finished_one_and_fresh_keeps_it_aside(tmp_
     assert "replaced-" in fresh.stdout
 
 
+@pytest.mark.cluster
 def test_resume_of_a_finished_run_says_so_at_once_and_exits_0(tmp_path):
     out = tmp_path / "run"
     assert run("mp2_local.py", "--workers", "2", "--out", str(out), *QUICK).returncode == 0
@@ -114,6 +121,7 @@ def test_resume_of_a_finished_run_says_so_at_once_and_exits_0(tmp_path):
 
 
 # --- mistakes found before the cluster starts --------------------------------------------------------
+@pytest.mark.cluster
 @pytest.mark.parametrize("flags, says", [
     (["--method", "mp2", "--push", "all"], "nothing to predict"),
     (["--method", "mp2", "--predictor", "no/such/predictor.npz"], "does not exist"),
@@ -125,6 +133,7 @@ def test_the_launcher_refuses_a_bad_model_push_or_predictor_before_starting_anyt
     assert "pids" not in done.stdout and "Traceback" not in done.stdout
 
 
+@pytest.mark.cluster
 def test_a_worker_started_by_hand_with_push_all_for_mp2_is_one_line():
     ports = free_ports(2)
     done = run("mp2_worker.py", "--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[1]}",
@@ -132,6 +141,7 @@ def test_a_worker_started_by_hand_with_push_all_for_mp2_is_one_line():
     assert done.returncode != 0 and "nothing to predict" in done.stdout and "Traceback" not in done.stdout, done.stdout
 
 
+@pytest.mark.cluster
 def test_a_worker_facing_a_silent_port_names_itself_the_address_and_what_listens(tmp_path):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -144,6 +154,7 @@ def test_a_worker_facing_a_silent_port_names_itself_the_address_and_what_listens
     assert line.startswith("worker 0: error:") and address in line and "does not answer as a TensorFlow server" in line
 
 
+@pytest.mark.cluster
 def test_a_second_ctrl_c_stops_everything_without_a_traceback(tmp_path):
     launcher = subprocess.Popen(
         [sys.executable, "mp2_local.py", "--workers", "2", "--out", str(tmp_path / "run"), *SMALL, "--epochs", "50"],

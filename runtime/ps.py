@@ -115,13 +115,13 @@ class PSGraph:
 
 def _not_admitted(missing: list[int], refused: dict[int, str], timeout: float) -> str:
     """Why the run could not start: which workers were refused (and why), which never came."""
-    parts = [f"worker {i} was refused ({refused[i]}) and no process with the PS's flags came in its place"
-             for i in missing if i in refused]
+    parts = [f"worker {i} was refused ({refused[i]}) and no process with the PS's flags came in its place "
+             f"within {timeout:.0f} s" for i in missing if i in refused]
     silent = [i for i in missing if i not in refused]
     if silent:
-        parts.append(f"worker(s) {', '.join(map(str, silent))} did not connect (start them, check --ps_hosts "
-                     f"on their side, or raise --connect-timeout)")
-    return f"within {timeout:.0f} s: " + "; ".join(parts)
+        parts.append(f"worker(s) {', '.join(map(str, silent))} did not connect within {timeout:.0f} s (start them, "
+                     f"check --ps_hosts on their side, or raise --connect-timeout)")
+    return "; ".join(parts)
 
 
 # A mean training loss above this is a run gone wrong, not a slow one: cross-entropy of a model that

@@ -45,7 +45,7 @@ def explain(error: tf.errors.OpError, limit: int = 600) -> str:
     return body if len(body) <= limit else body[: limit - 1] + "…"
 
 
-def known_cause(error: tf.errors.OpError) -> str:
+def known_cause(error: tf.errors.OpError, task_index: int | None = None) -> str:
     """What the error's text shows about its cause, or "" when it shows nothing certain.
 
     TensorFlow's distributed runtime answers "aborted" for several unrelated things; only its own
@@ -56,8 +56,9 @@ def known_cause(error: tf.errors.OpError) -> str:
         return ("the PS's TensorFlow server received the same call twice (gRPC delivered a retried call); "
                 "the call may or may not have taken effect")
     if "handle is not found" in text or "just restarted" in text:
+        flag = "this worker's --task_index" if task_index is None else f"--task_index {task_index}"
         return ("the PS's TensorFlow server no longer holds this process's session: the PS was restarted, or "
-                "another process started with this worker's --task_index took its place")
+                f"another process started with {flag} took its place")
     if "incarnation" in text:
         return "a TensorFlow server in the cluster was restarted (its incarnation changed)"
     return ""

@@ -142,7 +142,7 @@ class WorkerGraph:
             raise RunStopped(f"{what}: lost the connection to the PS ({tferrors.explain(e)})") from None
         except tf.errors.OpError as e:
             # Anything else (Aborted among them): TensorFlow's own words, and a cause only where they show one.
-            cause = tferrors.known_cause(e)
+            cause = tferrors.known_cause(e, self.index)
             raise RunStopped(f"{what}: TensorFlow's runtime failed the call: {type(e).__name__}: "
                              f"{tferrors.explain(e)}" + (f" — {cause}" if cause else "")) from None
 

@@ -1,4 +1,5 @@
-"""What the training stage writes to --out: the resumable state, report.json and report.csv.
+"""What the training stage writes to --out: the resumable state, report.json and report.csv, and when
+an --out that holds a predictor may be written to at all.
 
 last.npz (pickle-free, via npzio), written after each training epoch (not for the untrained epoch 0):
 the predictor's weights ("w/<name>"), the optimizer state ("adam/..."), and as JSON metadata the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,73 @@ CSV_COLUMNS = ("epoch", "train_loss", "val_assembled_acc", "val_own_acc", "val_g
 SELECTED_ON = "val_assembled_acc"
 
 
+# One training's files: they describe each other, so they are kept aside and put back together.
+TRAINING_FILES = (BEST, REPORT_JSON, REPORT_CSV, LAST)
+
+
 class ResumeError(Exception):
     pass
+
+
+class OutError(Exception):
+    """An --out this run cannot use, or could use only by losing what it holds (one line for the user)."""
+
+
+def previous(name: str) -> str:
+    """Where --overwrite keeps a previous training's file: predictor.npz -> predictor.prev.npz."""
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}.prev{dot}{suffix}"
+
+
+def prepare_out(out: Path, *, resume: bool, overwrite: bool, evaluate_only: bool) -> None:
+    """Create --out (a resumed run's must exist already), refusing a fresh run that would replace or
+    contradict the predictor it holds: only --resume and --overwrite write there."""
+    if out.exists() and not out.is_dir():
+        raise OutError(f"--out {out} is a file, not a directory: choose another --out")
+    if (out / BEST).exists() and not resume:
+        if evaluate_only:
+            raise OutError(f"--epochs 0 only evaluates, and its report would replace {out / REPORT_JSON}, which "
+                           f"describes the {BEST} beside it: give the evaluation another --out "
+                           f"(with --init {out} to evaluate that predictor)")
+        if not overwrite:
+            raise OutError(f"--out {out} already holds a trained predictor ({BEST}{_describe(out / BEST)}): "
+                           f"--resume continues its training, --overwrite trains a new one in its place (keeping "
+                           f"the old as {previous(BEST)}), or choose another --out")
+    if not resume:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutError(f"cannot create --out {out} ({e.strerror or e}): choose a directory you can write") from None
+
+
+def _describe(path: Path) -> str:
+    """', epoch 3, held-out assembled accuracy 0.8765 on validation images' of a predictor, if readable."""
+    try:
+        meta = npzio.read(path)[1] or {}
+    except npzio.NpzError:
+        return ""
+    epoch, acc = meta.get("trained_epochs"), meta.get("val_assembled_acc")
+    if not isinstance(epoch, int) or not isinstance(acc, float):
+        return ""
+    return f", epoch {epoch}, held-out assembled accuracy {acc:.4f} on validation images"
+
+
+def set_aside(out: Path) -> list[str]:
+    """--overwrite: rename the previous training's files to their previous() names (an older set aside is
+    replaced); the names moved."""
+    moved = [name for name in TRAINING_FILES if (out / name).exists()]
+    for name in moved:
+        os.replace(out / name, out / previous(name))
+    return moved
+
+
+def put_back(out: Path, moved: list[str]) -> None:
+    """Undo set_aside() for a run that ends before its first trained epoch: its own files give way."""
+    for name in TRAINING_FILES:
+        if name in moved:
+            os.replace(out / previous(name), out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
 
 
 def improves(row: dict, best: dict | None) -> bool:

@@ -338,9 +338,9 @@ def test_holdout_snapshots_from_another_run(snapshots, tmp_path):
 
 
 # --- predictor.npz: only ever a trained one ----------------------------------------------------------
-def old_predictor(path: Path) -> bytes:
+def old_predictor(path: Path, layout: models.Layout = LENET.layout) -> bytes:
     """A checkpoint standing for one a previous training left in --out; its bytes."""
-    save_checkpoint(str(path), LENET.layout, Predictor(LENET.layout, seed=7).numpy_weights(),
+    save_checkpoint(str(path), layout, Predictor(layout, seed=7).numpy_weights(),
                     {"trained_epochs": 3, "marker": "old"})
     return path.read_bytes()
 

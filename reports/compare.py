@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from reports import cost
+
 COLUMNS = [
     ("method", "method", "{}"),
     ("best_test_acc", "best test acc", "{:.4f}"),
@@ -77,15 +79,19 @@ def markdown(comparison: dict, notes: list[str] | None = None) -> str:
     return title + "\n" + "\n".join(lines) + "\n" + (extra + "\n" if extra else "")
 
 
-def write_comparison(out: Path, summaries: dict[str, dict], notes: list[str] | None = None) -> dict:
-    """comparison.json, comparison.md and (with matplotlib) comparison.png in `out`."""
+def write_comparison(out: Path, summaries: dict[str, dict], notes: list[str] | None = None,
+                     costs: list[dict] | None = None) -> dict:
+    """comparison.json, comparison.md and (with matplotlib) comparison.png in `out`; `costs`: the whole
+    cost of each route to a model (reports.cost), tabled after the runs."""
     out = Path(out)
     result = compare(summaries)
     result["notes"] = list(notes or [])
+    if costs:
+        result["whole_cost"] = costs
     if not result["same_data"]:
         result["notes"].append("the runs did not use the same data (see each row's data): the accuracies do not compare")
     (out / "comparison.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "comparison.md").write_text(markdown(result, result["notes"]))
+    (out / "comparison.md").write_text(markdown(result, result["notes"]) + ("\n" + cost.markdown(costs) if costs else ""))
     _plot(out / "comparison.png", result)
     return result
 

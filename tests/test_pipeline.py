@@ -13,7 +13,9 @@ import pytest
 import models
 import paramset
 from predictor import read_meta
+from reports import cost
 from reports.compare import compare
+from runtime.methods import METHODS
 from stage.flags import mismatches
 from tests.cluster import ENV, ROOT, SMALL, cluster_flags, run, start
 from tests.test_train_stage import SMALL as STAGE_SMALL
@@ -98,7 +100,26 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:]
     result = json.loads((out / "comparison.json").read_text())
     rows = {r["method"]: r for r in result["rows"]}
-    assert set(rows) == {"baseline", "mp2"}
+    # A tree without local SGD still runs the pipeline and says what the table lacks.
+    if "localsgd" in METHODS:
+        assert set(rows) == {"baseline", "mp2", "localsgd"}
+        assert rows["localsgd"]["steps"] == rows["baseline"]["steps"]
+    else:
+        assert set(rows) == {"baseline", "mp2"}
+        assert "note: no local SGD row: this tree's mp2_ps.py has no --method localsgd" in done.stdout
+        assert any(n.startswith("no local SGD row") for n in result["notes"])
+    # The whole cost: MP²'s route is the collection run (the baseline run) + predictor training + the MP² run.
+    routes = {r["route"]: r for r in result["whole_cost"]}
+    assert list(routes)[0] == "baseline alone" and list(routes)[-1] == "MP² (whole pipeline)"
+    assert ("local SGD (H=16) alone" in routes) == ("localsgd" in METHODS)
+    both_ways = {m: r["bytes_pushed_total"] + r["bytes_pulled_total"] for m, r in rows.items()}
+    whole = routes["MP² (whole pipeline)"]
+    assert whole["complete"] and whole["bytes"] == both_ways["baseline"] + both_ways["mp2"]
+    training = next(p for p in whole["parts"] if p["part"] == "predictor training")
+    assert training["wall_seconds"] > 0 and training["bytes"] == 0
+    assert whole["wall_seconds"] == pytest.approx(rows["baseline"]["wall_seconds"] + training["wall_seconds"]
+                                                  + rows["mp2"]["wall_seconds"])
+    assert routes["baseline alone"]["bytes"] == both_ways["baseline"]
     front_head = models.get("lenet5", 10, push="front+head").layout
     assert rows["mp2"]["pushed_vs_baseline"] == pytest.approx(front_head.pushed / front_head.total)
     assert rows["mp2"]["pushed_layers"] == front_head.pushed_layers()
@@ -114,6 +135,7 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     assert "chosen on validation" in result["notes"][0]
     table = (out / "comparison.md").read_text()
     assert "| baseline |" in table and "| mp2 |" in table
+    assert "## Whole cost" in table and f"| MP² (whole pipeline) | {rows['mp2']['best_test_acc']:.4f} | " in table
     assert "[0:0" in done.stdout  # the stages' lines carry the pipeline's elapsed time
 
 
@@ -139,6 +161,24 @@ def test_comparison_reads_the_predictor_and_flags_different_data():
     assert result["same_data"]
     assert {r["method"]: r["predictor"] for r in result["rows"]} == {"baseline": None, "mp2": "/p/predictor.npz"}
     assert not compare({"baseline": base, "mp2": {**mp2, "data": {"train_images": 2000}}})["same_data"]
+
+
+def test_whole_cost_routes_count_every_part_and_mark_a_reused_predictor():
+    base = {"best_test_acc": 0.8, "bytes_pushed_total": 1000, "bytes_pulled_total": 1000, "wall_seconds": 10.0}
+    mp2 = {**base, "best_test_acc": 0.79, "bytes_pushed_total": 50, "wall_seconds": 8.0}
+    local = {**base, "best_test_acc": 0.78, "bytes_pushed_total": 100, "bytes_pulled_total": 100, "wall_seconds": 9.0}
+    summaries = {"baseline": base, "mp2": mp2, "localsgd": local}
+    routes = {r["route"]: r for r in cost.pipeline_routes(summaries, 30.0, True, "local SGD (H=16)")}
+    assert list(routes) == ["baseline alone", "local SGD (H=16) alone", "MP² (whole pipeline)"]
+    assert routes["local SGD (H=16) alone"]["bytes"] == 200
+    assert (routes["MP² (whole pipeline)"]["bytes"], routes["MP² (whole pipeline)"]["wall_seconds"]) == (3050, 48.0)
+    table = cost.markdown(list(routes.values()))
+    assert "| MP² (whole pipeline) | 0.7900 | 0.0 | 152.50% | 48.0 | 480.00% |" in table
+    # A reused predictor: its collection run was not measured here, so MP²'s cost is a lower bound, said so.
+    reused = cost.pipeline_routes({"baseline": base, "mp2": mp2}, None, False)[-1]
+    assert not reused["complete"] and (reused["bytes"], reused["wall_seconds"]) == (1050, 8.0)
+    assert "| MP² (whole pipeline) | 0.7900 | ≥ 0.0 | ≥ 52.50% | ≥ 8.0 |" in cost.markdown([routes["baseline alone"], reused])
+    assert cost.predictor_training_seconds({"rows": [{"seconds": 1.5}, {"seconds": 2.0}]}) == 3.5
 
 
 def _load_model(path):

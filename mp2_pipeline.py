@@ -201,7 +201,7 @@ def settings_differ(path: Path, meta: dict) -> str:
     """Why the predictor at `path` may not be reused by this run ('' when it may): the report.json beside
     it records other settings than stage 2 of this run would use, or cannot tell."""
     report_path = path.parent / "report.json"
-    ways_out = (f"run with --retrain to train one for this run (the old one is kept as predictor.prev.npz), "
+    ways_out = (f"run with --retrain to train one for this run (the old one is kept in {path.parent}/replaced-<time>/), "
                 f"or pass --predictor {path} to use it as it is")
     try:
         report = json.loads(report_path.read_text())
@@ -244,8 +244,8 @@ stage("1. baseline training" + (" with snapshot collection" if collect else ""),
 # --- 2. predictor ------------------------------------------------------------------------------
 PREDICTOR_STAGE = "2. predictor training (prediction-result loss)"
 if train_predictor:
-    # --retrain over an existing predictor: the stage keeps the old one aside as predictor.prev.npz.
-    stage(PREDICTOR_STAGE, "mp2_train_stage.py", *stage_argv, *(["--overwrite"] if predictor.exists() else []))
+    # --retrain over an existing predictor: the stage keeps the old one in its replaced-<time>/ folder.
+    stage(PREDICTOR_STAGE, "mp2_train_stage.py", *stage_argv, *(["--fresh"] if predictor.exists() else []))
 
 # --- 3. MP² --------------------------------------------------------------------------------------
 stage("3. MP² training", "mp2_local.py", "--workers", str(args.workers), "--method", "mp2",

@@ -11,7 +11,7 @@ from pathlib import Path
 from stage import flags as stage_flags  # without TensorFlow: --help and a bad flag answer at once
 
 
-def fail(message) -> None:
+def fail(message: object) -> None:
     sys.exit(f"mp2_train_stage: error: {message}")
 
 
@@ -42,7 +42,7 @@ tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 # --- --out: checked before the data are read, so a refusal costs nothing ---------------------------
 try:
     out = Path(args.out or f"predictors/{models.get(args.model).name}-{args.dataset}")
-    state.prepare_out(out, resume=args.resume, overwrite=args.overwrite, evaluate_only=args.epochs == 0)
+    state.prepare_out(out, resume=args.resume, fresh=args.fresh, evaluate_only=args.epochs == 0)
 except (ValueError, state.OutError) as e:
     fail(e)
 
@@ -187,10 +187,9 @@ def _mean(values: list) -> float | None:
 
 
 # --- loop ----------------------------------------------------------------------------------------
-aside = state.set_aside(out) if args.overwrite else []
+aside = state.set_aside(out) if args.fresh else None
 if aside:
-    print(f"mp2_train_stage: --overwrite: the previous training's {', '.join(aside)} in {out} are kept as "
-          f"{', '.join(state.previous(n) for n in aside)} (replacing any older ones; put back if this run "
+    print(f"mp2_train_stage: --fresh: the previous training's files are now in {aside} (put back if this run "
           f"ends before its first epoch)", flush=True)
 
 
@@ -202,7 +201,7 @@ def kept() -> str:
                 + (f"; --resume continues from {out / state.LAST}" if (out / state.LAST).exists() else ""))
     if aside:
         state.put_back(out, aside)
-        return f"the previous {', '.join(aside)} are back in {out}"
+        return f"the previous training's files are back in {out} from {aside.name}"
     return "no predictor was written"
 
 

@@ -37,9 +37,10 @@ training is done. <out>/report.json and report.csv hold the per-epoch figures (e
 untrained predictor) and describe the predictor.npz beside them.
 
 An --out that already holds a predictor.npz is never replaced by accident: --resume continues its
-training; --overwrite trains a new one in its place and keeps the previous training's files as
-predictor.prev.npz, report.prev.json, report.prev.csv and last.prev.npz (put back if the new run
-ends before its first epoch); otherwise the run is refused. --epochs 0 (only evaluate) there is
+training; --fresh moves the previous training's files (predictor.npz, report.json, report.csv,
+last.npz) into <out>/replaced-<time>/, as mp2_ps.py --fresh does with an earlier run's records, and
+trains a new one (the files go back if the new run ends before its first epoch); otherwise the run
+is refused. --epochs 0 (only evaluate) there is
 refused too: it would leave a report that does not describe the predictor beside it.
 """
 
@@ -82,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=argtypes.nonnegative_int, default=0,
                         help="predictor init, test-image sample, image order and mixup (and the synthetic data)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.npz (same settings; --epochs may grow)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="train a new predictor in an --out that holds one; the previous training's files are kept "
-                             "as *.prev.* (predictor.prev.npz, ...), and put back if this run ends before its first epoch")
+    parser.add_argument("--fresh", action="store_true",
+                        help="train a new predictor in an --out that holds one: the previous training's files move into "
+                             "<out>/replaced-<time>/ (and back if this run ends before its first epoch)")
     parser.add_argument("--init", metavar="PREDICTOR",
                         help="start from this predictor's weights (a checkpoint or a stage output directory, e.g. one "
                              "trained on another dataset) instead of a fresh initialisation; not with --resume")
@@ -97,9 +98,9 @@ def check(args: argparse.Namespace) -> None:
     """The flags that exclude each other (ValueError: one line for the user)."""
     if args.init and args.resume:
         raise ValueError("--init and --resume exclude each other: a resumed run continues from <out>/last.npz; drop --init")
-    if args.overwrite and args.resume:
-        raise ValueError("--overwrite and --resume exclude each other: --resume continues the predictor in --out, "
-                         "--overwrite trains a new one in its place; drop one")
+    if args.fresh and args.resume:
+        raise ValueError("--fresh and --resume exclude each other: --resume continues the predictor in --out, "
+                         "--fresh trains a new one in its place; drop one")
     if args.holdout is not None and args.holdout_snapshots:
         raise ValueError("--holdout and --holdout-snapshots exclude each other: a held-out run trains nothing away; "
                          "drop --holdout")
@@ -128,7 +129,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 # What the PS gives every online round itself (runtime/methods/online.py): a round given them again
 # would read other snapshots, write where the PS does not look, or resume a directory that is new.
 _ROUND_DECIDES = ("model", "push", "dataset", "data_dir", "fit_input", "train_images", "snapshots", "out",
-                  "init", "resume", "overwrite")
+                  "init", "resume", "fresh")
 _PLACEHOLDER = "<the run's snapshots>"
 
 

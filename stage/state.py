@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import npzio
+from runtime.rundir import RunDir
 
 LAST = "last.npz"
 BEST = "predictor.npz"
@@ -35,7 +36,7 @@ CSV_COLUMNS = ("epoch", "train_loss", "val_assembled_acc", "val_own_acc", "val_g
 SELECTED_ON = "val_assembled_acc"
 
 
-# One training's files: they describe each other, so they are kept aside and put back together.
+# One training's files: they describe each other, so they are set aside and put back together.
 TRAINING_FILES = (BEST, REPORT_JSON, REPORT_CSV, LAST)
 
 
@@ -43,19 +44,19 @@ class ResumeError(Exception):
     pass
 
 
+def improves(row: dict, best: dict | None) -> bool:
+    """Whether the epoch of `row` becomes the kept predictor: a trained epoch (epoch 0 is the
+    untrained control) whose validation figure beats the best so far."""
+    return row["epoch"] >= 1 and (best is None or row[SELECTED_ON] > best[SELECTED_ON])
+
+
 class OutError(Exception):
     """An --out this run cannot use, or could use only by losing what it holds (one line for the user)."""
 
 
-def previous(name: str) -> str:
-    """Where --overwrite keeps a previous training's file: predictor.npz -> predictor.prev.npz."""
-    stem, dot, suffix = name.rpartition(".")
-    return f"{stem}.prev{dot}{suffix}"
-
-
-def prepare_out(out: Path, *, resume: bool, overwrite: bool, evaluate_only: bool) -> None:
+def prepare_out(out: Path, *, resume: bool, fresh: bool, evaluate_only: bool) -> None:
     """Create --out (a resumed run's must exist already), refusing a fresh run that would replace or
-    contradict the predictor it holds: only --resume and --overwrite write there."""
+    contradict the predictor it holds: only --resume and --fresh write there."""
     if out.exists() and not out.is_dir():
         raise OutError(f"--out {out} is a file, not a directory: choose another --out")
     if (out / BEST).exists() and not resume:
@@ -63,10 +64,10 @@ def prepare_out(out: Path, *, resume: bool, overwrite: bool, evaluate_only: bool
             raise OutError(f"--epochs 0 only evaluates, and its report would replace {out / REPORT_JSON}, which "
                            f"describes the {BEST} beside it: give the evaluation another --out "
                            f"(with --init {out} to evaluate that predictor)")
-        if not overwrite:
+        if not fresh:
             raise OutError(f"--out {out} already holds a trained predictor ({BEST}{_describe(out / BEST)}): "
-                           f"--resume continues its training, --overwrite trains a new one in its place (keeping "
-                           f"the old as {previous(BEST)}), or choose another --out")
+                           f"--resume continues its training, --fresh keeps it aside (in {out}/replaced-<time>/) "
+                           f"and trains a new one, or choose another --out")
     if not resume:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -86,28 +87,20 @@ def _describe(path: Path) -> str:
     return f", epoch {epoch}, held-out assembled accuracy {acc:.4f} on validation images"
 
 
-def set_aside(out: Path) -> list[str]:
-    """--overwrite: rename the previous training's files to their previous() names (an older set aside is
-    replaced); the names moved."""
-    moved = [name for name in TRAINING_FILES if (out / name).exists()]
-    for name in moved:
-        os.replace(out / name, out / previous(name))
-    return moved
+def set_aside(out: Path) -> Path | None:
+    """--fresh: move the previous training's files into out/replaced-<time>/, as a fresh PS run does with an
+    earlier run's records; that folder, or None when there was nothing to move."""
+    return RunDir(out).set_aside([out / name for name in TRAINING_FILES])
 
 
-def put_back(out: Path, moved: list[str]) -> None:
+def put_back(out: Path, aside: Path) -> None:
     """Undo set_aside() for a run that ends before its first trained epoch: its own files give way."""
     for name in TRAINING_FILES:
-        if name in moved:
-            os.replace(out / previous(name), out / name)
+        if (aside / name).exists():
+            os.replace(aside / name, out / name)
         else:
             (out / name).unlink(missing_ok=True)
-
-
-def improves(row: dict, best: dict | None) -> bool:
-    """Whether the epoch of `row` becomes the kept predictor: a trained epoch (epoch 0 is the
-    untrained control) whose validation figure beats the best so far."""
-    return row["epoch"] >= 1 and (best is None or row[SELECTED_ON] > best[SELECTED_ON])
+    aside.rmdir()
 
 
 def save_state(out: Path, weights: dict[str, np.ndarray], adam_state: dict[str, np.ndarray],

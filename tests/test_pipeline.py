@@ -129,7 +129,7 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     # The predictor was trained on the same subset and pushed group, and is the one MP² used.
     meta = read_meta(str(PREDICTORS / "lenet5-synthetic-push-front_head" / "predictor.npz"))
     assert (meta["push"], meta["train_images"], meta["fit_input"]) == ("front+head", 1000, True)
-    assert (existing.parent / "predictor.prev.npz").read_bytes() == before
+    assert before in [(aside / "predictor.npz").read_bytes() for aside in existing.parent.glob("replaced-*")]
     assert rows["mp2"]["predictor"].endswith("lenet5-synthetic-push-front_head/predictor.npz")
     assert f"{meta['test_assembled_acc']:.4f} test accuracy" in result["notes"][0]
     assert "chosen on validation" in result["notes"][0]
@@ -210,6 +210,6 @@ def test_pipeline_reuses_a_predictor_only_if_trained_as_this_run_would(snapshots
     assert done.stdout.strip().splitlines()[-1] == (
         f"mp2_pipeline: error: {path} was trained with other settings than this run's: --stage-epochs 1 "
         f"(this run: 2); --loss (in --stage-flags) result (this run: mse). Give the flags it was trained with, "
-        f"run with --retrain to train one for this run (the old one is kept as predictor.prev.npz), or pass "
+        f"run with --retrain to train one for this run (the old one is kept in {trained}/replaced-<time>/), or pass "
         f"--predictor {path} to use it as it is")
     assert not (tmp_path / "pipe" / "baseline").exists()  # refused before any stage ran

@@ -356,7 +356,7 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
 
     # Interrupted in the middle of epoch 1: the old predictor is still there, untouched.
     proc = subprocess.Popen([sys.executable, "mp2_train_stage.py", *common, "--image-batches", "200",
-                             "--out", str(interrupted), "--epochs", "1", "--overwrite"], cwd=ROOT, env=ENV, text=True,
+                             "--out", str(interrupted), "--epochs", "1", "--fresh"], cwd=ROOT, env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             preexec_fn=interruptible)
     seen = []
@@ -367,21 +367,22 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
             break
     rest, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, "".join(seen) + rest
-    assert (interrupted / "predictor.npz").read_bytes() == old_bytes  # set aside by --overwrite, put back
+    assert (interrupted / "predictor.npz").read_bytes() == old_bytes  # set aside by --fresh, put back
     assert sorted(p.name for p in interrupted.iterdir()) == ["predictor.npz"]
 
     only, trained = train_stages([*common, "--out", str(evaluate_only), "--epochs", "0"],
-                                 [*common, "--out", str(fresh), "--epochs", "1", "--overwrite"])
+                                 [*common, "--out", str(fresh), "--epochs", "1", "--fresh"])
     # --epochs 0: the report of the untrained predictor, and no predictor.npz or state.
     assert only.returncode == 0, only.stdout + only.stderr
     assert sorted(p.name for p in evaluate_only.iterdir()) == ["kept", "report.csv", "report.json"]
     report = json.loads((evaluate_only / "report.json").read_text())
     assert [r["epoch"] for r in report["rows"]] == [0] and report["best"] is None and report["checkpoint"] is None
     assert "no predictor written" in only.stdout
-    # With --overwrite, a finished epoch replaces the old predictor with the trained one.
+    # With --fresh, a finished epoch replaces the old predictor with the trained one.
     assert trained.returncode == 0, trained.stdout + trained.stderr
     meta = read_meta(str(fresh / "predictor.npz"))
-    assert read_meta(str(fresh / "predictor.prev.npz"))["marker"] == "old"
+    [aside] = fresh.glob("replaced-*")
+    assert read_meta(str(aside / "predictor.npz"))["marker"] == "old"
     assert "marker" not in meta and meta["trained_epochs"] == 1 and meta["selected_on"] == "validation"
     assert meta["val_assembled_acc"] == pytest.approx(
         json.loads((fresh / "report.json").read_text())["rows"][1]["val_assembled_acc"])
@@ -416,15 +417,15 @@ def guarded(snapshots, tmp_path_factory) -> dict:
     common = [*SMALL, "--snapshots", str(snapshots)]
     (base / "a-file").write_text("not a directory")
     (base / "notes.txt").write_text("a text file, not a predictor\n")
-    outs = {"fresh": base / "fresh", "evaluate": base / "evaluate", "overwrite": base / "overwrite",
+    outs = {"refused": base / "refused", "evaluate": base / "evaluate", "fresh": base / "fresh",
             "full-disk": base / "full-disk", "proc": Path("/proc/x"), "a-file": base / "a-file",
             "text-init": base / "text-init"}
-    before = {name: old_training(outs[name]) for name in ("fresh", "evaluate", "overwrite", "full-disk")}
+    before = {name: old_training(outs[name]) for name in ("refused", "evaluate", "fresh", "full-disk")}
     runs = {
-        "fresh": ["--epochs", "1"],
+        "refused": ["--epochs", "1"],
         "evaluate": ["--epochs", "0"],
-        "overwrite": ["--epochs", "1", "--overwrite"],
-        "full-disk": ["--epochs", "1", "--overwrite"],
+        "fresh": ["--epochs", "1", "--fresh"],
+        "full-disk": ["--epochs", "1", "--fresh"],
         "proc": ["--epochs", "1"],
         "a-file": ["--epochs", "1"],
         "text-init": ["--epochs", "0", "--init", str(base / "notes.txt")],
@@ -436,10 +437,10 @@ def guarded(snapshots, tmp_path_factory) -> dict:
 
 
 def test_a_fresh_run_never_replaces_a_predictor(guarded):
-    done, out, before = guarded["fresh"]
+    done, out, before = guarded["refused"]
     line = error_line(done)
     assert line.startswith(f"mp2_train_stage: error: --out {out} already holds a trained predictor (predictor.npz"), line
-    assert "--resume continues" in line and "--overwrite trains a new one" in line and "another --out" in line
+    assert "--resume continues" in line and f"--fresh keeps it aside (in {out}/replaced-<time>/) and trains a new one" in line and "another --out" in line
     assert files_of(out) == before
 
 
@@ -451,11 +452,12 @@ def test_evaluating_never_rewrites_the_report_beside_a_predictor(guarded):
     assert files_of(out) == before
 
 
-def test_overwrite_keeps_the_previous_training_aside(guarded):
-    done, out, before = guarded["overwrite"]
+def test_fresh_keeps_the_previous_training_aside(guarded):
+    done, out, before = guarded["fresh"]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "are kept as predictor.prev.npz, report.prev.json, report.prev.csv" in done.stdout
-    assert {n: files_of(out)[state.previous(n)] for n in before} == before
+    [aside] = out.glob("replaced-*")
+    assert f"--fresh: the previous training's files are now in {aside}" in done.stdout
+    assert files_of(aside) == before
     meta = read_meta(str(out / "predictor.npz"))
     assert meta["trained_epochs"] == 1 and "marker" not in meta
     assert json.loads((out / "report.json").read_text())["best_epoch"] == 1
@@ -466,7 +468,7 @@ def test_a_write_that_fails_is_one_line_and_keeps_the_old_predictor(guarded):
     line = error_line(done)
     assert line.startswith(f"mp2_train_stage: error: cannot write {out / 'predictor.npz'} (File too large): "
                            f"free some space or choose another --out"), line
-    assert line.endswith(f"the previous predictor.npz, report.json, report.csv are back in {out}"), line
+    assert f"the previous training's files are back in {out} from replaced-" in line, line
     assert "Traceback" not in done.stderr
     assert files_of(out) == before  # nothing set aside is left, no temporary file
 

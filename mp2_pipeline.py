@@ -99,6 +99,8 @@ from runtime.flags import parser as training_parser  # noqa: E402
 from runtime.flags import ps_parser  # noqa: E402
 from runtime.methods import METHODS  # noqa: E402
 from reports.cost import pipeline_routes, predictor_training_seconds  # noqa: E402
+from stage.flags import mismatches as stage_mismatches  # noqa: E402
+from stage.flags import parse as stage_parse  # noqa: E402
 
 # The PS's flags (the shared ones and the PS's own, e.g. --snapshot-eval-images) pass through, but for
 # those where the pipeline decides: the run directories and the snapshots' place.
@@ -181,6 +183,44 @@ rank_suffix = f"-rank{head_rank}" if head_rank > 1 else ""
 default_predictor = Path("predictors") / f"{args.model}-{args.dataset}{push_suffix}{rank_suffix}" / "predictor.npz"
 predictor = Path(os.path.abspath(args.predictor or default_predictor))
 train_predictor = not args.predictor and (args.retrain or not predictor.exists())
+# How stage 2 would train the predictor: checked now (a typo in --stage-flags stops the pipeline before
+# stage 1, not after it), and what a reused predictor is compared with.
+stage_argv = ["--snapshots", str(out / "baseline" / "snapshots"), "--out", str(predictor.parent),
+              "--epochs", str(args.stage_epochs), *stage_common, *args.stage_flags.split()]
+try:
+    stage_parse(stage_argv)
+except ValueError as e:
+    sys.exit(f"mp2_pipeline: error: --stage-flags (or a flag the pipeline hands the predictor training): {e}")
+# This pipeline's flag for each setting of the stage, for the message.
+PIPELINE_FLAG = {"--epochs": "--stage-epochs", "--dataset": "--dataset", **{flag: flag for flag in STAGE_SHARED}}
+
+
+def _shown(value) -> str:
+    return {True: "on", False: "off", None: "unset"}[value] if isinstance(value, (bool, type(None))) else str(value)
+
+
+def settings_differ(path: Path, meta: dict) -> str:
+    """Why the predictor at `path` may not be reused by this run ('' when it may): the report.json beside
+    it records other settings than stage 2 of this run would use, or cannot tell."""
+    report_path = path.parent / "report.json"
+    ways_out = (f"run with --retrain to train one for this run (the old one is kept in {path.parent}/replaced-<time>/), "
+                f"or pass --predictor {path} to use it as it is")
+    try:
+        report = json.loads(report_path.read_text())
+        saved = report["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{path} has no readable report.json beside it to tell how it was trained: {ways_out}"
+    if report.get("best_epoch") != meta.get("trained_epochs"):
+        return (f"{report_path} describes another training (best epoch {report.get('best_epoch')}) than "
+                f"{path.name} (epoch {meta.get('trained_epochs')}): {ways_out}")
+    named = [f"{PIPELINE_FLAG.get(flag, flag + ' (in --stage-flags)')} {_shown(was)} (this run: {_shown(now)})"
+             for flag, was, now in stage_mismatches(saved, stage_argv)]
+    if not named:
+        return ""
+    return (f"{path} was trained with other settings than this run's: {'; '.join(named)}. Give the flags it "
+            f"was trained with, {ways_out}")
+
+
 if not train_predictor:
     try:
         meta = read_meta(str(predictor))
@@ -191,6 +231,10 @@ if not train_predictor:
     if type(trained) is not int or trained < 1:
         sys.exit(f"mp2_pipeline: error: predictor at {predictor} was never trained (an interrupted retraining?): "
                  + ("train it with mp2_train_stage.py or pass a trained one" if args.predictor else "run with --retrain"))
+    if not args.predictor:  # the default one: reused only if trained as this run would train it
+        reuse_problem = settings_differ(predictor, meta)
+        if reuse_problem:
+            sys.exit(f"mp2_pipeline: error: {reuse_problem}")
     print(f"using the predictor {predictor} (trained on {meta.get('dataset', '?')}; --retrain for a new one)")
 
 # --- 1. baseline, collecting snapshots when a predictor is to be trained -------------------------
@@ -202,9 +246,8 @@ stage("1. baseline training" + (" with snapshot collection" if collect else ""),
 # --- 2. predictor ------------------------------------------------------------------------------
 PREDICTOR_STAGE = "2. predictor training (prediction-result loss)"
 if train_predictor:
-    stage(PREDICTOR_STAGE, "mp2_train_stage.py",
-          "--snapshots", str(out / "baseline" / "snapshots"), "--out", str(predictor.parent),
-          "--epochs", str(args.stage_epochs), *stage_common, *args.stage_flags.split())
+    # --retrain over an existing predictor: the stage keeps the old one in its replaced-<time>/ folder.
+    stage(PREDICTOR_STAGE, "mp2_train_stage.py", *stage_argv, *(["--fresh"] if predictor.exists() else []))
 
 # --- 3. MP² --------------------------------------------------------------------------------------
 stage("3. MP² training", "mp2_local.py", "--workers", str(args.workers), "--method", "mp2",

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -14,7 +16,10 @@ from predictor import read_meta
 from reports import cost
 from reports.compare import compare
 from runtime.methods import METHODS
-from tests.cluster import ROOT, SMALL, check_provenance, cluster_flags, run, start
+from stage.flags import mismatches
+from tests.cluster import ENV, ROOT, SMALL, check_provenance, cluster_flags, run, start
+from tests.test_train_stage import SMALL as STAGE_SMALL
+from tests.test_train_stage import old_predictor, train_stage
 
 LENET = models.get("lenet5", 10)
 PREDICTORS = ROOT / "predictors"  # where the pipeline (run in the repository) trains its predictor
@@ -82,6 +87,12 @@ def test_parameter_dataset_of_another_model_is_refused(tmp_path):
 @pytest.mark.cluster
 def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     out = tmp_path / "pipe"
+    # --retrain over an existing predictor: the stage is told to replace it, and keeps it aside.
+    existing = PREDICTORS / "lenet5-synthetic-push-front_head" / "predictor.npz"
+    if not existing.exists():
+        existing.parent.mkdir(parents=True, exist_ok=True)
+        old_predictor(existing, models.get("lenet5", 10, push="front+head").layout)
+    before = existing.read_bytes()
     # The data flags and --push must reach the PS, the workers and the predictor training alike;
     # --fit-input carries no value, so a flag after it must not be swallowed as its value.
     done = run(
@@ -122,6 +133,7 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     # The predictor was trained on the same subset and pushed group, and is the one MP² used.
     meta = read_meta(str(PREDICTORS / "lenet5-synthetic-push-front_head" / "predictor.npz"))
     assert (meta["push"], meta["train_images"], meta["fit_input"]) == ("front+head", 1000, True)
+    assert before in [(aside / "predictor.npz").read_bytes() for aside in existing.parent.glob("replaced-*")]
     assert rows["mp2"]["predictor"].endswith("lenet5-synthetic-push-front_head/predictor.npz")
     assert f"{meta['test_assembled_acc']:.4f} test accuracy" in result["notes"][0]
     assert "chosen on validation" in result["notes"][0]
@@ -186,3 +198,31 @@ def _load_model(path):
 
     arrays, meta = npzio.read(path)
     return arrays["model"], meta
+
+
+@pytest.mark.cluster
+def test_pipeline_reuses_a_predictor_only_if_trained_as_this_run_would(snapshots, tmp_path):
+    # A predictor where the pipeline run from tmp_path looks: predictors/lenet5-synthetic.
+    trained = tmp_path / "predictors" / "lenet5-synthetic"
+    stage_flags = STAGE_SMALL[4:]  # --image-batches 10 --image-batch 50
+    done = train_stage(*STAGE_SMALL, "--snapshots", str(snapshots), "--out", str(trained), "--epochs", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = json.loads((trained / "report.json").read_text())["config"]
+    # The same settings (snapshots aside: the pipeline collects its own) match; others are named.
+    same = ["--snapshots", "x", "--dataset", "synthetic", "--epochs", "1", *stage_flags]
+    assert mismatches(config, same) == []
+    assert mismatches(config, [*same, "--loss", "mse", "--train-images", "500"]) == [
+        ("--train-images", None, 500), ("--loss", "result", "mse")]
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "mp2_pipeline.py"), "--workers", "1", "--epochs", "1", "--dataset", "synthetic",
+         "--out", "pipe", "--stage-epochs", "2", "--stage-flags", " ".join([*stage_flags, "--loss", "mse"])],
+        cwd=tmp_path, env=ENV, text=True, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert done.returncode == 1, done.stdout[-3000:]
+    path = trained / "predictor.npz"
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"mp2_pipeline: error: {path} was trained with other settings than this run's: --stage-epochs 1 "
+        f"(this run: 2); --loss (in --stage-flags) result (this run: mse). Give the flags it was trained with, "
+        f"run with --retrain to train one for this run (the old one is kept in {trained}/replaced-<time>/), or pass "
+        f"--predictor {path} to use it as it is")
+    assert not (tmp_path / "pipe" / "baseline").exists()  # refused before any stage ran

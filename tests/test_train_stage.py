@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import resource
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -30,14 +33,17 @@ def train_stage(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
-def train_stages(*runs: list[str], at_once: int = 4) -> list[subprocess.CompletedProcess]:
-    """Several runs, `at_once` at a time (each is mostly TensorFlow's start-up)."""
+def train_stages(*runs: list[str], at_once: int = 4,
+                 preexec: dict[int, Callable[[], None]] | None = None) -> list[subprocess.CompletedProcess]:
+    """Several runs, `at_once` at a time (each is mostly TensorFlow's start-up); `preexec`: run index ->
+    its preexec_fn."""
     done = []
     for first in range(0, len(runs), at_once):
         group = runs[first:first + at_once]
         procs = [subprocess.Popen([sys.executable, "mp2_train_stage.py", *a], cwd=ROOT, env=ENV, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-                 for a in group]
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                  preexec_fn=(preexec or {}).get(first + i))
+                 for i, a in enumerate(group)]
         for p, a in zip(procs, group):
             stdout, stderr = p.communicate(timeout=300)
             done.append(subprocess.CompletedProcess(a, p.returncode, stdout, stderr))
@@ -316,9 +322,9 @@ def test_holdout_snapshots_from_another_run(snapshots, tmp_path):
 
 
 # --- predictor.npz: only ever a trained one ----------------------------------------------------------
-def old_predictor(path: Path) -> bytes:
+def old_predictor(path: Path, layout: models.Layout = LENET.layout) -> bytes:
     """A checkpoint standing for one a previous training left in --out; its bytes."""
-    save_checkpoint(str(path), LENET.layout, Predictor(LENET.layout, seed=7).numpy_weights(),
+    save_checkpoint(str(path), layout, Predictor(layout, seed=7).numpy_weights(),
                     {"trained_epochs": 3, "marker": "old"})
     return path.read_bytes()
 
@@ -335,7 +341,7 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
 
     # Interrupted in the middle of epoch 1: the old predictor is still there, untouched.
     proc = subprocess.Popen([sys.executable, "mp2_train_stage.py", *common, "--image-batches", "200",
-                             "--out", str(interrupted), "--epochs", "1"], cwd=ROOT, env=ENV, text=True,
+                             "--out", str(interrupted), "--epochs", "1", "--fresh"], cwd=ROOT, env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             preexec_fn=interruptible)
     seen = []
@@ -346,23 +352,132 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
             break
     rest, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, "".join(seen) + rest
-    assert (interrupted / "predictor.npz").read_bytes() == old_bytes
-    assert not (interrupted / "last.npz").exists()
+    assert (interrupted / "predictor.npz").read_bytes() == old_bytes  # set aside by --fresh, put back
+    assert sorted(p.name for p in interrupted.iterdir()) == ["predictor.npz"]
 
     only, trained = train_stages([*common, "--out", str(evaluate_only), "--epochs", "0"],
-                                 [*common, "--out", str(fresh), "--epochs", "1"])
+                                 [*common, "--out", str(fresh), "--epochs", "1", "--fresh"])
     # --epochs 0: the report of the untrained predictor, and no predictor.npz or state.
     assert only.returncode == 0, only.stdout + only.stderr
     assert sorted(p.name for p in evaluate_only.iterdir()) == ["kept", "report.csv", "report.json"]
     report = json.loads((evaluate_only / "report.json").read_text())
     assert [r["epoch"] for r in report["rows"]] == [0] and report["best"] is None and report["checkpoint"] is None
     assert "no predictor written" in only.stdout
-    # A finished epoch replaces the old predictor with the trained one.
+    # With --fresh, a finished epoch replaces the old predictor with the trained one.
     assert trained.returncode == 0, trained.stdout + trained.stderr
     meta = read_meta(str(fresh / "predictor.npz"))
+    [aside] = fresh.glob("replaced-*")
+    assert read_meta(str(aside / "predictor.npz"))["marker"] == "old"
     assert "marker" not in meta and meta["trained_epochs"] == 1 and meta["selected_on"] == "validation"
     assert meta["val_assembled_acc"] == pytest.approx(
         json.loads((fresh / "report.json").read_text())["rows"][1]["val_assembled_acc"])
+
+
+# --- an --out that holds a predictor, an --out that cannot be used, a write that fails -----------------
+def old_training(out: Path) -> dict[str, bytes]:
+    """--out as a finished training left it (a predictor and the report describing it): its files' bytes."""
+    out.mkdir(parents=True)
+    old_predictor(out / "predictor.npz")
+    (out / "report.json").write_text('{"marker": "old"}\n')
+    (out / "report.csv").write_text("epoch\nold\n")
+    return files_of(out)
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def disk_fills_at_1_mb() -> None:
+    """preexec_fn: a file may grow to 1 MB (report.json fits, LeNet-5's predictor.npz of 11 MB does not);
+    a write past that fails with EFBIG instead of killing the process: a full disk, for this process only."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2 ** 20, 2 ** 20))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+@pytest.fixture(scope="module")
+def guarded(snapshots, tmp_path_factory) -> dict:
+    """Runs into an --out holding a trained predictor, and into --outs that cannot be used, started together.
+    Returns name -> (the run, its --out, the --out's files before the run)."""
+    base = tmp_path_factory.mktemp("guarded")
+    common = [*SMALL, "--snapshots", str(snapshots)]
+    (base / "a-file").write_text("not a directory")
+    (base / "notes.txt").write_text("a text file, not a predictor\n")
+    outs = {"refused": base / "refused", "evaluate": base / "evaluate", "fresh": base / "fresh",
+            "full-disk": base / "full-disk", "proc": Path("/proc/x"), "a-file": base / "a-file",
+            "text-init": base / "text-init"}
+    before = {name: old_training(outs[name]) for name in ("refused", "evaluate", "fresh", "full-disk")}
+    runs = {
+        "refused": ["--epochs", "1"],
+        "evaluate": ["--epochs", "0"],
+        "fresh": ["--epochs", "1", "--fresh"],
+        "full-disk": ["--epochs", "1", "--fresh"],
+        "proc": ["--epochs", "1"],
+        "a-file": ["--epochs", "1"],
+        "text-init": ["--epochs", "0", "--init", str(base / "notes.txt")],
+    }
+    names = list(runs)
+    done = train_stages(*[[*common, "--out", str(outs[n]), *runs[n]] for n in names],
+                        preexec={names.index("full-disk"): disk_fills_at_1_mb})
+    return {n: (d, outs[n], before.get(n)) for n, d in zip(names, done)}
+
+
+@pytest.mark.cluster
+def test_a_fresh_run_never_replaces_a_predictor(guarded):
+    done, out, before = guarded["refused"]
+    line = error_line(done)
+    assert line.startswith(f"mp2_train_stage: error: --out {out} already holds a trained predictor (predictor.npz"), line
+    assert "--resume continues" in line and f"--fresh keeps it aside (in {out}/replaced-<time>/) and trains a new one" in line and "another --out" in line
+    assert files_of(out) == before
+
+
+@pytest.mark.cluster
+def test_evaluating_never_rewrites_the_report_beside_a_predictor(guarded):
+    done, out, before = guarded["evaluate"]
+    line = error_line(done)
+    assert f"--epochs 0 only evaluates, and its report would replace {out / 'report.json'}" in line, line
+    assert f"another --out (with --init {out}" in line
+    assert files_of(out) == before
+
+
+@pytest.mark.cluster
+def test_fresh_keeps_the_previous_training_aside(guarded):
+    done, out, before = guarded["fresh"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    [aside] = out.glob("replaced-*")
+    assert f"--fresh: the previous training's files are now in {aside}" in done.stdout
+    assert files_of(aside) == before
+    meta = read_meta(str(out / "predictor.npz"))
+    assert meta["trained_epochs"] == 1 and "marker" not in meta
+    assert json.loads((out / "report.json").read_text())["best_epoch"] == 1
+
+
+@pytest.mark.cluster
+def test_a_write_that_fails_is_one_line_and_keeps_the_old_predictor(guarded):
+    done, out, before = guarded["full-disk"]
+    line = error_line(done)
+    assert line.startswith(f"mp2_train_stage: error: cannot write {out / 'predictor.npz'} (File too large): "
+                           f"free some space or choose another --out"), line
+    assert f"the previous training's files are back in {out} from replaced-" in line, line
+    assert "Traceback" not in done.stderr
+    assert files_of(out) == before  # nothing set aside is left, no temporary file
+
+
+@pytest.mark.cluster
+def test_an_out_that_cannot_be_used_is_one_line(guarded):
+    proc, a_file = guarded["proc"][0], guarded["a-file"][0]
+    assert error_line(proc) == ("mp2_train_stage: error: cannot create --out /proc/x (No such file or directory): "
+                                "choose a directory you can write")
+    assert error_line(a_file) == (f"mp2_train_stage: error: --out {guarded['a-file'][1]} is a file, not a "
+                                  f"directory: choose another --out")
+    assert "Traceback" not in proc.stderr + a_file.stderr
+
+
+@pytest.mark.cluster
+def test_a_text_file_given_as_init_is_not_an_npz(guarded):
+    done = guarded["text-init"][0]
+    line = error_line(done)
+    assert "notes.txt is not an .npz file (its first bytes look like text: 'a text file, not" in line, line
+    assert "pickle" not in done.stderr
 
 
 # --- flags ------------------------------------------------------------------------------------------

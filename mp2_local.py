@@ -10,7 +10,8 @@ import argparse
 import sys
 
 import argtypes
-from runtime.launcher import ROOT, Child, LaunchError, LocalCluster, absolute_paths, make_dir
+from runtime.launcher import (ROOT, Child, LaunchError, LocalCluster, absolute_paths, finished_epochs,
+                              import_tensorflow_quietly, make_dir)
 
 # Flags whose values are paths: made absolute here, so no child can read them against another directory.
 PATH_FLAGS = ("--predictor", "--snapshot-dir", "--data-dir")
@@ -30,12 +31,30 @@ except LaunchError as e:
     print(f"mp2_local: error: {e}", file=sys.stderr)
     sys.exit(1)
 passthrough = absolute_paths(passthrough, PATH_FLAGS)
+if "--resume" in passthrough:  # a finished run: say so here, rather than start workers the PS never takes
+    epochs_parser = argparse.ArgumentParser(add_help=False)
+    epochs_parser.add_argument("--epochs", type=int, default=5)
+    done = finished_epochs(out)
+    if done is not None and done >= epochs_parser.parse_known_args(passthrough)[0].epochs:
+        print(f"[launcher] the run in {out} has already finished its {done} epochs; nothing to do "
+              f"(raise --epochs to train on)", flush=True)
+        sys.exit(0)
 
-# Imported only now: TensorFlow prints start-up lines on import, which would bury the errors above.
+# Imported only now, quietly: TensorFlow prints start-up lines on import, which would bury the errors above.
+import_tensorflow_quietly()
 from runtime.cluster import free_ports  # noqa: E402
 from runtime.flags import parser as training_parser  # noqa: E402
 from runtime.flags import split_ps_only  # noqa: E402
 
+from data import DataError  # noqa: E402
+from predictor import CheckpointError  # noqa: E402
+from runtime.flags import precheck  # noqa: E402
+
+try:  # a wrong model, pushed group, predictor file or method flag: said now, not after the cluster started
+    precheck(passthrough + ["--out", str(out)])
+except (ValueError, DataError, CheckpointError) as e:
+    print(f"mp2_local: error: {e}", file=sys.stderr)
+    sys.exit(1)
 step_timeout = training_parser("").parse_known_args(passthrough)[0].step_timeout
 
 # Loopback only: TensorFlow's gRPC server has no authentication.

@@ -12,15 +12,16 @@ import tensorflow as tf
 
 import data
 import npzio
+import provenance
 from paramset import ParamSetError, ParamSetWriter
 from predictor import CheckpointError
-from runtime import cluster, flags
+from runtime import cluster, deadline, flags, tferrors
 from runtime.collect import SnapshotCollector
 from runtime.config import RunConfig
 from runtime.events import EpochEvents
 from runtime.metrics import classification_report, epoch_record, finite_json
 from runtime.progress import Progress
-from runtime.ps import Diverged, PSGraph, PSLink, WorkerFailed
+from runtime.ps import Diverged, PSGraph, PSLink, WorkerFailed, loss_diverged
 from npzio import write_json
 from runtime.rundir import RunDir
 from runtime.wire import Wire
@@ -32,6 +33,7 @@ def fail(message) -> None:
 
 # --- flags ---------------------------------------------------------------------------------------
 args = flags.ps_parser(__doc__).parse_args()
+deadline.WHO = "ps"
 try:
     spec, _ = cluster.resolve(args, "ps")
     dataset, model = flags.load_data_and_model(args)
@@ -46,6 +48,7 @@ try:
     run_dir = RunDir(args.out)
 except OSError as e:
     fail(f"cannot create the run directory --out {args.out}: {e.strerror or e}; choose a directory you can write")
+origin = provenance.record(run_dir.path)  # taken at the start: the code and command that ran
 total_steps = args.epochs * steps_per_epoch
 meta = {"config": config.to_json(), "ps_inputs": method.ps_inputs()}
 
@@ -74,9 +77,21 @@ if args.resume:
               f"(raise --epochs to train on)", flush=True)
         sys.exit(0)
     print(f"ps: resuming after epoch {start_epoch}", flush=True)
-elif args.snapshot_every > 0 and (snapshot_dir / "manifest.json").exists():
-    fail(f"{snapshot_dir} already holds snapshots of an earlier run; delete it, choose another "
-         f"--snapshot-dir, or continue that run with --resume")
+else:
+    earlier = run_dir.describe_record()
+    old_snapshots = args.snapshot_every > 0 and (snapshot_dir / "manifest.json").exists()
+    if (earlier or old_snapshots) and not args.fresh:
+        what = earlier or f"snapshots of an earlier run in {snapshot_dir}"
+        fail(f"--out {run_dir.path} holds {what}: continue it with --resume, keep it aside and start afresh "
+             f"with --fresh, or choose another --out")
+    if args.fresh:
+        own_snapshots = [snapshot_dir] if old_snapshots and snapshot_dir.parent == run_dir.path else []
+        if old_snapshots and not own_snapshots:
+            fail(f"{snapshot_dir} already holds snapshots of an earlier run; --fresh sets aside only what is inside "
+                 f"--out: move them yourself or choose another --snapshot-dir")
+        aside = run_dir.set_aside(run_dir.record_files() + own_snapshots)
+        if aside:
+            print(f"ps: --fresh: the earlier run's records are now in {aside}", flush=True)
 
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
@@ -131,6 +146,9 @@ try:
                 collector.after_step(s, epoch, lambda: graph.model_value(session))
             progress.update(step + 1, {})
         reports = link.reports(args.step_timeout)
+        diverged = loss_diverged(reports, epoch + 1)
+        if diverged:
+            raise Diverged(diverged)
         if collector:
             collector.flush()
         vector = graph.model_value(session)
@@ -152,12 +170,13 @@ try:
     link.reports(args.step_timeout)  # every worker's "done"
 except (WorkerFailed, Diverged) as e:
     method.close()
-    print(f"ps: error: {e}; stopping the run", file=sys.stderr, flush=True)
+    kept = f" (the checkpoint of epoch {history[-1]['epoch']} in {run_dir.path} is intact)" if history else ""
+    print(f"ps: error: {e}; stopping the run{kept}", file=sys.stderr, flush=True)
     link.abort(str(e))
     cluster.exit_now(1)
 except tf.errors.OpError as e:  # anything else TensorFlow raises mid-run: still one line, and the workers told
     method.close()
-    reason = f"TensorFlow error in the PS: {type(e).__name__}: {e.message.splitlines()[0][:300]}"
+    reason = f"TensorFlow error in the PS: {type(e).__name__}: {tferrors.explain(e)}"
     print(f"ps: error: {reason}; stopping the run", file=sys.stderr, flush=True)
     link.abort(reason)
     cluster.exit_now(1)
@@ -184,7 +203,7 @@ summary = {
     "wall_seconds": time.monotonic() - started, "resumed_from_epoch": start_epoch,
     "phases": {k: sum(r["phases"].get(k, 0) for r in history) for k in {k for r in history for k in r["phases"]}},
     "method_stats": method.stats(), "ps_inputs": meta["ps_inputs"],
-    "snapshots": len(collector.writer) if collector else 0,
+    "snapshots": len(collector.writer) if collector else 0, "provenance": origin,
 }
 method.close()
 write_json(run_dir.summary, finite_json(summary))

@@ -2,107 +2,50 @@
 
     python mp2_train_stage.py --model lenet5 --dataset fashion_mnist --snapshots runs/collect/snapshots
 
-The default loss is the method's own, prediction-result based: the target network is assembled from a
-snapshot's pushed group and the predictor's output, and its cross-entropy on (mixup) training images
-trains the predictor.
-
-What is held out, and what each figure is for:
-  snapshots  the last --holdout fraction of the snapshots by global step (a contiguous stretch at the
-             end of the trajectory, never a random pick among near-identical neighbours), or, with
-             --holdout-snapshots, another run's snapshots (then every --snapshots one trains);
-  images     --val-images validation images, set apart from the training images (the last N of a
-             fixed seeded permutation) and never in the loss's mini-batches; the test images are
-             never used for training or for choosing.
-Each epoch the held-out snapshots' assembled networks are tested next to the snapshots' own
-parameters, on the validation images (val_*: this chooses the best epoch) and on the test images
-(test_*: reported only). The best epoch's predictor (by validation assembled accuracy) is kept as
-<out>/predictor.npz, for mp2_ps.py --method mp2 --predictor; it is written only once an epoch of
-training is done (--epochs 0 evaluates and writes only the report), replacing an older one atomically.
-<out>/report.json and report.csv hold the per-epoch figures (epoch 0: the untrained predictor).
+The flags, what is held out and what each figure is for: stage/flags.py (python mp2_train_stage.py --help).
 """
-import argparse
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import tensorflow as tf
-
-import argtypes
-import data
-import data.flags
-import models
-import paramset
-from predictor import CheckpointError, Predictor, load_checkpoint, resolve_path, save_checkpoint
-from runtime import flags
-from runtime.progress import Progress
-from stage import StageError, snapshots as snapset, state, training
-
-DEFAULT_HOLDOUT = 0.2
-DEFAULT_VAL_IMAGES = 5000  # or a tenth of the training set when that is fewer
+from stage import flags as stage_flags  # without TensorFlow: --help and a bad flag answer at once
 
 
-def fail(message: str) -> None:
+def fail(message: object) -> None:
     sys.exit(f"mp2_train_stage: error: {message}")
 
 
 # --- flags ---------------------------------------------------------------------------------------
-parser = argparse.ArgumentParser(prog="mp2_train_stage", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--model", default="lenet5", help="the target model the snapshots are of")
-parser.add_argument("--push", default="front", help=models.PUSH_HELP + " (the collection run's)")
-data.flags.add_flags(parser)  # --dataset, --data-dir, --fit-input, --train-images: the collection run's
-parser.add_argument("--snapshots", nargs="+", required=True, metavar="DIR", help="parameter-dataset directories (one or several)")
-parser.add_argument("--out", help="output directory (default predictors/<model>-<dataset>)")
-parser.add_argument("--epochs", type=argtypes.nonnegative_int, default=6,
-                    help="passes over the training snapshots (0: only evaluate the untrained predictor; no predictor.npz)")
-parser.add_argument("--loss", choices=training.LOSSES, default="result",
-                    help="result: cross-entropy of the assembled network (the method's); mse: regress the true predicted group")
-parser.add_argument("--head-rank", type=argtypes.positive_int, default=1, metavar="R",
-                    help="rank of the predictor's conv decoder heads: 1 (default) is the reference's one 1x1 conv of the "
-                         "64 hidden units; R > 1 gives each predicted conv layer its own projection of them to an 8x8 x R map first")
-parser.add_argument("--image-batches", type=argtypes.positive_int, default=40, help="optimizer steps (fresh image mini-batches) per snapshot batch")
-parser.add_argument("--image-batch", type=argtypes.positive_int, default=125, help="images per mini-batch")
-parser.add_argument("--snapshot-batch", type=argtypes.positive_int, default=1, help="snapshots per predictor step (their losses are averaged)")
-parser.add_argument("--lr", type=argtypes.positive_float, default=1e-3, help="Adam learning rate")
-parser.add_argument("--lr-warmup", type=argtypes.nonnegative_int, metavar="STEPS",
-                    help="the learning rate rises linearly over the first STEPS steps (default: one epoch's steps "
-                         "with --init, so fresh Adam's first full-size steps do not undo the given predictor; else 0)")
-parser.add_argument("--mixup", type=argtypes.nonnegative_float, default=1.0, help="mixup alpha on the image mini-batches; 0 turns it off")
-parser.add_argument("--holdout", type=argtypes.fraction,
-                    help=f"fraction in (0, 1) of the snapshots held out: the last ones by global step, at least 1 "
-                         f"(default {DEFAULT_HOLDOUT}; not with --holdout-snapshots)")
-parser.add_argument("--holdout-snapshots", nargs="+", metavar="DIR",
-                    help="hold out these parameter-dataset directories (e.g. another run's) instead; "
-                         "then every --snapshots snapshot trains")
-parser.add_argument("--val-images", type=argtypes.positive_int,
-                    help=f"training images set apart to choose the best epoch on, never in the loss "
-                         f"(default {DEFAULT_VAL_IMAGES}, or a tenth of the training set when fewer)")
-parser.add_argument("--eval-images", type=argtypes.positive_int,
-                    help="test images for the reported held-out figures (default: all); they never choose")
-parser.add_argument("--seed", type=argtypes.nonnegative_int, default=0,
-                    help="predictor init, test-image sample, image order and mixup (and the synthetic data)")
-parser.add_argument("--resume", action="store_true", help="continue from <out>/last.npz (same settings; --epochs may grow)")
-parser.add_argument("--init", metavar="PREDICTOR",
-                    help="start from this predictor's weights (a checkpoint or a stage output directory, e.g. one "
-                         "trained on another dataset) instead of a fresh initialisation; not with --resume")
-parser.add_argument("--threads", type=argtypes.nonnegative_int, default=1, help="TensorFlow threads (0: TensorFlow decides)")
-parser.add_argument("--cross-dataset", action="store_true", help="allow images of another dataset than the snapshots were collected on")
-args = parser.parse_args()
-if args.init and args.resume:
-    fail("--init and --resume exclude each other: a resumed run continues from <out>/last.npz; drop --init")
-if args.holdout is not None and args.holdout_snapshots:
-    fail("--holdout and --holdout-snapshots exclude each other: a held-out run trains nothing away; drop --holdout")
-holdout = DEFAULT_HOLDOUT if args.holdout is None else args.holdout
-if not args.holdout_snapshots and holdout == 0:
-    fail("--holdout 0 holds nothing out to evaluate on: give a fraction in (0, 1), or --holdout-snapshots DIR")
+args = stage_flags.build_parser().parse_args()
+try:
+    stage_flags.check(args)
+except ValueError as e:
+    fail(e)
+
+import numpy as np  # noqa: E402 (after the flags, see above)
+import tensorflow as tf  # noqa: E402
+
+import data  # noqa: E402
+import models  # noqa: E402
+import paramset  # noqa: E402
+import provenance  # noqa: E402
+from predictor import CheckpointError, Predictor, load_checkpoint, resolve_path, save_checkpoint  # noqa: E402
+from runtime import flags  # noqa: E402
+from runtime.progress import Progress  # noqa: E402
+from stage import StageError, snapshots as snapset, state, training  # noqa: E402
+
+holdout = stage_flags.DEFAULT_HOLDOUT if args.holdout is None else args.holdout
 snapshot_dirs = [str(Path(d).resolve()) for d in args.snapshots]
 heldout_dirs = [str(Path(d).resolve()) for d in args.holdout_snapshots or []]
-both = sorted(set(snapshot_dirs) & set(heldout_dirs))
-if both:
-    fail(f"{both[0]} is in both --snapshots and --holdout-snapshots; a snapshot either trains or is held out")
 tf.config.threading.set_intra_op_parallelism_threads(args.threads)
 tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+# --- --out: checked before the data are read, so a refusal costs nothing ---------------------------
+try:
+    out = Path(args.out or f"predictors/{models.get(args.model).name}-{args.dataset}")
+    state.prepare_out(out, resume=args.resume, fresh=args.fresh, evaluate_only=args.epochs == 0)
+except (ValueError, state.OutError) as e:
+    fail(e)
 
 # --- data: images (loss / validation / test), snapshots (training / held out) ---------------------
 try:
@@ -118,7 +61,7 @@ try:
         parts = snapset.split(snapset.steps_of(train_snaps), holdout)
         train_rows, heldout_rows = parts.train, parts.heldout
     n_train_images = len(dataset.train_y)
-    n_val = args.val_images or min(DEFAULT_VAL_IMAGES, n_train_images // 10)
+    n_val = args.val_images or min(stage_flags.DEFAULT_VAL_IMAGES, n_train_images // 10)
     loss_idx, val_idx = training.split_images(n_train_images, n_val)
     training.ImageStream(loss_idx, args.image_batch, np.random.default_rng(0))  # size check
 except (data.DataError, paramset.ParamSetError, StageError, ValueError) as e:
@@ -130,8 +73,6 @@ n_eval = min(args.eval_images or len(dataset.test_y), len(dataset.test_y))
 eval_idx = np.sort(eval_rng.choice(len(dataset.test_y), n_eval, replace=False)) if n_eval < len(dataset.test_y) \
     else np.arange(len(dataset.test_y))
 test_x, test_y = dataset.test_x[eval_idx], dataset.test_y[eval_idx]
-out = Path(args.out or f"predictors/{model.name}-{dataset.name}")
-out.mkdir(parents=True, exist_ok=True)
 steps = training.steps_per_epoch(len(train_rows), args.snapshot_batch, args.image_batches)
 lr_warmup = args.lr_warmup if args.lr_warmup is not None else None if args.resume else (steps if args.init else 0)
 config = {
@@ -210,7 +151,7 @@ def record(row: dict) -> None:
     global best
     rows.append(row)
     if state.improves(row, best):
-        best = {k: row[k] for k in BEST_KEYS}
+        chosen = {k: row[k] for k in BEST_KEYS}
         save_checkpoint(str(out / state.BEST), layout, predictor.numpy_weights(), {
             "dataset": dataset.name, "push": args.push, "fit_input": args.fit_input,
             "train_images": args.train_images, "snapshot_dataset": train_snaps.dataset, "snapshot_dirs": snapshot_dirs,
@@ -219,6 +160,7 @@ def record(row: dict) -> None:
             **{k: row[k] for k in BEST_KEYS[1:]},
             "snapshots": len(train_rows), "heldout_snapshots": len(heldout_rows), "seed": args.seed,
         })
+        best = chosen  # only once written: a failed write leaves `best` naming the file still there
     if row["epoch"] >= 1:  # the untrained epoch 0 leaves nothing to resume from
         state.save_state(out, predictor.numpy_weights(), trainer.adam.state(), config, row["epoch"], rows, best)
     report = {
@@ -231,7 +173,7 @@ def record(row: dict) -> None:
         "gap_is": "own_acc - assembled_acc: what prediction costs (negative: it gains)",
         "rows": rows, "best_epoch": None if best is None else best["epoch"], "best": best,
         "checkpoint": None if best is None else str(out / state.BEST),
-        "resumed_from_epoch": start_epoch if args.resume else None,
+        "resumed_from_epoch": start_epoch if args.resume else None, "provenance": origin,
     }
     state.write_report(out, report)
     print(f"mp2_train_stage: epoch {row['epoch']}/{args.epochs}"
@@ -246,6 +188,24 @@ def _mean(values: list) -> float | None:
 
 
 # --- loop ----------------------------------------------------------------------------------------
+aside = state.set_aside(out) if args.fresh else None
+if aside:
+    print(f"mp2_train_stage: --fresh: the previous training's files are now in {aside} (put back if this run "
+          f"ends before its first epoch)", flush=True)
+
+
+def kept() -> str:
+    """What --out holds after a run that stops early, for its last line; puts a set-aside training back
+    when this run wrote no predictor of its own."""
+    if best is not None:
+        return (f"{out / state.BEST} holds this run's best epoch so far ({best['epoch']})"
+                + (f"; --resume continues from {out / state.LAST}" if (out / state.LAST).exists() else ""))
+    if aside:
+        state.put_back(out, aside)
+        return f"the previous training's files are back in {out} from {aside.name}"
+    return "no predictor was written"
+
+
 try:
     if not rows:
         record(evaluate(0, None, time.monotonic()))  # the untrained predictor: the control for every epoch
@@ -259,12 +219,13 @@ try:
             on_step=lambda done, value: progress.update(done, {"loss": value}),
         )
         record(evaluate(epoch, loss, t0))
-except FloatingPointError as e:
-    fail(e)
+except (FloatingPointError, CheckpointError) as e:
+    fail(f"{e}; {kept()}")
+except OSError as e:  # a full disk, a folder that stopped being writable
+    fail(f"cannot write {e.filename or out} ({e.strerror or e}): free some space or choose another --out; {kept()}")
 except KeyboardInterrupt:
+    print(f"mp2_train_stage: interrupted; {kept()}", file=sys.stderr, flush=True)
     sys.exit(130)
-except CheckpointError as e:
-    fail(e)
 
 # --- report --------------------------------------------------------------------------------------
 if best is None:

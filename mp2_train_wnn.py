@@ -29,6 +29,7 @@ import argtypes
 import data
 import data.flags
 import paramset
+import provenance
 from runtime import flags
 from stage import StageError, snapshots as snapset
 from wnn import checkpoint, features, network, training
@@ -83,6 +84,7 @@ tester = training.Tester(model, dataset.test_x[: args.eval_images], dataset.test
     if args.eval_images else None
 out = Path(args.out or f"wnns/{model.name}-{dataset.name}")
 out.mkdir(parents=True, exist_ok=True)
+origin = provenance.record(out)
 config = {k: v for k, v in vars(args).items()}
 config.update(snapshots=[str(Path(d).resolve()) for d in args.snapshots], snapshot_count=len(snaps),
               recording_steps=recording_steps, train_positions=len(train_anchors), heldout_positions=len(held_anchors))
@@ -138,7 +140,7 @@ def record(row: dict) -> None:
     report = {"config": config, "parameters_per_nowcaster": network.count(), "kinds": kinds,
               "loss_is": "mean absolute error of the normalised change (targets clipped to [-1, 1]); "
                          "no_change: the same for predicting the last recorded value",
-              "rows": rows, "best": best, "checkpoint": str(out / "wnn.npz")}
+              "rows": rows, "best": best, "checkpoint": str(out / "wnn.npz"), "provenance": origin}
     tmp = out / ".report.json.tmp"
     tmp.write_text(json.dumps(report, indent=1))
     os.replace(tmp, out / "report.json")

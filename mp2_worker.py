@@ -13,7 +13,7 @@ import tensorflow as tf
 import data
 import npzio
 from predictor import CheckpointError
-from runtime import cluster, flags
+from runtime import cluster, deadline, flags
 from runtime.methods.base import LOCAL
 from runtime.progress import Progress
 from runtime.rundir import RunDir
@@ -40,6 +40,7 @@ except OSError as e:
 log_path = run_dir.path / f"worker-{index}.jsonl"
 state_path = run_dir.path / f"worker-{index}-state.npz"
 name = f"worker {index}"
+deadline.WHO = name
 trace = StepTrace(run_dir.path / f"trace-worker-{index}.npz", args.trace_steps)
 
 # --- build ---------------------------------------------------------------------------------------
@@ -51,9 +52,13 @@ session = cluster.session(server, "worker", index, args.threads)
 # --- join, train, report ----------------------------------------------------------------------
 try:
     cluster.wait_for_port(spec.ps[0], args.connect_timeout, "the PS")
-    start, phase = graph.join(session, config.to_json(), args.connect_timeout)
+    start, phase = graph.join(session, config.to_json(), args.connect_timeout, spec.ps[0])
     first_epoch = start // schedule.steps_per_epoch
     print(f"{name}: joined; {schedule.steps_per_epoch} steps per epoch, starting at step {start}", flush=True)
+    if not start:  # a fresh run: an earlier run's record of this worker is kept aside, never overwritten
+        aside = run_dir.set_aside([log_path, state_path, trace.path])
+        if aside:
+            print(f"{name}: an earlier run's record of this worker is now in {aside}", flush=True)
     kept = [r for r in (json.loads(l) for l in log_path.read_text().splitlines() if l.strip())] if start and log_path.exists() else []
     log_path.write_text("".join(json.dumps(r) + "\n" for r in kept if r["epoch"] <= first_epoch))
     if start:  # resumed: the method's and optimizer's state as saved with that epoch, if this host has it

@@ -57,6 +57,7 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict | None]:
     """The arrays and the metadata (None when the file has none); raises NpzError saying what is wrong."""
     if not os.path.exists(path):
         raise NpzError(path, "does not exist")
+    _check_magic(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -70,26 +71,52 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict | None]:
     except ValueError as e:
         if str(e).startswith("Object arrays"):  # numpy's refusal of an entry that needs unpickling
             raise NpzError(path, "holds pickled object arrays, which this project refuses to load") from None
-        if "pickled data" in str(e):  # neither .npz nor .npy: numpy would have tried it as a pickle
-            raise NpzError(path, "is damaged or truncated (not an .npz archive)") from None
         raise NpzError(path, f"is damaged or truncated ({type(e).__name__}: {e})") from None
     except _NUMPY_READ_ERRORS as e:
         raise NpzError(path, f"is damaged or truncated ({type(e).__name__}: {e})") from None
     return arrays, meta
 
 
-def _replace(path: Path, fill: Callable[[Any], object]) -> None:
-    """Write through `fill(file)` to a temporary file beside `path`, flush it to disk, rename it over."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+# The first bytes of a zip archive (an .npz; an empty one starts with its end record) and of an .npy file.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_magic(path: str | os.PathLike) -> None:
+    """Refuse a file that is neither an .npz nor an .npy before numpy sees it: numpy would take it for a
+    pickle and advise loading it unsafely, which is wrong (it is not one) and against this project's rule."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise NpzError(path, f"cannot be read ({e.strerror or e})") from None
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_NPY_MAGIC):
+        return
+    if not head:
+        raise NpzError(path, "is empty (0 bytes), not an .npz file")
+    text = head.decode(errors="ignore")  # the 64 bytes may end inside a character
+    if text and all(c.isprintable() or c in "\t\n\r\f\v" for c in text):
+        raise NpzError(path, f"is not an .npz file (its first bytes look like text: {text[:32]!r})")
+    raise NpzError(path, f"is not an .npz file (it starts with {head[:8]!r}, not a zip archive's signature)")
+
+
+def _replace(path: Path, fill: Callable[[Any], object]) -> None:
+    """Write through `fill(file)` to a temporary file beside `path`, flush it to disk, rename it over.
+
+    An OSError (a full disk, a folder that cannot be written) names `path`, not the temporary file."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, e.strerror, os.fspath(path)) from None  # keeps the subclass, e.g. FileNotFoundError
         raise
 
 

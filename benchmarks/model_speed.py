@@ -17,16 +17,15 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import argtypes  # noqa: E402
-import models  # noqa: E402
+import argtypes
+import models
+import provenance
 
 EVAL_BATCH = 500  # the PS's evaluation batch (runtime/ps.py)
 
@@ -108,7 +107,7 @@ def main() -> None:
     result = {"settings": {k: v for k, v in vars(args).items() if k not in ("out", "models")},
               "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                           "tensorflow": tf.__version__, "load_average": os.getloadavg()},
-              "models": rows}
+              "models": rows, "provenance": provenance.record()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -20,8 +20,10 @@ times to target are epoch-granular.
 
 Results accumulate in --out: results.csv (one row per run; a rerun of a grid point replaces its
 row), curves.csv (one row per run and epoch), results.md, a PNG per worker count
-(benchmarks/plot_network.py re-draws them from the CSVs) and commands.txt. Flags after the
-benchmark's own (or after --) go to the PS and every worker.
+(benchmarks/plot_network.py re-draws them from the CSVs). Every command run (the benchmark's, with
+its provenance, then each namespace set-up step and process) is appended to --runs/commands.txt,
+beside the runs' own directories. Flags after the benchmark's own (or after --) go to the PS and
+every worker.
 """
 from __future__ import annotations
 
@@ -40,11 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import argtypes
+import provenance
+from runtime.launcher import absolute_paths, die_with_parent
 
-import argtypes  # noqa: E402
-from runtime.launcher import absolute_paths, die_with_parent  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # Addresses inside the namespaces this benchmark creates, and nowhere else.
 SUBNET = "10.213.0"
@@ -318,7 +320,7 @@ def measured_row(spec: RunSpec, summary: dict, records: list[dict], link: dict[s
     }
     for name in ("link_rx_bytes", "link_tx_bytes", "link_rx_packets", "link_tx_packets"):
         row[name] = link[name.removeprefix("link_")] if link else ""
-    row["flags"] = " ".join(spec.flags)
+    row["flags"] = provenance.portable(" ".join(spec.flags), spec.run_dir)  # results.csv is committed
     return row
 
 
@@ -685,7 +687,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    commands_log = [f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join([sys.executable, *sys.argv])}"]
+    commands_log = [f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join([sys.executable, *sys.argv])}",
+                    f"# provenance: {json.dumps(provenance.record(runs))}"]
     rows, curves, failures = [], [], []
     echo = lambda line: print(line, flush=True)  # noqa: E731
     try:
@@ -711,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
              f"finished runs are in {out}")
         return 128 + signal.Signals[name].value  # as the shell reports a death by that signal
     finally:
-        with open(out / "commands.txt", "a") as f:
+        with open(runs / "commands.txt", "a") as f:
             f.write("\n".join(commands_log) + "\n\n")
     if rows:
         echo(f"network: wrote {out / 'results.csv'}, {out / 'curves.csv'}, {out / 'results.md'} and the plots")

@@ -45,10 +45,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import argtypes
+import provenance
 
-import argtypes  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+# Its own PS and worker processes run as a module from ROOT: this checkout's code, installed or not.
+SELF = [sys.executable, "-m", "benchmarks.ps_step"]
 
 PATHS = ("before", "after")
 METHOD_NAMES = ("baseline", "mp2")
@@ -196,7 +198,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
     for index in range(workers):
         with open(log_dir / f"worker-{index}.log", "w") as log:  # the child keeps its own handle
             procs.append(subprocess.Popen(
-                [sys.executable, __file__, "--role", "worker", "--ps-host", spec.ps[0], "--worker-hosts",
+                [*SELF, "--role", "worker", "--ps-host", spec.ps[0], "--worker-hosts",
                  ",".join(spec.workers), "--index", str(index), "--model", model_name, "--methods", method_name,
                  "--steps", str(len(plan))],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True))
@@ -267,9 +269,7 @@ def _worker_result(proc: subprocess.Popen, log_dir: Path) -> list[float]:
 def machine() -> dict:
     import tensorflow as tf
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
+    return {"cpu": provenance.cpu_model(), "cores": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
             "python": platform.python_version(), "tensorflow": tf.__version__, "numpy": np.__version__,
             "os": platform.platform()}
 
@@ -316,7 +316,7 @@ def run_all(args: argparse.Namespace) -> None:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    command = " ".join([".venv/bin/python", "benchmarks/ps_step.py", *sys.argv[1:]])
+    command = " ".join([".venv/bin/python", "benchmarks/ps_step.py", *provenance.portable_argv(sys.argv[1:], out)])
     rows, load_at_start = [], os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ps_step-") as tmp:
         predictor_path = None
@@ -329,7 +329,7 @@ def run_all(args: argparse.Namespace) -> None:
                 print(f"ps_step: {args.model}, {workers} workers, {method} ...", flush=True)
                 log_dir = Path(tmp) / f"{workers}-{method}"
                 log_dir.mkdir()
-                cmd = [sys.executable, __file__, "--role", "ps", "--model", args.model, "--workers", str(workers),
+                cmd = [*SELF, "--role", "ps", "--model", args.model, "--workers", str(workers),
                        "--methods", method, "--steps", str(args.steps), "--warmup", str(args.warmup),
                        "--log-dir", str(log_dir)] + (["--predictor", predictor_path] if method == "mp2" else [])
                 done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -348,7 +348,8 @@ def run_all(args: argparse.Namespace) -> None:
     print(table(rows), flush=True)
     import npzio
 
-    npzio.write_json(out / "results.json", {"command": command, "machine": host, "results": rows})
+    npzio.write_json(out / "results.json", {"command": command, "machine": host, "results": rows,
+                                           "provenance": provenance.record(out)})
     (out / "README.md").write_text(readme(command, host, rows, args.steps, args.warmup))
     print(f"ps_step: wrote {out / 'results.json'} and {out / 'README.md'}", flush=True)
 

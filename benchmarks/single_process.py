@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import argtypes  # noqa: E402
-import data  # noqa: E402
-import data.flags  # noqa: E402
-import models  # noqa: E402
-from runtime.metrics import classification_report  # noqa: E402
-from runtime.progress import Progress  # noqa: E402
+import argtypes
+import data
+import data.flags
+import models
+import provenance
+from runtime.metrics import classification_report
+from runtime.progress import Progress
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="lenet5", choices=models.NAMES)
@@ -81,7 +81,7 @@ for epoch in range(args.epochs):
 result = {
     "model": model.name, "dataset": dataset.name, "data": dataset.provenance, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
     "threads": args.threads, "test_acc": report["accuracy"], "f1": report["f1"],
-    "step_ms_median": 1000 * float(np.median(step_seconds[1:] or step_seconds)),
+    "step_ms_median": 1000 * float(np.median(step_seconds[1:] or step_seconds)), "provenance": provenance.record(),
 }
 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

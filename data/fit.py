@@ -99,11 +99,16 @@ def apply(fit: Fit, images: np.ndarray, scale: float) -> np.ndarray:
 def resize_bilinear(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """float32 [N, H', W', C] from [N, H, W, C]: bilinear with pixel centres aligned (the
     convention of TensorFlow's resize with half_pixel_centers, OpenCV's INTER_LINEAR), edges
-    clamped. Each output is a convex mix of inputs, so [0, 1] values stay in [0, 1]."""
+    clamped. Each output is a convex mix of inputs, so [0, 1] values stay in [0, 1].
+
+    Every image (and channel) is two matrix products of its own, the same whatever else is in the
+    batch: a subset's images are bit for bit those of the full set. (One einsum over the batch was
+    not: its BLAS blocking follows the batch size, and the last float32 bit moved with it.)"""
     rows = _interpolation_matrix(images.shape[1], size[0])
     cols = _interpolation_matrix(images.shape[2], size[1])
-    resized = np.einsum("hi,nijc,wj->nhwc", rows, images, cols, optimize=True)
-    return np.ascontiguousarray(resized, dtype=np.float32)  # einsum may leave odd strides
+    planes = np.ascontiguousarray(np.moveaxis(np.asarray(images, np.float32), 3, 1))  # N, C, H, W
+    resized = (rows @ planes) @ cols.T  # matmul broadcasts: one product per image and channel
+    return np.ascontiguousarray(np.moveaxis(resized, 1, 3), dtype=np.float32)
 
 
 def _interpolation_matrix(source: int, target: int) -> np.ndarray:

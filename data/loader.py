@@ -59,6 +59,17 @@ def canonical_name(name: str) -> str:
     raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(NAMES)}")
 
 
+def class_count(name: str) -> int:
+    """How many classes dataset `name` has, without reading it (DataError for an unknown name)."""
+    canonical = canonical_name(name)
+    if canonical == "synthetic":
+        return SYNTHETIC_DEFAULT_CLASSES
+    if canonical == "digits":
+        return DIGITS_CLASSES
+    relabelled = RELABELLED.get(canonical)
+    return SPECS[relabelled.base if relabelled else canonical].classes
+
+
 def load(name: str, data_dir: str | os.PathLike | None = None, *,
          image_shape: tuple[int, int, int] | None = None, classes: int | None = None,
          seed: int = 0, fit_input: bool = False, train_images: int | None = None) -> Dataset:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import provenance
+from reports import cost
+
 COLUMNS = [
     ("method", "method", "{}"),
     ("best_test_acc", "best test acc", "{:.4f}"),
@@ -77,15 +80,24 @@ def markdown(comparison: dict, notes: list[str] | None = None) -> str:
     return title + "\n" + "\n".join(lines) + "\n" + (extra + "\n" if extra else "")
 
 
-def write_comparison(out: Path, summaries: dict[str, dict], notes: list[str] | None = None) -> dict:
-    """comparison.json, comparison.md and (with matplotlib) comparison.png in `out`."""
+def write_comparison(out: Path, summaries: dict[str, dict], notes: list[str] | None = None,
+                     costs: list[dict] | None = None, origin: dict | None = None) -> dict:
+    """comparison.json, comparison.md and (with matplotlib) comparison.png in `out`; `costs`: the whole
+    cost of each route to a model (reports.cost), tabled after the runs; `origin` (provenance.record())
+    goes into the JSON as its provenance."""
     out = Path(out)
     result = compare(summaries)
     result["notes"] = list(notes or [])
+    if costs:
+        result["whole_cost"] = costs
+    if origin is not None:
+        result["provenance"] = origin
     if not result["same_data"]:
         result["notes"].append("the runs did not use the same data (see each row's data): the accuracies do not compare")
+    # Comparisons get committed: the predictor's path and the notes' name no absolute path of this machine.
+    result = json.loads(provenance.portable(json.dumps(result), out))
     (out / "comparison.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "comparison.md").write_text(markdown(result, result["notes"]))
+    (out / "comparison.md").write_text(markdown(result, result["notes"]) + ("\n" + cost.markdown(costs) if costs else ""))
     _plot(out / "comparison.png", result)
     return result
 

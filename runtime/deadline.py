@@ -13,6 +13,7 @@ import threading
 import tensorflow as tf
 
 GRACE_SECONDS = 30.0  # at most; a short deadline gets 5 s more than itself
+WHO = ""  # how this process names itself in the watchdog's last line ("worker 0", "ps"); set by its script
 
 
 def grace(seconds: float) -> float:
@@ -34,5 +35,6 @@ def run(session: tf.compat.v1.Session, fetches, feed_dict=None, *, seconds: floa
 
 
 def _give_up(what: str, seconds: float) -> None:
-    print(f"error: {what}: no answer within {seconds:.0f} s; the peer is gone. Stopping.", file=sys.stderr, flush=True)
+    who = f"{WHO}: " if WHO else ""
+    print(f"{who}error: {what}: no answer within {seconds:.0f} s; stopping", file=sys.stderr, flush=True)
     os._exit(3)

@@ -6,6 +6,7 @@ import argparse
 import argtypes
 import data
 import data.flags
+import data.loader
 import models
 from runtime import cluster
 from runtime.config import RunConfig
@@ -50,7 +51,10 @@ def parser(description: str) -> argparse.ArgumentParser:
 def ps_parser(description: str) -> argparse.ArgumentParser:
     """The shared flags plus those only the PS takes."""
     p = parser(description)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    g.add_argument("--fresh", action="store_true", help="--out holds an earlier run: move its records into "
+                   "OUT/replaced-<time>/ and start afresh (without it, such an --out is refused)")
     g = p.add_argument_group("collection (stage 1: the parameter dataset for mp2_train_stage.py)")
     g.add_argument("--snapshot-every", type=argtypes.nonnegative_int, default=0, metavar="K", help="snapshot the model at a random step of every K; 0: off")
     g.add_argument("--snapshot-regular", action="store_true",
@@ -109,6 +113,15 @@ def build_method(args: argparse.Namespace, model: models.Model, workers: int, st
     opts = method_options(args)
     lr = args.lr if args.lr is not None else METHODS[args.method].default_lr
     return build(args.method, model.layout, opts, RunInfo(workers, steps_per_epoch, args.epochs, lr, args.seed))
+
+
+def precheck(argv: list[str]) -> None:
+    """The mistakes a launcher can find in a second, before it starts any process: flags, model, pushed
+    group, the method's options and files. Raises ValueError, DataError or CheckpointError (one line);
+    argparse exits with its own message. The PS and the workers check everything again."""
+    args = ps_parser("").parse_args(argv)
+    model = models.get(args.model, data.loader.class_count(args.dataset), push=args.push)
+    build_method(args, model, workers=1, steps_per_epoch=1).precheck()
 
 
 def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Dataset, workers: int,

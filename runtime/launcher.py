@@ -14,12 +14,38 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
-# TensorFlow's C++ start-up notices, printed before its log settings apply: kept in the logs,
+# TensorFlow's C++ start-up notices and its runtime log lines below errors (absl's "W1202 16:21:22.5 ...
+# file.cc:12] ..." or the older "2026-12-02 16:21:22.5: W tensorflow/..."): kept in each process's log,
 # left off the terminal where they would bury the run's own lines.
 STARTUP_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\)|I0000 \S+ +\d+ (port|cpu_feature_guard)\.cc"
     r"|To enable the following instructions)"
 )
+TF_LOG_LINE = re.compile(r"^([IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] )")
+# Children log TensorFlow's warnings and errors (level 1): the next unknown failure can then be read
+# from the files. A TF_CPP_MIN_LOG_LEVEL of the caller's own wins.
+TF_LOG_LEVEL = "1"
+
+
+def terminal_worthy(line: str) -> bool:
+    """Whether a child's output line goes to the terminal too (every line goes to its log)."""
+    return not (STARTUP_NOISE.match(line) or TF_LOG_LINE.match(line))
+
+
+def import_tensorflow_quietly() -> None:
+    """Load TensorFlow with this process's stderr muted: its C++ start-up notices go straight to fd 2,
+    before any log setting applies, and would bury a launcher's one-line errors. A failed import is
+    shown as usual."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def die_with_parent() -> None:
@@ -60,6 +86,18 @@ def absolute_paths(argv: list[str], flags: tuple[str, ...]) -> list[str]:
     return out
 
 
+def finished_epochs(out: Path) -> int | None:
+    """The epochs done by the run whose checkpoint is in `out`, or None if it has none readable."""
+    import npzio
+
+    try:
+        _, meta = npzio.read(out / "checkpoint.npz")
+    except npzio.NpzError:
+        return None
+    epoch = (meta or {}).get("epoch")
+    return epoch if isinstance(epoch, int) else None
+
+
 def exit_code(returncode: int) -> int:
     """A child's exit status as the shell reports it: 128 + N for one killed by signal N."""
     return 128 - returncode if returncode < 0 else returncode
@@ -89,21 +127,28 @@ class LocalCluster:
 
     The first child is the PS. When a worker fails, the PS is given `ps_grace` seconds to notice
     (it names a silent worker after its step timeout), tell the others and exit on its own; only
-    then is what is left terminated.
+    then is what is left terminated. With `echo` off the lines go to the logs only.
     """
 
-    def __init__(self, children: list[Child], log_dir: Path | None = None, ps_grace: float = 15.0) -> None:
+    def __init__(self, children: list[Child], log_dir: Path | None = None, ps_grace: float = 15.0,
+                 echo: bool = True) -> None:
         self.children = children
         self.log_dir = log_dir
         self.ps_grace = ps_grace
+        self.echo = echo
         self.log_failure: str | None = None
 
     def start(self) -> None:
         """Open every log (OSError if one cannot be), then start the children in the caller's cwd."""
         if self.log_dir:
+            # Appended to, never truncated: after a crash and --resume, the log that said why is still there.
+            started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
             for child in self.children:
-                child.log = open(self.log_dir / f"{child.name}.log", "w")
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "PYTHONUNBUFFERED": "1"}
+                child.log = open(self.log_dir / f"{child.name}.log", "a")
+                child.log.write(f"==== {started}: {child.name} started as: {' '.join(child.argv)}\n")
+                child.log.flush()
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", TF_LOG_LEVEL),
+               "PYTHONUNBUFFERED": "1"}
         for child in self.children:
             child.proc = subprocess.Popen(
                 [sys.executable, *child.argv], env=env, stdout=subprocess.PIPE,
@@ -115,7 +160,7 @@ class LocalCluster:
 
     def _pump(self, child: Child) -> None:
         for line in child.proc.stdout:
-            if not STARTUP_NOISE.match(line):
+            if self.echo and terminal_worthy(line):
                 sys.stdout.write(f"[{child.name}] {line}")
                 sys.stdout.flush()
             if child.log:
@@ -151,9 +196,11 @@ class LocalCluster:
                 return 1
             child, code = failed
             ps = self.children[0]
-            print(f"[launcher] {child.name} {describe_exit(code)}", flush=True)
+            if self.echo:
+                print(f"[launcher] {child.name} {describe_exit(code)}", flush=True)
             if child is not ps and ps.proc.poll() is None:
-                print(f"[launcher] waiting up to {self.ps_grace:.0f} s for the PS to name it and stop the run", flush=True)
+                if self.echo:
+                    print(f"[launcher] waiting up to {self.ps_grace:.0f} s for the PS to name it and stop the run", flush=True)
                 _wait_until(lambda: ps.proc.poll() is not None, self.ps_grace)
             self.stop(grace=5)
             return exit_code(code)
@@ -165,9 +212,12 @@ class LocalCluster:
             self._join_pumps()
 
     def _join_pumps(self) -> None:
-        for c in self.children:
-            if c.pump:
-                c.pump.join(timeout=5)
+        try:
+            for c in self.children:
+                if c.pump:
+                    c.pump.join(timeout=5)
+        except KeyboardInterrupt:
+            pass  # the processes are stopped already; their last lines may be cut
 
     def _first_failure(self) -> tuple[Child, int] | str | None:
         """Block until every child exited 0 (None), one failed (it and its code) or a log failed (why)."""
@@ -183,16 +233,27 @@ class LocalCluster:
             time.sleep(0.2)
 
     def stop(self, grace: float) -> None:
-        """Give the others a moment to fail on their own (they report why), then terminate them."""
-        _wait_until(lambda: all(c.proc.poll() is not None for c in self.children), grace)
-        for c in self.children:
-            if c.proc.poll() is None:
-                c.proc.terminate()
-        for c in self.children:
-            try:
-                c.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                c.proc.kill()
+        """Give the others a moment to fail on their own (they report why), then terminate them.
+
+        Another Ctrl-C meanwhile cuts the wait short: every process left is killed at once.
+        """
+        try:
+            _wait_until(lambda: all(c.proc.poll() is not None for c in self.children), grace)
+            for c in self.children:
+                if c.proc.poll() is None:
+                    c.proc.terminate()
+            for c in self.children:
+                try:
+                    c.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+                    c.proc.wait()
+        except KeyboardInterrupt:
+            print("[launcher] interrupted again; killing every process now", flush=True)
+            for c in self.children:
+                if c.proc.poll() is None:
+                    c.proc.kill()
+            for c in self.children:
                 c.proc.wait()
 
 

@@ -125,8 +125,34 @@ class PSGraph:
             found = re.search(r"non-finite values from (worker \d+)", e.message)
             if found:
                 raise Diverged(f"training diverged at step {step + 1}: {found.group(1)} sent NaN or infinite "
-                               f"values; lower --lr (the run stops here; the last checkpoint is intact)") from None
+                               f"values; lower --lr") from None
             raise
+
+
+def _not_admitted(missing: list[int], refused: dict[int, str], timeout: float) -> str:
+    """Why the run could not start: which workers were refused (and why), which never came."""
+    parts = [f"worker {i} was refused ({refused[i]}) and no process with the PS's flags came in its place "
+             f"within {timeout:.0f} s" for i in missing if i in refused]
+    silent = [i for i in missing if i not in refused]
+    if silent:
+        parts.append(f"worker(s) {', '.join(map(str, silent))} did not connect within {timeout:.0f} s (start them, "
+                     f"check --ps_hosts on their side, or raise --connect-timeout)")
+    return "; ".join(parts)
+
+
+# A mean training loss above this is a run gone wrong, not a slow one: cross-entropy of a model that
+# guesses uniformly is ln(classes), 2.3 for 10 classes and 4.6 for 100.
+LOSS_LIMIT = 1e3
+
+
+def loss_diverged(reports: list[dict], epoch: int) -> str:
+    """Why the workers' epoch reports show a diverged run, or "" (NaN and infinity are caught per step)."""
+    bad = [r for r in reports if not r.get("loss", 0.0) <= LOSS_LIMIT]
+    if not bad:
+        return ""
+    worst = max(bad, key=lambda r: r["loss"])
+    return (f"training diverged in epoch {epoch}: worker {worst['worker']}'s mean loss is {worst['loss']:.3g} "
+            f"(above {LOSS_LIMIT:g}); lower --lr")
 
 
 class PSLink:
@@ -155,6 +181,7 @@ class PSLink:
         (it may depend on what they hold) and sent with the welcome.
         """
         admitted: dict[int, str] = {}  # index -> nonce of the process admitted as that worker
+        refused: dict[int, str] = {}   # index -> why the last process that came as that worker was refused
         end = time.monotonic() + timeout
         while len(admitted) < self.wire.workers:
             left = end - time.monotonic()
@@ -164,10 +191,7 @@ class PSLink:
                     raise tf.errors.DeadlineExceededError(None, None, "")
                 index, text = deadline.run(self.session, self._hello, seconds=left, what="waiting for workers")
             except tf.errors.DeadlineExceededError:
-                raise WorkerFailed(
-                    f"worker(s) {', '.join(map(str, missing))} did not connect within {timeout:.0f} s "
-                    f"(start them, check --ps_hosts on their side, or raise --connect-timeout)"
-                ) from None
+                raise WorkerFailed(_not_admitted(missing, refused, timeout)) from None
             index = int(index)
             try:
                 hello = json.loads(text.decode())
@@ -178,6 +202,7 @@ class PSLink:
             problems = self._check(config, index, their_config, admitted) or method.admit_worker(index, holds)
             if problems:
                 log(f"refused worker {index}: {problems}")
+                refused[index] = problems
                 self._send_welcome(index, nonce, {"status": "refused", "reason": problems}, np.zeros(0, np.float32), 0)
                 continue
             admitted[index] = nonce

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,45 @@ class RunDir:
         self.summary = self.path / "summary.json"
         self.checkpoint = self.path / "checkpoint.npz"
         self.best = self.path / "best.npz"
+
+    def record_files(self) -> list[Path]:
+        """The files of a run recorded here (the PS's and local workers' records, not the launcher's logs)."""
+        patterns = ("metrics.jsonl", "summary.json", "checkpoint.npz", "best.npz", "events.out.tfevents.*",
+                    "worker-*.jsonl", "worker-*-state.npz", "trace-worker-*.npz", "online")
+        return sorted({p for pattern in patterns for p in self.path.glob(pattern)})
+
+    def describe_record(self) -> str:
+        """What run is recorded here, in a few words ("" for none)."""
+        if not self.record_files():
+            return ""
+        if self.summary.exists():
+            try:
+                summary = json.loads(self.summary.read_text())
+                return f"a finished run ({summary.get('method', '?')}, {summary.get('epochs', '?')} epochs)"
+            except (OSError, ValueError):
+                pass
+        epochs = [r.get("epoch") for r in self.read_metrics_tolerant()]
+        return f"a run stopped after epoch {epochs[-1]}" if epochs else "a run that never finished an epoch"
+
+    def read_metrics_tolerant(self) -> list[dict]:
+        try:
+            return self.read_metrics()
+        except (OSError, ValueError):
+            return []
+
+    def set_aside(self, files: list[Path] | None = None) -> Path | None:
+        """Move an earlier run's record (or `files`) into replaced-<time>/ here; the folder, or None if nothing moved."""
+        files = self.record_files() if files is None else [f for f in files if f.exists()]
+        if not files:
+            return None
+        aside = self.path / time.strftime("replaced-%Y%m%d-%H%M%S")
+        suffix = 1
+        while aside.exists():
+            aside, suffix = self.path / f"{aside.name.split('.')[0]}.{suffix}", suffix + 1
+        aside.mkdir()
+        for f in files:
+            f.rename(aside / f.name)
+        return aside
 
     def append_metrics(self, records: list[dict]) -> None:
         with open(self.metrics, "a") as f:

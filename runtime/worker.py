@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import Model
-from runtime import deadline
+from runtime import deadline, tferrors
 from runtime.local_model import LocalModel
 from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
 from runtime.methods.optim import learning_rate
@@ -99,11 +99,13 @@ class WorkerGraph:
             self.notice = wire.notice[index].dequeue()
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def join(self, session: tf.compat.v1.Session, config_json: str, timeout: float) -> tuple[int, int]:
+    def join(self, session: tf.compat.v1.Session, config_json: str, timeout: float, ps_address: str) -> tuple[int, int]:
         """Introduce this worker to the PS and take its model; returns (first step, its phase)."""
         # Local variables only (PS-side state belongs to the PS). The first call of a session reaches
         # the PS too: bounded, for a port that answers without a working PS behind it.
-        self._run(session, self.init_op, None, timeout, "starting a session with the PS")
+        self._run(session, self.init_op, None, timeout,
+                  f"starting a session with the PS at {ps_address} (something accepts connections there but does not "
+                  f"answer as a TensorFlow server: another program on that port, or a stuck PS; check --ps_hosts)")
         hello = json.dumps({"config": config_json, "nonce": self.nonce, "holds": self.method.worker_holds()})
         self._run(session, self.hello_op, {self.hello_json: hello}, timeout, "sending hello to the PS")
         verdict, model, start = self._run(session, self.welcome, None, timeout, "waiting to be admitted by the PS")
@@ -176,16 +178,15 @@ class WorkerGraph:
             return deadline.run(session, fetches, feed, seconds=timeout, what=what)
         except tf.errors.DeadlineExceededError:
             raise RunStopped(f"{what}: no answer within {timeout:.0f} s (the PS is slow, stuck or gone)") from None
-        except tf.errors.AbortedError as e:
-            # The gRPC runtime aborts calls of a process whose address for this task is not the one the
-            # PS's cluster knows: typically a second process claiming the same --task_index.
-            raise RunStopped(f"{what}: the PS's gRPC runtime aborted this worker's call "
-                             f"({e.message.splitlines()[0][:200]}); typically another process claims --task_index "
-                             f"{self.index}, or the PS was restarted") from None
         except (tf.errors.OutOfRangeError, tf.errors.CancelledError):
             raise RunStopped(self._notice(session)) from None
         except tf.errors.UnavailableError as e:
-            raise RunStopped(f"{what}: lost the connection to the PS ({e.message.splitlines()[0]})") from None
+            raise RunStopped(f"{what}: lost the connection to the PS ({tferrors.explain(e)})") from None
+        except tf.errors.OpError as e:
+            # Anything else (Aborted among them): TensorFlow's own words, and a cause only where they show one.
+            cause = tferrors.known_cause(e, self.index)
+            raise RunStopped(f"{what}: TensorFlow's runtime failed the call: {type(e).__name__}: "
+                             f"{tferrors.explain(e)}" + (f" — {cause}" if cause else "")) from None
 
     def _notice(self, session: tf.compat.v1.Session) -> str:
         try:

@@ -1,7 +1,26 @@
 #!/usr/bin/env bash
-# Set up (see setup.sh) and run the whole test suite. Extra arguments go to pytest.
+# Set up (see setup.sh) and run the test suite in two tiers (tests/conftest.py defines them): the unit
+# tier first (under a minute), and only if it passes, the rest (cluster and root). Extra arguments go to
+# pytest, in both tiers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh requirements-dev.txt
+bash scripts/setup.sh dev
 export TF_CPP_MIN_LOG_LEVEL=2
-exec .venv/bin/python -m pytest -q "$@" tests
+
+# pytest exits 5 when a tier selects no test (e.g. -k matching one tier only): not a failure of that
+# tier, but at least one tier must run a test, or the suite would pass having tested nothing.
+ran=0
+for tier in "unit" "not unit"; do
+  echo "test: tier: $tier"
+  status=0
+  .venv/bin/python -m pytest -q -m "$tier" "$@" tests || status=$?
+  case $status in
+    0) ran=1 ;;
+    5) ;;
+    *) echo "test: the '$tier' tier failed (pytest exit $status)" >&2; exit "$status" ;;
+  esac
+done
+if [ "$ran" = 0 ]; then
+  echo "test: error: no test ran in any tier" >&2
+  exit 5
+fi

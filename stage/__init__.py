@@ -4,8 +4,21 @@
     parts = stage.snapshots.split(stage.snapshots.steps_of(snaps), holdout=0.2)
     trainer = stage.training.Trainer(model, Predictor(model.layout, seed=0), "result", lr=1e-3)
     stage.training.train_epoch(trainer, snaps, parts.train, dataset, ...)
-"""
-from stage import adam, snapshots, state, training
-from stage.snapshots import StageError
 
-__all__ = ["StageError", "adam", "snapshots", "state", "training"]
+The submodules are imported when first used, so `stage.flags` (the script's flags) loads without TensorFlow.
+"""
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["StageError", "adam", "flags", "snapshots", "state", "training"]
+
+
+def __getattr__(name: str):
+    if name == "StageError":
+        from stage.snapshots import StageError
+
+        return StageError
+    if name in __all__:
+        return importlib.import_module(f"stage.{name}")
+    raise AttributeError(f"module 'stage' has no attribute {name!r}")

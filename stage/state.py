@@ -1,4 +1,5 @@
-"""What the training stage writes to --out: the resumable state, report.json and report.csv.
+"""What the training stage writes to --out: the resumable state, report.json and report.csv, and when
+an --out that holds a predictor may be written to at all.
 
 last.npz (pickle-free, via npzio), written after each training epoch (not for the untrained epoch 0):
 the predictor's weights ("w/<name>"), the optimizer state ("adam/..."), and as JSON metadata the
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 
 import npzio
+from runtime.rundir import RunDir
 
 LAST = "last.npz"
 BEST = "predictor.npz"
@@ -33,6 +36,10 @@ CSV_COLUMNS = ("epoch", "train_loss", "val_assembled_acc", "val_own_acc", "val_g
 SELECTED_ON = "val_assembled_acc"
 
 
+# One training's files: they describe each other, so they are set aside and put back together.
+TRAINING_FILES = (BEST, REPORT_JSON, REPORT_CSV, LAST)
+
+
 class ResumeError(Exception):
     pass
 
@@ -41,6 +48,59 @@ def improves(row: dict, best: dict | None) -> bool:
     """Whether the epoch of `row` becomes the kept predictor: a trained epoch (epoch 0 is the
     untrained control) whose validation figure beats the best so far."""
     return row["epoch"] >= 1 and (best is None or row[SELECTED_ON] > best[SELECTED_ON])
+
+
+class OutError(Exception):
+    """An --out this run cannot use, or could use only by losing what it holds (one line for the user)."""
+
+
+def prepare_out(out: Path, *, resume: bool, fresh: bool, evaluate_only: bool) -> None:
+    """Create --out (a resumed run's must exist already), refusing a fresh run that would replace or
+    contradict the predictor it holds: only --resume and --fresh write there."""
+    if out.exists() and not out.is_dir():
+        raise OutError(f"--out {out} is a file, not a directory: choose another --out")
+    if (out / BEST).exists() and not resume:
+        if evaluate_only:
+            raise OutError(f"--epochs 0 only evaluates, and its report would replace {out / REPORT_JSON}, which "
+                           f"describes the {BEST} beside it: give the evaluation another --out "
+                           f"(with --init {out} to evaluate that predictor)")
+        if not fresh:
+            raise OutError(f"--out {out} already holds a trained predictor ({BEST}{_describe(out / BEST)}): "
+                           f"--resume continues its training, --fresh keeps it aside (in {out}/replaced-<time>/) "
+                           f"and trains a new one, or choose another --out")
+    if not resume:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutError(f"cannot create --out {out} ({e.strerror or e}): choose a directory you can write") from None
+
+
+def _describe(path: Path) -> str:
+    """', epoch 3, held-out assembled accuracy 0.8765 on validation images' of a predictor, if readable."""
+    try:
+        meta = npzio.read(path)[1] or {}
+    except npzio.NpzError:
+        return ""
+    epoch, acc = meta.get("trained_epochs"), meta.get("val_assembled_acc")
+    if not isinstance(epoch, int) or not isinstance(acc, float):
+        return ""
+    return f", epoch {epoch}, held-out assembled accuracy {acc:.4f} on validation images"
+
+
+def set_aside(out: Path) -> Path | None:
+    """--fresh: move the previous training's files into out/replaced-<time>/, as a fresh PS run does with an
+    earlier run's records; that folder, or None when there was nothing to move."""
+    return RunDir(out).set_aside([out / name for name in TRAINING_FILES])
+
+
+def put_back(out: Path, aside: Path) -> None:
+    """Undo set_aside() for a run that ends before its first trained epoch: its own files give way."""
+    for name in TRAINING_FILES:
+        if (aside / name).exists():
+            os.replace(aside / name, out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
+    aside.rmdir()
 
 
 def save_state(out: Path, weights: dict[str, np.ndarray], adam_state: dict[str, np.ndarray],

@@ -17,7 +17,7 @@ from models import Model
 from predictor import Predictor
 from stage.adam import Adam
 
-LOSSES = ("result", "mse")
+from stage.flags import LOSSES
 EVAL_CHUNK = 1000  # images per forward pass of an evaluation
 # The validation images are fixed by this seed alone: predictors trained with different --seed are
 # selected on the same images.

@@ -55,5 +55,12 @@ def run_together(*commands: tuple[str, ...], timeout: float = 300) -> list[subpr
     return done
 
 
+def check_provenance(record: dict) -> None:
+    """A record's provenance (provenance.py) is all there and names no absolute path in the repository."""
+    assert {"git", "argv", "cwd", "python", "tensorflow", "numpy", "machine", "date"} <= set(record), record
+    assert record["git"]["commit"] is None or len(record["git"]["commit"]) == 40, record["git"]
+    assert str(ROOT) + "/" not in json.dumps(record) and str(ROOT) not in record["argv"], record["argv"]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

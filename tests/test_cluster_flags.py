@@ -10,6 +10,8 @@ from runtime.cluster import ClusterError, add_cluster_flags, resolve
 from runtime.config import RunConfig
 from runtime.flags import split_ps_only
 
+pytestmark = pytest.mark.unit
+
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()

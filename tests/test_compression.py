@@ -10,6 +10,8 @@ import tensorflow as tf
 
 from compression import DGC, TopK, densify, warmup_ratio
 
+pytestmark = pytest.mark.unit
+
 
 class GraphRun:
     """A compressor built in its own graph, one session.run per step, as the product runs it."""

@@ -18,6 +18,8 @@ import data
 from data import catalog, digits, fit, loader, locate
 from data.subset import stratified_subset
 
+pytestmark = pytest.mark.unit
+
 FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -6,6 +6,10 @@ import subprocess
 from pathlib import Path
 from urllib.parse import unquote
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = ROOT / "docs" / "design.md"
 # Spelled in two pieces so that this file does not contain the name it looks for.

@@ -54,6 +54,7 @@ def _syncs(epoch: int) -> int:
     return sum(1 for s in steps if (s + 1) % H == 0 or s == steps[-1])
 
 
+@pytest.mark.cluster
 def test_localsgd_pushes_the_model_only_at_syncs_and_stays_in_sync_there(runs):
     summary, records = _summary(runs["whole"]), read_jsonl(runs["whole"] / "metrics.jsonl")
     syncs = [_syncs(0), _syncs(1)]
@@ -70,6 +71,7 @@ def test_localsgd_pushes_the_model_only_at_syncs_and_stays_in_sync_there(runs):
     assert summary["test_acc_by_epoch"][-1] > 0.3
 
 
+@pytest.mark.cluster
 def test_localsgd_syncing_every_step_is_the_baseline_bit_for_bit(runs):
     np.testing.assert_array_equal(_model(runs["h1"]), _model(runs["baseline"]))
     ours, theirs = _summary(runs["h1"]), _summary(runs["baseline"])
@@ -78,6 +80,7 @@ def test_localsgd_syncing_every_step_is_the_baseline_bit_for_bit(runs):
     assert ours["phases"] == {"sync": STEPS}
 
 
+@pytest.mark.cluster
 def test_the_outer_nesterov_step_by_hand(runs):
     """Syncs at steps 1, 3, 5: the reply is θ − lr·(g + μ·v), v = μ·v + g, g = θ − mean of the pushed models."""
     traces = [np.load(runs["outer"] / f"trace-worker-{i}.npz") for i in (0, 1)]
@@ -98,6 +101,7 @@ def test_the_outer_nesterov_step_by_hand(runs):
     assert [k for k in state.files if k.startswith("state/")] == ["state/000/outer_velocity"]  # PS state, saved
 
 
+@pytest.mark.cluster
 def test_localsgd_resumed_mid_run_ends_in_the_uninterrupted_model(runs):
     split = runs["split"]
     again = run("mp2_local.py", *COMMON, *LOCALSGD, "--epochs", "2", "--resume", "--out", str(split))
@@ -120,6 +124,7 @@ def _powersgd_sizes(rank: int) -> tuple[int, int, int]:
     return ps, qs, dense
 
 
+@pytest.mark.cluster
 def test_powersgd_bytes_follow_the_layout_and_rank_and_models_stay_in_sync(runs):
     out = runs["powersgd"]
     summary, records = _summary(out), read_jsonl(out / "metrics.jsonl")
@@ -132,6 +137,7 @@ def test_powersgd_bytes_follow_the_layout_and_rank_and_models_stay_in_sync(runs)
     assert summary["test_acc_by_epoch"][-1] > 0.3
 
 
+@pytest.mark.cluster
 def test_powersgd_replies_are_the_orthonormalised_mean_of_p_then_the_mean_of_q(runs):
     from compression.powersgd import Plan
 
@@ -158,6 +164,7 @@ def test_powersgd_replies_are_the_orthonormalised_mean_of_p_then_the_mean_of_q(r
             np.testing.assert_array_equal(traces[0][key], traces[1][key])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("flag, value, message", [
     ("--rank", "5", "must be in 1..4, got 5"),
     ("--sync-every", "0", "must be at least 1, got 0"),
@@ -171,6 +178,7 @@ def test_the_new_options_are_range_checked(flag, value, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.unit
 def test_both_sides_derive_the_local_steps_from_the_options_alone():
     from runtime.methods import RunInfo, build
 

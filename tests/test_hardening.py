@@ -21,6 +21,8 @@ from runtime.cluster import Cluster, ClusterError, port_in_use, start_server
 from runtime.metrics import classification_report
 from tests.cluster import ENV, ROOT, SMALL
 
+pytestmark = pytest.mark.cluster
+
 
 def test_macro_averages_cover_classes_that_are_only_predicted():
     # labels hold classes 0 and 1; class 2 is predicted once but never occurs.
@@ -104,14 +106,19 @@ def test_npz_read_has_one_error_saying_what_is_wrong(tmp_path):
     npzio.write(tmp_path / "good.npz", {"x": np.ones(1000)}, {"k": 1})
     data = (tmp_path / "good.npz").read_bytes()
     (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
-    (tmp_path / "garbage.npz").write_bytes(b"not an archive\n" * 20)
+    (tmp_path / "text.npz").write_bytes(b"not an archive\n" * 20)
+    (tmp_path / "binary.npz").write_bytes(bytes(range(200)))
+    (tmp_path / "empty.npz").write_bytes(b"")
     np.savez(tmp_path / "pickled.npz", x=np.array([{"a": 1}], dtype=object))
     np.save(tmp_path / "array.npy", np.ones(3))
     np.savez(tmp_path / "badmeta.npz", **{npzio.META_KEY: np.ones(3)})
     expected = {
         "missing.npz": "does not exist",
         "truncated.npz": "damaged or truncated",
-        "garbage.npz": "damaged or truncated",
+        # numpy takes a file that is neither .npz nor .npy for a pickle and advises loading it unsafely
+        "text.npz": "is not an .npz file (its first bytes look like text: 'not an archive\\nnot an",
+        "binary.npz": "is not an .npz file (it starts with b'\\x00\\x01",
+        "empty.npz": "is empty (0 bytes), not an .npz file",
         "pickled.npz": "pickled object arrays",
         "array.npy": "single .npy array",
         "badmeta.npz": "not JSON text",
@@ -120,6 +127,17 @@ def test_npz_read_has_one_error_saying_what_is_wrong(tmp_path):
         with pytest.raises(npzio.NpzError) as e:
             npzio.read(tmp_path / name)
         assert str(e.value).startswith(str(tmp_path / name)) and problem in str(e.value), str(e.value)
+        assert "allow_pickle" not in str(e.value)
+
+
+def test_a_text_file_given_as_the_ps_predictor_is_not_an_npz(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a text file, not a predictor\n")
+    done = _launch("mp2_ps.py", "--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2", "--method", "mp2",
+                   "--predictor", str(notes), "--out", str(tmp_path / "run"), *SMALL, timeout=120)
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert f"ps: error: {notes} is not an .npz file (its first bytes look like text" in done.stdout, done.stdout[-2000:]
+    assert "pickle" not in done.stdout and "Traceback" not in done.stdout
 
 
 def test_readers_built_on_npzio_keep_their_own_error_type(tmp_path):

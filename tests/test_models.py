@@ -38,6 +38,7 @@ def _fc_last(layout):
     return w.shape
 
 
+@pytest.mark.unit
 def test_registry_names():
     assert set(ALL) <= set(models.NAMES)
     assert models.get("ResNet-18").name == "resnet18"
@@ -45,6 +46,7 @@ def test_registry_names():
         models.get("resnet19")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(EXACT))
 def test_exact_sizes(name):
     layout = models.get(name, 10).layout
@@ -52,6 +54,7 @@ def test_exact_sizes(name):
     assert layout.predicted == layout.total - layout.pushed
 
 
+@pytest.mark.unit
 def test_resnet18_structure():
     layout = models.get("resnet18", 10).layout
     layers = layout.layers()
@@ -66,6 +69,7 @@ def test_resnet18_structure():
     assert shapes["fc/w"] == (256, 10)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name,kind,counts", [
     ("resnet34", "basic", (3, 4, 6, 3)),
     ("resnet50", "bottleneck", (3, 4, 6, 3)),
@@ -101,6 +105,7 @@ def test_deep_resnet_sizes(name, kind, counts):
     assert m100.layout.pushed == layout.pushed
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ALL)
 def test_layout_order_and_100_classes(name):
     m10, m100 = models.get(name, 10), models.get(name, 100)
@@ -113,6 +118,7 @@ def test_layout_order_and_100_classes(name):
     assert m10.layout.fingerprint() != m100.layout.fingerprint()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("classes", [10, 100])
 @pytest.mark.parametrize("name", ALL)
 def test_forward_eager(name, classes):
@@ -123,6 +129,7 @@ def test_forward_eager(name, classes):
     assert np.all(np.isfinite(logits.numpy()))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["lenet5", "resnet18"])
 def test_forward_in_v1_graph_session(name):
     model = models.get(name, 10)
@@ -140,6 +147,7 @@ def test_forward_in_v1_graph_session(name):
     np.testing.assert_allclose(out, eager, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["lenet5", "resnet18"])
 def test_gradients_reach_every_tensor(name):
     model = models.get(name, 10)
@@ -154,6 +162,7 @@ def test_gradients_reach_every_tensor(name):
         assert np.any(g.numpy() != 0), f"zero gradient for {k}"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["lenet5", "resnet18"])
 def test_layout_round_trip(name):
     layout = models.get(name, 10).layout
@@ -172,11 +181,13 @@ def test_layout_round_trip(name):
         layout.unflatten(v[:-1])
 
 
+@pytest.mark.unit
 def test_fingerprints_differ_between_models():
     prints = {models.get(n, 10).layout.fingerprint() for n in ALL}
     assert len(prints) == len(ALL)
 
 
+@pytest.mark.unit
 def test_init_deterministic():
     model = models.get("resnet18", 10)
     a, b, c = model.init_vector(5), model.init_vector(5), model.init_vector(6)
@@ -193,6 +204,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.cluster
 def test_cli_describes_resnet18():
     r = _cli("resnet18")
     assert r.returncode == 0, r.stderr
@@ -205,6 +217,7 @@ def test_cli_describes_resnet18():
     assert sum(t["size"] for t in d["tensors"]) == d["total"]
 
 
+@pytest.mark.cluster
 def test_cli_unknown_model():
     r = _cli("resnet19")
     assert r.returncode != 0
@@ -213,6 +226,7 @@ def test_cli_unknown_model():
 
 
 # --- the push set is a choice -------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize("name", models.NAMES)
 def test_push_presets_give_the_right_sizes(name):
     model = models.get(name, 10)
@@ -228,6 +242,7 @@ def test_push_presets_give_the_right_sizes(name):
     assert head.fingerprint() == model.layout.fingerprint()
 
 
+@pytest.mark.unit
 def test_push_list_of_layers_and_unknown_names():
     layout = models.get("lenet5", 10).layout
     custom = layout.with_push("conv1, fc3")
@@ -237,6 +252,7 @@ def test_push_list_of_layers_and_unknown_names():
         layout.with_push("conv1,fc9")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("choice", ["front", "front+head", "conv2,fc1"])
 def test_split_and_join_are_inverse_for_any_push_set(choice):
     import tensorflow as tf
@@ -259,6 +275,7 @@ def test_split_and_join_are_inverse_for_any_push_set(choice):
                                   named["conv2/w" if "conv2" in layout.pushed_layers() else "conv1/w"])
 
 
+@pytest.mark.cluster
 def test_models_cli_takes_push(capsys):
     done = subprocess.run([sys.executable, "-m", "models", "lenet5", "--push", "front+head"],
                           capture_output=True, text=True, cwd=ROOT)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks import network, plot_network
 
-from benchmarks import network, plot_network  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _row(method, best, up, down, rate="100mbit", workers=4, link=None):
@@ -31,6 +30,7 @@ def _curve(method, points, rate="100mbit", workers=4):
 
 # --- time to target and the derived columns ------------------------------------------------------
 
+@pytest.mark.unit
 def test_time_to_target_is_the_first_point_reaching_it():
     curve = [(30.0, 0.86), (10.0, 0.80), (20.0, 0.85)]  # out of order on purpose
     assert network.time_to_target(curve, 0.85) == 20.0
@@ -38,6 +38,7 @@ def test_time_to_target_is_the_first_point_reaching_it():
     assert network.time_to_target(curve, 0.861) is None
 
 
+@pytest.mark.unit
 def test_derive_sets_target_times_and_ratios_per_grid_point():
     # 360 steps x 4 workers: 50 B per worker-step arrive beyond headers and accounted bytes.
     rows = [_row("baseline", 0.86, 100_000, 1000, link={"link_rx_bytes": 100_000 + 66 + 72_000, "link_tx_bytes": 1300,
@@ -66,6 +67,7 @@ def test_derive_sets_target_times_and_ratios_per_grid_point():
     assert fixed[("100mbit", "baseline")]["time_to_target_s"] == 10.0
 
 
+@pytest.mark.unit
 def test_results_files_merge_by_grid_point_and_replot_from_csv(tmp_path):
     first = [_row("baseline", 0.86, 1000, 1000), _row("mp2", 0.87, 60, 1000)]
     curves = _curve("baseline", [(10.0, 0.80), (20.0, 0.86)]) + _curve("mp2", [(6.0, 0.84), (12.0, 0.87)])
@@ -96,6 +98,7 @@ def test_results_files_merge_by_grid_point_and_replot_from_csv(tmp_path):
     assert float(rows["baseline"]["target_acc"]) == 0.84
 
 
+@pytest.mark.unit
 def test_replot_without_curves_is_one_line(tmp_path, capsys):
     assert plot_network.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -108,6 +111,7 @@ def _commands(topology):
     return [c for _, commands in topology.setup_steps() for c in commands]
 
 
+@pytest.mark.unit
 def test_topology_shapes_both_ends_of_every_cable():
     topology = network.Topology("mp2nT", 2, "100mbit")
     commands = _commands(topology)
@@ -123,6 +127,7 @@ def test_topology_shapes_both_ends_of_every_cable():
     assert not any("tc" in c for c in _commands(network.Topology("mp2nT", 2, network.UNSHAPED)))
 
 
+@pytest.mark.unit
 def test_delay_puts_netem_in_front_of_tbf():
     commands = network.shaping_commands("ns", "eth0", "1gbit", "2ms")
     assert commands[0][-6:] == ["root", "handle", "1:", "netem", "delay", "2ms"]
@@ -146,6 +151,7 @@ class FailingIp:
             raise network.BenchmarkError("simulated failure")
 
 
+@pytest.mark.unit
 def test_a_failing_setup_step_deletes_every_namespace_made_so_far():
     topology = network.Topology("mp2nT", 3, "100mbit")
     setup = _commands(topology)
@@ -158,6 +164,7 @@ def test_a_failing_setup_step_deletes_every_namespace_made_so_far():
     assert deleted == ["mp2nTw1", "mp2nTw0", "mp2nTps", "mp2nTsw"]  # w2 was never made
 
 
+@pytest.mark.unit
 def test_an_error_in_the_run_deletes_every_namespace():
     topology = network.Topology("mp2nT", 2, network.UNSHAPED)
     ip = FailingIp(None)
@@ -167,6 +174,7 @@ def test_an_error_in_the_run_deletes_every_namespace():
     assert [c[3] for c in ip.calls if c[:3] == ["ip", "netns", "del"]] == list(reversed(topology.namespaces))
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="creates real network namespaces: needs root")
 def test_real_namespaces_go_when_setup_fails_halfway():
     topology = network.Topology(f"mp2nt{os.getpid()}", 2, "100mbit")
@@ -186,6 +194,7 @@ def test_real_namespaces_go_when_setup_fails_halfway():
     assert topology.prefix not in listed
 
 
+@pytest.mark.unit
 def test_a_failing_process_stops_the_others(tmp_path):
     processes = network.Processes([("ps", [sys.executable, "-c", "import time; time.sleep(60)"]),
                                    ("w0", [sys.executable, "-c", "import sys; print('error: boom'); sys.exit(3)"])],
@@ -201,12 +210,13 @@ def test_a_failing_process_stops_the_others(tmp_path):
     assert "boom" in (tmp_path / "w0.log").read_text() and echoed == ["[w0] error: boom"]
 
 
+@pytest.mark.cluster
 def test_bad_flags_are_one_line(tmp_path):
     for argv, expected in ((["--methods", "baseline,fast"], "unknown fast"),
                            (["--methods", "mp2"], "need --predictor"),
                            (["--rates", "quick"], "not a tc rate"),
                            (["--method-flags", "dgc"], "METHOD=FLAGS")):
-        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "network.py"), *argv, "--out", str(tmp_path)],
+        done = subprocess.run([sys.executable, "-m", "benchmarks.network", *argv, "--out", str(tmp_path)], cwd=ROOT,
                               capture_output=True, text=True)
         assert done.returncode == 2, done.stderr
         lines = [line for line in done.stderr.splitlines() if line.startswith("network:")]
@@ -215,13 +225,14 @@ def test_bad_flags_are_one_line(tmp_path):
 
 # --- one real run --------------------------------------------------------------------------------
 
+@pytest.mark.cluster
 def test_a_real_unshaped_run_writes_its_row(tmp_path):
     out, runs = tmp_path / "out", tmp_path / "runs"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "network.py"), "--unshaped-loopback", "--methods", "baseline",
+        [sys.executable, "-m", "benchmarks.network", "--unshaped-loopback", "--methods", "baseline",
          "--rates", "100mbit", "--workers", "2", "--epochs", "1", "--dataset", "synthetic", "--out", str(out),
          "--runs", str(runs), "--", "--worker-batch", "50"],
-        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=900)
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "UNSHAPED" in done.stdout
     with open(out / "results.csv", newline="") as f:
@@ -241,4 +252,7 @@ def test_a_real_unshaped_run_writes_its_row(tmp_path):
     assert float(row["best_test_acc"]) == float(curve["test_acc"])
     assert float(row["target_acc"]) == pytest.approx(float(row["best_test_acc"]) - 0.01)
     assert "Not shaped" in (out / "results.md").read_text()
-    assert (out / "network-w2.png").exists() and "mp2_ps.py" in (out / "commands.txt").read_text()
+    assert (out / "network-w2.png").exists() and not (out / "commands.txt").exists()  # --out gets committed
+    log = (runs / "commands.txt").read_text()
+    assert "mp2_ps.py" in log and '"commit"' in log.splitlines()[1]
+    assert str(ROOT) not in row["flags"]

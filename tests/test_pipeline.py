@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -11,13 +13,19 @@ import pytest
 import models
 import paramset
 from predictor import read_meta
+from reports import cost
 from reports.compare import compare
-from tests.cluster import ROOT, SMALL, cluster_flags, run, start
+from runtime.methods import METHODS
+from stage.flags import mismatches
+from tests.cluster import ENV, ROOT, SMALL, check_provenance, cluster_flags, run, start
+from tests.test_train_stage import SMALL as STAGE_SMALL
+from tests.test_train_stage import old_predictor, train_stage
 
 LENET = models.get("lenet5", 10)
 PREDICTORS = ROOT / "predictors"  # where the pipeline (run in the repository) trains its predictor
 
 
+@pytest.mark.cluster
 def test_collection_writes_a_readable_parameter_dataset(tmp_path):
     out = tmp_path / "run"
     # Seed 2 makes the collector's random step of the last window the run's last step (40).
@@ -46,6 +54,7 @@ def test_collection_writes_a_readable_parameter_dataset(tmp_path):
     np.testing.assert_array_equal(snaps.vectors([-1])[0], final)
 
 
+@pytest.mark.cluster
 def test_a_killed_collection_leaves_what_it_wrote_readable(tmp_path):
     flags = cluster_flags(1)
     common = [*flags, "--epochs", "50", "--out", str(tmp_path), *SMALL]
@@ -66,6 +75,7 @@ def test_a_killed_collection_leaves_what_it_wrote_readable(tmp_path):
     assert len(snaps) >= 8 and np.isfinite(snaps.pushed).all()
 
 
+@pytest.mark.unit
 def test_parameter_dataset_of_another_model_is_refused(tmp_path):
     writer = paramset.ParamSetWriter(tmp_path, LENET.layout, "synthetic")
     writer.add(LENET.init_vector(0), step=1, epoch=1, test_acc=0.1)
@@ -74,8 +84,15 @@ def test_parameter_dataset_of_another_model_is_refused(tmp_path):
         paramset.read([tmp_path], models.get("resnet18", 10).layout)
 
 
+@pytest.mark.cluster
 def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     out = tmp_path / "pipe"
+    # --retrain over an existing predictor: the stage is told to replace it, and keeps it aside.
+    existing = PREDICTORS / "lenet5-synthetic-push-front_head" / "predictor.npz"
+    if not existing.exists():
+        existing.parent.mkdir(parents=True, exist_ok=True)
+        old_predictor(existing, models.get("lenet5", 10, push="front+head").layout)
+    before = existing.read_bytes()
     # The data flags and --push must reach the PS, the workers and the predictor training alike;
     # --fit-input carries no value, so a flag after it must not be swallowed as its value.
     done = run(
@@ -87,7 +104,26 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:]
     result = json.loads((out / "comparison.json").read_text())
     rows = {r["method"]: r for r in result["rows"]}
-    assert set(rows) == {"baseline", "mp2"}
+    # A tree without local SGD still runs the pipeline and says what the table lacks.
+    if "localsgd" in METHODS:
+        assert set(rows) == {"baseline", "mp2", "localsgd"}
+        assert rows["localsgd"]["steps"] == rows["baseline"]["steps"]
+    else:
+        assert set(rows) == {"baseline", "mp2"}
+        assert "note: no local SGD row: this tree's mp2_ps.py has no --method localsgd" in done.stdout
+        assert any(n.startswith("no local SGD row") for n in result["notes"])
+    # The whole cost: MP²'s route is the collection run (the baseline run) + predictor training + the MP² run.
+    routes = {r["route"]: r for r in result["whole_cost"]}
+    assert list(routes)[0] == "baseline alone" and list(routes)[-1] == "MP² (whole pipeline)"
+    assert ("local SGD (H=16) alone" in routes) == ("localsgd" in METHODS)
+    both_ways = {m: r["bytes_pushed_total"] + r["bytes_pulled_total"] for m, r in rows.items()}
+    whole = routes["MP² (whole pipeline)"]
+    assert whole["complete"] and whole["bytes"] == both_ways["baseline"] + both_ways["mp2"]
+    training = next(p for p in whole["parts"] if p["part"] == "predictor training")
+    assert training["wall_seconds"] > 0 and training["bytes"] == 0
+    assert whole["wall_seconds"] == pytest.approx(rows["baseline"]["wall_seconds"] + training["wall_seconds"]
+                                                  + rows["mp2"]["wall_seconds"])
+    assert routes["baseline alone"]["bytes"] == both_ways["baseline"]
     front_head = models.get("lenet5", 10, push="front+head").layout
     assert rows["mp2"]["pushed_vs_baseline"] == pytest.approx(front_head.pushed / front_head.total)
     assert rows["mp2"]["pushed_layers"] == front_head.pushed_layers()
@@ -97,14 +133,22 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     # The predictor was trained on the same subset and pushed group, and is the one MP² used.
     meta = read_meta(str(PREDICTORS / "lenet5-synthetic-push-front_head" / "predictor.npz"))
     assert (meta["push"], meta["train_images"], meta["fit_input"]) == ("front+head", 1000, True)
+    assert before in [(aside / "predictor.npz").read_bytes() for aside in existing.parent.glob("replaced-*")]
     assert rows["mp2"]["predictor"].endswith("lenet5-synthetic-push-front_head/predictor.npz")
     assert f"{meta['test_assembled_acc']:.4f} test accuracy" in result["notes"][0]
     assert "chosen on validation" in result["notes"][0]
     table = (out / "comparison.md").read_text()
     assert "| baseline |" in table and "| mp2 |" in table
+    assert "## Whole cost" in table and f"| MP² (whole pipeline) | {rows['mp2']['best_test_acc']:.4f} | " in table
     assert "[0:0" in done.stdout  # the stages' lines carry the pipeline's elapsed time
+    check_provenance(result["provenance"])
+    assert result["provenance"]["argv"][0] == "mp2_pipeline.py"
+    summary = json.loads((out / "mp2" / "summary.json").read_text())
+    check_provenance(summary["provenance"])
+    assert summary["provenance"]["argv"][:1] == ["mp2_ps.py"]  # the launcher gave the PS its absolute path
 
 
+@pytest.mark.unit
 def test_comparison_ratios():
     base = {"method": "baseline", "model": "m", "dataset": "d", "workers": 2, "epochs": 1, "steps": 10,
             "best_test_acc": 0.8, "final_test_acc": 0.8, "test_acc_by_epoch": [0.8],
@@ -117,6 +161,7 @@ def test_comparison_ratios():
     assert rows["mp2"]["bytes_pushed_per_step"] == pytest.approx(50 / 20)
 
 
+@pytest.mark.unit
 def test_comparison_reads_the_predictor_and_flags_different_data():
     base = {"method": "baseline", "model": "m", "dataset": "d", "workers": 2, "epochs": 1, "steps": 10,
             "best_test_acc": 0.8, "final_test_acc": 0.8, "test_acc_by_epoch": [0.8], "bytes_pushed_total": 1000,
@@ -129,8 +174,55 @@ def test_comparison_reads_the_predictor_and_flags_different_data():
     assert not compare({"baseline": base, "mp2": {**mp2, "data": {"train_images": 2000}}})["same_data"]
 
 
+@pytest.mark.unit
+def test_whole_cost_routes_count_every_part_and_mark_a_reused_predictor():
+    base = {"best_test_acc": 0.8, "bytes_pushed_total": 1000, "bytes_pulled_total": 1000, "wall_seconds": 10.0}
+    mp2 = {**base, "best_test_acc": 0.79, "bytes_pushed_total": 50, "wall_seconds": 8.0}
+    local = {**base, "best_test_acc": 0.78, "bytes_pushed_total": 100, "bytes_pulled_total": 100, "wall_seconds": 9.0}
+    summaries = {"baseline": base, "mp2": mp2, "localsgd": local}
+    routes = {r["route"]: r for r in cost.pipeline_routes(summaries, 30.0, True, "local SGD (H=16)")}
+    assert list(routes) == ["baseline alone", "local SGD (H=16) alone", "MP² (whole pipeline)"]
+    assert routes["local SGD (H=16) alone"]["bytes"] == 200
+    assert (routes["MP² (whole pipeline)"]["bytes"], routes["MP² (whole pipeline)"]["wall_seconds"]) == (3050, 48.0)
+    table = cost.markdown(list(routes.values()))
+    assert "| MP² (whole pipeline) | 0.7900 | 0.0 | 152.50% | 48.0 | 480.00% |" in table
+    # A reused predictor: its collection run was not measured here, so MP²'s cost is a lower bound, said so.
+    reused = cost.pipeline_routes({"baseline": base, "mp2": mp2}, None, False)[-1]
+    assert not reused["complete"] and (reused["bytes"], reused["wall_seconds"]) == (1050, 8.0)
+    assert "| MP² (whole pipeline) | 0.7900 | ≥ 0.0 | ≥ 52.50% | ≥ 8.0 |" in cost.markdown([routes["baseline alone"], reused])
+    assert cost.predictor_training_seconds({"rows": [{"seconds": 1.5}, {"seconds": 2.0}]}) == 3.5
+
+
 def _load_model(path):
     import npzio
 
     arrays, meta = npzio.read(path)
     return arrays["model"], meta
+
+
+@pytest.mark.cluster
+def test_pipeline_reuses_a_predictor_only_if_trained_as_this_run_would(snapshots, tmp_path):
+    # A predictor where the pipeline run from tmp_path looks: predictors/lenet5-synthetic.
+    trained = tmp_path / "predictors" / "lenet5-synthetic"
+    stage_flags = STAGE_SMALL[4:]  # --image-batches 10 --image-batch 50
+    done = train_stage(*STAGE_SMALL, "--snapshots", str(snapshots), "--out", str(trained), "--epochs", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = json.loads((trained / "report.json").read_text())["config"]
+    # The same settings (snapshots aside: the pipeline collects its own) match; others are named.
+    same = ["--snapshots", "x", "--dataset", "synthetic", "--epochs", "1", *stage_flags]
+    assert mismatches(config, same) == []
+    assert mismatches(config, [*same, "--loss", "mse", "--train-images", "500"]) == [
+        ("--train-images", None, 500), ("--loss", "result", "mse")]
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "mp2_pipeline.py"), "--workers", "1", "--epochs", "1", "--dataset", "synthetic",
+         "--out", "pipe", "--stage-epochs", "2", "--stage-flags", " ".join([*stage_flags, "--loss", "mse"])],
+        cwd=tmp_path, env=ENV, text=True, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert done.returncode == 1, done.stdout[-3000:]
+    path = trained / "predictor.npz"
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"mp2_pipeline: error: {path} was trained with other settings than this run's: --stage-epochs 1 "
+        f"(this run: 2); --loss (in --stage-flags) result (this run: mse). Give the flags it was trained with, "
+        f"run with --retrain to train one for this run (the old one is kept in {trained}/replaced-<time>/), or pass "
+        f"--predictor {path} to use it as it is")
+    assert not (tmp_path / "pipe" / "baseline").exists()  # refused before any stage ran

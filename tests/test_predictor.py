@@ -13,6 +13,8 @@ from predictor import CheckpointError, Predictor, load_checkpoint, read_meta, sa
 from predictor.init import encode
 from predictor.structure import head_name
 
+pytestmark = pytest.mark.unit
+
 CASES = [(name, 10) for name in models.NAMES] + [
     (name, 100) for name in ("lenet5", "resnet18") if name in models.NAMES
 ]

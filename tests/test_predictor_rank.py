@@ -34,6 +34,7 @@ def size(specs) -> int:
 
 
 # --- structure ---------------------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize("name", models.NAMES)
 def test_rank_one_is_the_faithful_structure(name):
     layout = models.get(name, 10).layout
@@ -47,6 +48,7 @@ def test_rank_one_is_the_faithful_structure(name):
     assert Predictor(layout, seed=0).head_rank == 1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", models.NAMES)
 def test_rank_r_builds_for_every_model(name):
     model = models.get(name, 10)
@@ -67,6 +69,7 @@ def test_rank_r_builds_for_every_model(name):
     np.testing.assert_array_equal(out[: layout.pushed], x)
 
 
+@pytest.mark.unit
 def test_rank_r_decodes_each_conv_layer_from_its_own_projection():
     """Against a numpy reference: out[p*k + c] = sum_r (h P)[p, r] * w[r, c]."""
     model, rank = small_model(), 4
@@ -89,6 +92,7 @@ def test_rank_r_decodes_each_conv_layer_from_its_own_projection():
     assert np.sum(singular > 1e-4 * singular[0]) == rank, singular
 
 
+@pytest.mark.unit
 def test_rank_r_keeps_the_encoder_and_the_init_scale():
     model = small_model()
     layout = model.layout
@@ -104,6 +108,7 @@ def test_rank_r_keeps_the_encoder_and_the_init_scale():
         assert 0.5 < ratio < 2, (name, ratio)
 
 
+@pytest.mark.unit
 def test_gradients_reach_the_projections():
     model = small_model()
     pred = Predictor(model.layout, seed=0, head_rank=2)
@@ -114,6 +119,7 @@ def test_gradients_reach_the_projections():
         assert g is not None and float(tf.reduce_sum(tf.abs(g))) > 0, name
 
 
+@pytest.mark.unit
 def test_bad_ranks_and_mismatched_weights_refused():
     layout = small_model().layout
     for bad in (0, -1, 2.0, True):
@@ -125,6 +131,7 @@ def test_bad_ranks_and_mismatched_weights_refused():
 
 
 # --- checkpoints -------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_rank_r_checkpoint_round_trips(tmp_path):
     model, rank = small_model(), 5
     layout = model.layout
@@ -140,6 +147,7 @@ def test_rank_r_checkpoint_round_trips(tmp_path):
     np.testing.assert_array_equal(rebuilt(x).numpy(), pred(x).numpy())
 
 
+@pytest.mark.unit
 def test_a_checkpoint_without_a_head_rank_is_faithful_and_still_loads(tmp_path):
     """Checkpoints written before --head-rank carry no head_rank: they are rank one and load as before."""
     layout = small_model().layout
@@ -152,6 +160,7 @@ def test_a_checkpoint_without_a_head_rank_is_faithful_and_still_loads(tmp_path):
     assert "head_rank" not in meta and Predictor(layout, weights=weights).head_rank == 1
 
 
+@pytest.mark.unit
 def test_a_head_rank_that_contradicts_the_weights_is_refused(tmp_path):
     layout = small_model().layout
     path = str(tmp_path / "predictor.npz")
@@ -163,6 +172,7 @@ def test_a_head_rank_that_contradicts_the_weights_is_refused(tmp_path):
 
 
 # --- the training stage and the runtime -------------------------------------------------------
+@pytest.mark.cluster
 def test_stage_refuses_a_bad_head_rank():
     done = subprocess.run([sys.executable, "mp2_train_stage.py", "--snapshots", "nowhere", "--head-rank", "0"],
                           cwd=ROOT, text=True, capture_output=True, timeout=120)
@@ -171,6 +181,7 @@ def test_stage_refuses_a_bad_head_rank():
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.cluster
 def test_the_runtime_rebuilds_a_rank_r_predictor_from_its_checkpoint(tmp_path):
     """A real MP² run (PS and workers as processes) given a rank-3 checkpoint predicts with it: the PS
     rebuilds the predictor from the checkpoint alone, and a rank-1 build would refuse its weights."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 import json
 import re
 
-from tests.cluster import run
+import pytest
+
+from tests.cluster import check_provenance, run
+
+pytestmark = pytest.mark.cluster
 
 SCRIPT = "benchmarks/ps_step.py"
 
@@ -25,6 +29,7 @@ def test_tiny_run_reports_before_and_after_for_each_method(tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert saved["command"].startswith(".venv/bin/python benchmarks/ps_step.py --model lenet5")
     assert saved["machine"]["cores"] >= 1
+    check_provenance(saved["provenance"])
     assert [(r["model"], r["workers"], r["method"]) for r in saved["results"]] == [("lenet5", 2, "baseline"), ("lenet5", 2, "mp2")]
     for r in saved["results"]:
         for path in ("before", "after"):

@@ -16,6 +16,8 @@ from predictor import Predictor, load_checkpoint, save_checkpoint
 from runtime.cluster import free_ports
 from tests.cluster import SMALL, cluster_flags, read_jsonl, run, run_together, start
 
+pytestmark = pytest.mark.cluster
+
 LENET = models.get("lenet5", 10)
 STEPS_PER_EPOCH = data.Schedule(2000, 2, 50, 0).steps_per_epoch  # synthetic's default 2000 images
 

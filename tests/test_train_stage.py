@@ -4,26 +4,25 @@ from __future__ import annotations
 import csv
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import data
 import models
 from paramset import ParamSetWriter
 from predictor import Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.checkpoint import is_trained
 from stage import snapshots as snapset, state, training
 from stage.adam import Adam
-from tests.cluster import interruptible
+from tests.cluster import ENV, ROOT, check_provenance, interruptible
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 LENET = models.get("lenet5", 10)
 # Small settings: 10 image batches of 50 per snapshot, 500 synthetic test images.
 SMALL = ["--model", "lenet5", "--dataset", "synthetic", "--image-batches", "10", "--image-batch", "50"]
@@ -34,14 +33,17 @@ def train_stage(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
-def train_stages(*runs: list[str], at_once: int = 4) -> list[subprocess.CompletedProcess]:
-    """Several runs, `at_once` at a time (each is mostly TensorFlow's start-up)."""
+def train_stages(*runs: list[str], at_once: int = 4,
+                 preexec: dict[int, Callable[[], None]] | None = None) -> list[subprocess.CompletedProcess]:
+    """Several runs, `at_once` at a time (each is mostly TensorFlow's start-up); `preexec`: run index ->
+    its preexec_fn."""
     done = []
     for first in range(0, len(runs), at_once):
         group = runs[first:first + at_once]
         procs = [subprocess.Popen([sys.executable, "mp2_train_stage.py", *a], cwd=ROOT, env=ENV, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-                 for a in group]
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                  preexec_fn=(preexec or {}).get(first + i))
+                 for i, a in enumerate(group)]
         for p, a in zip(procs, group):
             stdout, stderr = p.communicate(timeout=300)
             done.append(subprocess.CompletedProcess(a, p.returncode, stdout, stderr))
@@ -53,34 +55,6 @@ def error_line(done: subprocess.CompletedProcess) -> str:
     lines = [l for l in done.stderr.splitlines() if l.startswith("mp2_train_stage: error: ")]
     assert len(lines) == 1, done.stderr
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def snapshots(tmp_path_factory) -> Path:
-    """10 snapshots of LeNet-5 trained on synthetic data (Adam, 50-image steps), with their test accuracy."""
-    directory = tmp_path_factory.mktemp("paramset") / "snapshots"
-    ds = data.synthetic((28, 28, 1), 10, seed=0)
-    params = {k: tf.Variable(v) for k, v in LENET.init(0).items()}
-    opt = Adam(params, 1e-3)
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = LENET.forward(params, x)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        opt.apply(tape.gradient(loss, opt.vars))
-
-    writer = ParamSetWriter(directory, LENET.layout, "synthetic", shard_size=4)
-    rng = np.random.default_rng(0)
-    for s in range(1, 201):
-        idx = rng.choice(len(ds.train_y), 50, replace=False)
-        step(ds.train_x[idx], ds.train_y[idx])
-        if s % 20 == 0:
-            acc = float(np.mean(np.argmax(LENET.forward(params, ds.test_x).numpy(), 1) == ds.test_y))
-            vector = LENET.layout.flatten({k: v.numpy() for k, v in params.items()})
-            writer.add(vector, step=s, epoch=s * 50 // len(ds.train_y), test_acc=acc)
-    writer.flush()
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +77,7 @@ def resumed(snapshots, tmp_path_factory):
             json.loads((straight / "report.json").read_text()))
 
 
+@pytest.mark.cluster
 def test_result_loss_learns_and_writes_outputs(resumed):
     out, _, report, stdout, _ = resumed
     rows = report["rows"]
@@ -139,8 +114,11 @@ def test_result_loss_learns_and_writes_outputs(resumed):
     assert is_trained(meta)
     assert f"best epoch {best['epoch']}" in stdout.splitlines()[-1]
     assert str(out / "predictor.npz") in stdout.splitlines()[-1]
+    check_provenance(report["provenance"])
+    assert report["provenance"]["argv"][0] == "mp2_train_stage.py" and "--resume" in report["provenance"]["argv"]
 
 
+@pytest.mark.cluster
 def test_heldout_snapshots_are_the_end_of_the_trajectory(resumed):
     report = resumed[2]
     # 10 snapshots at steps 20, 40, ..., 200: the held-out 20 % are the last two.
@@ -148,6 +126,7 @@ def test_heldout_snapshots_are_the_end_of_the_trajectory(resumed):
     assert report["train_snapshots"] == 8
 
 
+@pytest.mark.cluster
 def test_resume_continues_the_first_run(resumed):
     _, report1, report, _, straight = resumed
     assert [r["epoch"] for r in report1["rows"]] == [0, 1]
@@ -159,6 +138,7 @@ def test_resume_continues_the_first_run(resumed):
         assert report["rows"][2][key] == pytest.approx(straight["rows"][2][key], rel=1e-5), key
 
 
+@pytest.mark.cluster
 def test_resume_refuses_other_settings(snapshots, resumed):
     out = resumed[0]
     done = train_stage(*SMALL, "--snapshots", str(snapshots), "--out", str(out), "--epochs", "3",
@@ -167,6 +147,7 @@ def test_resume_refuses_other_settings(snapshots, resumed):
     assert "--lr was 0.001, now 0.01" in line
 
 
+@pytest.mark.unit
 def test_adam_matches_the_textbook_update():
     start = np.array([0.5, -1.0, 2.0], np.float32)
     var = tf.Variable(start)
@@ -187,6 +168,7 @@ def test_adam_matches_the_textbook_update():
     np.testing.assert_array_equal(other.v[0].numpy(), opt.v[0].numpy())
 
 
+@pytest.mark.unit
 def test_adam_warmup_scales_the_learning_rate_linearly():
     start = np.array([0.5, -1.0, 2.0], np.float32)
     var = tf.Variable(start)
@@ -202,6 +184,7 @@ def test_adam_warmup_scales_the_learning_rate_linearly():
         np.testing.assert_allclose(var.numpy(), x, rtol=1e-5)
 
 
+@pytest.mark.cluster
 def test_mse_loss_and_snapshot_batches(snapshots, tmp_path):
     out = tmp_path / "mse"
     done = train_stage(*SMALL, "--snapshots", str(snapshots), "--out", str(out), "--epochs", "1",
@@ -213,6 +196,7 @@ def test_mse_loss_and_snapshot_batches(snapshots, tmp_path):
     assert load_checkpoint(str(out / "predictor.npz"), LENET.layout)[1]["loss"] == "mse"
 
 
+@pytest.mark.cluster
 def test_errors(snapshots, tmp_path):
     alexnet = models.get("alexnet", 10)
     other = tmp_path / "alexnet"
@@ -255,6 +239,7 @@ def test_errors(snapshots, tmp_path):
 
 
 # --- the split of the snapshots and of the images ----------------------------------------------------
+@pytest.mark.unit
 def test_split_holds_out_the_last_steps_contiguously():
     rng = np.random.default_rng(3)
     steps = [int(s) for s in rng.permutation(np.arange(1, 51) * 10)]  # 50 snapshots, out of order
@@ -268,6 +253,7 @@ def test_split_holds_out_the_last_steps_contiguously():
     assert len(snapset.split(steps[:2], 0.9).train) == 1  # at least one left to train
 
 
+@pytest.mark.unit
 def test_validation_images_are_fixed_and_kept_out_of_the_loss():
     loss_idx, val_idx = training.split_images(1000, 100)
     assert len(val_idx) == 100 and len(loss_idx) == 900
@@ -282,6 +268,7 @@ def test_validation_images_are_fixed_and_kept_out_of_the_loss():
         training.split_images(1000, 1000)
 
 
+@pytest.mark.unit
 def test_the_best_epoch_is_chosen_on_validation_images():
     def row(epoch, val, test):
         return {"epoch": epoch, "val_assembled_acc": val, "test_assembled_acc": test}
@@ -294,6 +281,7 @@ def test_the_best_epoch_is_chosen_on_validation_images():
     assert not state.improves(row(2, 0.5, 0.99), best)  # a tie keeps the earlier epoch
 
 
+@pytest.mark.unit
 def test_is_trained():
     assert is_trained({"trained_epochs": 1}) and is_trained({"trained_epochs": 6})
     for meta in ({}, {"trained_epochs": 0}, {"trained_epochs": "3"}, {"trained_epochs": True},
@@ -311,6 +299,7 @@ def copy_snapshots(source: Path, target: Path, rows: list[int]) -> None:
     writer.flush()
 
 
+@pytest.mark.cluster
 def test_holdout_snapshots_from_another_run(snapshots, tmp_path):
     other = tmp_path / "other-run"
     copy_snapshots(snapshots, other, [3, 6])
@@ -333,13 +322,14 @@ def test_holdout_snapshots_from_another_run(snapshots, tmp_path):
 
 
 # --- predictor.npz: only ever a trained one ----------------------------------------------------------
-def old_predictor(path: Path) -> bytes:
+def old_predictor(path: Path, layout: models.Layout = LENET.layout) -> bytes:
     """A checkpoint standing for one a previous training left in --out; its bytes."""
-    save_checkpoint(str(path), LENET.layout, Predictor(LENET.layout, seed=7).numpy_weights(),
+    save_checkpoint(str(path), layout, Predictor(layout, seed=7).numpy_weights(),
                     {"trained_epochs": 3, "marker": "old"})
     return path.read_bytes()
 
 
+@pytest.mark.cluster
 def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
     evaluate_only, interrupted, fresh = tmp_path / "evaluate-only", tmp_path / "interrupted", tmp_path / "fresh"
     (evaluate_only / "kept").mkdir(parents=True)
@@ -351,7 +341,7 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
 
     # Interrupted in the middle of epoch 1: the old predictor is still there, untouched.
     proc = subprocess.Popen([sys.executable, "mp2_train_stage.py", *common, "--image-batches", "200",
-                             "--out", str(interrupted), "--epochs", "1"], cwd=ROOT, env=ENV, text=True,
+                             "--out", str(interrupted), "--epochs", "1", "--fresh"], cwd=ROOT, env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             preexec_fn=interruptible)
     seen = []
@@ -362,26 +352,136 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
             break
     rest, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, "".join(seen) + rest
-    assert (interrupted / "predictor.npz").read_bytes() == old_bytes
-    assert not (interrupted / "last.npz").exists()
+    assert (interrupted / "predictor.npz").read_bytes() == old_bytes  # set aside by --fresh, put back
+    assert sorted(p.name for p in interrupted.iterdir()) == ["predictor.npz"]
 
     only, trained = train_stages([*common, "--out", str(evaluate_only), "--epochs", "0"],
-                                 [*common, "--out", str(fresh), "--epochs", "1"])
+                                 [*common, "--out", str(fresh), "--epochs", "1", "--fresh"])
     # --epochs 0: the report of the untrained predictor, and no predictor.npz or state.
     assert only.returncode == 0, only.stdout + only.stderr
     assert sorted(p.name for p in evaluate_only.iterdir()) == ["kept", "report.csv", "report.json"]
     report = json.loads((evaluate_only / "report.json").read_text())
     assert [r["epoch"] for r in report["rows"]] == [0] and report["best"] is None and report["checkpoint"] is None
     assert "no predictor written" in only.stdout
-    # A finished epoch replaces the old predictor with the trained one.
+    # With --fresh, a finished epoch replaces the old predictor with the trained one.
     assert trained.returncode == 0, trained.stdout + trained.stderr
     meta = read_meta(str(fresh / "predictor.npz"))
+    [aside] = fresh.glob("replaced-*")
+    assert read_meta(str(aside / "predictor.npz"))["marker"] == "old"
     assert "marker" not in meta and meta["trained_epochs"] == 1 and meta["selected_on"] == "validation"
     assert meta["val_assembled_acc"] == pytest.approx(
         json.loads((fresh / "report.json").read_text())["rows"][1]["val_assembled_acc"])
 
 
+# --- an --out that holds a predictor, an --out that cannot be used, a write that fails -----------------
+def old_training(out: Path) -> dict[str, bytes]:
+    """--out as a finished training left it (a predictor and the report describing it): its files' bytes."""
+    out.mkdir(parents=True)
+    old_predictor(out / "predictor.npz")
+    (out / "report.json").write_text('{"marker": "old"}\n')
+    (out / "report.csv").write_text("epoch\nold\n")
+    return files_of(out)
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def disk_fills_at_1_mb() -> None:
+    """preexec_fn: a file may grow to 1 MB (report.json fits, LeNet-5's predictor.npz of 11 MB does not);
+    a write past that fails with EFBIG instead of killing the process: a full disk, for this process only."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2 ** 20, 2 ** 20))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+@pytest.fixture(scope="module")
+def guarded(snapshots, tmp_path_factory) -> dict:
+    """Runs into an --out holding a trained predictor, and into --outs that cannot be used, started together.
+    Returns name -> (the run, its --out, the --out's files before the run)."""
+    base = tmp_path_factory.mktemp("guarded")
+    common = [*SMALL, "--snapshots", str(snapshots)]
+    (base / "a-file").write_text("not a directory")
+    (base / "notes.txt").write_text("a text file, not a predictor\n")
+    outs = {"refused": base / "refused", "evaluate": base / "evaluate", "fresh": base / "fresh",
+            "full-disk": base / "full-disk", "proc": Path("/proc/x"), "a-file": base / "a-file",
+            "text-init": base / "text-init"}
+    before = {name: old_training(outs[name]) for name in ("refused", "evaluate", "fresh", "full-disk")}
+    runs = {
+        "refused": ["--epochs", "1"],
+        "evaluate": ["--epochs", "0"],
+        "fresh": ["--epochs", "1", "--fresh"],
+        "full-disk": ["--epochs", "1", "--fresh"],
+        "proc": ["--epochs", "1"],
+        "a-file": ["--epochs", "1"],
+        "text-init": ["--epochs", "0", "--init", str(base / "notes.txt")],
+    }
+    names = list(runs)
+    done = train_stages(*[[*common, "--out", str(outs[n]), *runs[n]] for n in names],
+                        preexec={names.index("full-disk"): disk_fills_at_1_mb})
+    return {n: (d, outs[n], before.get(n)) for n, d in zip(names, done)}
+
+
+@pytest.mark.cluster
+def test_a_fresh_run_never_replaces_a_predictor(guarded):
+    done, out, before = guarded["refused"]
+    line = error_line(done)
+    assert line.startswith(f"mp2_train_stage: error: --out {out} already holds a trained predictor (predictor.npz"), line
+    assert "--resume continues" in line and f"--fresh keeps it aside (in {out}/replaced-<time>/) and trains a new one" in line and "another --out" in line
+    assert files_of(out) == before
+
+
+@pytest.mark.cluster
+def test_evaluating_never_rewrites_the_report_beside_a_predictor(guarded):
+    done, out, before = guarded["evaluate"]
+    line = error_line(done)
+    assert f"--epochs 0 only evaluates, and its report would replace {out / 'report.json'}" in line, line
+    assert f"another --out (with --init {out}" in line
+    assert files_of(out) == before
+
+
+@pytest.mark.cluster
+def test_fresh_keeps_the_previous_training_aside(guarded):
+    done, out, before = guarded["fresh"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    [aside] = out.glob("replaced-*")
+    assert f"--fresh: the previous training's files are now in {aside}" in done.stdout
+    assert files_of(aside) == before
+    meta = read_meta(str(out / "predictor.npz"))
+    assert meta["trained_epochs"] == 1 and "marker" not in meta
+    assert json.loads((out / "report.json").read_text())["best_epoch"] == 1
+
+
+@pytest.mark.cluster
+def test_a_write_that_fails_is_one_line_and_keeps_the_old_predictor(guarded):
+    done, out, before = guarded["full-disk"]
+    line = error_line(done)
+    assert line.startswith(f"mp2_train_stage: error: cannot write {out / 'predictor.npz'} (File too large): "
+                           f"free some space or choose another --out"), line
+    assert f"the previous training's files are back in {out} from replaced-" in line, line
+    assert "Traceback" not in done.stderr
+    assert files_of(out) == before  # nothing set aside is left, no temporary file
+
+
+@pytest.mark.cluster
+def test_an_out_that_cannot_be_used_is_one_line(guarded):
+    proc, a_file = guarded["proc"][0], guarded["a-file"][0]
+    assert error_line(proc) == ("mp2_train_stage: error: cannot create --out /proc/x (No such file or directory): "
+                                "choose a directory you can write")
+    assert error_line(a_file) == (f"mp2_train_stage: error: --out {guarded['a-file'][1]} is a file, not a "
+                                  f"directory: choose another --out")
+    assert "Traceback" not in proc.stderr + a_file.stderr
+
+
+@pytest.mark.cluster
+def test_a_text_file_given_as_init_is_not_an_npz(guarded):
+    done = guarded["text-init"][0]
+    line = error_line(done)
+    assert "notes.txt is not an .npz file (its first bytes look like text: 'a text file, not" in line, line
+    assert "pickle" not in done.stderr
+
+
 # --- flags ------------------------------------------------------------------------------------------
+@pytest.mark.cluster
 def test_flag_ranges(snapshots, tmp_path):
     # One case per kind of range check: flags of one kind share their argtypes type.
     common = [*SMALL, "--snapshots", str(snapshots), "--out", str(tmp_path / "out")]

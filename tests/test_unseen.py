@@ -10,14 +10,16 @@ from tests.cluster import SMALL as CLUSTER_SMALL
 from tests.cluster import read_jsonl, run
 from tests.test_runtime import CONTROL, LENET, STEPS_PER_EPOCH
 from tests.test_train_stage import SMALL as STAGE_SMALL
-from tests.test_train_stage import error_line, snapshots, train_stage, train_stages  # noqa: F401 (snapshots: a fixture)
+from tests.test_train_stage import error_line, train_stage, train_stages
+
+pytestmark = pytest.mark.cluster
 
 ONLINE = ["--online-wait", "--refresh-every", "10", "--refresh-steps", "2", "--switch-tolerance", "1",
           "--watch-tolerance", "1", "--online-stage-flags", "--epochs 1 --image-batches 2 --val-images 200 --eval-images 200"]
 
 
 @pytest.fixture(scope="module")
-def trained(snapshots, tmp_path_factory) -> Path:  # noqa: F811
+def trained(snapshots, tmp_path_factory) -> Path:
     """A predictor trained one epoch on the synthetic snapshots: what --init and --predictor-init start from."""
     out = tmp_path_factory.mktemp("init") / "pred"
     done = train_stage(*STAGE_SMALL, "--snapshots", str(snapshots), "--out", str(out), "--epochs", "1")
@@ -29,7 +31,7 @@ def _report(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-def test_stage_init_starts_from_the_given_predictor(snapshots, trained, tmp_path):  # noqa: F811
+def test_stage_init_starts_from_the_given_predictor(snapshots, trained, tmp_path):
     """Epoch 0 (before any training) of a stage given --init scores what the given predictor scored."""
     common = [*STAGE_SMALL, "--snapshots", str(snapshots), "--epochs", "0"]
     started, fresh = train_stages([*common, "--init", str(trained), "--out", str(tmp_path / "init")],
@@ -45,7 +47,7 @@ def test_stage_init_starts_from_the_given_predictor(snapshots, trained, tmp_path
     assert _report(tmp_path / "fresh")["config"]["lr_warmup"] == 0
 
 
-def test_stage_init_errors(snapshots, trained, tmp_path):  # noqa: F811
+def test_stage_init_errors(snapshots, trained, tmp_path):
     common = [*STAGE_SMALL, "--snapshots", str(snapshots), "--epochs", "0"]
     both, other_push, missing = (error_line(done) for done in train_stages(
         [*common, "--init", str(trained), "--resume", "--out", str(tmp_path / "a")],
@@ -121,6 +123,9 @@ def test_control_on_online_schedule_holds_and_counts_every_byte(tmp_path):
     (["--predictor-init", "x.npz", "--prediction", "hold"], "--predictor-init is online MP²'s warm start"),
     (["--control-switch-step", "5"], "--control-switch-step gives the control"),
     (["--predictor-init", "/nonexistent/p.npz"], "/nonexistent/p.npz"),
+    # --online-stage-flags are parsed as a round's mp2_train_stage.py would, before any cluster forms
+    (["--online-stage-flags", "--epochz 3"], "ps: error: --online-stage-flags: unrecognized arguments: --epochz 3"),
+    (["--online-stage-flags", "--epochs 2 --ou x"], "--online-stage-flags: --out is the PS's to give each round"),
 ])
 def test_warm_start_and_control_flag_errors(tmp_path, flags, says):
     done = run("mp2_ps.py", "--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2", "--method", "mp2",
@@ -143,7 +148,7 @@ def test_a_rank_r_warm_start_is_refused(tmp_path):
     assert "Traceback" not in done.stdout
 
 
-def test_a_stage_started_with_init_resumes(snapshots, trained, tmp_path):  # noqa: F811
+def test_a_stage_started_with_init_resumes(snapshots, trained, tmp_path):
     """--resume excludes --init: the resumed run takes --init and its warm-up from the saved state."""
     out = tmp_path / "run"
     common = [*STAGE_SMALL, "--snapshots", str(snapshots), "--out", str(out)]

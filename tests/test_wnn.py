@@ -3,7 +3,6 @@ the regular snapshot option and mp2_train_wnn.py as a subprocess."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +17,9 @@ import npzio
 import paramset
 from paramset import ParamSetWriter
 from runtime.collect import SnapshotCollector
+from tests.cluster import ENV, ROOT, check_provenance
 from wnn import Nowcaster, WnnCheckpointError, checkpoint, features, network, training
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 LENET = models.get("lenet5", 10)
 
 
@@ -51,6 +49,7 @@ def regular_dir(tmp_path_factory) -> Path:
 
 
 # --- features ------------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_features_round_trip_and_numpy_equals_tensorflow():
     rng = np.random.default_rng(1)
     history = rng.normal(0, 0.05, (features.HISTORY, 1000)).astype(np.float32)
@@ -69,6 +68,7 @@ def test_features_round_trip_and_numpy_equals_tensorflow():
 
 
 # --- network -------------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_network_size_and_shapes():
     # per stream: in (w*64+64), squeeze 64*8+8, base/gain/rate 3*(8*64+64), out 64*32+32; head 64+1
     by_hand = (5 * 64 + 64) + (4 * 64 + 64) + 2 * (64 * 8 + 8 + 3 * (8 * 64 + 64) + 64 * 32 + 32) + 65
@@ -86,6 +86,7 @@ def test_network_size_and_shapes():
     assert not np.allclose(whole, history[-1])
 
 
+@pytest.mark.unit
 def test_kinds_follow_the_layout():
     kinds = {p.name: network.kind_of(p) for p in LENET.layout.params}
     assert kinds["conv1/w"] == "conv" and kinds["conv1/b"] == "bias"
@@ -97,6 +98,7 @@ def test_kinds_follow_the_layout():
 
 
 # --- checkpoint ----------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_checkpoint_round_trip_and_refusals(tmp_path):
     params = {k: network.init(i) for i, k in enumerate(network.KINDS)}
     path = tmp_path / "wnn.npz"
@@ -123,6 +125,7 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
 
 
 # --- training ------------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_training_beats_no_change_on_held_out_stretch(regular_dir):
     snaps = paramset.read([regular_dir], LENET.layout)
     trajs = training.trajectories(snaps)
@@ -149,6 +152,7 @@ def test_training_beats_no_change_on_held_out_stretch(regular_dir):
         assert after["weight_mae"] < 0.6 * after["no_change_weight_mae"], (kind, after)
 
 
+@pytest.mark.unit
 def test_irregular_and_short_trajectories_are_refused(tmp_path):
     irregular = write_paramset(tmp_path / "irr", trajectory(12), [10, 20, 25, 40, 50, 60, 70, 80, 90, 100, 110, 120])
     snaps = paramset.read([irregular], LENET.layout)
@@ -161,6 +165,7 @@ def test_irregular_and_short_trajectories_are_refused(tmp_path):
 
 
 # --- the PS's graph ops --------------------------------------------------------------------------
+@pytest.mark.unit
 def test_graph_nowcaster_matches_eager_predict(tmp_path):
     params = {k: network.init(10 + i) for i, k in enumerate(network.KINDS)}
     path = tmp_path / "wnn.npz"
@@ -187,6 +192,7 @@ def test_graph_nowcaster_matches_eager_predict(tmp_path):
 
 
 # --- the regular snapshot option -----------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize("regular", [True, False])
 def test_collector_regular_spacing(tmp_path, regular):
     ds = data.synthetic((28, 28, 1), 10, seed=0)
@@ -214,6 +220,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.cluster
 def test_script_trains_reports_and_saves(regular_dir, tmp_path):
     out = tmp_path / "out"
     done = run_script("--model", "lenet5", "--dataset", "synthetic", "--snapshots", str(regular_dir),
@@ -226,12 +233,14 @@ def test_script_trains_reports_and_saves(regular_dir, tmp_path):
     assert report["parameters_per_nowcaster"] == 9425
     assert rows[-1]["heldout_loss"] < 0.8 * rows[-1]["heldout_no_change_loss"], rows[-1]
     assert {"heldout_jumped_acc", "heldout_last_acc", "accuracy_gain", "conv_train_loss"} <= set(rows[-1])
+    check_provenance(report["provenance"])
     assert (out / "report.csv").read_text().splitlines()[0].startswith("epoch,")
     _, meta = checkpoint.load(out / "wnn.npz")
     assert (meta["spacing"], meta["horizon"], meta["recording_steps"], meta["horizon_steps"]) == (1, 5, 10, 50)
     assert meta["trained_epochs"] == report["best"]["epoch"] > 0
 
 
+@pytest.mark.cluster
 def test_script_errors_are_one_line(tmp_path):
     irregular = write_paramset(tmp_path / "irr", trajectory(12), [10, 20, 25, 40, 50, 60, 70, 80, 90, 100, 110, 120])
     common = ["--dataset", "synthetic", "--eval-images", "0", "--out", str(tmp_path / "o")]

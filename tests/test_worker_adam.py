@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from runtime.methods.base import WorkerSide
 
+pytestmark = pytest.mark.unit
+
 LR, B1, B2 = 0.01, 0.9, 0.999
 
 

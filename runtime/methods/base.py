@@ -195,6 +195,10 @@ class Method:
         """The options a worker must share with the PS (compared by name at the handshake)."""
         return {o.dest: self.opts[o.dest] for o in self.options if not o.ps_only}
 
+    def precheck(self) -> None:
+        """The checks of the method's options and files that need no data or graph, made by the local
+        launcher before it starts any process; ValueError (or the file's own error) in one line."""
+
     # --- worker ---------------------------------------------------------------------------------
     def prepare_worker(self, log=print) -> None:
         """Read what the worker needs before building (a file the PS reads too); may raise ValueError."""

@@ -108,7 +108,18 @@ class MP2(Method):
             self.online = OnlineController(model, dataset, Path(args.out), self.opts, data_flags, args.seed,
                                            self.run.steps_per_epoch, args.step_timeout / 2, log)
 
+    def precheck(self) -> None:
+        from runtime.methods.online import check_online_options
+
+        self._check_options()
+        check_online_options(self.opts)
+        if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
+            self._read_predictor()
+
     def _check_options(self) -> None:
+        if self.layout.pushed == self.layout.total:
+            raise ValueError(f"--push {','.join(self.layout.pushed_layers())} pushes every layer, which leaves MP² "
+                             f"nothing to predict: push fewer layers (e.g. --push front), or use --method baseline")
         if self.opts["prediction"] not in ("predictor", "hold"):
             raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
         if self.opts["broadcast"] not in ("full", "subset"):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import Model
+from stage.flags import check_round_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +58,12 @@ def check_online_options(opts: dict) -> None:
     if opts.get("control_switch_step") is not None and opts["prediction"] != "hold":
         raise ValueError("--control-switch-step gives the control (--prediction hold) online MP²'s schedule: "
                          "add --prediction hold, or drop it")
+    try:
+        round_flags = shlex.split(opts["online_stage_flags"])
+    except ValueError as e:  # an unclosed quote
+        raise ValueError(f"--online-stage-flags: {e}") from None
+    # Parsed as a round's mp2_train_stage.py would, now: a typo would otherwise fail every round, in its log only.
+    check_round_flags(round_flags)
 
 
 class OnlineController:
@@ -201,6 +209,8 @@ class OnlineController:
     def _start_training(self, step: int) -> None:
         self.rounds += 1
         out = self.dir / f"predictor-{self.rounds}"
+        if out.exists():  # an earlier attempt of this run (its snapshots were dropped too): the stage refuses it
+            shutil.rmtree(out)
         cmd = [sys.executable, str(ROOT / "mp2_train_stage.py"), "--model", self.model.name,
                "--push", ",".join(self.model.layout.pushed_layers()), *self.data_flags,
                "--snapshots", str(self.snapshots), "--out", str(out), "--seed", str(self.seed),

@@ -1,0 +1,174 @@
+"""A run never loses a record, never hides an error's text, and stops a user's mistake in one line.
+
+Each case here was found by a new user's battery; each test fails on the code before its fix.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from runtime import tferrors
+from runtime.cluster import free_ports
+from runtime.ps import _not_admitted, loss_diverged
+from tests.cluster import ENV, ROOT, SMALL, interruptible, run, run_together
+
+QUICK = [*SMALL, "--epochs", "1"]
+
+
+# --- TensorFlow's errors, whole ------------------------------------------------------------------
+def _session_error(build) -> tf.errors.OpError:
+    graph = tf.Graph()
+    with graph.as_default():
+        fetch, feed = build()
+        with tf.compat.v1.Session(graph=graph) as session:
+            try:
+                session.run(fetch, feed, options=tf.compat.v1.RunOptions(timeout_in_ms=200))
+            except tf.errors.OpError as e:
+                return e
+    raise AssertionError("the session run did not fail")
+
+
+@pytest.mark.unit
+def test_an_error_is_explained_by_its_own_text_and_node_not_the_generic_first_line():
+    def closed_queue():
+        q = tf.queue.FIFOQueue(1, [tf.float32], shared_name="closed", name="inbox")
+        return tf.group(q.close(), q.dequeue()), None
+
+    def nan():
+        x = tf.compat.v1.placeholder(tf.float32, [])
+        return tf.debugging.check_numerics(x, "values from worker 3", name="finite"), {x: float("nan")}
+
+    error = _session_error(nan)
+    assert error.message.splitlines()[0] == "Graph execution error:"  # all that was shown before
+    text = tferrors.explain(error)
+    assert "values from worker 3 : Tensor had NaN values (node finite)" in text, text
+    assert "Graph execution error" not in text and "\n" not in text and "File " not in text
+    closed = tferrors.explain(_session_error(closed_queue))
+    assert "is closed and has insufficient elements" in closed, closed
+
+
+@pytest.mark.unit
+def test_a_cause_is_named_only_when_the_error_text_shows_it():
+    def aborted(text):
+        return tf.errors.AbortedError(None, None, f"Graph execution error:\n\n{text}")
+
+    assert tferrors.known_cause(aborted("Session handle is not found: 1f2e. Possibly this worker just restarted."))
+    assert "twice" in tferrors.known_cause(aborted("The same RunGraph (Worker) request was received twice."))
+    assert tferrors.known_cause(aborted("Some new reason nobody has seen")) == ""
+
+
+# --- the PS's words -------------------------------------------------------------------------------
+@pytest.mark.unit
+def test_refused_workers_are_named_as_refused_not_as_never_connected():
+    text = _not_admitted([0, 1], {0: "--model: worker has 'alexnet', the PS has 'lenet5'"}, 60)
+    assert "worker 0 was refused (--model: worker has 'alexnet'" in text
+    assert "worker(s) 1 did not connect" in text and "0, 1" not in text
+
+
+@pytest.mark.unit
+def test_a_finite_but_exploding_loss_counts_as_divergence():
+    reports = [{"worker": 0, "loss": 0.7}, {"worker": 1, "loss": 1.5e25}]
+    assert "worker 1's mean loss is 1.5e+25" in loss_diverged(reports, 3)
+    assert loss_diverged([{"worker": 0, "loss": 2.4}], 1) == ""
+    assert loss_diverged([{"worker": 0, "loss": float("nan")}], 1)
+
+
+@pytest.mark.cluster
+def test_a_run_whose_loss_explodes_stops_with_a_reason_and_no_false_promise(tmp_path):
+    done = run("mp2_local.py", "--workers", "2", "--method", "topk", "--lr", "1e6", "--out", str(tmp_path / "run"),
+               *QUICK, timeout=300)
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert "diverged" in done.stdout and "lower --lr" in done.stdout, done.stdout[-3000:]
+    assert "intact" not in done.stdout  # no checkpoint exists yet, so none is promised
+    assert "Traceback" not in done.stdout
+
+
+# --- records are never lost ------------------------------------------------------------------------
+@pytest.mark.cluster
+def test_a_fresh_run_never_replaces_a_finished_one_and_fresh_keeps_it_aside(tmp_path):
+    out = tmp_path / "A"
+    assert run("mp2_local.py", "--workers", "1", "--out", str(out), *QUICK).returncode == 0
+    before = (out / "summary.json").read_text()
+    again = run("mp2_local.py", "--workers", "1", "--out", str(out), *QUICK)
+    assert again.returncode != 0 and "holds a finished run" in again.stdout and "--fresh" in again.stdout, again.stdout[-2000:]
+    assert (out / "summary.json").read_text() == before  # untouched
+    logs = (out / "ps.log").read_text()
+    assert logs.count("====") == 2, logs[:500]  # the second start's log was appended, the first kept
+    fresh = run("mp2_local.py", "--workers", "1", "--out", str(out), "--fresh", *QUICK)
+    assert fresh.returncode == 0, fresh.stdout[-2000:]
+    (aside,) = out.glob("replaced-*")
+    assert (aside / "summary.json").read_text() == before
+    assert {p.name for p in aside.iterdir()} >= {"metrics.jsonl", "checkpoint.npz", "best.npz", "worker-0.jsonl"}
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1  # the new run's events alone, not mixed
+    assert "replaced-" in fresh.stdout
+
+
+@pytest.mark.cluster
+def test_resume_of_a_finished_run_says_so_at_once_and_exits_0(tmp_path):
+    out = tmp_path / "run"
+    assert run("mp2_local.py", "--workers", "2", "--out", str(out), *QUICK).returncode == 0
+    started = time.monotonic()
+    done = run("mp2_local.py", "--workers", "2", "--out", str(out), "--resume", *QUICK, timeout=120)
+    assert done.returncode == 0 and "nothing to do" in done.stdout, done.stdout[-2000:]
+    assert "pids" not in done.stdout and time.monotonic() - started < 30
+
+
+# --- mistakes found before the cluster starts --------------------------------------------------------
+@pytest.mark.cluster
+@pytest.mark.parametrize("flags, says", [
+    (["--method", "mp2", "--push", "all"], "nothing to predict"),
+    (["--method", "mp2", "--predictor", "no/such/predictor.npz"], "does not exist"),
+    (["--push", "conv9"], "conv9 is not a layer"),
+])
+def test_the_launcher_refuses_a_bad_model_push_or_predictor_before_starting_anything(tmp_path, flags, says):
+    done = run("mp2_local.py", "--workers", "2", "--out", str(tmp_path / "run"), *QUICK, *flags, timeout=120)
+    assert done.returncode != 0 and says in done.stdout, done.stdout[-2000:]
+    assert "pids" not in done.stdout and "Traceback" not in done.stdout
+
+
+@pytest.mark.cluster
+def test_a_worker_started_by_hand_with_push_all_for_mp2_is_one_line():
+    ports = free_ports(2)
+    done = run("mp2_worker.py", "--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[1]}",
+               "--task_index", "0", "--method", "mp2", "--push", "all", *QUICK, timeout=120)
+    assert done.returncode != 0 and "nothing to predict" in done.stdout and "Traceback" not in done.stdout, done.stdout
+
+
+@pytest.mark.cluster
+def test_a_worker_facing_a_silent_port_names_itself_the_address_and_what_listens(tmp_path):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        done = run("mp2_worker.py", "--ps_hosts", address, "--worker_hosts", f"127.0.0.1:{free_ports(1)[0]}",
+                   "--task_index", "0", "--out", str(tmp_path), *SMALL[:-2], "--connect-timeout", "5", timeout=150)
+    assert done.returncode != 0 and "Traceback" not in done.stdout
+    line = [l for l in done.stdout.splitlines() if "no answer within" in l][0]
+    assert line.startswith("worker 0: error:") and address in line and "does not answer as a TensorFlow server" in line
+
+
+@pytest.mark.cluster
+def test_a_second_ctrl_c_stops_everything_without_a_traceback(tmp_path):
+    launcher = subprocess.Popen(
+        [sys.executable, "mp2_local.py", "--workers", "2", "--out", str(tmp_path / "run"), *SMALL, "--epochs", "50"],
+        cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        preexec_fn=interruptible)
+    lines = []
+    for line in launcher.stdout:
+        lines.append(line)
+        if "joined" in line:
+            break
+    launcher.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    launcher.send_signal(signal.SIGINT)
+    out, _ = launcher.communicate(timeout=60)
+    text = "".join(lines) + out
+    assert launcher.returncode == 130, text[-2000:]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]

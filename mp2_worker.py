@@ -46,7 +46,8 @@ trace = StepTrace(run_dir.path / f"trace-worker-{index}.npz", args.trace_steps)
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
 wire = Wire(n_workers, method.up_dtypes, method.down_dtypes)
-graph = WorkerGraph(model, method, wire, index, method.run.lr, args.verify_sync)
+graph = WorkerGraph(model, method, wire, index, method.run.lr, args.verify_sync,
+                    log=lambda line: print(f"{name}: {line}", flush=True))
 session = cluster.session(server, "worker", index, args.threads)
 
 # --- join, train, report ----------------------------------------------------------------------
@@ -73,6 +74,7 @@ try:
         method.worker_epoch_start(graph.side, session, epoch)
         rng = np.random.default_rng([args.seed, index, epoch])  # mixup draws: per worker and epoch, so a resume repeats them
         totals = dict(loss=0.0, acc=0.0, pushed=0, pulled=0, comm=0.0, step=0.0, verified=0)
+        retries_before = graph.retries
         progress = Progress(schedule.steps_per_epoch, f"{name} epoch {epoch + 1}/{args.epochs}")
         for step in range(schedule.steps_per_epoch):
             s = epoch * schedule.steps_per_epoch + step
@@ -86,9 +88,9 @@ try:
                 if traced is not None:
                     trace.add(s, LOCAL, traced)
             else:
-                loss, acc, sent = graph.push(session, phase, images, labels, args.step_timeout, traced)
+                loss, acc, sent = graph.push(session, phase, images, labels, args.step_timeout, traced, step=s)
                 t1 = time.perf_counter()
-                pulled = graph.pull(session, phase, args.step_timeout, traced)  # the barrier (and any further exchanges)
+                pulled = graph.pull(session, phase, args.step_timeout, traced, step=s)  # the barrier (and any further exchanges)
                 t2 = time.perf_counter()
                 if args.verify_sync:
                     if pulled.theirs != pulled.mine:
@@ -110,7 +112,7 @@ try:
             "worker": index, "epoch": epoch + 1, "loss": totals["loss"] / steps, "train_acc": totals["acc"] / steps,
             "bytes_pushed": totals["pushed"], "bytes_pulled": totals["pulled"],
             "comm_seconds": totals["comm"], "step_seconds": totals["step"], "steps": steps,
-            "steps_verified_in_sync": totals["verified"],
+            "steps_verified_in_sync": totals["verified"], "retries": graph.retries - retries_before,
         }
         npzio.write(state_path, graph.state(session), {"epoch": epoch + 1, "worker": index})
         trace.write()

@@ -21,7 +21,7 @@ STARTUP_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\)|I0000 \S+ +\d+ (port|cpu_feature_guard)\.cc"
     r"|To enable the following instructions)"
 )
-TF_LOG_LINE = re.compile(r"^([IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] )")
+TF_LOG_LINE = re.compile(r"^([IW]\d{4} [\d:.]+ +\d+ \S+:\d+\]|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] )")
 # Children log TensorFlow's warnings and errors (level 1): the next unknown failure can then be read
 # from the files. A TF_CPP_MIN_LOG_LEVEL of the caller's own wins.
 TF_LOG_LEVEL = "1"

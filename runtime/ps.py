@@ -43,7 +43,7 @@ class PSGraph:
             self.next_phase = tf.compat.v1.placeholder(tf.int64, [], name="next_phase")
             self.exchange = tf.compat.v1.placeholder(tf.int64, [], name="exchange")  # counts exchanges run
             self._exchanges = 0
-            self.delivered = [tf.Variable(tf.constant(-1, tf.int64), trainable=False, name=f"delivered_{i}") for i in range(n)]
+            self.delivered = wire.delivered
             self.side = PSSide(self.layout, self.model, n, self.step, device, self._gather)
             phases = method.build_ps(self.side)
             self.step_ops = {}  # phase -> one op per exchange of its steps

@@ -11,6 +11,7 @@ which worker is missing and a timed-out read never swallows another worker's mes
     down/i     PS -> worker  what the method sends back, then the control word
     report/i   worker -> PS  one JSON record: an epoch's metrics, or "done"
     notice/i   PS -> worker  why the PS stopped the run, read when down/i is closed
+    delivered/i  a PS variable: the exchange whose payload the PS last took from up/i
 
 The control word ends every reply: int64 [2] = (the phase of the next step, the digest of the PS's
 model when --verify-sync is on, else 0). It travels like any payload and is counted with it.
@@ -36,6 +37,11 @@ class Wire:
             self.up_dtypes, self.down_dtypes = list(up), [*down, CONTROL_DTYPE]
             self.up = [_queue(f"up/{i}", 2, self.up_dtypes) for i in range(workers)]
             self.down = [_queue(f"down/{i}", 2, self.down_dtypes) for i in range(workers)]
+            # The exchange whose payload the PS last took from up/i (counted from 1 since the PS
+            # started; -1 before any). The PS names a missing worker by it; a worker whose push was
+            # aborted reads it to learn whether the push arrived. Shared by name; the PS initialises it.
+            self.delivered = [tf.Variable(tf.constant(-1, tf.int64), trainable=False, name=f"delivered_{i}")
+                              for i in range(workers)]
 
 
 def welcome_queue(index: int, nonce: str) -> tf.queue.FIFOQueue:

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import NamedTuple
+import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from models import Model
-from runtime import deadline, tferrors
+from runtime import deadline, faults, tferrors
 from runtime.local_model import LocalModel
 from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
 from runtime.methods.optim import learning_rate
-from runtime.wire import Wire, as_list, digest, nbytes, welcome_queue
+from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, nbytes, welcome_queue
 
 
 NOTICE_MARGIN = 20.0  # seconds
+RETRIES = 3  # aborted calls of one exchange asked about and recovered before the run stops
+LOOK_AGAIN_SECONDS = 1.0
 
 
 class RunStopped(Exception):
@@ -40,9 +43,12 @@ class Pulled(NamedTuple):
 
 
 class WorkerGraph:
-    def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, verify_sync: bool = False) -> None:
-        self.index, self.wire, self.layout, self.method = index, wire, model.layout, method
+    def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, verify_sync: bool = False,
+                 log: Callable[[str], None] = print) -> None:
+        self.index, self.wire, self.layout, self.method, self.log = index, wire, model.layout, method, log
         self._last_phase: int | None = None
+        self.exchanges = 0  # payloads sent since joining: the PS counts them the same way (Wire.delivered)
+        self.retries = 0    # aborted calls that were asked about and recovered
         device = f"/job:worker/task:{index}"
         self.local = LocalModel(model, device)
         h, w, c = model.input_shape
@@ -58,9 +64,21 @@ class WorkerGraph:
             self.side = WorkerSide(self.local, self.loss, learning_rate(lr, self.step), self.step, device)
             self.push_ops, self.pull_ops, self.enter_ops, self.round_ops = {}, {}, {}, {}
             self.traced_push, self.traced_pull, self.traced_rounds = {}, {}, {}
+            # A push is two runs: training stages the payload in this worker's outbox (nothing remote, so
+            # TensorFlow's runtime cannot abort it half done), then the outbox is sent. An aborted send
+            # can then be asked about (did it reach up/i?) and sent again only if it did not: never twice.
+            self.outbox = [tf.Variable(tf.zeros([0], dtype), shape=tf.TensorShape(None), trainable=False,
+                                       name=f"outbox_{k}") for k, dtype in enumerate(method.up_dtypes)]
+            self.send_op = wire.up[index].enqueue([v.read_value() for v in self.outbox])
+            self.landed_probe = [wire.up[index].size(), wire.delivered[index].read_value()]
+            # What the last reply said, kept here: a pull whose answer was lost after it was applied is read back.
+            self.last_reply = [tf.Variable(tf.constant(0, tf.int64), trainable=False, name="last_reply_bytes"),
+                               tf.Variable(tf.zeros([2], CONTROL_DTYPE), trainable=False, name="last_reply_control")]
+            self.reply_waiting = wire.down[index].size()
             for phase, built in method.build_worker(self.side).items():
                 self.enter_ops[phase] = built.enter
-                self.push_ops[phase] = [wire.up[index].enqueue(built.up), self.loss, self.accuracy, nbytes(built.up)]
+                stage = tf.group(*[tf.compat.v1.assign(v, t, validate_shape=False) for v, t in zip(self.outbox, built.up)])
+                self.push_ops[phase] = [stage, self.loss, self.accuracy, nbytes(built.up)]
                 with tf.control_dependencies(built.up):  # the model as trained, before the reply lands
                     self.traced_push[phase] = [self.local.vector(), *built.up]
                 self.round_ops[phase], self.traced_rounds[phase] = [], []
@@ -71,7 +89,8 @@ class WorkerGraph:
                     self.traced_rounds[phase].append([reply[:-1], up])
                 reply = as_list(wire.down[index].dequeue())
                 with tf.control_dependencies([built.apply(reply[:-1])]):
-                    advance = self.step.assign_add(1)
+                    advance = tf.group(self.step.assign_add(1), self.last_reply[0].assign(nbytes(reply)),
+                                       self.last_reply[1].assign(reply[-1]))
                 with tf.control_dependencies([advance]):
                     check = digest(self.local.vector()) if verify_sync else tf.constant(0, tf.int64)
                     self.pull_ops[phase] = [nbytes(reply), reply[-1], check]
@@ -81,8 +100,11 @@ class WorkerGraph:
                 with tf.control_dependencies([train]):
                     self.local_ops = [self.step.assign_add(1), self.loss, self.accuracy]
                     self.traced_local = [self.local.vector()]
+            self.read_back = [self.last_reply[0].read_value(), self.last_reply[1].read_value(),
+                              digest(self.local.vector()) if verify_sync else tf.constant(0, tf.int64)]
             self.init_op = tf.compat.v1.variables_initializer(
-                self.local.variables() + [self.step] + self.side.state + self.side.scratches)
+                self.local.variables() + [self.step] + self.side.state + self.side.scratches + self.outbox
+                + self.last_reply)
 
             self.hello_json = tf.compat.v1.placeholder(tf.string, [])
             self.hello_op = wire.hello.enqueue([tf.constant(index, tf.int32), self.hello_json])
@@ -127,7 +149,7 @@ class WorkerGraph:
 
     # --- one step -----------------------------------------------------------------------------
     def push(self, session: tf.compat.v1.Session, phase: int, images: np.ndarray, labels: np.ndarray,
-             timeout: float, trace: list | None = None) -> tuple[float, float, int]:
+             timeout: float, trace: list | None = None, step: int = -1) -> tuple[float, float, int]:
         """Train on this batch and send the payload: (loss, accuracy, bytes sent).
 
         With `trace`, the trained model and the payload are appended to it (for --trace-steps).
@@ -137,12 +159,36 @@ class WorkerGraph:
         self._last_phase = phase
         feed = {self.images: images, self.labels: labels}
         fetches = self.push_ops[phase] + (self.traced_push[phase] if trace is not None else [])
-        _, loss, acc, sent, *traced = self._run(session, fetches, feed, timeout, "pushing to the PS")
+        _, loss, acc, sent, *traced = self._run(session, fetches, feed, timeout, "training")
+        self._send(session, step, timeout)
         if trace is not None:
             trace.append(traced)
         return float(loss), float(acc), int(sent)
 
-    def pull(self, session: tf.compat.v1.Session, phase: int, timeout: float, trace: list | None = None) -> Pulled:
+    def _send(self, session: tf.compat.v1.Session, step: int, timeout: float) -> None:
+        """Send the staged payload. An aborted send whose cause TensorFlow's words do not name is
+        asked about: if it never reached up/i it is sent again (at most RETRIES times), else not."""
+        self.exchanges += 1
+        for attempt in range(RETRIES + 1):
+            try:
+                faults.before_send(self.index, step)
+                deadline.run(session, self.send_op, seconds=timeout, what="pushing to the PS")
+                faults.after_send(self.index, step)
+                return
+            except tf.errors.AbortedError as e:
+                if tferrors.known_cause(e) or attempt == RETRIES:
+                    raise self._stopped(session, e, "pushing to the PS", timeout) from None
+                landed = self._landed(session, timeout)
+                self.retries += 1
+                self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the push ({tferrors.explain(e)}); "
+                         + ("it had reached the PS: not sent again" if landed else "it had not reached the PS: sent again"))
+                if landed:
+                    return
+            except tf.errors.OpError as e:
+                raise self._stopped(session, e, "pushing to the PS", timeout) from None
+
+    def pull(self, session: tf.compat.v1.Session, phase: int, timeout: float, trace: list | None = None,
+             step: int = -1) -> Pulled:
         """Wait for the PS's reply, go through the step's further exchanges, and apply the last reply.
 
         The PS judges which worker is missing within `timeout`; a worker waits a little longer,
@@ -150,17 +196,61 @@ class WorkerGraph:
         """
         received = sent = 0
         for fetches, traced_round in zip(self.round_ops[phase], self.traced_rounds[phase]):
+            self.exchanges += 1  # a further exchange's payload: counted like the PS counts it (no retry here)
             _, got, put, *traced = self._run(session, fetches + ([traced_round] if trace is not None else []), None,
                                              timeout + NOTICE_MARGIN, "waiting for the PS's reply")
             received, sent = received + int(got), sent + int(put)
             if trace is not None:
                 trace.append(traced[0])
         fetches = self.pull_ops[phase] + (self.traced_pull[phase] if trace is not None else [])
-        got, control, mine, *traced = self._run(session, fetches, None, timeout + NOTICE_MARGIN,
-                                                "waiting for the PS's reply")
+        got, control, mine, *traced = self._pull_last(session, fetches, timeout + NOTICE_MARGIN, step, trace is not None)
         if trace is not None:
             trace.append(traced)
         return Pulled(received + int(got), sent, int(control[0]), int(control[1]), int(mine))
+
+    def _landed(self, session: tf.compat.v1.Session, timeout: float) -> bool:
+        """Whether this worker's last payload reached the PS: still queued in up/i, or taken (Wire.delivered).
+
+        The PS marks a payload taken just after it dequeues it; a second look a moment later closes
+        that gap, so a payload the PS holds is never taken for lost."""
+        for look in range(2):
+            queued, delivered = self._run(session, self.landed_probe, None, timeout,
+                                          "asking the PS whether an aborted push arrived")
+            if queued > 0 or delivered >= self.exchanges:
+                return True
+            if look == 0:
+                time.sleep(LOOK_AGAIN_SECONDS)
+        return False
+
+    def _pull_last(self, session: tf.compat.v1.Session, fetches: list, timeout: float, step: int, traced: bool) -> list:
+        """The run that takes the step's last reply and applies it. Aborted with no cause TensorFlow's
+        words name: while the reply still waits in down/i, it is taken again; once it was applied (the
+        local step moved on), what it said is read back; a reply taken and lost on the way ends the run."""
+        what = "waiting for the PS's reply"
+        for attempt in range(RETRIES + 1):
+            try:
+                faults.before_pull(self.index, step)
+                got = deadline.run(session, fetches, seconds=timeout, what=what)
+                faults.after_pull(self.index, step)
+                return got
+            except tf.errors.AbortedError as e:
+                if tferrors.known_cause(e) or attempt == RETRIES:
+                    raise self._stopped(session, e, what, timeout) from None
+                self.retries += 1
+                waiting, done = self._run(session, [self.reply_waiting, self.step], None, timeout,
+                                          "asking whether an aborted reply arrived")
+                if done == step + 1 and not traced:
+                    self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the call that took the PS's "
+                             f"reply ({tferrors.explain(e)}); it had been applied: read back")
+                    return list(self._run(session, self.read_back, None, timeout, "reading the applied reply"))
+                if waiting == 0:
+                    raise RunStopped(f"step {step + 1}: TensorFlow's runtime aborted the call that took the PS's reply "
+                                     f"after the reply had left the PS's queue ({tferrors.explain(e)}); it cannot be "
+                                     f"had again: resume the run from its last checkpoint (--resume)") from None
+                self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the call that takes the PS's reply "
+                         f"({tferrors.explain(e)}); the reply still waits: taken again")
+            except tf.errors.OpError as e:
+                raise self._stopped(session, e, what, timeout) from None
 
     def train_locally(self, session: tf.compat.v1.Session, images: np.ndarray, labels: np.ndarray, timeout: float,
                       trace: list | None = None) -> tuple[float, float]:
@@ -176,17 +266,21 @@ class WorkerGraph:
     def _run(self, session, fetches, feed, timeout: float, what: str):
         try:
             return deadline.run(session, fetches, feed, seconds=timeout, what=what)
-        except tf.errors.DeadlineExceededError:
-            raise RunStopped(f"{what}: no answer within {timeout:.0f} s (the PS is slow, stuck or gone)") from None
-        except (tf.errors.OutOfRangeError, tf.errors.CancelledError):
-            raise RunStopped(self._notice(session)) from None
-        except tf.errors.UnavailableError as e:
-            raise RunStopped(f"{what}: lost the connection to the PS ({tferrors.explain(e)})") from None
         except tf.errors.OpError as e:
-            # Anything else (Aborted among them): TensorFlow's own words, and a cause only where they show one.
-            cause = tferrors.known_cause(e, self.index)
-            raise RunStopped(f"{what}: TensorFlow's runtime failed the call: {type(e).__name__}: "
-                             f"{tferrors.explain(e)}" + (f" — {cause}" if cause else "")) from None
+            raise self._stopped(session, e, what, timeout) from None
+
+    def _stopped(self, session, e: tf.errors.OpError, what: str, timeout: float) -> RunStopped:
+        """Why the run cannot go on after `e`, in one line."""
+        if isinstance(e, tf.errors.DeadlineExceededError):
+            return RunStopped(f"{what}: no answer within {timeout:.0f} s (the PS is slow, stuck or gone)")
+        if isinstance(e, (tf.errors.OutOfRangeError, tf.errors.CancelledError)):
+            return RunStopped(self._notice(session))
+        if isinstance(e, tf.errors.UnavailableError):
+            return RunStopped(f"{what}: lost the connection to the PS ({tferrors.explain(e)})")
+        # Anything else (Aborted among them): TensorFlow's own words, and a cause only where they show one.
+        cause = tferrors.known_cause(e, self.index)
+        return RunStopped(f"{what}: TensorFlow's runtime failed the call: {type(e).__name__}: "
+                          f"{tferrors.explain(e)}" + (f" — {cause}" if cause else ""))
 
     def _notice(self, session: tf.compat.v1.Session) -> str:
         try:

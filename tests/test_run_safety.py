@@ -172,3 +172,35 @@ def test_a_second_ctrl_c_stops_everything_without_a_traceback(tmp_path):
     text = "".join(lines) + out
     assert launcher.returncode == 130, text[-2000:]
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+
+
+# --- an aborted call is asked about, never repeated blindly ------------------------------------------
+@pytest.mark.cluster
+def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twice(tmp_path):
+    """Each way an aborted call can leave things (the push lost or arrived, the reply waiting or applied):
+    the run goes on, says so, counts each recovery, and ends in the uninterrupted run's model and bytes."""
+    flags = ["--workers", "2", *QUICK, "--verify-sync"]
+    faults = "0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied"
+    plain = subprocess.Popen([sys.executable, "mp2_local.py", *flags, "--out", str(tmp_path / "plain")], cwd=ROOT,
+                             env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    faulty = run_with_env({"MP2_INJECT_ABORT": faults}, "mp2_local.py", *flags, "--out", str(tmp_path / "faulty"))
+    plain_out, _ = plain.communicate(timeout=300)
+    assert plain.returncode == 0 and faulty.returncode == 0, plain_out[-2000:] + faulty.stdout[-3000:]
+    for says in ("step 3: TensorFlow's runtime aborted the push", "it had not reached the PS: sent again",
+                 "step 5: TensorFlow's runtime aborted the push", "it had reached the PS: not sent again",
+                 "step 7:", "the reply still waits: taken again", "step 9:", "it had been applied: read back"):
+        assert says in faulty.stdout, (says, faulty.stdout[-3000:])
+    import npzio
+
+    models = [npzio.read(tmp_path / name / "checkpoint.npz")[0]["model"] for name in ("plain", "faulty")]
+    assert models[0].tobytes() == models[1].tobytes()  # bit for bit: nothing sent or applied twice
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("plain", "faulty")]
+    for key in ("bytes_pushed_total", "bytes_pulled_total"):
+        assert summaries[0][key] == summaries[1][key]
+    (record,) = [json.loads(line) for line in (tmp_path / "faulty" / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(w["retries"] for w in record["workers"]) == [2, 2]
+
+
+def run_with_env(extra: dict, script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, env={**ENV, **extra}, text=True, timeout=300,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -1,0 +1,56 @@
+"""Injected faults, for the tests of a worker's recovery from an aborted call (never set in a real run).
+
+TensorFlow's runtime may answer a call with Aborted, and whether the call took effect is then
+unknown. The recovery (runtime/worker.py: ask, then resend or read back) is tested by making a
+worker's own call fail at chosen steps, the two ways such a call can fail:
+
+    MP2_INJECT_ABORT="0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied"
+
+worker/step(1-based)/kind: `push-lost` fails before the payload leaves, `push-landed` after it reached
+the PS; `pull-waiting` fails before the reply is taken, `pull-applied` after it was applied. Each
+fires once.
+"""
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+ENV = "MP2_INJECT_ABORT"
+KINDS = ("push-lost", "push-landed", "pull-waiting", "pull-applied")
+
+
+def _planned() -> set[tuple[int, int, str]]:
+    planned = set()
+    for item in filter(None, os.environ.get(ENV, "").split(",")):
+        worker, step, kind = item.split("/")
+        if kind not in KINDS:
+            raise ValueError(f"{ENV}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+        planned.add((int(worker), int(step), kind))
+    return planned
+
+
+_PLANNED = _planned()
+
+
+def _fire(worker: int, step: int, kind: str) -> None:
+    key = (worker, step + 1, kind)
+    if key in _PLANNED:
+        _PLANNED.discard(key)
+        raise tf.errors.AbortedError(None, None, f"Graph execution error:\n\ninjected fault ({ENV}): {kind}")
+
+
+def before_send(worker: int, step: int) -> None:
+    _fire(worker, step, "push-lost")
+
+
+def after_send(worker: int, step: int) -> None:
+    _fire(worker, step, "push-landed")
+
+
+def before_pull(worker: int, step: int) -> None:
+    _fire(worker, step, "pull-waiting")
+
+
+def after_pull(worker: int, step: int) -> None:
+    _fire(worker, step, "pull-applied")

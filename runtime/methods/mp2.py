@@ -85,8 +85,8 @@ class MP2(Method):
 
     def __init__(self, layout, opts: dict, run) -> None:
         super().__init__(layout, opts, run)
-        self.options = MP2Options.from_flags(opts, run)
-        self.opts = self.options.as_dict()  # the values used, derived ones included (the summary's method_options)
+        self.settings = MP2Options.from_flags(opts, run)
+        self.opts = self.settings.as_dict()  # the values used, derived ones included (the summary's method_options)
         self.path, self.weights, self.sha256 = None, None, None
         self.schedule: Schedule | None = None  # online MP², or the control on its schedule
         self.holders: set[int] = set()  # workers that read the predictor file themselves (PS side)
@@ -95,14 +95,14 @@ class MP2(Method):
     def _read_predictor(self) -> None:
         from predictor import load_checkpoint, resolve_path
 
-        self.path = resolve_path(self.options.predictor)
+        self.path = resolve_path(self.settings.predictor)
         self.weights, _ = load_checkpoint(self.path, self.layout)
         with open(self.path, "rb") as f:
             self.sha256 = hashlib.sha256(f.read()).hexdigest()
 
     def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
         self._check_options()
-        o = self.options
+        o = self.settings
         if o.prediction == "predictor" and o.predictor:
             self._read_predictor()
         elif o.control_switch_step is not None:
@@ -124,14 +124,14 @@ class MP2(Method):
 
     def precheck(self) -> None:
         self._check_options()
-        if self.options.prediction == "predictor" and self.options.predictor:
+        if self.settings.prediction == "predictor" and self.settings.predictor:
             self._read_predictor()
 
     def _check_options(self) -> None:
         if self.layout.pushed == self.layout.total:
             raise ValueError(f"--push {','.join(self.layout.pushed_layers())} pushes every layer, which leaves MP² "
                              f"nothing to predict: push fewer layers (e.g. --push front), or use --method baseline")
-        self.options.check()
+        self.settings.check()
 
     def ps_inputs(self) -> dict:
         return {} if self.weights is None else {"predictor": self.path, "predictor_sha256": self.sha256}
@@ -139,7 +139,7 @@ class MP2(Method):
     def admit_worker(self, index: int, holds: dict) -> str:
         theirs = holds.get("predictor_sha256")
         if theirs is None:
-            if self.options.broadcast == "subset" and self.weights is not None:
+            if self.settings.broadcast == "subset" and self.weights is not None:
                 from predictor.structure import infer_head_rank
 
                 rank = infer_head_rank(self.weights)
@@ -158,7 +158,7 @@ class MP2(Method):
 
     # --- schedule (decided on the PS, announced in each reply) -----------------------------------
     def _final(self, step: int) -> bool:
-        return step // self.run.steps_per_epoch >= self.run.epochs - self.options.full_push_epochs
+        return step // self.run.steps_per_epoch >= self.run.epochs - self.settings.full_push_epochs
 
     def next_phase(self, step: int) -> int:
         """The phase announced for `step`. The schedule is only asked; the one thing noted is which predictor
@@ -166,7 +166,7 @@ class MP2(Method):
         if self._final(step) or (self.schedule is not None and self.schedule.wants_full(step)):
             return FULL
         version = 1 + (self.schedule.version if self.schedule is not None else 0)
-        if self.options.broadcast == "subset" and self.sent_version != version:
+        if self.settings.broadcast == "subset" and self.sent_version != version:
             self.sent_version = version
             if version == 1 and len(self.holders) == self.run.workers:
                 return PARTIAL  # every worker read the PS's predictor file itself
@@ -193,7 +193,7 @@ class MP2(Method):
         steps = {"partial": self.partial_steps, "full": sum(self.full_steps.values()), "full_by_reason": dict(self.full_steps)}
         if self.schedule is None:
             stats = {"steps": steps}
-            if self.options.broadcast == "subset" and self.weights is not None:
+            if self.settings.broadcast == "subset" and self.weights is not None:
                 stats["workers_reading_the_predictor_file"] = len(self.holders)
             return stats
         self.drain_events()
@@ -207,12 +207,12 @@ class MP2(Method):
         if not total:
             return []
         why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.full_steps.items(), key=lambda kv: -kv[1]))
-        what = "predicted the rest" if self.options.prediction == "predictor" else "held the rest"
+        what = "predicted the rest" if self.settings.prediction == "predictor" else "held the rest"
         lines = [f"mp2: {self.partial_steps} of {total} steps pushed the pushed group ({what}), "
                  f"{full} the whole model" + (f" ({why})" if why else "")]
         if self.partial_steps == 0:
             because = self.schedule.never_switched_because() if self.schedule is not None else (
-                f"--full-push-epochs {self.options.full_push_epochs} covers the whole run")
+                f"--full-push-epochs {self.settings.full_push_epochs} covers the whole run")
             lines.append(f"warning: MP² never switched to prediction: all {total} steps pushed the whole model ({because})")
         return lines
 
@@ -223,7 +223,7 @@ class MP2(Method):
     # --- worker ---------------------------------------------------------------------------------
     def prepare_worker(self, log=print) -> None:
         self._check_options()
-        if self.options.broadcast == "subset" and self.options.predictor:  # full broadcast: the PS's file only
+        if self.settings.broadcast == "subset" and self.settings.predictor:  # full broadcast: the PS's file only
             self._read_predictor()
             log(f"reads the predictor {self.path} itself")
 
@@ -243,7 +243,7 @@ class MP2(Method):
             w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted")))}
         # Back to full steps after partial ones: the predicted layers' Adam momentum is stale.
         phases[FULL].enter = w.forget_momentum(predicted_vars)
-        if self.options.broadcast == "full":
+        if self.settings.broadcast == "full":
             phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
             return phases
         from predictor import Predictor
@@ -269,7 +269,7 @@ class MP2(Method):
         self._model, self._events = ps.model, []
         self.version, self.sent_version = 1, 0
         empty = tf.zeros([0], tf.float32)
-        if self.options.prediction == "predictor":
+        if self.settings.prediction == "predictor":
             from predictor import Predictor
             from runtime.methods.online import OnlineController
 
@@ -279,14 +279,14 @@ class MP2(Method):
                 self.schedule.build(self.predictor, ps.device)
             weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)
         phases = {}
-        partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.options.broadcast == "subset" else [])
+        partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.settings.broadcast == "subset" else [])
         for phase in partial_phases:
             average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.pushed])  # a static shape
-            if self.options.prediction == "predictor":
+            if self.settings.prediction == "predictor":
                 full = self.predictor(average)
             else:  # the control: the predicted group stays where the last full push left it
                 full = self.layout.join(average, self.layout.split(ps.model)[1])
-            if self.options.broadcast == "full":
+            if self.settings.broadcast == "full":
                 reply = [full, empty]
             else:
                 reply = [average, weights if phase == PARTIAL_WITH_WEIGHTS else empty]

@@ -24,6 +24,9 @@ this task instead of learning from nothing.
 The control (--prediction hold) with the same schedule (--control-switch-step N, N = the MP² run's
 switch step): full pushes until step N, then the same refresh windows; no predictor, no check.
 
+The decisions above are runtime/methods/schedule.py's pure function; this module only feeds it what
+happened on the PS and carries out what it decides (TensorFlow, the round's process).
+
 The check is the method's own signal, measured on the live trajectory: on fixed validation images
 from the training set (never the test set), the model the PS just got from a full push is compared
 with the model the predictor assembles from that model's pushed group; the predictor passes when
@@ -58,7 +61,7 @@ class OnlineController:
         from paramset import ParamSetWriter
         from stage.training import split_images
 
-        self.model, self.options, self.log, self.seed = model, options, log, seed
+        self.model, self.settings, self.log, self.seed = model, options, log, seed
         self.dir = Path(run_dir) / "online"
         self.snapshots = self.dir / "snapshots"
         if self.snapshots.exists():  # this run's own earlier attempt: its snapshots belong to another trajectory
@@ -123,10 +126,10 @@ class OnlineController:
         return self.state.promotions
 
     def wants_full(self, step: int) -> bool:
-        return schedule.wants_full(self.state, step, self.options)
+        return schedule.wants_full(self.state, step, self.settings)
 
     def full_reason(self, step: int) -> str:
-        return schedule.full_reason(self.state, step, self.options)
+        return schedule.full_reason(self.state, step, self.settings)
 
     def after_step(self, session: tf.compat.v1.Session, step: int, full: bool, vector_of) -> None:
         """The step's events, in order: the step itself, the round's turn (Tick), the step's end."""
@@ -143,11 +146,11 @@ class OnlineController:
         return events
 
     def never_switched_because(self) -> str:
-        return schedule.never_switched_because(self.state, len(self.writer), self.options)
+        return schedule.never_switched_because(self.state, len(self.writer), self.settings)
 
     def _handle(self, event: schedule.Event) -> None:
         """Feed `event` to the decision function and carry out its actions (which may feed events back)."""
-        self.state, actions = schedule.decide(self.state, event, self.options)
+        self.state, actions = schedule.decide(self.state, event, self.settings)
         for action in actions:
             follow = self._execute(action)
             if follow is not None:
@@ -210,13 +213,13 @@ class OnlineController:
                                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         self._started = time.monotonic()
         self.log(f"online: step {step + 1}: training predictor {number} from {len(self.writer)} snapshots "
-                 f"({'the step barrier waits' if self.options.online_wait else 'beside the training'}); log {self.log_path}")
+                 f"({'the step barrier waits' if self.settings.online_wait else 'beside the training'}); log {self.log_path}")
 
     def _poll(self, step: int) -> schedule.Event | None:
         """The round's process: finished (an event), or still running (None)."""
         from predictor import CheckpointError, load_checkpoint
 
-        if self.options.online_wait:
+        if self.settings.online_wait:
             # Hold the barrier, but answer within the workers' deadline: at most half the step timeout
             # per step; a longer training goes on over the next steps' waits.
             t0 = time.monotonic()

@@ -350,18 +350,18 @@ class HeldSchedule:
     version = 0
 
     def __init__(self, options: MP2Options) -> None:
-        self.options, self.switch_step = options, options.control_switch_step
+        self.settings, self.switch_step = options, options.control_switch_step
         self.events: list[dict] = []
 
     def wants_full(self, step: int) -> bool:
-        return step <= self.switch_step or in_window(step, self.options)
+        return step <= self.switch_step or in_window(step, self.settings)
 
     def full_reason(self, step: int) -> str:
         return "before the control's switch step" if step <= self.switch_step else "refresh window"
 
     def after_step(self, session, step: int, full: bool, vector_of) -> None:
-        if step == self.switch_step:
-            self.events.append({"step": step + 1, "event": "switch to hold", "round": None})
+        if step == self.switch_step:  # named as the MP² run's switch event names it; partial from step + 2 (1-based)
+            self.events.append({"step": self.switch_step, "event": "switch to hold", "round": None})
 
     def take_events(self) -> list[dict]:
         events, self.events = self.events, []

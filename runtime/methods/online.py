@@ -58,16 +58,12 @@ class OnlineController:
 
     def __init__(self, model: Model, dataset, run_dir: Path, options: MP2Options, data_flags: list[str], seed: int,
                  steps_per_epoch: int, max_wait: float, log=print) -> None:
-        from paramset import ParamSetWriter
         from stage.training import split_images
 
         self.model, self.settings, self.log, self.seed = model, options, log, seed
         self.dir = Path(run_dir) / "online"
         self.snapshots = self.dir / "snapshots"
-        if self.snapshots.exists():  # this run's own earlier attempt: its snapshots belong to another trajectory
-            for f in self.snapshots.iterdir():
-                f.unlink()
-        self.writer = ParamSetWriter(self.snapshots, model.layout, dataset.name)
+        self.dataset_name = dataset.name
         self.data_flags = data_flags
         self.stage_flags = options.stage_flags(len(dataset.train_y))
         validation = split_images(len(dataset.train_y), min(5000, len(dataset.train_y) // 10))[1]
@@ -104,8 +100,14 @@ class OnlineController:
         A round is checked as the candidate and promoted into `live` only at a step boundary the
         workers are told about, so with --broadcast subset they switch weights on the same step.
         """
+        from paramset import ParamSetWriter
         from predictor import Predictor
 
+        # Only now: OUT/online is a record of the run, which the PS refuses to overwrite before it builds.
+        if self.snapshots.exists():  # this run's own earlier attempt: its snapshots belong to another trajectory
+            for f in self.snapshots.iterdir():
+                f.unlink()
+        self.writer = ParamSetWriter(self.snapshots, self.model.layout, self.dataset_name)
         layout = self.model.layout
         with tf.device(device):
             self.candidate = Predictor(layout, seed=self.seed)

@@ -267,7 +267,7 @@ class MP2(Method):
     # --- PS -------------------------------------------------------------------------------------
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
         self._model, self._events = ps.model, []
-        self.version, self.sent_version = 1, 0
+        self.sent_version = 0  # the predictor version the workers were last sent (subset broadcast)
         empty = tf.zeros([0], tf.float32)
         if self.settings.prediction == "predictor":
             from predictor import Predictor

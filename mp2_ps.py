@@ -210,4 +210,6 @@ write_json(run_dir.summary, finite_json(summary))
 events.close()
 print(f"ps: done: best test_acc {summary['best_test_acc']:.4f}, pushed {summary['bytes_pushed_total']:,} B, "
       f"pulled {summary['bytes_pulled_total']:,} B; wrote {run_dir.summary}", flush=True)
+for line in method.closing_lines():  # last: what the method did, and a warning if it never engaged
+    print(f"ps: {line}", flush=True)
 cluster.exit_now(0)

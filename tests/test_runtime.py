@@ -553,6 +553,9 @@ def test_online_mp2_switches_records_the_switch_and_counts_every_byte(tmp_path, 
     phases = summary["phases"]
     full, partial, with_weights = phases.get("full", 0), phases.get("partial", 0), phases.get("partial+weights", 0)
     assert full + partial + with_weights == 3 * STEPS_PER_EPOCH and partial + with_weights > 0 and full >= 12
+    steps = summary["method_stats"]["steps"]  # what MP² did, by the PS's own count (and no warning)
+    assert (steps["partial"], steps["full"]) == (partial + with_weights, full) and steps["full_by_reason"]["warm-up"] >= 12
+    assert "never switched" not in done.stdout and f"{partial + with_weights} of {3 * STEPS_PER_EPOCH} steps" in done.stdout
     layout, workers = LENET.layout, 2
     assert summary["bytes_pushed_total"] == workers * 4 * (layout.total * full + layout.pushed * (partial + with_weights))
     if broadcast == "full":

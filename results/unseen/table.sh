@@ -15,7 +15,7 @@ $PY results/unseen/summarize.py "$MAIN/runs/pipeline/baseline" "$OUT/fashion-s0-
     "$OUT/digits-to-fashion-warm" "$OUT/digits-to-fashion-warm-control"
 $PY results/unseen/summarize.py "$OUT/fashion-s1-baseline" "$OUT/fashion-s1-warm" "$OUT/fashion-s1-warm-control"
 # Tried first (the "v1" rows of README.md): rounds about every 300 steps, one stage epoch of 20 image batches.
-V1="$WARM --warmup-snapshots 4 --partial-snapshot-every 100 --retrain-after 6"
+V1="$WARM --online-snapshot-every 1 --warmup-snapshots 4 --partial-snapshot-every 100 --retrain-after 6"
 V1_STAGE="--epochs 1 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0"
 $PY mp2_local.py $FASHION $V1 --predictor-init "$OUT/pred-fashion-fh" --online-stage-flags "$V1_STAGE" --out "$OUT/fashion-s0-warm-v1"
 $PY mp2_local.py $FASHION $CONTROL --control-switch-step "$(switch_step "$OUT/fashion-s0-warm-v1")" --out "$OUT/fashion-s0-warm-v1-control"

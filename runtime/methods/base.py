@@ -262,6 +262,10 @@ class Method:
         """What happened since the last call (e.g. a switch of phase), for the epoch's record."""
         return []
 
+    def closing_lines(self) -> list[str]:
+        """Lines for the PS's report at the end of the run (what the method did; a warning if it never engaged)."""
+        return []
+
     def close(self) -> None:
         """Stop whatever the method started (a background process)."""
 

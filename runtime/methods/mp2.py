@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,11 @@ import argtypes
 from models import PREDICTED, PUSHED
 from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from runtime.methods.baseline import average_ps, full_push_worker
+from runtime.methods.mp2_options import MP2Options, default_help
+from runtime.methods.schedule import HeldSchedule, Schedule
 
 FULL, PARTIAL, PARTIAL_WITH_WEIGHTS = 0, 1, 2
+D = MP2Options()  # the defaults
 
 
 class MP2(Method):
@@ -37,34 +39,42 @@ class MP2(Method):
                "output); without it, online MP²: the PS trains the predictor during the run. With --broadcast "
                "subset a worker given the same file reads it instead of receiving the weights",
                ps_only=True, workers_may_read=True),
-        Option("--prediction", str, "predictor", "predictor: the trained predictor fills the predicted group; "
+        Option("--prediction", str, D.prediction, "predictor: the trained predictor fills the predicted group; "
                "hold: the control run, which keeps it at its last fully pushed value"),
-        Option("--full-push-epochs", argtypes.nonnegative_int, 0, "the last K epochs push the whole model"),
-        Option("--broadcast", str, "full", "full: the PS sends the whole model back; subset: only the averaged "
+        Option("--full-push-epochs", argtypes.nonnegative_int, D.full_push_epochs, "the last K epochs push the whole model"),
+        Option("--broadcast", str, D.broadcast, "full: the PS sends the whole model back; subset: only the averaged "
                "pushed group, and each worker predicts the rest with the same predictor"),
-        # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone.
-        Option("--warmup-snapshots", argtypes.positive_int, 30, "online: snapshots before the first predictor is trained", ps_only=True),
-        Option("--online-snapshot-every", argtypes.positive_int, 2, "online: a warm-up snapshot every K full steps", ps_only=True),
-        Option("--refresh-every", argtypes.int_at_least(2), 50, "online: a window of full pushes starts every R steps "
-               "(a fresh snapshot and the check at its end)", ps_only=True),
-        Option("--refresh-steps", argtypes.positive_int, 4, "online: full steps in each refresh window", ps_only=True),
-        Option("--retrain-after", argtypes.positive_int, 15, "online: retrain the predictor after this many new snapshots", ps_only=True),
-        Option("--switch-tolerance", argtypes.float_in(0.0, 1.0), 0.01, "online: the predictor passes while its assembled "
-               "accuracy is at most this below the fully pushed model's (on validation images from the training set)", ps_only=True),
-        Option("--check-images", argtypes.positive_int, 1000, "online: validation images the check uses", ps_only=True),
-        Option("--watch-every", argtypes.positive_int, 10, "online: every K partial steps the PS measures the live model "
-               "on the check images; a drop of more than --watch-tolerance below the last fully pushed model's "
-               "accuracy sends the workers back to full pushes", ps_only=True),
-        Option("--watch-tolerance", argtypes.float_in(0.0, 1.0), 0.03, "online: see --watch-every", ps_only=True),
-        Option("--online-wait", bool, False, "online: hold the step barrier while a predictor trains (the stall is measured)", ps_only=True),
-        Option("--online-stage-flags", str, "--epochs 3 --image-batches 10 --val-images 1000 --eval-images 1000",
-               "online: flags for mp2_train_stage.py", ps_only=True),
+        # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone. Defaults:
+        # MP2Options (the measured setting); None: derived from the run's steps per epoch.
+        Option("--warmup-snapshots", argtypes.positive_int, None, "online: snapshots before the first predictor "
+               "is trained" + default_help("warmup_snapshots"), ps_only=True),
+        Option("--online-snapshot-every", argtypes.positive_int, None, "online: a warm-up snapshot every K full "
+               "steps" + default_help("online_snapshot_every"), ps_only=True),
+        Option("--refresh-every", argtypes.int_at_least(2), D.refresh_every, "online: a window of full pushes starts "
+               "every R steps (a fresh snapshot and the check at its end)", ps_only=True),
+        Option("--refresh-steps", argtypes.positive_int, D.refresh_steps, "online: full steps in each refresh window", ps_only=True),
+        Option("--retrain-after", argtypes.positive_int, None, "online: retrain the predictor after this many new "
+               "snapshots" + default_help("retrain_after"), ps_only=True),
+        Option("--switch-tolerance", argtypes.float_in(0.0, 1.0), D.switch_tolerance, "online: the predictor passes "
+               "while its assembled accuracy is at most this below the fully pushed model's (on validation images "
+               "from the training set)", ps_only=True),
+        Option("--check-images", argtypes.positive_int, D.check_images, "online: validation images the check uses", ps_only=True),
+        Option("--watch-every", argtypes.positive_int, D.watch_every, "online: every K partial steps the PS measures "
+               "the live model on the check images; a drop of more than --watch-tolerance below the last fully pushed "
+               "model's accuracy sends the workers back to full pushes", ps_only=True),
+        Option("--watch-tolerance", argtypes.float_in(0.0, 1.0), D.watch_tolerance, "online: see --watch-every", ps_only=True),
+        Option("--online-wait", bool, D.online_wait, "online: hold the step barrier while a predictor trains (the "
+               "stall is measured; the measured setting waits, so a round lands on the same step under any load)",
+               ps_only=True),
+        Option("--online-stage-flags", str, D.online_stage_flags, "online: flags for mp2_train_stage.py (the "
+               "default's --val-images is capped at a tenth of the training images)", ps_only=True),
         Option("--predictor-init", str, None, "online: a warm start from this predictor (e.g. one trained on another "
                "dataset): checked at the first warm-up snapshot, live at once if it passes, and the training rounds "
                "start from it (then from the last predictor that passed)", ps_only=True),
-        Option("--partial-snapshot-every", argtypes.nonnegative_int, 0, "online: also snapshot the PS's model every K "
-               "partial steps (its pushed group is the workers' average; the result loss reads nothing else), so "
-               "the predictor keeps learning between refresh windows at no traffic; 0: off", ps_only=True),
+        Option("--partial-snapshot-every", argtypes.nonnegative_int, None, "online: also snapshot the PS's model every "
+               "K partial steps (its pushed group is the workers' average; the result loss reads nothing else), so "
+               "the predictor keeps learning between refresh windows at no traffic; 0: off"
+               + default_help("partial_snapshot_every"), ps_only=True),
         Option("--control-switch-step", argtypes.nonnegative_int, None, "the control (--prediction hold) on online "
                "MP²'s schedule: the full pushes of an MP² run whose switch event names this step, then the refresh windows "
                "(--refresh-every, --refresh-steps)", ps_only=True),
@@ -73,31 +83,31 @@ class MP2(Method):
     phase_names = {FULL: "full", PARTIAL: "partial", PARTIAL_WITH_WEIGHTS: "partial+weights"}
     down_dtypes = (tf.float32, tf.float32)  # the model or the pushed group; the predictor's weights (often empty)
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.path, self.weights, self.sha256, self.online = None, None, None, None
+    def __init__(self, layout, opts: dict, run) -> None:
+        super().__init__(layout, opts, run)
+        self.settings = MP2Options.from_flags(opts, run)
+        self.opts = self.settings.as_dict()  # the values used, derived ones included (the summary's method_options)
+        self.path, self.weights, self.sha256 = None, None, None
+        self.schedule: Schedule | None = None  # online MP², or the control on its schedule
         self.holders: set[int] = set()  # workers that read the predictor file themselves (PS side)
+        self.partial_steps, self.full_steps = 0, {}  # the PS's count of steps, full ones by reason
 
     def _read_predictor(self) -> None:
         from predictor import load_checkpoint, resolve_path
 
-        self.path = resolve_path(self.opts["predictor"])
+        self.path = resolve_path(self.settings.predictor)
         self.weights, _ = load_checkpoint(self.path, self.layout)
         with open(self.path, "rb") as f:
             self.sha256 = hashlib.sha256(f.read()).hexdigest()
 
     def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
-        from runtime.methods.online import check_online_options
-
         self._check_options()
-        check_online_options(self.opts)
-        if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
+        o = self.settings
+        if o.prediction == "predictor" and o.predictor:
             self._read_predictor()
-        elif self.opts.get("control_switch_step") is not None:
-            from runtime.methods.online import HeldSchedule
-
-            self.online = HeldSchedule(self.opts, self.opts["control_switch_step"])
-        elif self.opts["prediction"] == "predictor":
+        elif o.control_switch_step is not None:
+            self.schedule = HeldSchedule(o)
+        elif o.online:
             from models import get
             from runtime.methods.online import OnlineController
 
@@ -105,30 +115,23 @@ class MP2(Method):
             data_flags += (["--fit-input"] if args.fit_input else []) + (
                 ["--train-images", str(args.train_images)] if args.train_images else [])
             model = get(self.layout.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
-            self.online = OnlineController(model, dataset, Path(args.out), self.opts, data_flags, args.seed,
-                                           self.run.steps_per_epoch, args.step_timeout / 2, log)
+            self.schedule = OnlineController(model, dataset, Path(args.out), o, data_flags, args.seed,
+                                             self.run.steps_per_epoch, args.step_timeout / 2, log)
+            classifier = self.layout.layers()[-1].name
+            if classifier not in self.layout.pushed_layers():  # --push is shared with the workers: only said
+                log(f"online MP² predicts the classifier {classifier} here (--push {args.push}); the measured "
+                    f"setting pushes it too: --push front+head")
 
     def precheck(self) -> None:
-        from runtime.methods.online import check_online_options
-
         self._check_options()
-        check_online_options(self.opts)
-        if self.opts["prediction"] == "predictor" and self.opts.get("predictor"):
+        if self.settings.prediction == "predictor" and self.settings.predictor:
             self._read_predictor()
 
     def _check_options(self) -> None:
         if self.layout.pushed == self.layout.total:
             raise ValueError(f"--push {','.join(self.layout.pushed_layers())} pushes every layer, which leaves MP² "
                              f"nothing to predict: push fewer layers (e.g. --push front), or use --method baseline")
-        if self.opts["prediction"] not in ("predictor", "hold"):
-            raise ValueError(f"--prediction must be predictor or hold, got {self.opts['prediction']!r}")
-        if self.opts["broadcast"] not in ("full", "subset"):
-            raise ValueError(f"--broadcast must be full or subset, got {self.opts['broadcast']!r}")
-        if any(flag.split("=")[0] == "--head-rank" for flag in shlex.split(self.opts["online_stage_flags"])):
-            raise ValueError("--online-stage-flags: online MP² trains predictors with the reference's rank-one "
-                             "heads; drop --head-rank")
-        if self.opts["broadcast"] == "subset" and self.opts["prediction"] == "hold":
-            raise ValueError("--broadcast subset needs a predictor on the workers; the control (--prediction hold) has none")
+        self.settings.check()
 
     def ps_inputs(self) -> dict:
         return {} if self.weights is None else {"predictor": self.path, "predictor_sha256": self.sha256}
@@ -136,7 +139,7 @@ class MP2(Method):
     def admit_worker(self, index: int, holds: dict) -> str:
         theirs = holds.get("predictor_sha256")
         if theirs is None:
-            if self.opts["broadcast"] == "subset" and self.weights is not None:
+            if self.settings.broadcast == "subset" and self.weights is not None:
                 from predictor.structure import infer_head_rank
 
                 rank = infer_head_rank(self.weights)
@@ -154,60 +157,73 @@ class MP2(Method):
         return ""
 
     # --- schedule (decided on the PS, announced in each reply) -----------------------------------
+    def _final(self, step: int) -> bool:
+        return step // self.run.steps_per_epoch >= self.run.epochs - self.settings.full_push_epochs
+
     def next_phase(self, step: int) -> int:
-        if self.online is not None and self.online.pending is not None:
-            self._promote_at = step  # the candidate becomes the live predictor before `step` runs
-            self.online.promote()
-            self.version += 1
-        epoch = step // self.run.steps_per_epoch
-        if epoch >= self.run.epochs - self.opts["full_push_epochs"]:
+        """The phase announced for `step`. The schedule is only asked; the one thing noted is which predictor
+        version the workers were sent (--broadcast subset sends new weights once)."""
+        if self._final(step) or (self.schedule is not None and self.schedule.wants_full(step)):
             return FULL
-        if self.online is not None and self.online.wants_full(step):
-            return FULL
-        if self.opts["broadcast"] == "subset" and self.sent_version != self.version:
-            self.sent_version = self.version
-            if self.version == 1 and len(self.holders) == self.run.workers:
+        version = 1 + (self.schedule.version if self.schedule is not None else 0)
+        if self.settings.broadcast == "subset" and self.sent_version != version:
+            self.sent_version = version
+            if version == 1 and len(self.holders) == self.run.workers:
                 return PARTIAL  # every worker read the PS's predictor file itself
             return PARTIAL_WITH_WEIGHTS
         return PARTIAL
 
     def after_step(self, session: tf.compat.v1.Session, step: int, phase: int) -> None:
-        if self.online is None:
-            return
-        if self._promote_at == step + 1:  # announced for the next step: go live before anything checks it
-            self.online.copy_candidate_to_live(session)
-        vector_of = lambda: session.run(self._model)  # noqa: E731 (fetched only when needed)
-        if phase == FULL:
-            self.online.after_full_step(session, step, vector_of)
+        if phase != FULL:
+            self.partial_steps += 1
         else:
-            self.online.after_partial_step(session, step, vector_of)
-        self.online.poll(session, step, vector_of)
+            reason = "final epochs" if self._final(step) or self.schedule is None else self.schedule.full_reason(step)
+            self.full_steps[reason] = self.full_steps.get(reason, 0) + 1
+        if self.schedule is not None:
+            self.schedule.after_step(session, step, phase == FULL, lambda: session.run(self._model))
 
     def drain_events(self) -> list[dict]:
-        if self.online is None:
+        if self.schedule is None:
             return []
-        events, self.online.events = self.online.events, []
+        events = self.schedule.take_events()
         self._events += events
         return events
 
     def stats(self) -> dict:
-        if self.online is None:
-            if self.opts["broadcast"] == "subset" and self.weights is not None:
-                return {"workers_reading_the_predictor_file": len(self.holders)}
-            return {}
+        steps = {"partial": self.partial_steps, "full": sum(self.full_steps.values()), "full_by_reason": dict(self.full_steps)}
+        if self.schedule is None:
+            stats = {"steps": steps}
+            if self.settings.broadcast == "subset" and self.weights is not None:
+                stats["workers_reading_the_predictor_file"] = len(self.holders)
+            return stats
         self.drain_events()
-        stats = self.online.stats()
+        stats = {"steps": steps, **self.schedule.stats()}
         stats["online"]["events"] = self._events
         return stats
 
+    def closing_lines(self) -> list[str]:
+        """What MP² did, for the PS's last lines: partial steps, full ones and why; a warning if it never predicted."""
+        full, total = sum(self.full_steps.values()), self.partial_steps + sum(self.full_steps.values())
+        if not total:
+            return []
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.full_steps.items(), key=lambda kv: -kv[1]))
+        what = "predicted the rest" if self.settings.prediction == "predictor" else "held the rest"
+        lines = [f"mp2: {self.partial_steps} of {total} steps pushed the pushed group ({what}), "
+                 f"{full} the whole model" + (f" ({why})" if why else "")]
+        if self.partial_steps == 0:
+            because = self.schedule.never_switched_because() if self.schedule is not None else (
+                f"--full-push-epochs {self.settings.full_push_epochs} covers the whole run")
+            lines.append(f"warning: MP² never switched to prediction: all {total} steps pushed the whole model ({because})")
+        return lines
+
     def close(self) -> None:
-        if self.online is not None:
-            self.online.stop()
+        if self.schedule is not None:
+            self.schedule.stop()
 
     # --- worker ---------------------------------------------------------------------------------
     def prepare_worker(self, log=print) -> None:
         self._check_options()
-        if self.opts["broadcast"] == "subset" and self.opts.get("predictor"):  # full broadcast: the PS's file only
+        if self.settings.broadcast == "subset" and self.settings.predictor:  # full broadcast: the PS's file only
             self._read_predictor()
             log(f"reads the predictor {self.path} itself")
 
@@ -227,7 +243,7 @@ class MP2(Method):
             w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted")))}
         # Back to full steps after partial ones: the predicted layers' Adam momentum is stale.
         phases[FULL].enter = w.forget_momentum(predicted_vars)
-        if self.opts["broadcast"] == "full":
+        if self.settings.broadcast == "full":
             phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
             return phases
         from predictor import Predictor
@@ -250,26 +266,27 @@ class MP2(Method):
 
     # --- PS -------------------------------------------------------------------------------------
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
-        self._model, self._events, self._promote_at = ps.model, [], None
-        self.version, self.sent_version = 1, 0
+        self._model, self._events = ps.model, []
+        self.sent_version = 0  # the predictor version the workers were last sent (subset broadcast)
         empty = tf.zeros([0], tf.float32)
-        if self.opts["prediction"] == "predictor":
+        if self.settings.prediction == "predictor":
             from predictor import Predictor
+            from runtime.methods.online import OnlineController
 
             with tf.device(ps.device):  # online: untrained until the first round passes its check
                 self.predictor = Predictor(self.layout, weights=self.weights, seed=self.run.seed)
-            if self.online is not None:
-                self.online.build(self.predictor, ps.device)
+            if isinstance(self.schedule, OnlineController):
+                self.schedule.build(self.predictor, ps.device)
             weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)
         phases = {}
-        partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.opts["broadcast"] == "subset" else [])
+        partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.settings.broadcast == "subset" else [])
         for phase in partial_phases:
             average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.pushed])  # a static shape
-            if self.opts["prediction"] == "predictor":
+            if self.settings.prediction == "predictor":
                 full = self.predictor(average)
             else:  # the control: the predicted group stays where the last full push left it
                 full = self.layout.join(average, self.layout.split(ps.model)[1])
-            if self.opts["broadcast"] == "full":
+            if self.settings.broadcast == "full":
                 reply = [full, empty]
             else:
                 reply = [average, weights if phase == PARTIAL_WITH_WEIGHTS else empty]

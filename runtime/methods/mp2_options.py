@@ -1,0 +1,144 @@
+"""MP²'s options as one typed, frozen object whose defaults are the measured online setting.
+
+The defaults are online MP² as measured on Fashion-MNIST (results/unseen/online.sh: 120 steps per
+epoch, 4 workers of 125 images). Four of them are counts of steps or snapshots, whose best value
+depends on how long an epoch is; they are derived from the run (RunInfo.steps_per_epoch) by one rule:
+
+    value = max(digits value, floor(Fashion-MNIST value × steps_per_epoch / 120))
+
+                             Fashion-MNIST (120 steps/epoch)   digits (14 steps/epoch)   floor
+    --warmup-snapshots                  30                          3                     3
+    --online-snapshot-every              2                          1                     1
+    --partial-snapshot-every            50                         20                    20
+    --retrain-after                      8                          3                     3
+
+so both measured settings come out of it, and a run in between gets the Fashion-MNIST setting scaled
+to its epoch. A value given on the command line is taken as given. The stage's --val-images (1000)
+is capped at a tenth of the training images when the stage flags are the default ones (digits: 144),
+as mp2_train_stage.py caps its own default; the stage caps --eval-images at the test set itself.
+
+Not a method option, so not here: the pushed group. The measured setting pushes the classifier too
+(--push front+head). --push is shared by the PS and every worker, and a worker cannot tell online MP²
+from a run whose PS alone holds the predictor file, so online MP² does not change it: pass
+--push front+head yourself (the PS says so in one line when it runs online with the classifier
+predicted). Likewise --online-wait (hold the barrier while a round trains: the measured runs did, so a
+round lands on the same step whatever the machine's load) and --step-timeout 600 (half of it is the
+longest one step waits) are passed by the measured command, printed by
+
+    python -m runtime.methods mp2 --defaults [--steps-per-epoch N]
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+from dataclasses import dataclass, fields
+
+from runtime.methods.base import RunInfo
+from stage.flags import check_round_flags
+
+REFERENCE_STEPS_PER_EPOCH = 120  # Fashion-MNIST's, where the defaults were measured
+# field: (Fashion-MNIST value, digits value = the floor)
+SCALED = {"warmup_snapshots": (30, 3), "online_snapshot_every": (2, 1), "partial_snapshot_every": (50, 20),
+          "retrain_after": (8, 3)}
+DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 --holdout 0.05"
+# Shared flags the measured command passes besides the method's defaults (see the docstring for why).
+MEASURED_SHARED_FLAGS = "--push front+head --online-wait --step-timeout 600"
+
+
+def derived(name: str, steps_per_epoch: int) -> int:
+    """The default of a SCALED option for a run of `steps_per_epoch` steps per epoch."""
+    fashion, floor = SCALED[name]
+    return max(floor, fashion * steps_per_epoch // REFERENCE_STEPS_PER_EPOCH)
+
+
+@dataclass(frozen=True)
+class MP2Options:
+    """Every MP² flag, typed. None in a SCALED field means "derived from the run" (see `for_run`)."""
+
+    predictor: str | None = None
+    prediction: str = "predictor"          # or "hold": the control
+    full_push_epochs: int = 0
+    broadcast: str = "full"                # or "subset"
+    # Online MP² (no --predictor): the PS's alone.
+    warmup_snapshots: int | None = None
+    online_snapshot_every: int | None = None
+    partial_snapshot_every: int | None = None
+    retrain_after: int | None = None
+    refresh_every: int = 100
+    refresh_steps: int = 2
+    switch_tolerance: float = 0.02
+    check_images: int = 1000
+    watch_every: int = 10
+    watch_tolerance: float = 0.05
+    online_wait: bool = False
+    online_stage_flags: str = DEFAULT_STAGE_FLAGS
+    predictor_init: str | None = None
+    control_switch_step: int | None = None
+
+    @classmethod
+    def from_flags(cls, opts: dict, run: RunInfo) -> "MP2Options":
+        """From the parsed method options (None or absent: the default), derived values filled in."""
+        given = {f.name: opts[f.name] for f in fields(cls) if opts.get(f.name) is not None}
+        return cls(**given).for_run(run.steps_per_epoch)
+
+    def for_run(self, steps_per_epoch: int) -> "MP2Options":
+        return dataclasses.replace(self, **{name: derived(name, steps_per_epoch)
+                                            for name in SCALED if getattr(self, name) is None})
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def online(self) -> bool:
+        """Online MP²: the PS trains the predictor during the run."""
+        return self.prediction == "predictor" and not self.predictor
+
+    def stage_flags(self, train_images: int) -> list[str]:
+        """The rounds' mp2_train_stage.py flags: the default's --val-images capped at a tenth of the
+        training images (a user's own --online-stage-flags are passed as given)."""
+        flags = self.online_stage_flags
+        if flags == DEFAULT_STAGE_FLAGS:
+            cap = max(1, min(1000, train_images // 10))
+            flags = re.sub(r"--val-images \d+", f"--val-images {cap}", flags)
+        return shlex.split(flags)
+
+    def check(self) -> None:
+        """Options that contradict each other: ValueError, one line for the user."""
+        if self.prediction not in ("predictor", "hold"):
+            raise ValueError(f"--prediction must be predictor or hold, got {self.prediction!r}")
+        if self.broadcast not in ("full", "subset"):
+            raise ValueError(f"--broadcast must be full or subset, got {self.broadcast!r}")
+        try:
+            round_flags = shlex.split(self.online_stage_flags)
+        except ValueError as e:  # an unclosed quote
+            raise ValueError(f"--online-stage-flags: {e}") from None
+        # Parsed as a round's mp2_train_stage.py would, now: a typo would otherwise fail every round, in its log only.
+        check_round_flags(round_flags)
+        if any(flag.split("=")[0] == "--head-rank" for flag in round_flags):
+            raise ValueError("--online-stage-flags: online MP² trains predictors with the reference's rank-one "
+                             "heads; drop --head-rank")
+        if self.broadcast == "subset" and self.prediction == "hold":
+            raise ValueError("--broadcast subset needs a predictor on the workers; the control (--prediction hold) has none")
+        if self.predictor_init and (self.predictor or self.prediction == "hold"):
+            raise ValueError("--predictor-init is online MP²'s warm start: drop --predictor (a fixed predictor "
+                             "needs no start) and --prediction hold (the control has no predictor)")
+        if self.control_switch_step is not None and self.prediction != "hold":
+            raise ValueError("--control-switch-step gives the control (--prediction hold) online MP²'s schedule: "
+                             "add --prediction hold, or drop it")
+
+
+def default_help(name: str) -> str:
+    """The help text's note on a derived default."""
+    fashion, floor = SCALED[name]
+    return (f"; default: {fashion} × steps per epoch / {REFERENCE_STEPS_PER_EPOCH}, at least {floor} "
+            f"(Fashion-MNIST's {fashion}, digits' {floor})")
+
+
+def measured_command(steps_per_epoch: int = REFERENCE_STEPS_PER_EPOCH) -> str:
+    """The online settings the defaults give a run of `steps_per_epoch`, as flags: what the README shows."""
+    o = MP2Options().for_run(steps_per_epoch)
+    flags = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in
+             ("warmup_snapshots", "online_snapshot_every", "partial_snapshot_every", "retrain_after",
+              "refresh_every", "refresh_steps", "switch_tolerance", "watch_tolerance")]
+    return " ".join(["--method mp2", MEASURED_SHARED_FLAGS, *flags, f'--online-stage-flags "{o.online_stage_flags}"'])

@@ -36,15 +36,16 @@ from reports import frontier as report  # noqa: E402
 from provenance import commit_label, portable  # noqa: E402
 
 # The grids. MP² online is `--method mp2` with no --predictor (the PS trains its own during the
-# run, with the method's default online settings); its H > 1 rows need MP² to take --sync-every.
+# run, with the method's defaults, the measured setting) pushing the classifier too (`--push front+head`,
+# the setting those defaults were measured with). MP² composed with a sync interval (--sync-every) is
+# not built yet: its rows are left out rather than run to fail.
 LENET5 = {
     "common": "--model lenet5 --dataset fashion_mnist --epochs 10 --lr 0.003 --mixup 0",
     "seeds": [0, 1, 2],
     "settings": [
         "baseline=--method baseline",
         *(f"localsgd-H{h}=--method localsgd --sync-every {h}" for h in (4, 16, 64)),
-        "mp2-online-H1=--method mp2",
-        *(f"mp2-online-H{h}=--method mp2 --sync-every {h}" for h in (4, 16)),
+        "mp2-online=--method mp2 --push front+head",
         *(f"topk-{r}=--method topk --ratio {r}" for r in ("0.1", "0.01")),
         "dgc=--method dgc --lr 0.05",  # DGC's own SGD learning rate
         *(f"powersgd-R{r}=--method powersgd --rank {r}" for r in (1, 4)),
@@ -55,7 +56,7 @@ RESNET18 = {
     "common": "--model resnet18 --dataset fashion_mnist --fit-input --train-images 10000 --epochs 8 --lr 0.001 "
               "--step-timeout 900 --connect-timeout 600",
     "seeds": [0],
-    "settings": ["baseline=--method baseline", "localsgd-H16=--method localsgd --sync-every 16", "mp2-online=--method mp2",
+    "settings": ["baseline=--method baseline", "localsgd-H16=--method localsgd --sync-every 16", "mp2-online=--method mp2 --push front+head",
                  "powersgd-R2=--method powersgd --rank 2", "dgc=--method dgc --lr 0.05"],
 }
 GRIDS = {"lenet5": LENET5, "resnet18": RESNET18}

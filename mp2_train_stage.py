@@ -73,6 +73,7 @@ n_eval = min(args.eval_images or len(dataset.test_y), len(dataset.test_y))
 eval_idx = np.sort(eval_rng.choice(len(dataset.test_y), n_eval, replace=False)) if n_eval < len(dataset.test_y) \
     else np.arange(len(dataset.test_y))
 test_x, test_y = dataset.test_x[eval_idx], dataset.test_y[eval_idx]
+origin = provenance.record(out)
 steps = training.steps_per_epoch(len(train_rows), args.snapshot_batch, args.image_batches)
 lr_warmup = args.lr_warmup if args.lr_warmup is not None else None if args.resume else (steps if args.init else 0)
 config = {

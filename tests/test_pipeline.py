@@ -47,7 +47,8 @@ def test_collection_writes_a_readable_parameter_dataset(tmp_path):
     assert len({v.tobytes() for v in snaps.pushed}) == 8  # snapshots of a model that moved
     # A fresh run never mixes its snapshots into an earlier run's.
     again = run("mp2_ps.py", *cluster_flags(2), "--snapshot-every", "5", "--out", str(out), *SMALL, timeout=120)
-    assert again.returncode != 0 and "already holds snapshots" in again.stdout, again.stdout
+    assert again.returncode != 0 and "holds a finished run" in again.stdout and "--fresh" in again.stdout, again.stdout
+    assert len(paramset.read([out / "snapshots"], LENET.layout)) == 8
     # The last snapshot, taken at the last step, equals the final global model.
     final, _ = _load_model(out / "checkpoint.npz")
     assert steps[-1] == 40, steps

@@ -113,7 +113,8 @@ def test_subset_broadcast_workers_read_the_predictor_file_and_get_only_the_avera
     summary = _check_records(out, epochs=1)
     layout, workers = LENET.layout, 2
     assert summary["phases"] == {"partial": STEPS_PER_EPOCH}  # never partial+weights
-    assert summary["method_stats"] == {"workers_reading_the_predictor_file": 2}
+    assert summary["method_stats"] == {"workers_reading_the_predictor_file": 2,
+                                       "steps": {"full": 0, "full_by_reason": {}, "partial": STEPS_PER_EPOCH}}
     assert summary["bytes_pulled_total"] == (4 * layout.pushed + CONTROL) * STEPS_PER_EPOCH * workers
     traces = [np.load(out / f"trace-worker-{i}.npz") for i in (0, 1)]
     ups = [t["1/up/0"] for t in traces]

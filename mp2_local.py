@@ -6,6 +6,7 @@ Every flag other than --workers is passed to the PS and the workers as they are;
 (--predictor, --resume, --snapshot-*) to the PS alone. Output lines are prefixed [ps], [w0], ...; logs go to --out too.
 Paths mean what they mean in the caller's shell, from whatever directory this is started.
 """
+import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import argparse
 import sys
 
@@ -58,7 +59,11 @@ except (ValueError, DataError, CheckpointError) as e:
 step_timeout = training_parser("").parse_known_args(passthrough)[0].step_timeout
 
 # Loopback only: TensorFlow's gRPC server has no authentication.
-ps_port, *worker_ports = free_ports(args.workers + 1)
+try:
+    ps_port, *worker_ports = free_ports(args.workers + 1)
+except ValueError as e:  # a malformed or full MP2_PORT_RANGE
+    print(f"mp2_local: error: {e}", file=sys.stderr)
+    sys.exit(1)
 ps_host = f"127.0.0.1:{ps_port}"
 worker_hosts = ",".join(f"127.0.0.1:{port}" for port in worker_ports)
 cluster = ["--ps_hosts", ps_host, "--worker_hosts", worker_hosts, "--out", str(out)]

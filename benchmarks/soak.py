@@ -22,6 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+import provenance
+from npzio import write_json
+
 ROOT = Path(__file__).resolve().parent.parent
 
 MAIN_JOB = ["--model", "lenet5", "--dataset", "fashion_mnist", "--method", "baseline", "--lr", "0.003",
@@ -62,6 +65,13 @@ def main() -> None:
     for loop in loops:
         loop.start()
     results = []
+    origin = provenance.record(root)
+
+    def report() -> dict:  # written after every run: a soak cut short still leaves its record
+        return {"runs": len(results), "failures": sum(r["exit"] != 0 for r in results), "planned": args.runs,
+                "load": args.load, "epochs": args.epochs, "workers": args.workers, "results": results,
+                "provenance": origin}
+
     print(f"soak: {args.runs} runs of {args.workers} workers, {args.epochs} epochs, {args.load} busy loops beside; "
           f"runs in {root}", flush=True)
     try:
@@ -87,6 +97,7 @@ def main() -> None:
             else:
                 result["cause"] = failure_cause(run_dir, output)
             results.append(result)
+            write_json(root / "soak.json", report())
             failed = sum(r["exit"] != 0 for r in results)
             print(f"soak: run {i + 1}/{args.runs}: " + ("ok" if code == 0 else f"FAILED (exit {code})")
                   + f" in {seconds:.0f} s" + (f", retries {result['retries']}" if result.get("retries") else "")
@@ -95,25 +106,11 @@ def main() -> None:
         for loop in loops:
             loop.terminate()
     failures = [r for r in results if r["exit"] != 0]
-    report = {
-        "runs": len(results), "failures": len(failures), "load": args.load, "epochs": args.epochs,
-        "workers": args.workers, "results": results,
-        "command": [os.path.relpath(a, ROOT) if a.startswith(str(ROOT)) else a for a in sys.argv],
-        "commit": _commit(),
-    }
-    (root / "soak.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"soak: {len(results)} runs, {len(failures)} failed, "
           f"{sum(r.get('retries', 0) for r in results)} retried calls; wrote {root / 'soak.json'}", flush=True)
     for r in failures:
         print(f"  run {r['run']}: exit {r['exit']}: {r['cause']}", flush=True)
     sys.exit(1 if failures else 0)
-
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True, capture_output=True).stdout.strip() or None
-    except OSError:
-        return None
 
 
 def _jsonl(path: Path) -> list[dict]:

@@ -139,15 +139,53 @@ def wait_for_port(address: str, timeout: float, what: str) -> None:
             time.sleep(0.5)
 
 
-def free_ports(n: int) -> list[int]:
-    """`n` distinct TCP ports on 127.0.0.1 that nothing listens on right now.
+# Ports for a local cluster come from the kernel's ephemeral range unless this names another, LO-HI: a range
+# a firewall opens, or (the test suite) one range per parallel test runner, so that two launchers running
+# side by side never pick the same port in the seconds before their servers bind it.
+PORT_RANGE_ENV = "MP2_PORT_RANGE"
 
-    All sockets stay bound until every port is chosen, so the kernel cannot hand out one twice.
-    """
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+
+def port_range_from_env() -> range | None:
+    """The range MP2_PORT_RANGE names, or None when it is unset. ValueError, in one line, when malformed."""
+    text = os.environ.get(PORT_RANGE_ENV, "").strip()
+    if not text:
+        return None
     try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
+        low, high = (int(part) for part in text.split("-"))
+    except ValueError:
+        low = high = 0
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError(f"{PORT_RANGE_ENV}={text!r}: expected LO-HI, two ports 1024..65535 with LO <= HI "
+                         f"(e.g. 20000-20999), or leave it unset for the kernel's choice")
+    return range(low, high + 1)
+
+
+def free_ports(n: int, ports: range | None = None) -> list[int]:
+    """`n` distinct TCP ports on 127.0.0.1 that nothing listens on right now: from `ports`, else from
+    MP2_PORT_RANGE, else the kernel's choice. All sockets stay bound until every port is chosen, so no
+    port is handed out twice. ValueError when the range holds fewer than `n` free ports."""
+    ports = ports if ports is not None else port_range_from_env()
+    socks: list[socket.socket] = []
+    try:
+        if ports is None:
+            for _ in range(n):
+                socks.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                socks[-1].bind(("127.0.0.1", 0))
+        else:
+            start = int.from_bytes(os.urandom(4), "little") % len(ports)  # two callers rarely start alike
+            for k in range(len(ports)):
+                if len(socks) == n:
+                    break
+                candidate = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    candidate.bind(("127.0.0.1", ports[(start + k) % len(ports)]))
+                except OSError:
+                    candidate.close()
+                    continue
+                socks.append(candidate)
+            if len(socks) < n:
+                raise ValueError(f"only {len(socks)} of the {n} ports needed are free in "
+                                 f"{ports.start}-{ports.stop - 1}")
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:

@@ -8,17 +8,31 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime.cluster import free_ports
+from runtime.cluster import PORT_RANGE_ENV, free_ports
 
+
+def _runner_ports() -> tuple[range, range]:
+    """Parallel runners (pytest -n) each take their own ports below the kernel's ephemeral range (32768 up):
+    the test's own clusters from the lower half, the launchers and benchmarks it starts (MP2_PORT_RANGE)
+    from the upper, so that no two clusters alive at once can pick the same port before their servers
+    bind it."""
+    runner = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(runner[2:]) if runner[2:].isdigit() else 0
+    base = 20000 + 1000 * (index % 12)
+    return range(base, base + 500), range(base + 500, base + 1000)
+
+
+TEST_PORTS, LAUNCHER_PORTS = _runner_ports()
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+       PORT_RANGE_ENV: f"{LAUNCHER_PORTS.start}-{LAUNCHER_PORTS.stop - 1}"}
 
 # Small and quick: synthetic 28x28 images, 2 workers of 50 images a step.
 SMALL = ["--model", "lenet5", "--dataset", "synthetic", "--worker-batch", "50", "--step-timeout", "60", "--connect-timeout", "60"]
 
 
 def cluster_flags(workers: int) -> list[str]:
-    ports = free_ports(workers + 1)
+    ports = free_ports(workers + 1, TEST_PORTS)
     return [
         "--ps_hosts", f"127.0.0.1:{ports[0]}",
         "--worker_hosts", ",".join(f"127.0.0.1:{p}" for p in ports[1:]),

@@ -67,3 +67,14 @@ def snapshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
             writer.add(vector, step=s, epoch=s * 50 // len(ds.train_y), test_acc=acc)
     writer.flush()
     return directory
+
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every process a test starts, through tests/cluster.py or not, picks its ports from this runner's range.
+    import os
+
+    from runtime.cluster import PORT_RANGE_ENV
+    from tests.cluster import LAUNCHER_PORTS
+
+    os.environ[PORT_RANGE_ENV] = f"{LAUNCHER_PORTS.start}-{LAUNCHER_PORTS.stop - 1}"

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from runtime.cluster import ClusterError, add_cluster_flags, resolve
+import socket
+
+from runtime.cluster import PORT_RANGE_ENV, ClusterError, add_cluster_flags, free_ports, resolve
 from runtime.config import RunConfig
 from runtime.flags import split_ps_only
 
@@ -66,3 +68,25 @@ def test_workers_get_every_flag_but_the_ps_only_ones():
     assert split_ps_only(argv) == ["--model", "lenet5", "--epochs", "2", "--lr", "0.01"]
     # A file the PS reads that workers may read too (subset broadcast) stays.
     assert split_ps_only(["--predictor", "p.npz", "--resume"]) == ["--predictor", "p.npz"]
+
+
+def test_free_ports_come_from_mp2_port_range_and_skip_a_port_in_use(monkeypatch):
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", 0))
+    taken = busy.getsockname()[1]
+    try:
+        monkeypatch.setenv(PORT_RANGE_ENV, f"{taken}-{taken + 3}")
+        for _ in range(5):  # whatever the random start, the busy port is never handed out
+            ports = free_ports(3)
+            assert len(set(ports)) == 3 and set(ports) <= set(range(taken + 1, taken + 4)), ports
+        with pytest.raises(ValueError, match="only 3 of the 4 ports"):
+            free_ports(4)
+    finally:
+        busy.close()
+
+
+@pytest.mark.parametrize("text", ["20000", "b-c", "30000-20000", "80-90"])
+def test_a_malformed_mp2_port_range_is_named(monkeypatch, text):
+    monkeypatch.setenv(PORT_RANGE_ENV, text)
+    with pytest.raises(ValueError, match=f"{PORT_RANGE_ENV}='{text}': expected LO-HI"):
+        free_ports(1)

@@ -17,7 +17,7 @@ import tensorflow as tf
 from runtime import tferrors
 from runtime.cluster import free_ports
 from runtime.ps import _not_admitted, loss_diverged
-from tests.cluster import ENV, ROOT, SMALL, interruptible, run, run_together
+from tests.cluster import ENV, ROOT, SMALL, TEST_PORTS, interruptible, run, run_together
 
 QUICK = [*SMALL, "--epochs", "1"]
 
@@ -135,7 +135,7 @@ def test_the_launcher_refuses_a_bad_model_push_or_predictor_before_starting_anyt
 
 @pytest.mark.cluster
 def test_a_worker_started_by_hand_with_push_all_for_mp2_is_one_line():
-    ports = free_ports(2)
+    ports = free_ports(2, TEST_PORTS)
     done = run("mp2_worker.py", "--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[1]}",
                "--task_index", "0", "--method", "mp2", "--push", "all", *QUICK, timeout=120)
     assert done.returncode != 0 and "nothing to predict" in done.stdout and "Traceback" not in done.stdout, done.stdout
@@ -147,7 +147,7 @@ def test_a_worker_facing_a_silent_port_names_itself_the_address_and_what_listens
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         address = f"127.0.0.1:{silent.getsockname()[1]}"
-        done = run("mp2_worker.py", "--ps_hosts", address, "--worker_hosts", f"127.0.0.1:{free_ports(1)[0]}",
+        done = run("mp2_worker.py", "--ps_hosts", address, "--worker_hosts", f"127.0.0.1:{free_ports(1, TEST_PORTS)[0]}",
                    "--task_index", "0", "--out", str(tmp_path), *SMALL[:-2], "--connect-timeout", "5", timeout=150)
     assert done.returncode != 0 and "Traceback" not in done.stdout
     line = [l for l in done.stdout.splitlines() if "no answer within" in l][0]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (see setup.sh) and run the test suite in two tiers (tests/conftest.py defines them): the unit
-# tier first (under a minute), and only if it passes, the rest (cluster and root). Extra arguments go to
-# pytest, in both tiers.
+# tier first (under a minute), and only if it passes, the rest (cluster and root). Each tier runs on two
+# parallel runners (pytest-xdist; each has its own ports, tests/cluster.py). Extra arguments go to pytest,
+# in both tiers (-n 0 runs one test at a time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
@@ -13,7 +14,7 @@ ran=0
 for tier in "unit" "not unit"; do
   echo "test: tier: $tier"
   status=0
-  .venv/bin/python -m pytest -q -m "$tier" "$@" tests || status=$?
+  .venv/bin/python -m pytest -q -n 2 -m "$tier" "$@" tests || status=$?
   case $status in
     0) ran=1 ;;
     5) ;;

@@ -28,12 +28,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import argtypes  # noqa: E402
-from benchmarks.grid import GridError, Setting, check_flags, command_line, merge_flags, plan, recorded_flags, run_one  # noqa: E402
-from reports import frontier as report  # noqa: E402
-from provenance import commit_label, portable  # noqa: E402
+import argtypes
+from benchmarks.grid import GridError, Setting, check_flags, command_line, merge_flags, plan, recorded_flags, run_one
+from reports import frontier as report
+from provenance import commit_label, portable
 
 # The grids. MP² online is `--method mp2` with no --predictor (the PS trains its own during the
 # run, with the method's defaults, the measured setting) pushing the classifier too (`--push front+head`,

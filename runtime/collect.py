@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from data import Dataset
 from models import Model
+from models.evaluate import accuracy, predicted_labels
 from paramset import ParamSetWriter
 
 
@@ -28,8 +29,7 @@ class SnapshotCollector:
         with tf.device(device):
             self.vector = tf.compat.v1.placeholder(tf.float32, [model.layout.total])
             self.batch = tf.compat.v1.placeholder(tf.float32, [None, *model.input_shape])
-            logits = model.forward(model.layout.unflatten(self.vector), self.batch)
-            self.predictions = tf.argmax(logits, 1)
+            self.predictions = predicted_labels(model, self.vector, self.batch)
         self._window, self._chosen = -1, -1
 
     def after_step(self, step: int, epoch: int, vector) -> None:
@@ -43,11 +43,9 @@ class SnapshotCollector:
             self._window, self._chosen = window, window * self.every + offset
         if step == self._chosen:
             vector = vector() if callable(vector) else vector
-            hits = 0
-            for i in range(0, len(self.images), 500):
-                pred = self.session.run(self.predictions, {self.vector: vector, self.batch: self.images[i : i + 500]})
-                hits += int((pred == self.labels[i : i + 500]).sum())
-            self.writer.add(vector, step=step + 1, epoch=epoch + 1, test_acc=hits / len(self.images),
+            test_acc = accuracy(lambda x: self.session.run(self.predictions, {self.vector: vector, self.batch: x}),
+                                self.images, self.labels)
+            self.writer.add(vector, step=step + 1, epoch=epoch + 1, test_acc=test_acc,
                             test_images=len(self.images))
 
     def flush(self) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import Model
+from models.evaluate import in_chunks, predicted_labels
 from runtime import deadline
 from runtime.config import RunConfig
 from runtime.methods.base import Method, PSSide, restore_state, state_arrays
@@ -52,8 +53,7 @@ class PSGraph:
                 self.step_ops[phase] = [self._enqueue(r, verify_sync and k == len(rounds) - 1) for k, r in enumerate(rounds)]
             # Evaluation of the global model, here and nowhere else.
             self.images = tf.compat.v1.placeholder(tf.float32, [None, *model.input_shape], name="test_images")
-            logits = model.forward(self.layout.unflatten(self.model), self.images)
-            self.predictions = tf.argmax(logits, 1)
+            self.predictions = predicted_labels(model, self.model, self.images)
         self.init_op = tf.compat.v1.variables_initializer([self.model, *self.delivered, *self.side.state, *self.side.scratches,
                                                            *self._extra_variables()])
 
@@ -102,8 +102,7 @@ class PSGraph:
         return state_arrays(session, self.side.state)
 
     def evaluate(self, session: tf.compat.v1.Session, images: np.ndarray, batch: int = 500) -> np.ndarray:
-        return np.concatenate([session.run(self.predictions, {self.images: images[i : i + batch]})
-                               for i in range(0, len(images), batch)])
+        return in_chunks(lambda x: session.run(self.predictions, {self.images: x}), images, batch)
 
     # --- one step -----------------------------------------------------------------------------------
     def run_step(self, session: tf.compat.v1.Session, step: int, phase: int, next_phase: int, timeout: float) -> None:

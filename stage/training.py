@@ -14,11 +14,11 @@ import tensorflow as tf
 
 import data
 from models import Model
+from models.evaluate import VectorAccuracy
 from predictor import Predictor
 from stage.adam import Adam
 
 from stage.flags import LOSSES
-EVAL_CHUNK = 1000  # images per forward pass of an evaluation
 # The validation images are fixed by this seed alone: predictors trained with different --seed are
 # selected on the same images.
 VALIDATION_SEED = 20240917
@@ -63,12 +63,7 @@ class Trainer:
         # Traced once per snapshot-batch size (a smaller last batch adds one trace).
         self._result_step = tf.function(self._result_step_fn)
         self._mse_step = tf.function(self._mse_step_fn)
-        h, w, c = model.input_shape
-        spec = {p.name: tf.TensorSpec(p.shape, tf.float32) for p in self.layout.params}
-        self._predict_fn = tf.function(
-            lambda params, images: tf.argmax(model.forward(params, images), axis=1, output_type=tf.int32),
-            input_signature=[spec, tf.TensorSpec([None, h, w, c], tf.float32)],
-        )
+        self.accuracy = VectorAccuracy(model)  # (vector, images, labels) -> accuracy
 
     # --- training ------------------------------------------------------------------------------
     def step(self, pushed: np.ndarray, predicted: np.ndarray, images: np.ndarray | None,
@@ -102,16 +97,6 @@ class Trainer:
     def assembled(self, pushed: np.ndarray) -> np.ndarray:
         """The full parameter vector the predictor makes from one snapshot's pushed group."""
         return self.predictor(pushed[None, :]).numpy()[0]
-
-    def accuracy(self, vector: np.ndarray, images: np.ndarray, labels: np.ndarray) -> float:
-        """Accuracy on (images, labels) of the target network with the flat parameter vector `vector`."""
-        params = self.layout.unflatten(np.asarray(vector, np.float32))
-        params = {k: tf.constant(v) for k, v in params.items()}
-        correct = 0
-        for a in range(0, len(labels), EVAL_CHUNK):
-            pred = self._predict_fn(params, tf.constant(images[a:a + EVAL_CHUNK])).numpy()
-            correct += int(np.sum(pred == labels[a:a + EVAL_CHUNK]))
-        return correct / max(1, len(labels))
 
 
 def train_epoch(trainer: Trainer, snaps, train_rows: np.ndarray, dataset: data.Dataset, *,

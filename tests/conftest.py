@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="module")
 def snapshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 snapshots of LeNet-5 trained on synthetic data (Adam, 50-image steps), with their test accuracy:
-    the parameter dataset of the stage's tests (test_train_stage.py, test_unseen.py)."""
+    the parameter dataset of the stage's tests (test_train_stage.py, test_warm_start.py)."""
     import numpy as np
     import tensorflow as tf
 

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import Layout
+from models.evaluate import VectorAccuracy
 from paramset import Snapshots
 from stage.adam import Adam
 from wnn import features, network
@@ -187,13 +188,9 @@ def jump_vector(params: dict[str, dict], history: np.ndarray, indices: dict[str,
 class Tester:
     """Test accuracy of the target model for a flat parameter vector."""
 
-    def __init__(self, model, images: np.ndarray, labels: np.ndarray, chunk: int = 1000) -> None:
-        self.model, self.images, self.labels, self.chunk = model, images, labels, chunk
-        self._predict = tf.function(lambda params, x: tf.argmax(model.forward(params, x), 1), reduce_retracing=True)
+    def __init__(self, model, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+        self._accuracy = VectorAccuracy(model)
 
     def accuracy(self, vector: np.ndarray) -> float:
-        params = {k: tf.constant(v) for k, v in self.model.layout.unflatten(np.asarray(vector, np.float32)).items()}
-        hits = sum(int(np.sum(self._predict(params, tf.constant(self.images[a : a + self.chunk])).numpy()
-                              == self.labels[a : a + self.chunk]))
-                   for a in range(0, len(self.labels), self.chunk))
-        return hits / max(1, len(self.labels))
+        return self._accuracy(vector, self.images, self.labels)

@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import Model
+from models.evaluate import predicted_labels
 from runtime.methods import schedule
 from runtime.methods.mp2_options import MP2Options
 
@@ -115,7 +116,7 @@ class OnlineController:
             self.vector = tf.compat.v1.placeholder(tf.float32, [layout.total], name="online_check_model")
             self.images = tf.compat.v1.placeholder(tf.float32, [None, *self.model.input_shape], name="online_check_images")
             pushed = layout.split(self.vector)[0]
-            predict = lambda params: tf.argmax(self.model.forward(layout.unflatten(params), self.images), 1)  # noqa: E731
+            predict = lambda vector: predicted_labels(self.model, vector, self.images)  # noqa: E731
             self.pred_full = predict(self.vector)
             self.pred_live, self.pred_candidate = predict(live(pushed)), predict(self.candidate(pushed))
             # Loading a round's weights feeds these placeholders: nothing is added to the graph later.

@@ -1,4 +1,4 @@
-"""Hardening: macro metrics, paths from any directory, a dead worker, ports, npz files, bad flags and outputs."""
+"""Bad input and faults: paths from any directory, a dead worker, ports, npz files, bad flags and outputs, macro metrics."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 """Time of one compress step, DGC vs exact Top-k, on a model's tensors, in graph mode.
 
-    .venv/bin/python -m compression.benchmark --model resnet18 --ratio 0.001 --steps 20
+    .venv/bin/python benchmarks/compression_speed.py --model resnet18 --ratio 0.001 --steps 20
 
 The gradients live in variables (random normal), so a step times the compression alone, not a
 feed. Each step runs values, indices, dense and the state update in one session.run, as a worker
@@ -14,6 +14,8 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tfstart  # noqa: E402,F401  (before TensorFlow: without Keras)
 
 import tensorflow as tf  # noqa: E402
 

@@ -27,12 +27,12 @@ import shlex
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 import argtypes
 from benchmarks.grid import GridError, Setting, check_flags, command_line, merge_flags, plan, recorded_flags, run_one
-from reports import frontier as report
 from provenance import commit_label, portable
+from reports import frontier as report
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # The grids. MP² online is `--method mp2` with no --predictor (the PS trains its own during the
 # run, with the method's defaults, the measured setting) pushing the classifier too (`--push front+head`,

@@ -17,7 +17,7 @@ import tensorflow as tf
 from runtime import tferrors
 from runtime.cluster import free_ports
 from runtime.ps import _not_admitted, loss_diverged
-from tests.cluster import ENV, ROOT, SMALL, TEST_PORTS, interruptible, run, run_together
+from tests.cluster import ENV, ROOT, SMALL, TEST_PORTS, interruptible, run
 
 QUICK = [*SMALL, "--epochs", "1"]
 

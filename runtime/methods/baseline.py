@@ -1,7 +1,12 @@
 """Baseline: every worker trains every layer with local Adam and pushes all of it; the PS averages."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 class Baseline(Method):

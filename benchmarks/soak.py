@@ -1,6 +1,6 @@
 """Soak: the main job's cluster, many times in a row, optionally beside busy CPU loops.
 
-    python benchmarks/soak.py --runs 50 --load 2 --epochs 2           # what the README reports
+    python benchmarks/soak.py --runs 50 --load 1 --epochs 2           # what the README reports
     python benchmarks/soak.py --runs 5 -- --method mp2 --predictor P   # other flags go to mp2_local.py
 
 Each run is `mp2_local.py --workers 4` with the main job's flags (LeNet-5, Fashion-MNIST, lr 0.003, no

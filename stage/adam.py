@@ -15,7 +15,7 @@ import tensorflow as tf
 
 
 class Adam:
-    def __init__(self, variables: Mapping[str, tf.Variable], lr: float = 1e-3, beta1: float = 0.9,
+    def __init__(self, variables: Mapping[str, tf.Variable], lr: float | tf.Variable = 1e-3, beta1: float = 0.9,
                  beta2: float = 0.999, epsilon: float = 1e-7, warmup_steps: int = 0) -> None:
         self.names = list(variables)
         self.vars = [variables[n] for n in self.names]
@@ -33,7 +33,7 @@ class Adam:
         self.t.assign_add(1)
         t = tf.cast(self.t, tf.float32)
         beta1_power, beta2_power = self.beta1 ** t, self.beta2 ** t
-        lr = tf.constant(self.lr, tf.float32)
+        lr = tf.cast(self.lr, tf.float32)  # a float, or a variable whose value may change between steps
         if self.warmup_steps:
             lr = lr * tf.minimum(1.0, t / float(self.warmup_steps))
         for var, g, m, v in zip(self.vars, grads, self.m, self.v):

@@ -66,8 +66,15 @@ class MP2(Method):
         Option("--online-wait", bool, D.online_wait, "online: hold the step barrier while a predictor trains (the "
                "stall is measured; the measured setting waits, so a round lands on the same step under any load)",
                ps_only=True),
-        Option("--online-stage-flags", str, D.online_stage_flags, "online: flags for mp2_train_stage.py (the "
-               "default's --val-images is capped at a tenth of the training images)", ps_only=True),
+        Option("--online-rounds", str, D.online_rounds, "online: where a predictor round trains. graph: in the PS, "
+               "continuing the last predictor that passed for a bounded number of optimizer steps; stage: an "
+               "mp2_train_stage.py process per round, epochs over every snapshot (--online-stage-flags)", ps_only=True),
+        Option("--first-round-steps", argtypes.positive_int, D.first_round_steps, "online, graph rounds: optimizer "
+               "steps of the first round (one snapshot and 64 images each)", ps_only=True),
+        Option("--round-steps", argtypes.positive_int, D.round_steps, "online, graph rounds: optimizer steps of each "
+               "later round, continuing the last predictor that passed", ps_only=True),
+        Option("--online-stage-flags", str, D.online_stage_flags, "online, stage rounds: flags for mp2_train_stage.py "
+               "(the default's --val-images is capped at a tenth of the training images)", ps_only=True),
         Option("--predictor-init", str, None, "online: a warm start from this predictor (e.g. one trained on another "
                "dataset): checked at the first warm-up snapshot, live at once if it passes, and the training rounds "
                "start from it (then from the last predictor that passed)", ps_only=True),

@@ -43,6 +43,7 @@ SCALED = {"warmup_snapshots": (30, 3), "online_snapshot_every": (2, 1), "partial
           "retrain_after": (8, 3)}
 DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 --holdout 0.05"
 # Shared flags the measured command passes besides the method's defaults (see the docstring for why).
+ROUND_KINDS = ("graph", "stage")
 MEASURED_SHARED_FLAGS = "--push front+head --online-wait --step-timeout 600"
 
 
@@ -72,6 +73,9 @@ class MP2Options:
     watch_every: int = 10
     watch_tolerance: float = 0.05
     online_wait: bool = False
+    online_rounds: str = "graph"           # or "stage": runtime/methods/rounds.py
+    first_round_steps: int = 1000          # graph rounds: optimizer steps of the first round
+    round_steps: int = 300                 # graph rounds: optimizer steps of every later round
     online_stage_flags: str = DEFAULT_STAGE_FLAGS
     predictor_init: str | None = None
     control_switch_step: int | None = None
@@ -109,6 +113,8 @@ class MP2Options:
             raise ValueError(f"--prediction must be predictor or hold, got {self.prediction!r}")
         if self.broadcast not in ("full", "subset"):
             raise ValueError(f"--broadcast must be full or subset, got {self.broadcast!r}")
+        if self.online_rounds not in ROUND_KINDS:
+            raise ValueError(f"--online-rounds must be {' or '.join(ROUND_KINDS)}, got {self.online_rounds!r}")
         try:
             round_flags = shlex.split(self.online_stage_flags)
         except ValueError as e:  # an unclosed quote

@@ -36,10 +36,6 @@ network worse than the trained ones would.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -50,8 +46,7 @@ from models import Model
 from models.evaluate import predicted_labels
 from runtime.methods import schedule
 from runtime.methods.mp2_options import MP2Options
-
-ROOT = Path(__file__).resolve().parents[2]
+from runtime.methods.rounds import GraphRounds, Rounds, StageRounds
 
 
 class OnlineController:
@@ -66,19 +61,16 @@ class OnlineController:
         self.dir = Path(run_dir) / "online"
         self.snapshots = self.dir / "snapshots"
         self.dataset_name = dataset.name
-        self.data_flags = data_flags
-        self.stage_flags = options.stage_flags(len(dataset.train_y))
-        validation = split_images(len(dataset.train_y), min(5000, len(dataset.train_y) // 10))[1]
+        loss_pool, validation = split_images(len(dataset.train_y), min(5000, len(dataset.train_y) // 10))
         check = validation[: options.check_images]
         self.check_x, self.check_y = dataset.train_x[check], dataset.train_y[check]
         self.steps_per_epoch, self.max_wait = steps_per_epoch, max_wait
         self.state = schedule.initial(options)
-        self.trainer: subprocess.Popen | None = None
         self.events: list[dict] = []
         self.stalled_seconds = 0.0
         self.reference: float | None = None  # check accuracy of the last fully pushed model (self.last_full)
         self.training_seconds = 0.0
-        self._started = 0.0
+        self.pushed_groups: list[np.ndarray] = []  # every snapshot's pushed group: what a graph round trains on
         self._copy_after: int | None = None  # the step after which the promoted candidate is copied into live
         self.init_path = None  # the warm start: checked once at the first snapshot, then the rounds' --init
         self.init_weights = None
@@ -93,7 +85,14 @@ class OnlineController:
             if rank != 1:
                 raise ValueError(f"--predictor-init {self.init_path} has decoder heads of rank {rank}; online MP² "
                                  f"trains the reference's rank-one heads: pass a rank-one predictor")
-        self.start_from = self.init_path  # what the next round's training starts from (None: fresh)
+        self.rounds: Rounds
+        if options.online_rounds == "graph":
+            self.rounds = GraphRounds(model, dataset.train_x, dataset.train_y, loss_pool, seed=seed,
+                                      first_steps=options.first_round_steps, steps=options.round_steps,
+                                      init=self.init_weights)
+        else:
+            self.rounds = StageRounds(model, self.dir, self.snapshots, data_flags=data_flags, seed=seed,
+                                      stage_flags=options.stage_flags(len(dataset.train_y)), init_path=self.init_path)
 
     # --- graph (built by the MP² method on the PS) -------------------------------------------------
     def build(self, live, device: str) -> None:
@@ -123,6 +122,8 @@ class OnlineController:
             self._feeds = {name: tf.compat.v1.placeholder(tf.float32, v.shape) for name, v in self.candidate.weight_vars.items()}
             self._load = tf.group(*[v.assign(self._feeds[name]) for name, v in self.candidate.weight_vars.items()])
             self._copy = tf.group(*[live.weight_vars[name].assign(v) for name, v in self.candidate.weight_vars.items()])
+        if isinstance(self.rounds, GraphRounds):
+            self.rounds.build(lambda: self._session, device)
 
     # --- the schedule interface (schedule.Schedule) ----------------------------------------------------
     @property
@@ -164,6 +165,7 @@ class OnlineController:
         session, vector_of = self._session, self._vector_of
         if isinstance(a, schedule.TakeSnapshot):
             vector = self.latest = vector_of()
+            self.pushed_groups.append(self.model.layout.split(vector)[0])
             if a.phase == "full":
                 self.last_full = vector
                 [self.reference] = self._accuracies(session, vector, self.pred_full)
@@ -182,7 +184,9 @@ class OnlineController:
             assembled = self._judge(session, weights)
             return schedule.CandidateJudged(a.step, 0, self.reference, assembled, extra=(("path", self.init_path),))
         elif isinstance(a, schedule.StartRound):
-            self._start_training(a.step, a.round)
+            how = self.rounds.start(a.step, a.round, list(self.pushed_groups))
+            self.log(f"online: step {a.step + 1}: training predictor {a.round} from {len(self.pushed_groups)} snapshots "
+                     f"({how}; {'the step barrier waits' if self.settings.online_wait else 'beside the training'})")
         elif isinstance(a, schedule.PollRound):
             return self._poll(a.step)
         elif isinstance(a, schedule.JudgeCandidate):
@@ -193,8 +197,8 @@ class OnlineController:
             return schedule.CandidateJudged(a.step, a.round, self.reference, assembled, live, candidate,
                                             extra=(("seconds", round(self._seconds, 2)), ("snapshots", len(self.writer))))
         elif isinstance(a, schedule.Accept):
-            if a.round > 0:
-                self.start_from = str(self._round_out / "predictor.npz")
+            if a.round > 0:  # round 0 is the warm start, where the rounds begin anyway
+                self.rounds.accept()
         elif isinstance(a, schedule.Promote):
             self._copy_after = a.step + 1
         elif isinstance(a, schedule.Record):
@@ -202,51 +206,20 @@ class OnlineController:
             self.log(a.message)
         return None
 
-    # --- the background trainer --------------------------------------------------------------------
-    def _start_training(self, step: int, number: int) -> None:
-        out = self._round_out = self.dir / f"predictor-{number}"
-        if out.exists():  # an earlier attempt of this run (its snapshots were dropped too): the stage refuses it
-            shutil.rmtree(out)
-        cmd = [sys.executable, str(ROOT / "mp2_train_stage.py"), "--model", self.model.name,
-               "--push", ",".join(self.model.layout.pushed_layers()), *self.data_flags,
-               "--snapshots", str(self.snapshots), "--out", str(out), "--seed", str(self.seed),
-               "--threads", "1", *self.stage_flags]
-        if self.start_from is not None:
-            cmd += ["--init", self.start_from]
-        self.log_path = self.dir / f"predictor-{number}.log"
-        self.trainer = subprocess.Popen(cmd, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, cwd=ROOT,
-                                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        self._started = time.monotonic()
-        self.log(f"online: step {step + 1}: training predictor {number} from {len(self.writer)} snapshots "
-                 f"({'the step barrier waits' if self.settings.online_wait else 'beside the training'}); log {self.log_path}")
-
+    # --- the rounds ---------------------------------------------------------------------------------
     def _poll(self, step: int) -> schedule.Event | None:
-        """The round's process: finished (an event), or still running (None)."""
-        from predictor import CheckpointError, load_checkpoint
-
+        """The round: finished (an event), or still training (None). With --online-wait the barrier waits,
+        but answers within the workers' deadline: at most half the step timeout per step; a longer round
+        goes on over the next steps' waits."""
+        t0 = time.monotonic()
+        result = self.rounds.poll(self.max_wait if self.settings.online_wait else None)
         if self.settings.online_wait:
-            # Hold the barrier, but answer within the workers' deadline: at most half the step timeout
-            # per step; a longer training goes on over the next steps' waits.
-            t0 = time.monotonic()
-            try:
-                self.trainer.wait(timeout=self.max_wait)
-            except subprocess.TimeoutExpired:
-                pass
             self.stalled_seconds += time.monotonic() - t0
-        if self.trainer.poll() is None:
+        if result is None:
             return None
-        code, self.trainer = self.trainer.returncode, None
-        self._seconds = time.monotonic() - self._started
-        self.training_seconds += self._seconds
-        number, path = self.state.rounds, self._round_out / "predictor.npz"
-        if code != 0 or not path.exists():
-            return schedule.RoundFinished(step, number, False, f"failed (exit {code}); see {self.log_path}")
-        try:
-            self._weights, _ = load_checkpoint(str(path), self.model.layout)
-        except CheckpointError as e:
-            return schedule.RoundFinished(step, number, False, f"unusable ({e})")
-        return schedule.RoundFinished(step, number, True)
+        self.training_seconds += result.seconds
+        self._seconds, self._weights = result.seconds, result.weights
+        return schedule.RoundFinished(step, self.state.rounds, result.ok, result.why)
 
     def _judge(self, session: tf.compat.v1.Session, weights: dict) -> float:
         """Load `weights` into the candidate: the accuracy of the model it assembles from the latest fully
@@ -261,8 +234,7 @@ class OnlineController:
         return [float(np.mean(p == self.check_y)) for p in predicted]
 
     def stop(self) -> None:
-        if self.trainer is not None and self.trainer.poll() is None:
-            self.trainer.terminate()
+        self.rounds.stop()
 
     def stats(self) -> dict:
         return {"online": {"predictor_init": self.init_path, "rounds": self.state.rounds,

@@ -1,0 +1,240 @@
+"""Where online MP²'s predictors come from: its training rounds, behind one interface.
+
+    GraphRounds   (--online-rounds graph, the default) in the PS's own process and graph. A trainee
+                  predictor and its Adam state live beside the live one; a round continues training the
+                  trainee for a bounded number of optimizer steps (--first-round-steps, then
+                  --round-steps) on the snapshots taken so far, in a thread of the PS. Nothing is
+                  started, imported or read from disk, so a round costs its optimizer steps and no more.
+    StageRounds   (--online-rounds stage) one mp2_train_stage.py process per round: epochs over every
+                  snapshot, keeping the epoch that does best on held-out ones (--online-stage-flags),
+                  from the last predictor that passed. The first design; it retrains from the whole
+                  history each time, so a round costs more the longer the run.
+
+Both are deterministic: a round's result depends only on the snapshots it was started with, its seed and
+the predictor it starts from. When it lands depends on the machine's load, unless the barrier waits for
+it (--online-wait): then it lands on the same step under any load.
+
+The controller (runtime/methods/online.py) asks: start a round, poll it (waiting up to some seconds),
+accept its predictor as what the next round continues from, stop.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import tensorflow as tf
+
+from models import Model
+
+ROOT = Path(__file__).resolve().parents[2]
+# Later rounds fine-tune: at the first round's rate, 300 more steps left the predictor worse on the freshest
+# snapshot than it started (Adam's steps are about the rate in size); a tenth of it improved it every round.
+FIRST_LR, LATER_LR = 1e-3, 1e-4
+RECENT_SHARE = 0.5  # of a later round's steps, on the snapshots taken since the round before
+ROUND_IMAGE_BATCH = 64  # images per optimizer step of a graph round: the cost of a step is mostly the predictor's
+
+
+@dataclass
+class RoundResult:
+    ok: bool
+    seconds: float
+    weights: dict[str, np.ndarray] | None = None
+    why: str = ""
+
+
+class Rounds(Protocol):
+    def start(self, step: int, number: int, pushed_groups: list[np.ndarray]) -> str: ...
+
+    def poll(self, wait: float | None) -> RoundResult | None: ...
+
+    def accept(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class GraphRounds:
+    """Rounds in the PS's graph: incremental training of a trainee predictor, one round at a time.
+
+    A round that passes its check is accepted: the next round continues from it (weights and Adam
+    moments). A round that fails or is not taken is forgotten: the next starts again from the last
+    accepted state, or from the start (the warm start's predictor, or a fresh one) if none was.
+    Each optimizer step takes one snapshot (uniformly among those the round was started with) and
+    ROUND_IMAGE_BATCH loss images (the training images outside the check's validation images), and
+    back-propagates the cross-entropy of the network assembled from the snapshot's pushed group and
+    the trainee's prediction: the method's result loss.
+    """
+
+    def __init__(self, model: Model, images: np.ndarray, labels: np.ndarray, pool: np.ndarray, *, first_steps: int,
+                 steps: int, seed: int, lr: float = FIRST_LR, later_lr: float = LATER_LR,
+                 init: dict[str, np.ndarray] | None = None) -> None:
+        """images, labels: the training set; pool: the indices of the images the loss may use."""
+        self.model, self.images, self.labels, self.pool = model, images, labels, np.asarray(pool)
+        self.first_steps, self.steps, self.seed, self.lr, self.init = first_steps, steps, seed, lr, init
+        self.later_lr = later_lr
+        self._thread: threading.Thread | None = None
+        self._result: RoundResult | None = None
+        self._accepted: dict[str, np.ndarray] | None = None  # trainee + Adam state of the last accepted round
+        self._clean = True  # the trainee holds the state the next round starts from
+        self._trained_on = 0  # snapshots there were when the accepted round started (0: none accepted)
+        self._started_with = 0  # snapshots there were when the last round started
+
+    def build(self, session_of, device: str) -> None:
+        """The trainee, its Adam and the training step, on the PS's device. `session_of()` gives the session."""
+        from predictor import Predictor
+        from stage.adam import Adam
+
+        layout = self.model.layout
+        self.session_of = session_of
+        with tf.device(device):
+            self.trainee = Predictor(layout, weights=self.init, seed=self.seed)
+            # A warm start's weights meet fresh Adam moments: the first round's rate rises over its steps
+            # (as mp2_train_stage.py --init does), or its first steps undo much of what was given.
+            self._lr = tf.compat.v1.placeholder(tf.float32, [], name="round_lr")  # fed each step: the round's schedule
+            self.adam = Adam(self.trainee.weight_vars, self._lr, warmup_steps=self.first_steps if self.init else 0)
+            self._pushed = tf.compat.v1.placeholder(tf.float32, [layout.pushed], name="round_pushed")
+            self._images = tf.compat.v1.placeholder(tf.float32, [None, *self.model.input_shape], name="round_images")
+            self._labels = tf.compat.v1.placeholder(tf.int32, [None], name="round_labels")
+            self._train = tf.function(self._step)(self._pushed, self._images, self._labels)
+            self._state_vars = {**{f"w/{k}": v for k, v in self.trainee.weight_vars.items()},
+                                **{f"adam/m/{n}": m for n, m in zip(self.adam.names, self.adam.m)},
+                                **{f"adam/v/{n}": v for n, v in zip(self.adam.names, self.adam.v)},
+                                "adam/t": self.adam.t}
+            self._feeds = {k: tf.compat.v1.placeholder(v.dtype, v.shape) for k, v in self._state_vars.items()}
+            self._load = tf.group(*[v.assign(self._feeds[k]) for k, v in self._state_vars.items()])
+
+    def _step(self, pushed, images, labels):
+        with tf.GradientTape() as tape:
+            params = self.model.layout.unflatten(self.trainee(pushed))
+            logits = self.model.forward(params, images)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        self.adam.apply(tape.gradient(loss, self.adam.vars))
+        return loss
+
+    def start(self, step: int, number: int, pushed_groups: list[np.ndarray]) -> str:
+        session = self.session_of()
+        if self._accepted is None:  # the start: what a round follows when no earlier round was taken
+            self._accepted = self._read_state(session)
+        elif not self._clean:  # the last round was not taken: back to the last accepted state
+            session.run(self._load, {self._feeds[k]: v for k, v in self._accepted.items()})
+        self._clean = False
+        steps = self.first_steps if number == 1 else self.steps
+        rates = self.schedule(number, steps)
+        # Drawn now, from the seed and the round's number alone: a round's inputs do not depend on the
+        # rounds before it, so a resumed run or a round after a rejected one draws what it would have.
+        rng = np.random.default_rng([self.seed, number])
+        rows = rng.integers(0, len(pushed_groups), steps)
+        if 0 < self._trained_on < len(pushed_groups):
+            # Half the steps on the snapshots the accepted predictor never saw: the trajectory has moved
+            # on, and a round is judged on the freshest snapshot.
+            fresh = rng.random(steps) < RECENT_SHARE
+            rows[fresh] = rng.integers(self._trained_on, len(pushed_groups), int(fresh.sum()))
+        self._started_with = len(pushed_groups)
+        batches = self.pool[rng.integers(0, len(self.pool), (steps, ROUND_IMAGE_BATCH))]
+        groups = [pushed_groups[r] for r in rows]
+        self._result, started = None, time.monotonic()
+
+        def train() -> None:
+            try:
+                for group, batch, rate in zip(groups, batches, rates):
+                    loss = session.run(self._train, {self._pushed: group, self._images: self.images[batch],
+                                                     self._labels: self.labels[batch], self._lr: rate})
+                    if not np.isfinite(loss):
+                        raise FloatingPointError(f"the round's loss became {loss}")
+                weights = session.run(self.trainee.weight_vars)
+                self._result = RoundResult(True, time.monotonic() - started, weights)
+            except (tf.errors.OpError, FloatingPointError) as e:
+                self._result = RoundResult(False, time.monotonic() - started, why=f"failed: {str(e).splitlines()[0]}")
+
+        self._thread = threading.Thread(target=train, name=f"mp2-round-{number}", daemon=True)
+        self._thread.start()
+        return f"{steps} optimizer steps in the PS"
+
+    def _read_state(self, session) -> dict[str, np.ndarray]:
+        return session.run(self._state_vars)
+
+    def schedule(self, number: int, steps: int) -> np.ndarray:
+        """The learning rate of each step of round `number`."""
+        if number == 1 and os.environ.get("MP2_EXP_ANNEAL") == "1":
+            return np.linspace(self.lr, self.later_lr, steps, dtype=np.float32)
+        return np.full(steps, self.lr if number == 1 else self.later_lr, np.float32)
+
+    def poll(self, wait: float | None) -> RoundResult | None:
+        if self._thread is None:
+            return None
+        self._thread.join(timeout=wait if wait is not None else 0)
+        if self._thread.is_alive():
+            return None
+        self._thread = None
+        return self._result
+
+    def accept(self) -> None:
+        self._accepted = self._read_state(self.session_of())
+        self._trained_on, self._clean = self._started_with, True
+
+    def stop(self) -> None:
+        """A running round finishes its current step and is dropped with the process (the thread is a daemon)."""
+
+
+class StageRounds:
+    """Rounds as mp2_train_stage.py processes over the snapshot directory, each from the last that passed."""
+
+    def __init__(self, model: Model, directory: Path, snapshots: Path, *, data_flags: list[str], stage_flags: list[str],
+                 seed: int, init_path: str | None) -> None:
+        self.model, self.dir, self.snapshots = model, directory, snapshots
+        self.data_flags, self.stage_flags, self.seed = data_flags, stage_flags, seed
+        self.start_from = init_path  # what the next round's training starts from (None: fresh)
+        self.trainer: subprocess.Popen | None = None
+
+    def start(self, step: int, number: int, pushed_groups: list[np.ndarray]) -> str:
+        out = self._out = self.dir / f"predictor-{number}"
+        if out.exists():  # an earlier attempt of this run (its snapshots were dropped too): the stage refuses it
+            shutil.rmtree(out)
+        cmd = [sys.executable, str(ROOT / "mp2_train_stage.py"), "--model", self.model.name,
+               "--push", ",".join(self.model.layout.pushed_layers()), *self.data_flags,
+               "--snapshots", str(self.snapshots), "--out", str(out), "--seed", str(self.seed),
+               "--threads", "1", *self.stage_flags]
+        if self.start_from is not None:
+            cmd += ["--init", self.start_from]
+        self.log_path = self.dir / f"predictor-{number}.log"
+        with open(self.log_path, "w") as log:
+            self.trainer = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        self._started = time.monotonic()
+        return f"mp2_train_stage.py, log {self.log_path}"
+
+    def poll(self, wait: float | None) -> RoundResult | None:
+        from predictor import CheckpointError, load_checkpoint
+
+        if self.trainer is None:
+            return None
+        if wait:
+            try:
+                self.trainer.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.trainer.poll() is None:
+            return None
+        code, self.trainer = self.trainer.returncode, None
+        seconds, path = time.monotonic() - self._started, self._out / "predictor.npz"
+        if code != 0 or not path.exists():
+            return RoundResult(False, seconds, why=f"failed (exit {code}); see {self.log_path}")
+        try:
+            weights, _ = load_checkpoint(str(path), self.model.layout)
+        except CheckpointError as e:
+            return RoundResult(False, seconds, why=f"unusable ({e})")
+        return RoundResult(True, seconds, weights)
+
+    def accept(self) -> None:
+        self.start_from = str(self._out / "predictor.npz")
+
+    def stop(self) -> None:
+        if self.trainer is not None and self.trainer.poll() is None:
+            self.trainer.terminate()

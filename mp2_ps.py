@@ -103,6 +103,9 @@ try:
     graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync)
     link = PSLink(session, wire)
     graph.initialise(session, vector, saved_state, str(run_dir.checkpoint))
+    if args.resume:  # what the method keeps outside its state variables (online MP²'s schedule, predictors)
+        method.restore(session, {k[len("method/"):]: v for k, v in saved_state.items() if k.startswith("method/")},
+                       saved.get("method_state", {}), start_epoch * steps_per_epoch)
     collector = None
     if args.snapshot_every > 0:
         writer = ParamSetWriter(snapshot_dir, model.layout, dataset.name)
@@ -161,11 +164,12 @@ try:
         run_dir.append_metrics([finite_json(record)])
         events.write(epoch + 1, {k: record[k] for k in ("test_acc", "f1", "loss", "train_acc", "bytes_pushed",
                                                          "bytes_pulled", "comm_seconds", "step_seconds")})
-        saved = {**meta, "epoch": epoch + 1, "test_acc": record["test_acc"]}
-        state = graph.state(session)
+        method_arrays, method_meta = method.checkpoint(session)
+        saved = {**meta, "epoch": epoch + 1, "test_acc": record["test_acc"], "method_state": method_meta}
+        state = {**graph.state(session), **{f"method/{k}": v for k, v in method_arrays.items()}}
         run_dir.save_checkpoint(run_dir.checkpoint, vector, state, saved)
         if best_before is None or record["test_acc"] > best_before:
-            run_dir.save_checkpoint(run_dir.best, vector, {}, saved)
+            run_dir.save_checkpoint(run_dir.best, vector, {}, {k: v for k, v in saved.items() if k != "method_state"})
         log(f"epoch {epoch + 1}/{args.epochs} test_acc {record['test_acc']:.4f} loss {record['loss']:.4f} "
             f"pushed {record['bytes_pushed']:,} B ({time.monotonic() - started:.1f}s)")
     link.reports(args.step_timeout)  # every worker's "done"

@@ -35,7 +35,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     for flag, owners in all_options().items():
         option = owners[0][1]
         defaults = ", ".join(f"{name} {o.default}" for name, o in owners).replace("%", "%%")
-        kind = {"action": "store_const", "const": True} if option.type is bool else {"type": option.type}
+        # A switch: --flag and --no-flag (a default of True must be possible to turn off).
+        kind = {"action": argparse.BooleanOptionalAction} if option.type is bool else {"type": option.type}
         g.add_argument(flag, **kind, default=None, dest=option.dest,
                        help=f"[{', '.join(n for n, _ in owners)}] {option.help} (default: {defaults})%(default).0s")
     g = p.add_argument_group("runtime")
@@ -68,8 +69,9 @@ def ps_only_flags() -> set[str]:
     """Flags the PS takes and workers do not (PS-only method options included)."""
     shared = {s for a in parser("")._actions for s in a.option_strings}
     ps = {s for a in ps_parser("")._actions for s in a.option_strings}
-    method_ps_only = {flag for flag, owners in all_options().items()
-                      if all(o.ps_only and not o.workers_may_read for _, o in owners)}
+    method_ps_only = {name for flag, owners in all_options().items()
+                      if all(o.ps_only and not o.workers_may_read for _, o in owners)
+                      for name in ([flag, "--no-" + flag[2:]] if owners[0][1].type is bool else [flag])}
     return (ps - shared) | method_ps_only
 
 

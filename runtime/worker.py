@@ -138,11 +138,15 @@ class WorkerGraph:
         return int(start), int(verdict["phase"])
 
     def state(self, session: tf.compat.v1.Session) -> dict[str, np.ndarray]:
-        """The method's and the optimizer's state on this worker (for the worker's state file)."""
-        return state_arrays(session, self.side.state)
+        """The method's and the optimizer's state on this worker (for the worker's state file), and the phase of
+        its last step: a resumed worker whose first step enters another phase runs that phase's `enter` too."""
+        last = -1 if self._last_phase is None else self._last_phase
+        return {**state_arrays(session, self.side.state), "last_phase": np.asarray(last, np.int64)}
 
     def restore(self, session: tf.compat.v1.Session, arrays: dict[str, np.ndarray], where: str) -> None:
         restore_state(session, self.side.state, arrays, where)
+        if int(arrays.get("last_phase", -1)) >= 0:
+            self._last_phase = int(arrays["last_phase"])
 
     def report(self, session: tf.compat.v1.Session, record: dict, timeout: float) -> None:
         self._run(session, self.report_op, {self.record: json.dumps(record)}, timeout, "reporting to the PS")

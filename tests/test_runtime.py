@@ -359,6 +359,33 @@ def test_resume_gives_what_the_uninterrupted_run_gives(tmp_path, method):
     assert [r["epoch"] for r in worker_log] == [1, 2]
 
 
+def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_path):
+    """Online MP² with --online-wait: 3 epochs in one go, or 1 and then --resume to 3, end in the same model
+    bit for bit, with the same rounds, decisions, phases and bytes. A resume that restarted the warm-up,
+    lost the live predictor, the trainee's state, the snapshots' pushed groups or a round in flight, or
+    resent the predictor's weights, would change the phases, the bytes or the model."""
+    flags = ["--workers", "2", "--method", "mp2", "--broadcast", "subset", "--online-wait", "--warmup-snapshots", "4",
+             "--online-snapshot-every", "2", "--refresh-every", "10", "--refresh-steps", "2", "--retrain-after", "2",
+             "--partial-snapshot-every", "3", "--first-round-steps", "20", "--round-steps", "10",
+             "--switch-tolerance", "1", "--watch-tolerance", "1", *SMALL]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    done, first = run_together(("mp2_local.py", *flags, "--epochs", "3", "--out", str(whole)),
+                               ("mp2_local.py", *flags, "--epochs", "1", "--out", str(split)))
+    assert done.returncode == 0 and first.returncode == 0, done.stdout[-3000:] + first.stdout[-3000:]
+    again = run("mp2_local.py", *flags, "--epochs", "3", "--resume", "--out", str(split))
+    assert again.returncode == 0 and "resuming after epoch 1" in again.stdout, again.stdout[-3000:]
+    np.testing.assert_array_equal(np.load(whole / "checkpoint.npz")["model"], np.load(split / "checkpoint.npz")["model"])
+    a, b = _summary(whole), _summary(split)
+    online = a["method_stats"]["online"]
+    assert online["rounds"] >= 3 and any(e["event"] == "switch to mp2" for e in online["events"])
+    for key in ("test_acc_by_epoch", "phases", "bytes_pushed_total", "bytes_pulled_total"):
+        assert a[key] == b[key], key
+    assert a["method_stats"]["steps"] == b["method_stats"]["steps"]
+    decisions = lambda s: [{k: v for k, v in e.items() if k != "seconds"} for e in s["method_stats"]["online"]["events"]]  # noqa: E731
+    assert decisions(a) == decisions(b)
+    assert online["rounds"] == b["method_stats"]["online"]["rounds"]
+
+
 def test_resume_of_a_finished_run(tmp_path):
     out = tmp_path / "run"
     assert run("mp2_local.py", "--workers", "1", "--epochs", "2", "--out", str(out), *SMALL).returncode == 0
@@ -545,7 +572,7 @@ def test_online_mp2_switches_records_the_switch_and_counts_every_byte(tmp_path, 
     done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--broadcast", broadcast, "--epochs", "3",
                "--warmup-snapshots", "6", "--online-snapshot-every", "2", "--refresh-every", "10", "--refresh-steps", "2",
                "--retrain-after", "100", "--switch-tolerance", "1", "--watch-tolerance", "1", "--online-wait",
-               "--online-stage-flags", "--epochs 1 --image-batches 2 --val-images 200 --eval-images 200",
+               "--first-round-steps", "20", "--round-steps", "10",
                "--out", str(out), *SMALL, *SYNC, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:]
     assert "workers switch to MP²" in done.stdout

@@ -14,8 +14,10 @@ from tests.test_train_stage import error_line, train_stage, train_stages
 
 pytestmark = pytest.mark.cluster
 
+# Stage rounds (mp2_train_stage.py processes): what the warm start's --init reaches is read from their reports.
 ONLINE = ["--online-wait", "--refresh-every", "10", "--refresh-steps", "2", "--switch-tolerance", "1",
-          "--watch-tolerance", "1", "--online-stage-flags", "--epochs 1 --image-batches 2 --val-images 200 --eval-images 200"]
+          "--watch-tolerance", "1", "--online-rounds", "stage",
+          "--online-stage-flags", "--epochs 1 --image-batches 2 --val-images 200 --eval-images 200"]
 
 
 @pytest.fixture(scope="module")

@@ -221,6 +221,14 @@ class Method:
     def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
         """Read what the PS needs before building (files named by PS-only options); may raise ValueError."""
 
+    def checkpoint(self, session: tf.compat.v1.Session) -> tuple[dict[str, np.ndarray], dict]:
+        """State the method keeps outside its state variables (online MP²'s schedule and predictors), as
+        arrays and JSON for the PS's checkpoint; what `restore` takes back on --resume."""
+        return {}, {}
+
+    def restore(self, session: tf.compat.v1.Session, arrays: dict[str, np.ndarray], meta: dict, step: int) -> None:
+        """Take back what `checkpoint` saved; the resumed run's first step is `step`. ValueError if unusable."""
+
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
         raise NotImplementedError
 

@@ -63,9 +63,9 @@ class MP2(Method):
                "the live model on the check images; a drop of more than --watch-tolerance below the last fully pushed "
                "model's accuracy sends the workers back to full pushes", ps_only=True),
         Option("--watch-tolerance", argtypes.float_in(0.0, 1.0), D.watch_tolerance, "online: see --watch-every", ps_only=True),
-        Option("--online-wait", bool, D.online_wait, "online: hold the step barrier while a predictor trains (the "
-               "stall is measured; the measured setting waits, so a round lands on the same step under any load)",
-               ps_only=True),
+        Option("--online-wait", bool, D.online_wait, "online: hold the step barrier while a predictor round trains "
+               "(the stall is measured), so a round lands on the same step under any load; --no-online-wait lets "
+               "the workers go on with full pushes meanwhile", ps_only=True),
         Option("--online-rounds", str, D.online_rounds, "online: where a predictor round trains. graph: in the PS, "
                "continuing the last predictor that passed for a bounded number of optimizer steps; stage: an "
                "mp2_train_stage.py process per round, epochs over every snapshot (--online-stage-flags)", ps_only=True),
@@ -123,7 +123,7 @@ class MP2(Method):
                 ["--train-images", str(args.train_images)] if args.train_images else [])
             model = get(self.layout.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
             self.schedule = OnlineController(model, dataset, Path(args.out), o, data_flags, args.seed,
-                                             self.run.steps_per_epoch, args.step_timeout / 2, log)
+                                             self.run.steps_per_epoch, args.step_timeout / 2, log, resuming=args.resume)
             classifier = self.layout.layers()[-1].name
             if classifier not in self.layout.pushed_layers():  # --push is shared with the workers: only said
                 log(f"online MP² predicts the classifier {classifier} here (--push {args.push}); the measured "
@@ -226,6 +226,22 @@ class MP2(Method):
     def close(self) -> None:
         if self.schedule is not None:
             self.schedule.stop()
+
+    def checkpoint(self, session: tf.compat.v1.Session) -> tuple[dict[str, np.ndarray], dict]:
+        meta = {"partial_steps": self.partial_steps, "full_steps": self.full_steps, "sent_version": self.sent_version,
+                "events": self._events}
+        arrays: dict[str, np.ndarray] = {}
+        if self.schedule is not None:
+            arrays, meta["schedule"] = self.schedule.checkpoint(session)
+        return arrays, meta
+
+    def restore(self, session: tf.compat.v1.Session, arrays: dict[str, np.ndarray], meta: dict, step: int) -> None:
+        if not meta:
+            return
+        self.partial_steps, self.full_steps = meta["partial_steps"], dict(meta["full_steps"])
+        self.sent_version, self._events = meta["sent_version"], list(meta["events"])
+        if self.schedule is not None:
+            self.schedule.restore(session, arrays, meta["schedule"], step)
 
     # --- worker ---------------------------------------------------------------------------------
     def prepare_worker(self, log=print) -> None:

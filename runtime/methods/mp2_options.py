@@ -21,9 +21,7 @@ Not a method option, so not here: the pushed group. The measured setting pushes 
 (--push front+head). --push is shared by the PS and every worker, and a worker cannot tell online MP²
 from a run whose PS alone holds the predictor file, so online MP² does not change it: pass
 --push front+head yourself (the PS says so in one line when it runs online with the classifier
-predicted). Likewise --online-wait (hold the barrier while a round trains: the measured runs did, so a
-round lands on the same step whatever the machine's load) and --step-timeout 600 (half of it is the
-longest one step waits) are passed by the measured command, printed by
+predicted). The measured command is printed by
 
     python -m runtime.methods mp2 --defaults [--steps-per-epoch N]
 """
@@ -44,7 +42,7 @@ SCALED = {"warmup_snapshots": (30, 3), "online_snapshot_every": (2, 1), "partial
 DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 --holdout 0.05"
 # Shared flags the measured command passes besides the method's defaults (see the docstring for why).
 ROUND_KINDS = ("graph", "stage")
-MEASURED_SHARED_FLAGS = "--push front+head --online-wait --step-timeout 600"
+MEASURED_SHARED_FLAGS = "--push front+head"
 
 
 def derived(name: str, steps_per_epoch: int) -> int:
@@ -72,9 +70,9 @@ class MP2Options:
     check_images: int = 1000
     watch_every: int = 10
     watch_tolerance: float = 0.05
-    online_wait: bool = False
+    online_wait: bool = True               # rounds land on the same step under any load; --no-online-wait
     online_rounds: str = "graph"           # or "stage": runtime/methods/rounds.py
-    first_round_steps: int = 1000          # graph rounds: optimizer steps of the first round
+    first_round_steps: int = 3000          # graph rounds: optimizer steps of the first round
     round_steps: int = 300                 # graph rounds: optimizer steps of every later round
     online_stage_flags: str = DEFAULT_STAGE_FLAGS
     predictor_init: str | None = None
@@ -146,5 +144,6 @@ def measured_command(steps_per_epoch: int = REFERENCE_STEPS_PER_EPOCH) -> str:
     o = MP2Options().for_run(steps_per_epoch)
     flags = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in
              ("warmup_snapshots", "online_snapshot_every", "partial_snapshot_every", "retrain_after",
-              "refresh_every", "refresh_steps", "switch_tolerance", "watch_tolerance")]
-    return " ".join(["--method mp2", MEASURED_SHARED_FLAGS, *flags, f'--online-stage-flags "{o.online_stage_flags}"'])
+              "refresh_every", "refresh_steps", "switch_tolerance", "watch_tolerance", "online_rounds",
+              "first_round_steps", "round_steps")]
+    return " ".join(["--method mp2", MEASURED_SHARED_FLAGS, *flags])

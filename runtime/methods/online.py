@@ -36,6 +36,7 @@ network worse than the trained ones would.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class OnlineController:
     the pure decision function's actions (runtime/methods/schedule.py) with TensorFlow and a process."""
 
     def __init__(self, model: Model, dataset, run_dir: Path, options: MP2Options, data_flags: list[str], seed: int,
-                 steps_per_epoch: int, max_wait: float, log=print) -> None:
+                 steps_per_epoch: int, max_wait: float, log=print, resuming: bool = False) -> None:
         from stage.training import split_images
 
         self.model, self.settings, self.log, self.seed = model, options, log, seed
@@ -71,6 +72,9 @@ class OnlineController:
         self.reference: float | None = None  # check accuracy of the last fully pushed model (self.last_full)
         self.training_seconds = 0.0
         self.pushed_groups: list[np.ndarray] = []  # every snapshot's pushed group: what a graph round trains on
+        self.resuming = resuming
+        self._finished = None  # a round's result taken at a checkpoint, for the step that would have polled it
+        self._seconds, self._weights = 0.0, None  # the last finished round's, for its judgement
         self._copy_after: int | None = None  # the step after which the promoted candidate is copied into live
         self.init_path = None  # the warm start: checked once at the first snapshot, then the rounds' --init
         self.init_weights = None
@@ -105,7 +109,9 @@ class OnlineController:
         from predictor import Predictor
 
         # Only now: OUT/online is a record of the run, which the PS refuses to overwrite before it builds.
-        if self.snapshots.exists():  # this run's own earlier attempt: its snapshots belong to another trajectory
+        # A resumed run keeps the snapshots up to its checkpoint (`restore`); a fresh one in the same --out
+        # (after --fresh set the records aside) drops what an earlier attempt left.
+        if self.snapshots.exists() and not self.resuming:
             for f in self.snapshots.iterdir():
                 f.unlink()
         self.writer = ParamSetWriter(self.snapshots, self.model.layout, self.dataset_name)
@@ -122,6 +128,8 @@ class OnlineController:
             self._feeds = {name: tf.compat.v1.placeholder(tf.float32, v.shape) for name, v in self.candidate.weight_vars.items()}
             self._load = tf.group(*[v.assign(self._feeds[name]) for name, v in self.candidate.weight_vars.items()])
             self._copy = tf.group(*[live.weight_vars[name].assign(v) for name, v in self.candidate.weight_vars.items()])
+            self._live = live
+            self._load_live = tf.group(*[live.weight_vars[name].assign(self._feeds[name]) for name in self._feeds])
         if isinstance(self.rounds, GraphRounds):
             self.rounds.build(lambda: self._session, device)
 
@@ -212,7 +220,7 @@ class OnlineController:
         but answers within the workers' deadline: at most half the step timeout per step; a longer round
         goes on over the next steps' waits."""
         t0 = time.monotonic()
-        result = self.rounds.poll(self.max_wait if self.settings.online_wait else None)
+        result, self._finished = self._finished or self.rounds.poll(self.max_wait if self.settings.online_wait else None), None
         if self.settings.online_wait:
             self.stalled_seconds += time.monotonic() - t0
         if result is None:
@@ -220,6 +228,54 @@ class OnlineController:
         self.training_seconds += result.seconds
         self._seconds, self._weights = result.seconds, result.weights
         return schedule.RoundFinished(step, self.state.rounds, result.ok, result.why)
+
+    # --- resume ---------------------------------------------------------------------------------------
+    def checkpoint(self, session: tf.compat.v1.Session) -> tuple[dict[str, np.ndarray], dict]:
+        """Everything a resumed run needs to go on as this one would: the decisions' state, the live and
+        candidate predictors, the rounds' state, a round in flight (waited for: its result is kept for the
+        step that would have taken it) and the reference models. The snapshots are on disk already."""
+        while self.state.training and self._finished is None:
+            self._finished = self.rounds.poll(60.0)
+        arrays = {f"live/{k}": v for k, v in session.run(self._live.weight_vars).items()}
+        arrays.update({f"candidate/{k}": v for k, v in session.run(self.candidate.weight_vars).items()})
+        for name in ("last_full", "latest"):
+            if hasattr(self, name):
+                arrays[name] = getattr(self, name)
+        rounds_arrays, rounds_meta = self.rounds.checkpoint(session)
+        arrays.update({f"rounds/{k}": v for k, v in rounds_arrays.items()})
+        finished = None
+        if self._finished is not None:
+            r = self._finished
+            finished = {"ok": r.ok, "seconds": r.seconds, "why": r.why}
+            arrays.update({f"finished/{k}": v for k, v in (r.weights or {}).items()})
+        meta = {"state": dataclasses.asdict(self.state), "reference": self.reference, "copy_after": self._copy_after,
+                "stalled_seconds": self.stalled_seconds, "training_seconds": self.training_seconds,
+                "snapshots": len(self.writer), "rounds": rounds_meta, "finished": finished}
+        return {f"online/{k}": v for k, v in arrays.items()}, meta
+
+    def restore(self, session: tf.compat.v1.Session, arrays: dict[str, np.ndarray], meta: dict, step: int) -> None:
+        from paramset import read
+
+        arrays = {k[len("online/"):]: v for k, v in arrays.items() if k.startswith("online/")}
+        part = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}  # noqa: E731
+        self.state = schedule.State(**meta["state"])
+        self.reference, self._copy_after = meta["reference"], meta["copy_after"]
+        self.stalled_seconds, self.training_seconds = meta["stalled_seconds"], meta["training_seconds"]
+        for load, weights in ((self._load_live, part("live/")), (self._load, part("candidate/"))):
+            session.run(load, {self._feeds[k]: weights[k] for k in self._feeds})
+        for name in ("last_full", "latest"):
+            if name in arrays:
+                setattr(self, name, arrays[name])
+        self.writer.keep_through_step(step)
+        if len(self.writer) != meta["snapshots"]:
+            raise ValueError(f"{self.snapshots} holds {len(self.writer)} snapshots up to step {step}, the checkpoint "
+                             f"counted {meta['snapshots']}: the online snapshots were changed; start afresh")
+        self.pushed_groups = list(read([self.snapshots], self.model.layout).pushed) if len(self.writer) else []
+        self.rounds.restore(session, part("rounds/"), meta["rounds"])
+        if meta["finished"] is not None:
+            from runtime.methods.rounds import RoundResult
+
+            self._finished = RoundResult(**meta["finished"], weights=part("finished/") or None)
 
     def _judge(self, session: tf.compat.v1.Session, weights: dict) -> float:
         """Load `weights` into the candidate: the accuracy of the model it assembles from the latest fully

@@ -59,6 +59,10 @@ class Rounds(Protocol):
 
     def stop(self) -> None: ...
 
+    def checkpoint(self, session) -> tuple[dict[str, np.ndarray], dict]: ...
+
+    def restore(self, session, arrays: dict[str, np.ndarray], meta: dict) -> None: ...
+
 
 class GraphRounds:
     """Rounds in the PS's graph: incremental training of a trainee predictor, one round at a time.
@@ -182,6 +186,20 @@ class GraphRounds:
     def stop(self) -> None:
         """A running round finishes its current step and is dropped with the process (the thread is a daemon)."""
 
+    def checkpoint(self, session) -> tuple[dict[str, np.ndarray], dict]:
+        """The trainee's state and the last accepted one (no round runs: the controller waited for it)."""
+        arrays = {f"trainee/{k}": v for k, v in self._read_state(session).items()}
+        arrays.update({f"accepted/{k}": v for k, v in (self._accepted or {}).items()})
+        return arrays, {"trained_on": self._trained_on, "started_with": self._started_with, "clean": self._clean,
+                        "accepted": self._accepted is not None}
+
+    def restore(self, session, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        trainee = {k[len("trainee/"):]: v for k, v in arrays.items() if k.startswith("trainee/")}
+        session.run(self._load, {self._feeds[k]: trainee[k] for k in self._feeds})
+        self._accepted = ({k[len("accepted/"):]: v for k, v in arrays.items() if k.startswith("accepted/")}
+                          if meta["accepted"] else None)
+        self._trained_on, self._started_with, self._clean = meta["trained_on"], meta["started_with"], meta["clean"]
+
 
 class StageRounds:
     """Rounds as mp2_train_stage.py processes over the snapshot directory, each from the last that passed."""
@@ -238,3 +256,11 @@ class StageRounds:
     def stop(self) -> None:
         if self.trainer is not None and self.trainer.poll() is None:
             self.trainer.terminate()
+
+    def checkpoint(self, session) -> tuple[dict[str, np.ndarray], dict]:
+        return {}, {"start_from": self.start_from, "out": str(getattr(self, "_out", "")) or None}
+
+    def restore(self, session, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        self.start_from = meta["start_from"]
+        if meta["out"]:
+            self._out = Path(meta["out"])

@@ -340,6 +340,10 @@ class Schedule(Protocol):
 
     def stop(self) -> None: ...
 
+    def checkpoint(self, session) -> tuple[dict, dict]: ...
+
+    def restore(self, session, arrays: dict, meta: dict, step: int) -> None: ...
+
 
 class HeldSchedule:
     """The control's half of online MP²'s schedule: full pushes through step `switch_step` + 1 (0-based;
@@ -375,3 +379,9 @@ class HeldSchedule:
 
     def stop(self) -> None:
         """Nothing runs beside the control."""
+
+    def checkpoint(self, session) -> tuple[dict, dict]:
+        return {}, {}  # its schedule is a function of the step alone
+
+    def restore(self, session, arrays: dict, meta: dict, step: int) -> None:
+        """Nothing to restore."""

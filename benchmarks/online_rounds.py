@@ -14,7 +14,6 @@ refresh window adds. Writes --out/online_rounds.json (with provenance) when --ou
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import tfstart  # noqa: F401  (TensorFlow without Keras)

@@ -19,7 +19,7 @@ FASHION="$COMMON --dataset fashion_mnist --epochs 10"
 # --online-snapshot-every 1 --partial-snapshot-every 20 --retrain-after 3; python -m runtime.methods mp2
 # --defaults --steps-per-epoch 14). Only what these records used besides the defaults is spelled out: the
 # digits rounds' stage flags, and the Fashion-MNIST warm starts' spacing of the rounds.
-WARM="--method mp2 --push front+head --online-wait"
+WARM="--method mp2 --push front+head --online-wait --online-rounds stage"  # the records: stage rounds
 WARM_DIGITS="$WARM"
 STAGE_DIGITS="--epochs 2 --image-batches 20 --val-images 144 --eval-images 355 --mixup 0"
 WARM_FASHION="$WARM --online-snapshot-every 1 --warmup-snapshots 4 --partial-snapshot-every 25 --retrain-after 6"

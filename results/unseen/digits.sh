@@ -9,7 +9,7 @@ $PY mp2_local.py $DIGITS $CONTROL --control-switch-step "$(switch_step "$OUT/dig
 # online MP² with no predictor file (warm-up of 8 full steps, no partial snapshots).
 $PY mp2_local.py $DIGITS --method mp2 --push front+head --predictor "$P" --out "$OUT/digits-fixed"
 $PY mp2_local.py $DIGITS --method mp2 --push front+head --prediction hold --out "$OUT/digits-hold-fh"
-$PY mp2_local.py $DIGITS --method mp2 --push front+head --online-wait --warmup-snapshots 8 --online-snapshot-every 1 \
+$PY mp2_local.py $DIGITS --method mp2 --push front+head --online-wait --online-rounds stage --warmup-snapshots 8 --online-snapshot-every 1 \
     --refresh-every 60 --refresh-steps 2 --retrain-after 2 --switch-tolerance 0.02 --watch-tolerance 0.05 \
     --online-stage-flags "$STAGE_DIGITS" --out "$OUT/digits-online-fh"
 # The ablation: the recommended flags without the warm start (online MP² from nothing).

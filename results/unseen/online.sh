@@ -22,7 +22,7 @@ if [ "$E" != 6 ] || [ -n "${STAGE_EXTRA+x}" ]; then
   STAGE=(--online-stage-flags "--epochs $E --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 ${STAGE_EXTRA:-}")
 fi
 NAME=fashion-online-fh$([ "$E" = 3 ] || echo "-stage$E")$([ "$FINISH" = 0 ] || echo "-finish$FINISH")$TAG$([ "$SEED" = 0 ] || echo "-seed$SEED")
-$PY mp2_local.py $FASHION --seed "$SEED" --method mp2 --push front+head --online-wait \
+$PY mp2_local.py $FASHION --seed "$SEED" --method mp2 --push front+head --online-wait --online-rounds stage \
     --full-push-epochs "$FINISH" --step-timeout "$STEP_TIMEOUT" ${STAGE[@]+"${STAGE[@]}"} --out "$OUT/$NAME"
 
 if [ "$SEED" = 0 ]; then BASE="$MAIN/runs/pipeline/baseline"; else

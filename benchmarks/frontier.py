@@ -58,7 +58,13 @@ RESNET18 = {
     "settings": ["baseline=--method baseline", "localsgd-H16=--method localsgd --sync-every 16", "mp2-online=--method mp2 --push front+head",
                  "powersgd-R2=--method powersgd --rank 2", "dgc=--method dgc --lr 0.05"],
 }
-GRIDS = {"lenet5": LENET5, "resnet18": RESNET18}
+# Online MP²'s own study (issue: online MP² a user can just run): its defaults against the baseline, four seeds.
+ONLINE = {
+    "common": LENET5["common"],
+    "seeds": [0, 1, 2, 3],
+    "settings": ["baseline=--method baseline", "mp2-online=--method mp2 --push front+head"],
+}
+GRIDS = {"lenet5": LENET5, "resnet18": RESNET18, "online": ONLINE}
 
 
 def load_grid(name: str) -> tuple[list[str], list[int], list[Setting]]:

@@ -23,16 +23,42 @@ def _runner_ports() -> tuple[range, range]:
 
 
 TEST_PORTS, LAUNCHER_PORTS = _runner_ports()
+LAUNCHER_SLICE = 50  # ports each started script may pick from (a launcher needs one per process)
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
        PORT_RANGE_ENV: f"{LAUNCHER_PORTS.start}-{LAUNCHER_PORTS.stop - 1}"}
+_next = {"test": 0, "slice": 0}  # where the next hand-out starts in TEST_PORTS, and the next launcher slice
+
+
+def take_ports(n: int) -> list[int]:
+    """`n` free ports of this runner's TEST_PORTS, taken in turn: a port is handed out again only after
+    the whole range has gone round, so clusters a test starts side by side never share one (picking at
+    random, two picks before either cluster binds could collide)."""
+    got, start = [], _next["test"]
+    for k in range(len(TEST_PORTS)):
+        port = TEST_PORTS[(start + k) % len(TEST_PORTS)]
+        if free_ports(1, range(port, port + 1)):
+            got.append(port)
+        if len(got) == n:
+            _next["test"] = (start + k + 1) % len(TEST_PORTS)
+            return got
+    raise RuntimeError(f"fewer than {n} free ports in {TEST_PORTS.start}-{TEST_PORTS.stop - 1}")
+
+
+def launcher_env() -> dict[str, str]:
+    """ENV with the next slice of LAUNCHER_PORTS as MP2_PORT_RANGE: scripts running at the same time
+    (run_together, start) pick their clusters' ports from different slices."""
+    slices = len(LAUNCHER_PORTS) // LAUNCHER_SLICE
+    low = LAUNCHER_PORTS.start + LAUNCHER_SLICE * (_next["slice"] % slices)
+    _next["slice"] += 1
+    return {**ENV, PORT_RANGE_ENV: f"{low}-{low + LAUNCHER_SLICE - 1}"}
 
 # Small and quick: synthetic 28x28 images, 2 workers of 50 images a step.
 SMALL = ["--model", "lenet5", "--dataset", "synthetic", "--worker-batch", "50", "--step-timeout", "60", "--connect-timeout", "60"]
 
 
 def cluster_flags(workers: int) -> list[str]:
-    ports = free_ports(workers + 1, TEST_PORTS)
+    ports = take_ports(workers + 1)
     return [
         "--ps_hosts", f"127.0.0.1:{ports[0]}",
         "--worker_hosts", ",".join(f"127.0.0.1:{p}" for p in ports[1:]),
@@ -47,14 +73,14 @@ def interruptible() -> None:
 
 def start(script: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, script, *args], cwd=ROOT, env=ENV, text=True,
+        [sys.executable, script, *args], cwd=ROOT, env=launcher_env(), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=interruptible,
     )
 
 
 def run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, script, *args], cwd=ROOT, env=ENV, text=True, timeout=timeout,
+        [sys.executable, script, *args], cwd=ROOT, env=launcher_env(), text=True, timeout=timeout,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
 

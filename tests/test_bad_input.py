@@ -19,7 +19,7 @@ import npzio
 import paramset
 from runtime.cluster import Cluster, ClusterError, port_in_use, start_server
 from runtime.metrics import classification_report
-from tests.cluster import ENV, ROOT, SMALL
+from tests.cluster import launcher_env, ROOT, SMALL
 
 pytestmark = pytest.mark.cluster
 
@@ -164,7 +164,7 @@ def test_readers_built_on_npzio_keep_their_own_error_type(tmp_path):
 # --- the local launcher: paths, a dead worker, unwritable output ---------------------------------
 
 def _launch(script: str, *args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=ENV, text=True, timeout=timeout,
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=launcher_env(), text=True, timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
@@ -184,7 +184,7 @@ def test_a_killed_worker_is_named_by_the_ps_and_the_launcher_exits_128_plus_9(tm
     launcher = subprocess.Popen(
         [sys.executable, str(ROOT / "mp2_local.py"), "--workers", "2", "--epochs", "50", "--out", str(tmp_path),
          *SMALL, "--step-timeout", "16"],  # longer than the 15 s the launcher used to allow the PS
-        cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cwd=ROOT, env=launcher_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     lines = []
     try:

@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.grid import GridError, Setting, merge_flags
 from reports import frontier
-from tests.cluster import ENV, ROOT
+from tests.cluster import launcher_env, ROOT
 
 MB = 1_000_000
 FRONTIER = str(ROOT / "benchmarks" / "frontier.py")
@@ -97,7 +97,7 @@ def test_strongest_line_ignores_a_costlier_weaker_setting():
 def test_report_files_from_the_command_line(grid_root, tmp_path):
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "reports", "frontier", str(grid_root), "--out", str(out)], cwd=ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=120)
+                          env=launcher_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     saved = json.loads((out / "frontier.json").read_text())
     origin = saved["provenance"]
@@ -112,7 +112,7 @@ def test_report_files_from_the_command_line(grid_root, tmp_path):
     assert "| ≥ 105.0 | ≥ 52.50% |" in table  # the unnamed predictor's cost is marked a lower bound
     assert saved["summary_line"] in table and "cores" in table and str(origin["git"]["commit"]) in table
     assert (out / "frontier.png").stat().st_size > 1000
-    missing = subprocess.run([sys.executable, "-m", "reports", "frontier", str(tmp_path / "none")], cwd=ROOT, env=ENV,
+    missing = subprocess.run([sys.executable, "-m", "reports", "frontier", str(tmp_path / "none")], cwd=ROOT, env=launcher_env(),
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "not a directory of runs" in missing.stderr
 
@@ -128,7 +128,7 @@ def test_settings_flags_replace_the_common_ones():
 
 
 def _frontier(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, FRONTIER, *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
+    return subprocess.run([sys.executable, FRONTIER, *args], cwd=ROOT, env=launcher_env(), capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -17,7 +17,7 @@ from reports import cost
 from reports.compare import compare
 from runtime.methods import METHODS
 from stage.flags import mismatches
-from tests.cluster import ENV, ROOT, SMALL, check_provenance, cluster_flags, run, start
+from tests.cluster import launcher_env, ROOT, SMALL, check_provenance, cluster_flags, run, start
 from tests.test_train_stage import SMALL as STAGE_SMALL
 from tests.test_train_stage import old_predictor, train_stage
 
@@ -218,7 +218,7 @@ def test_pipeline_reuses_a_predictor_only_if_trained_as_this_run_would(snapshots
     done = subprocess.run(
         [sys.executable, str(ROOT / "mp2_pipeline.py"), "--workers", "1", "--epochs", "1", "--dataset", "synthetic",
          "--out", "pipe", "--stage-epochs", "2", "--stage-flags", " ".join([*stage_flags, "--loss", "mse"])],
-        cwd=tmp_path, env=ENV, text=True, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=tmp_path, env=launcher_env(), text=True, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert done.returncode == 1, done.stdout[-3000:]
     path = trained / "predictor.npz"
     assert done.stdout.strip().splitlines()[-1] == (

@@ -15,9 +15,8 @@ import pytest
 import tensorflow as tf
 
 from runtime import tferrors
-from runtime.cluster import free_ports
 from runtime.ps import _not_admitted, loss_diverged
-from tests.cluster import ENV, ROOT, SMALL, TEST_PORTS, interruptible, run
+from tests.cluster import launcher_env, ROOT, SMALL, take_ports, interruptible, run
 
 QUICK = [*SMALL, "--epochs", "1"]
 
@@ -135,7 +134,7 @@ def test_the_launcher_refuses_a_bad_model_push_or_predictor_before_starting_anyt
 
 @pytest.mark.cluster
 def test_a_worker_started_by_hand_with_push_all_for_mp2_is_one_line():
-    ports = free_ports(2, TEST_PORTS)
+    ports = take_ports(2)
     done = run("mp2_worker.py", "--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[1]}",
                "--task_index", "0", "--method", "mp2", "--push", "all", *QUICK, timeout=120)
     assert done.returncode != 0 and "nothing to predict" in done.stdout and "Traceback" not in done.stdout, done.stdout
@@ -147,7 +146,7 @@ def test_a_worker_facing_a_silent_port_names_itself_the_address_and_what_listens
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         address = f"127.0.0.1:{silent.getsockname()[1]}"
-        done = run("mp2_worker.py", "--ps_hosts", address, "--worker_hosts", f"127.0.0.1:{free_ports(1, TEST_PORTS)[0]}",
+        done = run("mp2_worker.py", "--ps_hosts", address, "--worker_hosts", f"127.0.0.1:{take_ports(1)[0]}",
                    "--task_index", "0", "--out", str(tmp_path), *SMALL[:-2], "--connect-timeout", "5", timeout=150)
     assert done.returncode != 0 and "Traceback" not in done.stdout
     line = [l for l in done.stdout.splitlines() if "no answer within" in l][0]
@@ -158,7 +157,7 @@ def test_a_worker_facing_a_silent_port_names_itself_the_address_and_what_listens
 def test_a_second_ctrl_c_stops_everything_without_a_traceback(tmp_path):
     launcher = subprocess.Popen(
         [sys.executable, "mp2_local.py", "--workers", "2", "--out", str(tmp_path / "run"), *SMALL, "--epochs", "50"],
-        cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cwd=ROOT, env=launcher_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         preexec_fn=interruptible)
     lines = []
     for line in launcher.stdout:
@@ -182,7 +181,7 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
     flags = ["--workers", "2", *QUICK, "--verify-sync"]
     faults = "0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied"
     plain = subprocess.Popen([sys.executable, "mp2_local.py", *flags, "--out", str(tmp_path / "plain")], cwd=ROOT,
-                             env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             env=launcher_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     faulty = run_with_env({"MP2_INJECT_ABORT": faults}, "mp2_local.py", *flags, "--out", str(tmp_path / "faulty"))
     plain_out, _ = plain.communicate(timeout=300)
     assert plain.returncode == 0 and faulty.returncode == 0, plain_out[-2000:] + faulty.stdout[-3000:]
@@ -202,5 +201,5 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
 
 
 def run_with_env(extra: dict, script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, env={**ENV, **extra}, text=True, timeout=300,
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, env={**launcher_env(), **extra}, text=True, timeout=300,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -13,8 +13,7 @@ import pytest
 import data
 import models
 from predictor import Predictor, load_checkpoint, save_checkpoint
-from runtime.cluster import free_ports
-from tests.cluster import SMALL, TEST_PORTS, cluster_flags, read_jsonl, run, run_together, start
+from tests.cluster import SMALL, take_ports, cluster_flags, read_jsonl, run, run_together, start
 
 pytestmark = pytest.mark.cluster
 
@@ -505,7 +504,7 @@ def test_a_second_process_claiming_a_task_index_stops_everyone_with_the_reason(t
     calls; nothing can keep that run going. What matters: no traceback, no hang past the step
     timeout, and the first worker says what happened.
     """
-    ports = free_ports(3, TEST_PORTS)
+    ports = take_ports(3)
     ps_flags = ["--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[1]}"]
     other = ["--ps_hosts", f"127.0.0.1:{ports[0]}", "--worker_hosts", f"127.0.0.1:{ports[2]}"]
     common = ["--epochs", "2000", "--out", str(tmp_path), *SMALL[:-4], "--step-timeout", "15", "--connect-timeout", "60"]
@@ -551,7 +550,7 @@ def test_worker_facing_a_port_without_a_ps_gives_up_with_a_reason(tmp_path):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        flags = ["--ps_hosts", f"127.0.0.1:{port}", "--worker_hosts", f"127.0.0.1:{free_ports(1, TEST_PORTS)[0]}"]
+        flags = ["--ps_hosts", f"127.0.0.1:{port}", "--worker_hosts", f"127.0.0.1:{take_ports(1)[0]}"]
         started = time.monotonic()
         done = run("mp2_worker.py", *flags, "--task_index", "0", "--out", str(tmp_path), *SMALL[:-2],
                    "--connect-timeout", "5", timeout=150)

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The grids. MP² online is `--method mp2` with no --predictor (the PS trains its own during the
 # run, with the method's defaults, the measured setting) pushing the classifier too (`--push front+head`,
-# the setting those defaults were measured with). MP² composed with a sync interval (--sync-every) is
-# not built yet: its rows are left out rather than run to fail.
+# the setting those defaults were measured with); composed with a sync interval at H = 4 and 16, and
+# with the subset broadcast (only the pushed group comes back) at H = 1 and 16.
 LENET5 = {
     "common": "--model lenet5 --dataset fashion_mnist --epochs 10 --lr 0.003 --mixup 0",
     "seeds": [0, 1, 2],
@@ -45,6 +45,9 @@ LENET5 = {
         "baseline=--method baseline",
         *(f"localsgd-H{h}=--method localsgd --sync-every {h}" for h in (4, 16, 64)),
         "mp2-online=--method mp2 --push front+head",
+        *(f"mp2-online-H{h}=--method mp2 --push front+head --sync-every {h}" for h in (4, 16)),
+        "mp2-online-subset=--method mp2 --push front+head --broadcast subset",
+        "mp2-online-subset-H16=--method mp2 --push front+head --broadcast subset --sync-every 16",
         *(f"topk-{r}=--method topk --ratio {r}" for r in ("0.1", "0.01")),
         "dgc=--method dgc --lr 0.05",  # DGC's own SGD learning rate
         *(f"powersgd-R{r}=--method powersgd --rank {r}" for r in (1, 4)),

@@ -18,6 +18,10 @@ CONTROL = 16
 COMMON = ["--workers", "2", *SMALL, "--verify-sync"]
 H = 3  # does not divide the 20 steps of an epoch: the epoch-end sync and the resume are both exercised
 LOCALSGD = ["--method", "localsgd", "--sync-every", str(H)]
+# Online MP² exchanging every H steps; its schedule counts exchanges (a tolerance of 1: every check passes).
+MP2_ONLINE = ["--method", "mp2", "--push", "front+head", "--sync-every", str(H), "--epochs", "2", "--warmup-snapshots", "3",
+              "--online-snapshot-every", "1", "--refresh-every", "5", "--refresh-steps", "1", "--retrain-after", "2",
+              "--switch-tolerance", "1", "--watch-tolerance", "1", "--first-round-steps", "20", "--round-steps", "10"]
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +36,7 @@ def runs(tmp_path_factory) -> dict:
         "outer": ["--method", "localsgd", "--sync-every", "2", "--outer-lr", "0.7", "--outer-momentum", "0.9",
                   "--epochs", "1", "--trace-steps", "6"],
         "powersgd": ["--method", "powersgd", "--rank", "2", "--epochs", "1", "--trace-steps", "2"],
+        "mp2": MP2_ONLINE,
     }
     done = run_together(*[("mp2_local.py", *COMMON, *flags, "--out", str(root / name)) for name, flags in plan.items()],
                         timeout=900)
@@ -189,3 +194,21 @@ def test_both_sides_derive_the_local_steps_from_the_options_alone():
     assert [method.next_exchange(s) for s in (0, 4, 8, 9, 16, 20)] == [3, 7, 9, 9, 19, None]
     baseline = build("baseline", LENET.layout, {}, RunInfo(2, 10, 2, 1e-3, 0))
     assert not any(baseline.is_local(s) for s in range(20)) and baseline.next_exchange(5) == 5
+
+
+@pytest.mark.cluster
+def test_mp2_with_a_sync_interval_exchanges_every_h_steps_and_predicts_there(runs):
+    """MP² with --sync-every H: the same exchange steps as local SGD's; each is a full push (warm-up, the
+    schedule's refresh windows) or a partial one (the pushed group up, the PS's prediction down), every
+    worker in sync with the PS at each, and the bytes those of the exchanges alone."""
+    pushed = models.get("lenet5", 10, push="front+head").layout.pushed
+    summary, records = _summary(runs["mp2"]), read_jsonl(runs["mp2"] / "metrics.jsonl")
+    assert any(e["event"] == "switch to mp2" for e in summary["method_stats"]["online"]["events"])
+    for r, n in zip(records, [_syncs(0), _syncs(1)]):
+        full, partial = r["phases"].get("full", 0), r["phases"].get("partial", 0)
+        assert r["phases"]["local"] == STEPS - n and full + partial == n, r["phases"]
+        assert [w["steps_verified_in_sync"] for w in r["workers"]] == [n, n]
+        assert r["bytes_pushed"] == 2 * 4 * (T * full + pushed * partial)
+    assert summary["phases"]["partial"] > 0 and summary["test_acc_by_epoch"][-1] > 0.3
+    # The schedule counted exchanges: 3 warm-up snapshots, one per full exchange, before the first round.
+    assert summary["method_stats"]["steps"]["full_by_reason"]["warm-up"] == 3

@@ -171,6 +171,12 @@ class PSPhase:
     then: tuple[list[tf.Tensor], ...] = ()
 
 
+def syncs_at(step: int, steps_per_epoch: int, every: int) -> bool:
+    """Periodic exchange (`--sync-every`): global step `step` exchanges when it is every `every`-th step or the
+    last of an epoch (so the PS evaluates an exchanged model at every epoch end, and a resume starts from one)."""
+    return (step + 1) % every == 0 or (step + 1) % steps_per_epoch == 0
+
+
 def mean(payloads: list[tf.Tensor]) -> tf.Tensor:
     """The element-wise mean of the workers' tensors."""
     return tf.add_n(payloads) / float(len(payloads))

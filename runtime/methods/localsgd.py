@@ -17,7 +17,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 import argtypes
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, syncs_at
 from runtime.methods.baseline import average_ps, full_push_worker
 
 
@@ -35,8 +35,7 @@ class LocalSGD(Method):
     phase_names = {0: "sync"}
 
     def is_local(self, step: int) -> bool:
-        last_of_epoch = (step + 1) % self.run.steps_per_epoch == 0
-        return not (last_of_epoch or (step + 1) % self.opts["sync_every"] == 0)
+        return not syncs_at(step, self.run.steps_per_epoch, self.opts["sync_every"])
 
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         return {0: full_push_worker(w)}

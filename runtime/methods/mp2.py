@@ -14,6 +14,7 @@ online MP² promotes a new predictor): phase PARTIAL_WITH_WEIGHTS, counted like 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import tensorflow as tf
 
 import argtypes
 from models import PREDICTED, PUSHED
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, syncs_at
 from runtime.methods.baseline import average_ps, full_push_worker
 from runtime.methods.mp2_options import MP2Options, default_help
 from runtime.methods.schedule import HeldSchedule, Schedule
@@ -42,6 +43,10 @@ class MP2(Method):
         Option("--prediction", str, D.prediction, "predictor: the trained predictor fills the predicted group; "
                "hold: the control run, which keeps it at its last fully pushed value"),
         Option("--full-push-epochs", argtypes.nonnegative_int, D.full_push_epochs, "the last K epochs push the whole model"),
+        Option("--sync-every", argtypes.positive_int, D.sync_every, "steps between exchanges (H): between them every "
+               "worker trains all its layers alone with its local Adam; every H-th step and the last of each epoch "
+               "exchange (push the pushed group, or everything on full steps; the PS predicts the rest). Online "
+               "MP²'s schedule then counts exchanges, not steps"),
         Option("--broadcast", str, D.broadcast, "full: the PS sends the whole model back; subset: only the averaged "
                "pushed group, and each worker predicts the rest with the same predictor"),
         # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone. Defaults:
@@ -92,7 +97,12 @@ class MP2(Method):
 
     def __init__(self, layout, opts: dict, run) -> None:
         super().__init__(layout, opts, run)
-        self.settings = MP2Options.from_flags(opts, run)
+        every = opts.get("sync_every") or 1
+        total = run.epochs * run.steps_per_epoch
+        # The schedule (online MP², the control) counts exchanges: step s is exchange self._exchange[s].
+        self._exchange = {s: i for i, s in enumerate(t for t in range(total) if syncs_at(t, run.steps_per_epoch, every))}
+        per_epoch = sum(1 for t in range(run.steps_per_epoch) if syncs_at(t, run.steps_per_epoch, every))
+        self.settings = MP2Options.from_flags(opts, dataclasses.replace(run, steps_per_epoch=per_epoch))
         self.opts = self.settings.as_dict()  # the values used, derived ones included (the summary's method_options)
         self.path, self.weights, self.sha256 = None, None, None
         self.schedule: Schedule | None = None  # online MP², or the control on its schedule
@@ -122,8 +132,9 @@ class MP2(Method):
             data_flags += (["--fit-input"] if args.fit_input else []) + (
                 ["--train-images", str(args.train_images)] if args.train_images else [])
             model = get(self.layout.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
+            exchanges_per_epoch = len(self._exchange) // self.run.epochs
             self.schedule = OnlineController(model, dataset, Path(args.out), o, data_flags, args.seed,
-                                             self.run.steps_per_epoch, args.step_timeout / 2, log, resuming=args.resume)
+                                             exchanges_per_epoch, args.step_timeout / 2, log, resuming=args.resume)
             classifier = self.layout.layers()[-1].name
             if classifier not in self.layout.pushed_layers():  # --push is shared with the workers: only said
                 log(f"online MP² predicts the classifier {classifier} here (--push {args.push}); the measured "
@@ -170,7 +181,7 @@ class MP2(Method):
     def next_phase(self, step: int) -> int:
         """The phase announced for `step`. The schedule is only asked; the one thing noted is which predictor
         version the workers were sent (--broadcast subset sends new weights once)."""
-        if self._final(step) or (self.schedule is not None and self.schedule.wants_full(step)):
+        if self._final(step) or (self.schedule is not None and self.schedule.wants_full(self._exchange[step])):
             return FULL
         version = 1 + (self.schedule.version if self.schedule is not None else 0)
         if self.settings.broadcast == "subset" and self.sent_version != version:
@@ -184,10 +195,11 @@ class MP2(Method):
         if phase != FULL:
             self.partial_steps += 1
         else:
-            reason = "final epochs" if self._final(step) or self.schedule is None else self.schedule.full_reason(step)
+            reason = ("final epochs" if self._final(step) or self.schedule is None
+                      else self.schedule.full_reason(self._exchange[step]))
             self.full_steps[reason] = self.full_steps.get(reason, 0) + 1
         if self.schedule is not None:
-            self.schedule.after_step(session, step, phase == FULL, lambda: session.run(self._model))
+            self.schedule.after_step(session, self._exchange[step], phase == FULL, lambda: session.run(self._model))
 
     def drain_events(self) -> list[dict]:
         if self.schedule is None:
@@ -243,6 +255,9 @@ class MP2(Method):
         if self.schedule is not None:
             self.schedule.restore(session, arrays, meta["schedule"], step)
 
+    def is_local(self, step: int) -> bool:
+        return step not in self._exchange
+
     # --- worker ---------------------------------------------------------------------------------
     def prepare_worker(self, log=print) -> None:
         self._check_options()
@@ -266,6 +281,12 @@ class MP2(Method):
             w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted")))}
         # Back to full steps after partial ones: the predicted layers' Adam momentum is stale.
         phases[FULL].enter = w.forget_momentum(predicted_vars)
+        # Between exchanges (--sync-every H > 1) a worker trains every layer as on a full step, with the same
+        # optimizers: the predicted layers keep learning locally until the next exchange replaces them.
+        self._local_train = None
+        if self.settings.sync_every > 1:
+            self._local_train = tf.group(w.adam(pushed_vars, grads[:len(pushed_vars)]),
+                                         w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted"))
         if self.settings.broadcast == "full":
             phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
             return phases
@@ -286,6 +307,9 @@ class MP2(Method):
         phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: apply(reply, False))
         phases[PARTIAL_WITH_WEIGHTS] = WorkerPhase(up=up, apply=lambda reply: apply(reply, True))
         return phases
+
+    def build_local(self, w: WorkerSide) -> tf.Operation | None:
+        return self._local_train  # built with the phases (build_worker runs first)
 
     # --- PS -------------------------------------------------------------------------------------
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:

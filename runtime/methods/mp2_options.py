@@ -57,6 +57,7 @@ class MP2Options:
 
     predictor: str | None = None
     prediction: str = "predictor"          # or "hold": the control
+    sync_every: int = 1                    # H: steps between exchanges; workers train every layer alone between them
     full_push_epochs: int = 0
     broadcast: str = "full"                # or "subset"
     # Online MP² (no --predictor): the PS's alone.

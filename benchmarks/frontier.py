@@ -46,8 +46,9 @@ LENET5 = {
         *(f"localsgd-H{h}=--method localsgd --sync-every {h}" for h in (4, 16, 64)),
         "mp2-online=--method mp2 --push front+head",
         *(f"mp2-online-H{h}=--method mp2 --push front+head --sync-every {h}" for h in (4, 16)),
-        "mp2-online-subset=--method mp2 --push front+head --broadcast subset",
-        "mp2-online-subset-H16=--method mp2 --push front+head --broadcast subset --sync-every 16",
+        *({"label": f"mp2-online-subset{tag}", "family": "mp2 subset broadcast",
+           "flags": f"--method mp2 --push front+head --broadcast subset{flag}"}
+          for tag, flag in (("", ""), ("-H16", " --sync-every 16"))),
         *(f"topk-{r}=--method topk --ratio {r}" for r in ("0.1", "0.01")),
         "dgc=--method dgc --lr 0.05",  # DGC's own SGD learning rate
         *(f"powersgd-R{r}=--method powersgd --rank {r}" for r in (1, 4)),

@@ -70,7 +70,8 @@ class GraphRounds:
     A round that passes its check is accepted: the next round continues from it (weights and Adam
     moments). A round that fails or is not taken is forgotten: the next starts again from the last
     accepted state, or from the start (the warm start's predictor, or a fresh one) if none was.
-    Each optimizer step takes one snapshot (uniformly among those the round was started with) and
+    Each optimizer step takes one snapshot (of those the round was started with: uniformly, but in later
+    rounds half the steps from the snapshots the accepted predictor never saw) and
     ROUND_IMAGE_BATCH loss images (the training images outside the check's validation images), and
     back-propagates the cross-entropy of the network assembled from the snapshot's pushed group and
     the trainee's prediction: the method's result loss.
@@ -99,9 +100,9 @@ class GraphRounds:
         self.session_of = session_of
         with tf.device(device):
             self.trainee = Predictor(layout, weights=self.init, seed=self.seed)
+            self._lr = tf.compat.v1.placeholder(tf.float32, [], name="round_lr")  # the first round's, or the later rounds'
             # A warm start's weights meet fresh Adam moments: the first round's rate rises over its steps
             # (as mp2_train_stage.py --init does), or its first steps undo much of what was given.
-            self._lr = tf.compat.v1.placeholder(tf.float32, [], name="round_lr")  # fed each step: the round's schedule
             self.adam = Adam(self.trainee.weight_vars, self._lr, warmup_steps=self.first_steps if self.init else 0)
             self._pushed = tf.compat.v1.placeholder(tf.float32, [layout.pushed], name="round_pushed")
             self._images = tf.compat.v1.placeholder(tf.float32, [None, *self.model.input_shape], name="round_images")
@@ -130,7 +131,7 @@ class GraphRounds:
             session.run(self._load, {self._feeds[k]: v for k, v in self._accepted.items()})
         self._clean = False
         steps = self.first_steps if number == 1 else self.steps
-        rates = self.schedule(number, steps)
+        rates = np.full(steps, self.lr if number == 1 else self.later_lr, np.float32)  # fed per step
         # Drawn now, from the seed and the round's number alone: a round's inputs do not depend on the
         # rounds before it, so a resumed run or a round after a rejected one draws what it would have.
         rng = np.random.default_rng([self.seed, number])
@@ -163,12 +164,6 @@ class GraphRounds:
 
     def _read_state(self, session) -> dict[str, np.ndarray]:
         return session.run(self._state_vars)
-
-    def schedule(self, number: int, steps: int) -> np.ndarray:
-        """The learning rate of each step of round `number`."""
-        if number == 1 and os.environ.get("MP2_EXP_ANNEAL") == "1":
-            return np.linspace(self.lr, self.later_lr, steps, dtype=np.float32)
-        return np.full(steps, self.lr if number == 1 else self.later_lr, np.float32)
 
     def poll(self, wait: float | None) -> RoundResult | None:
         if self._thread is None:

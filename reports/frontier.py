@@ -78,6 +78,19 @@ def prior_cost(meta: dict, base: Path) -> list[dict]:
     return parts
 
 
+def setting_flags(meta: dict) -> list[str]:
+    """A run's flags without its --seed: what its setting's seeds have in common."""
+    flags, out, skip = meta.get("flags", []), [], False
+    for flag in flags:
+        if skip:
+            skip = False
+        elif flag == "--seed":
+            skip = True
+        elif not flag.startswith("--seed="):
+            out.append(flag)
+    return out
+
+
 def _mean(values: list[float]) -> float:
     return float(statistics.fmean(values))
 
@@ -105,8 +118,8 @@ def aggregate(runs: list[dict], baseline: str = "baseline", base: Path = Path(".
             "total_bytes": whole["bytes"], "total_wall_seconds": whole["wall_seconds"],
             "cost_complete": whole["complete"], "cost_parts": whole["parts"],
             "cost_counted": " + ".join(p["part"] for p in whole["parts"]),
-            "flags": " ".join(meta.get("flags", [])),
-            "flags_differ": len({tuple(r["meta"].get("flags", [])) for r in mine}) > 1,
+            "flags": " ".join(setting_flags(meta)),
+            "flags_differ": len({tuple(setting_flags(r["meta"])) for r in mine}) > 1,
             "commits": sorted({r["meta"]["commit"] for r in mine if r["meta"].get("commit")}),
         })
     ref = next((r for r in rows if r["label"] == baseline), None)

@@ -40,7 +40,8 @@ def grid_root(tmp_path: Path) -> Path:
     whose are not, and a failed run."""
     root = tmp_path / "runs"
     for seed, (acc, wall) in enumerate([(0.80, 10.0), (0.82, 12.0)]):
-        _run(root, "baseline", seed, _summary("baseline", acc, 100 * MB, 100 * MB, wall), flags=["--method", "baseline"])
+        _run(root, "baseline", seed, _summary("baseline", acc, 100 * MB, 100 * MB, wall),
+             flags=["--method", "baseline", "--seed", str(seed)])  # as benchmarks/frontier.py records them
     for seed, acc in enumerate([0.70, 0.74, 0.72]):
         _run(root, "topk-0.01", seed, _summary("topk", acc, 10 * MB, 20 * MB + seed * 3 * MB, 8.0))
     prior = tmp_path / "prior"
@@ -66,6 +67,7 @@ def test_report_figures_over_seeds_and_the_whole_cost(grid_root):
     assert (base["seeds"], base["best_acc_mean"], base["best_acc_min"], base["best_acc_max"]) == (2, pytest.approx(0.81), 0.80, 0.82)
     assert base["best_acc_std"] == pytest.approx(statistics.stdev([0.80, 0.82]))
     assert base["total_wall_seconds"] == pytest.approx(11.0) and base["bytes_vs_baseline"] == pytest.approx(1.0)
+    assert base["flags"] == "--method baseline" and not base["flags_differ"]  # seeds differ only in --seed
     topk = rows["topk-0.01"]
     assert topk["seeds"] == 3 and topk["best_acc_mean"] == pytest.approx(0.72)
     assert topk["total_bytes"] == pytest.approx(10 * MB + 23 * MB)  # every seed's bytes, averaged

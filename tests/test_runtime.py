@@ -359,7 +359,7 @@ def test_resume_gives_what_the_uninterrupted_run_gives(tmp_path, method):
 
 
 def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_path):
-    """Online MP² with --online-wait: 3 epochs in one go, or 1 and then --resume to 3, end in the same model
+    """Online MP² with --online-wait: 2 epochs in one go, or 1 and then --resume to 2, end in the same model
     bit for bit, with the same rounds, decisions, phases and bytes. A resume that restarted the warm-up,
     lost the live predictor, the trainee's state, the snapshots' pushed groups or a round in flight, or
     resent the predictor's weights, would change the phases, the bytes or the model."""
@@ -368,10 +368,10 @@ def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_pat
              "--partial-snapshot-every", "3", "--first-round-steps", "20", "--round-steps", "10",
              "--switch-tolerance", "1", "--watch-tolerance", "1", *SMALL]
     whole, split = tmp_path / "whole", tmp_path / "split"
-    done, first = run_together(("mp2_local.py", *flags, "--epochs", "3", "--out", str(whole)),
+    done, first = run_together(("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)),
                                ("mp2_local.py", *flags, "--epochs", "1", "--out", str(split)))
     assert done.returncode == 0 and first.returncode == 0, done.stdout[-3000:] + first.stdout[-3000:]
-    again = run("mp2_local.py", *flags, "--epochs", "3", "--resume", "--out", str(split))
+    again = run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split))
     assert again.returncode == 0 and "resuming after epoch 1" in again.stdout, again.stdout[-3000:]
     np.testing.assert_array_equal(np.load(whole / "checkpoint.npz")["model"], np.load(split / "checkpoint.npz")["model"])
     a, b = _summary(whole), _summary(split)

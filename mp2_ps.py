@@ -104,7 +104,7 @@ try:
     link = PSLink(session, wire)
     graph.initialise(session, vector, saved_state, str(run_dir.checkpoint))
     if args.resume:  # what the method keeps outside its state variables (online MP²'s schedule, predictors)
-        method.restore(session, {k[len("method/"):]: v for k, v in saved_state.items() if k.startswith("method/")},
+        method.restore(session, npzio.under(saved_state, "method/"),
                        saved.get("method_state", {}), start_epoch * steps_per_epoch)
     collector = None
     if args.snapshot_every > 0:

@@ -124,3 +124,8 @@ def _json_default(value):
     if isinstance(value, np.generic):  # numpy scalars (an accuracy, an epoch) in the caller's values
         return value.item()
     raise TypeError(f"value {value!r} is not JSON-serialisable")
+
+
+def under(arrays: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The entries of `arrays` whose names start with `prefix`, renamed without it (a checkpoint's section)."""
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}

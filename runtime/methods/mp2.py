@@ -101,8 +101,8 @@ class MP2(Method):
         total = run.epochs * run.steps_per_epoch
         # The schedule (online MP², the control) counts exchanges: step s is exchange self._exchange[s].
         self._exchange = {s: i for i, s in enumerate(t for t in range(total) if syncs_at(t, run.steps_per_epoch, every))}
-        per_epoch = sum(1 for t in range(run.steps_per_epoch) if syncs_at(t, run.steps_per_epoch, every))
-        self.settings = MP2Options.from_flags(opts, dataclasses.replace(run, steps_per_epoch=per_epoch))
+        self._exchanges_per_epoch = sum(1 for t in range(run.steps_per_epoch) if syncs_at(t, run.steps_per_epoch, every))
+        self.settings = MP2Options.from_flags(opts, dataclasses.replace(run, steps_per_epoch=self._exchanges_per_epoch))
         self.opts = self.settings.as_dict()  # the values used, derived ones included (the summary's method_options)
         self.path, self.weights, self.sha256 = None, None, None
         self.schedule: Schedule | None = None  # online MP², or the control on its schedule
@@ -132,9 +132,8 @@ class MP2(Method):
             data_flags += (["--fit-input"] if args.fit_input else []) + (
                 ["--train-images", str(args.train_images)] if args.train_images else [])
             model = get(self.layout.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
-            exchanges_per_epoch = len(self._exchange) // self.run.epochs
             self.schedule = OnlineController(model, dataset, Path(args.out), o, data_flags, args.seed,
-                                             exchanges_per_epoch, args.step_timeout / 2, log, resuming=args.resume)
+                                             self._exchanges_per_epoch, args.step_timeout / 2, log, resuming=args.resume)
             classifier = self.layout.layers()[-1].name
             if classifier not in self.layout.pushed_layers():  # --push is shared with the workers: only said
                 log(f"online MP² predicts the classifier {classifier} here (--push {args.push}); the measured "

@@ -47,7 +47,8 @@ from models import Model
 from models.evaluate import predicted_labels
 from runtime.methods import schedule
 from runtime.methods.mp2_options import MP2Options
-from runtime.methods.rounds import GraphRounds, Rounds, StageRounds
+from npzio import under
+from runtime.methods.rounds import GraphRounds, RoundResult, Rounds, StageRounds
 
 
 class OnlineController:
@@ -256,8 +257,8 @@ class OnlineController:
     def restore(self, session: tf.compat.v1.Session, arrays: dict[str, np.ndarray], meta: dict, step: int) -> None:
         from paramset import read
 
-        arrays = {k[len("online/"):]: v for k, v in arrays.items() if k.startswith("online/")}
-        part = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}  # noqa: E731
+        arrays = under(arrays, "online/")
+        part = lambda prefix: under(arrays, prefix)  # noqa: E731
         self.state = schedule.State(**meta["state"])
         self.reference, self._copy_after = meta["reference"], meta["copy_after"]
         self.stalled_seconds, self.training_seconds = meta["stalled_seconds"], meta["training_seconds"]
@@ -273,8 +274,6 @@ class OnlineController:
         self.pushed_groups = list(read([self.snapshots], self.model.layout).pushed) if len(self.writer) else []
         self.rounds.restore(session, part("rounds/"), meta["rounds"])
         if meta["finished"] is not None:
-            from runtime.methods.rounds import RoundResult
-
             self._finished = RoundResult(**meta["finished"], weights=part("finished/") or None)
 
     def _judge(self, session: tf.compat.v1.Session, weights: dict) -> float:

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import Model
+from npzio import under
 
 ROOT = Path(__file__).resolve().parents[2]
 # Later rounds fine-tune: at the first round's rate, 300 more steps left the predictor worse on the freshest
@@ -189,10 +190,9 @@ class GraphRounds:
                         "accepted": self._accepted is not None}
 
     def restore(self, session, arrays: dict[str, np.ndarray], meta: dict) -> None:
-        trainee = {k[len("trainee/"):]: v for k, v in arrays.items() if k.startswith("trainee/")}
+        trainee = under(arrays, "trainee/")
         session.run(self._load, {self._feeds[k]: trainee[k] for k in self._feeds})
-        self._accepted = ({k[len("accepted/"):]: v for k, v in arrays.items() if k.startswith("accepted/")}
-                          if meta["accepted"] else None)
+        self._accepted = under(arrays, "accepted/") if meta["accepted"] else None
         self._trained_on, self._started_with, self._clean = meta["trained_on"], meta["started_with"], meta["clean"]
 
 

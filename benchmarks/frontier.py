@@ -44,6 +44,9 @@ LENET5 = {
     "settings": [
         "baseline=--method baseline",
         *(f"localsgd-H{h}=--method localsgd --sync-every {h}" for h in (4, 16, 64)),
+        # DiLoCo's outer step at its paper's setting (outer lr 0.7, Nesterov momentum 0.9).
+        *({"label": f"diloco-H{h}", "family": "localsgd + DiLoCo outer step",
+           "flags": f"--method localsgd --sync-every {h} --outer-lr 0.7 --outer-momentum 0.9"} for h in (16, 64)),
         "mp2-online=--method mp2 --push front+head",
         *(f"mp2-online-H{h}=--method mp2 --push front+head --sync-every {h}" for h in (4, 16)),
         *({"label": f"mp2-online-subset{tag}", "family": "mp2 subset broadcast",
@@ -51,15 +54,16 @@ LENET5 = {
           for tag, flag in (("", ""), ("-H16", " --sync-every 16"))),
         *(f"topk-{r}=--method topk --ratio {r}" for r in ("0.1", "0.01")),
         "dgc=--method dgc --lr 0.05",  # DGC's own SGD learning rate
-        *(f"powersgd-R{r}=--method powersgd --rank {r}" for r in (1, 4)),
+        *(f"powersgd-R{r}=--method powersgd --rank {r}" for r in (1, 2, 4)),
     ],
 }
 RESNET18 = {
     # The timeouts are mp2_pipeline.py's for ResNet-18: a step and the test-set evaluation on 2 busy cores.
     "common": "--model resnet18 --dataset fashion_mnist --fit-input --train-images 10000 --epochs 8 --lr 0.001 "
               "--step-timeout 900 --connect-timeout 600",
-    "seeds": [0],
-    "settings": ["baseline=--method baseline", "localsgd-H16=--method localsgd --sync-every 16", "mp2-online=--method mp2 --push front+head",
+    "seeds": [0, 1, 2],
+    "settings": ["baseline=--method baseline", *(f"localsgd-H{h}=--method localsgd --sync-every {h}" for h in (4, 16)),
+                 "mp2-online=--method mp2 --push front+head", "mp2-online-H4=--method mp2 --push front+head --sync-every 4",
                  "powersgd-R2=--method powersgd --rank 2", "dgc=--method dgc --lr 0.05"],
 }
 # Online MP²'s own study (issue: online MP² a user can just run): its defaults against the baseline, four seeds.

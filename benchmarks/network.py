@@ -1,8 +1,7 @@
 """Methods over emulated hosts: time to accuracy, bytes accounted and bytes on the PS's link.
 
-    sudo .venv/bin/python benchmarks/network.py --methods baseline,mp2,mp2-subset,topk,dgc \\
-        --rates 100mbit --workers 4 --epochs 2 --predictor predictors/lenet5-fashion_mnist/predictor.npz \\
-        --method-flags 'dgc=--lr 0.05' -- --lr 0.003 --mixup 0
+    sudo .venv/bin/python benchmarks/network.py --methods baseline,localsgd,powersgd,mp2-online,dgc \\
+        --rates 100mbit,1gbit --workers 4 --epochs 10 --method-flags 'dgc=--lr 0.05' -- --lr 0.003 --mixup 0
 
 Every run gets its own emulated hosts: the PS and each worker in a network namespace of its own,
 each joined to a switch (a bridge in one more namespace) by a veth pair, as a host's card is cabled
@@ -55,11 +54,18 @@ PORT = 2222
 HOST_IF = "eth0"  # the host's end of its cable, inside its own namespace
 # A pure TCP ACK with timestamps on Ethernet: 14 (Ethernet) + 20 (IPv4) + 32 (TCP with options).
 FRAME_OVERHEAD = 66
-METHOD_VARIANTS = {  # name in the grid -> flags to the PS and workers
+# Name in the grid -> flags to the PS and workers. Where a method has a knob, the variant carries the
+# setting the frontier (benchmarks/frontier.py) measured best for its bytes; --method-flags overrides it.
+METHOD_VARIANTS = {
     "baseline": ["--method", "baseline"],
-    "mp2": ["--method", "mp2"],
+    "localsgd": ["--method", "localsgd", "--sync-every", "16"],
+    "powersgd": ["--method", "powersgd", "--rank", "2"],
+    # No --predictor: the PS trains one during the run (its rounds are in the wall time); the classifier
+    # pushed, the setting online MP²'s defaults were measured with.
+    "mp2-online": ["--method", "mp2", "--push", "front+head"],
+    "mp2-online-subset": ["--method", "mp2", "--push", "front+head", "--broadcast", "subset", "--sync-every", "16"],
+    "mp2": ["--method", "mp2"],  # needs --predictor: one trained on a prior run
     "mp2-subset": ["--method", "mp2", "--broadcast", "subset"],
-    "mp2-online": ["--method", "mp2"],  # no --predictor: the PS trains one during the run
     "topk": ["--method", "topk"],
     "dgc": ["--method", "dgc"],
     "wnn": ["--method", "wnn"],
@@ -584,8 +590,8 @@ def run_one(spec: RunSpec, shaped: bool, delay: str | None, timeout: float, comm
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default=None,
-                   help=f"comma-separated, of {', '.join(METHOD_VARIANTS)} (default: baseline, mp2 and mp2-subset "
-                        "when --predictor is given and the PS offers subset broadcast, topk, dgc, wnn when --wnn is given)")
+                   help=f"comma-separated, of {', '.join(METHOD_VARIANTS)} (default: baseline, localsgd, powersgd, "
+                        "mp2-online, mp2 and mp2-subset when --predictor is given, topk, dgc, wnn when --wnn is given)")
     p.add_argument("--rates", default=f"100mbit,1gbit,{UNSHAPED}", help=f"comma-separated tc rates, or {UNSHAPED}")
     p.add_argument("--workers", default="4,8", help="comma-separated worker counts")
     p.add_argument("--epochs", type=argtypes.positive_int, default=2)
@@ -636,8 +642,8 @@ def main(argv: list[str] | None = None) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     else:
         subset = bool(args.predictor) and ps_lists_subset_broadcast()
-        methods = ["baseline", *(["mp2"] if args.predictor else []), *(["mp2-subset"] if subset else []),
-                   "topk", "dgc", *(["wnn"] if args.wnn else [])]
+        methods = ["baseline", "localsgd", "powersgd", "mp2-online", *(["mp2"] if args.predictor else []),
+                   *(["mp2-subset"] if subset else []), "topk", "dgc", *(["wnn"] if args.wnn else [])]
     unknown = [m for m in methods if m not in METHOD_VARIANTS]
     if unknown or not methods:
         return fail(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_VARIANTS)}")

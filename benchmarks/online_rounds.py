@@ -38,6 +38,8 @@ def main() -> None:
     p.add_argument("--fit-input", action="store_true")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps timed")
     p.add_argument("--snapshots", type=int, default=30)
+    p.add_argument("--dense-rank", type=int, default=MP2Options().dense_rank,
+                   help="the predictor's dense-head bottleneck (default: the method's default)")
     p.add_argument("--out", help="directory for online_rounds.json")
     args = p.parse_args()
 
@@ -54,7 +56,7 @@ def main() -> None:
     graph = tf.Graph()
     with graph.as_default():
         rounds = GraphRounds(model, dataset.train_x, dataset.train_y, np.arange(len(dataset.train_y)),
-                             first_steps=args.steps, steps=args.steps, seed=0)
+                             first_steps=args.steps, steps=args.steps, seed=0, dense_rank=args.dense_rank)
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
         session = tf.compat.v1.Session(config=config)
         rounds.build(lambda: session, "/cpu:0")
@@ -83,7 +85,7 @@ def main() -> None:
     weights = sum(int(np.prod(v.shape)) for v in rounds.trainee.weight_vars.values())
     figures = {
         "model": args.model, "push": args.push, "pushed_values": layout.pushed, "predicted_values": layout.predicted,
-        "predictor_weights": weights, "image_batch": ROUND_IMAGE_BATCH,
+        "predictor_weights": weights, "dense_rank": args.dense_rank, "image_batch": ROUND_IMAGE_BATCH,
         "ms_per_optimizer_step": round(1000 * per_step, 2),
         "first_round_steps": defaults.first_round_steps, "round_steps": defaults.round_steps,
         "first_round_seconds": round(per_step * defaults.first_round_steps, 2),

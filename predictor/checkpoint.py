@@ -12,7 +12,9 @@ import numpy as np
 
 import npzio
 from models.layout import Layout
-from predictor.structure import FAITHFUL_HEAD_RANK, infer_head_rank, infer_stage, weight_problems, weight_specs
+from predictor.structure import (
+    FAITHFUL_HEAD_RANK, infer_dense_rank, infer_head_rank, infer_stage, weight_problems, weight_specs,
+)
 
 FORMAT = "mp2-predictor"
 VERSION = 2  # 2: the push set is part of the checkpoint
@@ -27,8 +29,8 @@ def save_checkpoint(
     path: str, layout: Layout, weights: Mapping[str, np.ndarray], meta: dict | None = None
 ) -> None:
     """Write the predictor weights for `layout` to `path` atomically (tmp file + os.replace)."""
-    stage, rank = infer_stage(weights), infer_head_rank(weights)
-    problems = weight_problems(weights, weight_specs(layout, stage, rank))
+    stage, rank, dense_rank = infer_stage(weights), infer_head_rank(weights), infer_dense_rank(weights)
+    problems = weight_problems(weights, weight_specs(layout, stage, rank, dense_rank))
     if problems:
         raise ValueError(f"cannot save a predictor for {layout.model}: " + "; ".join(problems))
     header = {
@@ -40,6 +42,7 @@ def save_checkpoint(
         "pushed_layers": layout.pushed_layers(),
         "input_stage": stage,
         "head_rank": rank,
+        "dense_rank": dense_rank,
     }
     clash = [k for k in (meta or {}) if k in header and meta[k] != header[k]]
     if clash:
@@ -110,7 +113,15 @@ def load_checkpoint(path: str, layout: Layout) -> tuple[dict[str, np.ndarray], d
     rank = meta.get("head_rank", FAITHFUL_HEAD_RANK)
     if type(rank) is not int or rank < 1 or infer_head_rank(weights) != rank:
         raise CheckpointError(f"{path}: head rank {rank!r} does not match its weights; retrain it")
-    problems = weight_problems(weights, weight_specs(layout, stage, rank))
+    # Checkpoints written before the dense rank existed have the reference's dense heads.
+    dense_rank = meta.get("dense_rank")
+    if dense_rank != infer_dense_rank(weights):
+        raise CheckpointError(f"{path}: dense rank {dense_rank!r} does not match its weights; retrain it")
+    try:
+        specs = weight_specs(layout, stage, rank, dense_rank)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}; retrain it") from None
+    problems = weight_problems(weights, specs)
     bad = [n for n, v in weights.items() if not np.all(np.isfinite(v))]
     problems += [f"weight {n} contains NaN or infinity" for n in bad]
     if problems:

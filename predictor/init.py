@@ -15,7 +15,8 @@ snapshots look like) and scale each head to hit the target standard deviation s:
   dense head out[j] = sum_k h[k] * w[k, j]  ->  std(out) = |h| * std(w)      ->  std(w) = s / |h|
 With a head rank R > 1 a conv head decodes its own projection u = h P ([8x8, R], P drawn Glorot):
   out[p, c] = sum_r u[p, r] * w[r, c]     ->  std(out) = sqrt(mean_p sum_r u[p, r]^2) * std(w)
-which is rms(h) again for R = 1 (u = h).
+which is rms(h) again for R = 1 (u = h). With a dense rank a dense head decodes u = h D ([R], D drawn
+Glorot), so std(w) = s / |u|.
 """
 from __future__ import annotations
 
@@ -25,15 +26,17 @@ import numpy as np
 
 from models.layout import PREDICTED, PUSHED, Layout, glorot_init
 from predictor.structure import (
-    FAITHFUL_HEAD_RANK, FILTERS, GRID, HIDDEN, blocks, grid_channels, head_name, projection_name, weight_specs,
+    FAITHFUL_HEAD_RANK, FILTERS, GRID, HIDDEN, blocks, down_name, grid_channels, head_name, projection_name,
+    weight_specs,
 )
 
 
-def initial_weights(layout: Layout, stage: str, seed: int, head_rank: int = FAITHFUL_HEAD_RANK) -> dict[str, np.ndarray]:
-    # The encoder's draws come first and do not depend on the head rank: one seed, one encoder.
+def initial_weights(layout: Layout, stage: str, seed: int, head_rank: int = FAITHFUL_HEAD_RANK,
+                    dense_rank: int | None = None) -> dict[str, np.ndarray]:
+    # The encoder's draws come first and do not depend on the heads' ranks: one seed, one encoder.
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
-    specs = weight_specs(layout, stage, head_rank)
+    specs = weight_specs(layout, stage, head_rank, dense_rank)
     for s in specs:
         if s.init == "zeros":
             out[s.name] = np.zeros(s.shape, np.float32)
@@ -56,6 +59,8 @@ def initial_weights(layout: Layout, stage: str, seed: int, head_rank: int = FAIT
         if layer.kind == "conv" and head_rank > 1:
             u = h @ out[projection_name(layer.name)].astype(np.float64)  # [8x8 * R], position-major
             spread = math.sqrt(np.sum(u * u) / (GRID * GRID)) or 1.0
+        elif layer.kind == "dense" and dense_rank is not None:
+            spread = float(np.linalg.norm(h @ out[down_name(layer.name)].astype(np.float64))) or 1.0
         else:
             spread = rms if layer.kind == "conv" else norm
         std = target / spread

@@ -14,8 +14,9 @@ import tensorflow as tf
 from models.layout import PREDICTED, Layout
 from predictor.init import initial_weights
 from predictor.structure import (
-    FAITHFUL_HEAD_RANK, FILTERS, GRID, HIDDEN, blocks, check_head_rank, choose_stage, grid_channels, head_name,
-    infer_head_rank, infer_stage, projection_name, weight_problems, weight_specs,
+    FAITHFUL_HEAD_RANK, FILTERS, GRID, HIDDEN, blocks, check_dense_rank, check_head_rank, choose_stage, down_name,
+    grid_channels, head_name, infer_dense_rank, infer_head_rank, infer_stage, projection_name, weight_problems,
+    weight_specs,
 )
 
 
@@ -29,8 +30,10 @@ class Predictor(tf.Module):
         seed: int = 0,
         input_stage: str = "auto",
         head_rank: int | None = None,
+        dense_rank: int | None = None,
     ) -> None:
-        """head_rank: rank of the conv heads (default 1, the reference's); given weights fix their own."""
+        """head_rank: rank of the conv heads (default 1, the reference's); dense_rank: the dense heads'
+        bottleneck (default none, the reference's 64 -> n); given weights fix their own."""
         super().__init__(name="mp2_predictor")
         if weights is not None and input_stage == "auto":
             input_stage = infer_stage(weights)  # a checkpoint fixes its own stage
@@ -46,14 +49,21 @@ class Predictor(tf.Module):
             rank = given
         # Without predicted conv layers there is no conv head: every rank is the faithful structure.
         self.head_rank = rank if self._has_conv_heads() else FAITHFUL_HEAD_RANK
-        specs = weight_specs(layout, self.input_stage, self.head_rank)
+        self.dense_rank = check_dense_rank(dense_rank)
+        if weights is not None:
+            given_dense = infer_dense_rank(weights)
+            if dense_rank is not None and given_dense != dense_rank:
+                raise ValueError(f"the weights are of a predictor with dense rank {given_dense}, not {dense_rank}")
+            self.dense_rank = given_dense
+        specs = weight_specs(layout, self.input_stage, self.head_rank, self.dense_rank)
         if weights is None:
-            values = initial_weights(layout, self.input_stage, seed, self.head_rank)
+            values = initial_weights(layout, self.input_stage, seed, self.head_rank, self.dense_rank)
         else:
             problems = weight_problems(weights, specs)
             if problems:
                 raise ValueError(
-                    f"weights do not fit the {self.input_stage}-stage, head-rank-{self.head_rank} predictor of {layout.model} "
+                    f"weights do not fit the {self.input_stage}-stage, head-rank-{self.head_rank}, dense-rank-"
+                    f"{self.dense_rank or 'none'} predictor of {layout.model} "
                     f"({layout.classes} classes): " + "; ".join(problems)
                 )
             values = weights
@@ -135,6 +145,8 @@ class Predictor(tf.Module):
                 k = w.shape[-1]
                 y = tf.reshape(h[:, :, None] * tf.reshape(w, [1, 1, k]), [-1, GRID * GRID * k])
                 outs.append(y[:, : layer.size])
+            elif self.dense_rank is not None:
+                outs.append(tf.matmul(tf.matmul(h, self.weight_vars[down_name(layer.name)]), w))
             else:
                 outs.append(tf.matmul(h, w))
         return tf.concat(outs, axis=1)

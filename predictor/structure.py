@@ -60,6 +60,29 @@ def projection_name(layer: str) -> str:
     return f"head/{layer}/proj"
 
 
+def down_name(layer: str) -> str:
+    """A dense head's own bottleneck (only with a dense rank): the 64 hidden units -> R values."""
+    return f"head/{layer}/down"
+
+
+def check_dense_rank(dense_rank: object) -> int | None:
+    """None: the reference's dense heads (64 hidden units -> n values); R: 64 -> R -> n."""
+    if dense_rank is None:
+        return None
+    if type(dense_rank) is not int or not 1 <= dense_rank < HIDDEN:
+        raise ValueError(f"dense_rank must be a whole number from 1 to {HIDDEN - 1} (or none: the reference's "
+                         f"heads), got {dense_rank!r}")
+    return dense_rank
+
+
+def infer_dense_rank(weights: Mapping[str, object]) -> int | None:
+    """The dense-head rank a set of predictor weights was built with (None: the reference's heads)."""
+    for name, value in weights.items():
+        if name.startswith("head/") and name.endswith("/down"):
+            return int(tuple(getattr(value, "shape", (0, 0)))[-1])
+    return None
+
+
 def check_head_rank(head_rank: object) -> int:
     if type(head_rank) is not int or head_rank < 1:
         raise ValueError(f"head_rank must be a whole number of at least 1, got {head_rank!r}")
@@ -81,14 +104,19 @@ def blocks(stage: str) -> int:
     return 2 if stage == "vector" else 3
 
 
-def weight_specs(layout: Layout, stage: str, head_rank: int = FAITHFUL_HEAD_RANK) -> list[WeightSpec]:
+def weight_specs(layout: Layout, stage: str, head_rank: int = FAITHFUL_HEAD_RANK,
+                 dense_rank: int | None = None) -> list[WeightSpec]:
     """Every predictor variable in creation (and RNG draw) order.
 
     head_rank R > 1: each predicted conv layer first projects the 64 hidden units to its own
     8x8 x R map (a dense [64, 64 R] kernel) and decodes that with a 1x1 conv R -> k, so its output
     is a rank-R image of its own features instead of the faithful rank-one image h[p] * w[c].
+    dense_rank R: each predicted dense layer of n values is decoded through its own bottleneck,
+    64 -> R -> n, instead of 64 -> n: R·(64 + n) weights instead of 64·n, for a model whose
+    predicted group is mostly dense layers (LeNet-5) the bulk of the predictor.
     """
     check_head_rank(head_rank)
+    check_dense_rank(dense_rank)
     p = layout.pushed
     if p == 0:
         raise ValueError(f"{layout.model}: the layout has no pushed group to predict from")
@@ -127,7 +155,9 @@ def weight_specs(layout: Layout, stage: str, head_rank: int = FAITHFUL_HEAD_RANK
         elif layer.kind == "dense":
             # Every dense layer is decoded from the 64 hidden units. (The ResNet reference took its
             # final classifier from the 8 flattened features instead; one rule keeps one builder.)
-            shape = (HIDDEN, layer.size)
+            if dense_rank is not None:
+                specs.append(WeightSpec(down_name(layer.name), (HIDDEN, dense_rank), "glorot"))
+            shape = (HIDDEN if dense_rank is None else dense_rank, layer.size)
         else:
             raise ValueError(f"{layout.model}: layer {layer.name} has unknown kind {layer.kind!r}")
         specs.append(WeightSpec(head_name(layer.name), shape, "head"))

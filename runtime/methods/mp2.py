@@ -78,6 +78,9 @@ class MP2(Method):
                "steps of the first round (one snapshot and 64 images each)", ps_only=True),
         Option("--round-steps", argtypes.positive_int, D.round_steps, "online, graph rounds: optimizer steps of each "
                "later round, continuing the last predictor that passed", ps_only=True),
+        Option("--dense-rank", argtypes.int_in(1, 63), D.dense_rank, "online: the predictor decodes each predicted "
+               "dense layer of n values through its own R-value bottleneck (64 -> R -> n: R·(64 + n) weights "
+               "instead of 64·n); default: the reference's heads"),
         Option("--online-stage-flags", str, D.online_stage_flags, "online, stage rounds: flags for mp2_train_stage.py "
                "(the default's --val-images is capped at a tenth of the training images)", ps_only=True),
         Option("--predictor-init", str, None, "online: a warm start from this predictor (e.g. one trained on another "
@@ -108,6 +111,14 @@ class MP2(Method):
         self.schedule: Schedule | None = None  # online MP², or the control on its schedule
         self.holders: set[int] = set()  # workers that read the predictor file themselves (PS side)
         self.partial_steps, self.full_steps = 0, {}  # the PS's count of steps, full ones by reason
+
+    def _predictor(self):
+        """The predictor the PS and (with subset broadcast) every worker run: the file's, or online MP²'s."""
+        from predictor import Predictor
+
+        if self.weights is not None:
+            return Predictor(self.layout, weights=self.weights, seed=self.run.seed)
+        return Predictor(self.layout, seed=self.run.seed, dense_rank=self.settings.dense_rank)
 
     def _read_predictor(self) -> None:
         from predictor import load_checkpoint, resolve_path
@@ -289,10 +300,8 @@ class MP2(Method):
         if self.settings.broadcast == "full":
             phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
             return phases
-        from predictor import Predictor
-
         with tf.device(w.device):  # the same predictor as the PS's: read from its file, or when its weights arrive
-            predictor = Predictor(self.layout, weights=self.weights, seed=self.run.seed)
+            predictor = self._predictor()
         w.state += list(predictor.weight_vars.values())
 
         def apply(reply: list[tf.Tensor], with_weights: bool) -> tf.Operation:
@@ -316,11 +325,10 @@ class MP2(Method):
         self.sent_version = 0  # the predictor version the workers were last sent (subset broadcast)
         empty = tf.zeros([0], tf.float32)
         if self.settings.prediction == "predictor":
-            from predictor import Predictor
             from runtime.methods.online import OnlineController
 
             with tf.device(ps.device):  # online: untrained until the first round passes its check
-                self.predictor = Predictor(self.layout, weights=self.weights, seed=self.run.seed)
+                self.predictor = self._predictor()
             if isinstance(self.schedule, OnlineController):
                 self.schedule.build(self.predictor, ps.device)
             weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)

@@ -75,6 +75,7 @@ class MP2Options:
     online_rounds: str = "graph"           # or "stage": runtime/methods/rounds.py
     first_round_steps: int = 3000          # graph rounds: optimizer steps of the first round
     round_steps: int = 300                 # graph rounds: optimizer steps of every later round
+    dense_rank: int | None = None          # online: the predictor's dense heads 64 -> R -> n (None: 64 -> n)
     online_stage_flags: str = DEFAULT_STAGE_FLAGS
     predictor_init: str | None = None
     control_switch_step: int | None = None
@@ -128,6 +129,12 @@ class MP2Options:
         if self.predictor_init and (self.predictor or self.prediction == "hold"):
             raise ValueError("--predictor-init is online MP²'s warm start: drop --predictor (a fixed predictor "
                              "needs no start) and --prediction hold (the control has no predictor)")
+        if self.dense_rank is not None and not self.online:
+            raise ValueError("--dense-rank shapes the predictor online MP² trains; a predictor file (--predictor) "
+                             "has its own shape and the control (--prediction hold) none: drop --dense-rank")
+        if self.dense_rank is not None and self.online_rounds == "stage":
+            raise ValueError("--dense-rank is for graph rounds (--online-rounds graph); stage rounds train the "
+                             "reference's heads")
         if self.control_switch_step is not None and self.prediction != "hold":
             raise ValueError("--control-switch-step gives the control (--prediction hold) online MP²'s schedule: "
                              "add --prediction hold, or drop it")

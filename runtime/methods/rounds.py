@@ -80,11 +80,12 @@ class GraphRounds:
 
     def __init__(self, model: Model, images: np.ndarray, labels: np.ndarray, pool: np.ndarray, *, first_steps: int,
                  steps: int, seed: int, lr: float = FIRST_LR, later_lr: float = LATER_LR,
-                 init: dict[str, np.ndarray] | None = None) -> None:
-        """images, labels: the training set; pool: the indices of the images the loss may use."""
+                 init: dict[str, np.ndarray] | None = None, dense_rank: int | None = None) -> None:
+        """images, labels: the training set; pool: the indices of the images the loss may use; dense_rank:
+        the predictor's (init's weights fix their own)."""
         self.model, self.images, self.labels, self.pool = model, images, labels, np.asarray(pool)
         self.first_steps, self.steps, self.seed, self.lr, self.init = first_steps, steps, seed, lr, init
-        self.later_lr = later_lr
+        self.later_lr, self.dense_rank = later_lr, dense_rank
         self._thread: threading.Thread | None = None
         self._result: RoundResult | None = None
         self._accepted: dict[str, np.ndarray] | None = None  # trainee + Adam state of the last accepted round
@@ -100,7 +101,8 @@ class GraphRounds:
         layout = self.model.layout
         self.session_of = session_of
         with tf.device(device):
-            self.trainee = Predictor(layout, weights=self.init, seed=self.seed)
+            self.trainee = Predictor(layout, weights=self.init, seed=self.seed,
+                                     dense_rank=None if self.init else self.dense_rank)
             self._lr = tf.compat.v1.placeholder(tf.float32, [], name="round_lr")  # the first round's, or the later rounds'
             # A warm start's weights meet fresh Adam moments: the first round's rate rises over its steps
             # (as mp2_train_stage.py --init does), or its first steps undo much of what was given.

@@ -1,4 +1,5 @@
-"""Conv decoder heads of rank R > 1 (--head-rank), next to the faithful rank-one heads they must not change."""
+"""Decoder heads of other ranks than the reference's: conv heads of rank R > 1 (--head-rank) and dense heads
+through an R-value bottleneck (--dense-rank), next to the faithful heads they must not change."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,10 @@ import models
 import npzio
 from predictor import CheckpointError, Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.init import encode
-from predictor.structure import HIDDEN, choose_stage, head_channels, head_name, projection_name, weight_specs
+from predictor.structure import (
+    HIDDEN, choose_stage, down_name, head_channels, head_name, projection_name, weight_specs,
+)
+from runtime.methods.mp2_options import MP2Options
 from tests.cluster import ROOT, SMALL, run
 
 # LeNet-5 pushing only conv1 predicts conv2 (a conv head) and the dense layers: small enough for every test.
@@ -169,6 +173,81 @@ def test_a_head_rank_that_contradicts_the_weights_is_refused(tmp_path):
     npzio.write(path, arrays, {**meta, "head_rank": 1})
     with pytest.raises(CheckpointError, match="head rank 1 does not match its weights"):
         load_checkpoint(path, layout)
+
+
+# --- dense heads through a bottleneck (--dense-rank) -------------------------------------------
+def dense_layers(layout):
+    return [layer for layer in layout.layers("predicted") if layer.kind == "dense"]
+
+
+@pytest.mark.unit
+def test_dense_rank_decodes_each_dense_layer_through_its_bottleneck():
+    """Against a numpy reference, out = (h D) W; R·(64 + n) weights per dense layer instead of 64·n."""
+    model, rank = models.get("lenet5", 10, push="front+head"), 8
+    layout = model.layout
+    faithful, pred = Predictor(layout, seed=3), Predictor(layout, seed=3, dense_rank=rank)
+    dense = dense_layers(layout)
+    assert dense and pred.dense_rank == rank and faithful.dense_rank is None
+    shrunk = sum(HIDDEN * layer.size - rank * (HIDDEN + layer.size) for layer in dense)
+    assert size(weight_specs(layout, pred.input_stage)) - size(weight_specs(layout, pred.input_stage, 1, rank)) == shrunk
+    w = pred.numpy_weights()
+    x = np.stack([model.init_vector(s)[: layout.pushed] for s in (3, 4)])
+    h, full = encode(w, x, pred.input_stage), pred(x).numpy()
+    for layer in dense:
+        a, b = layout.offset(layer.params[0].name)[0], layout.offset(layer.params[-1].name)[1]
+        ref = (h @ w[down_name(layer.name)]) @ w[head_name(layer.name)]
+        np.testing.assert_allclose(full[:, a:b], ref, rtol=1e-4, atol=1e-6)
+        # The layer's values for a batch of inputs span at most R directions.
+        many = pred(np.stack([model.init_vector(s)[: layout.pushed] for s in range(12)])).numpy()[:, a:b]
+        singular = np.linalg.svd(many.astype(np.float64), compute_uv=False)
+        assert np.sum(singular > 1e-5 * singular[0]) <= rank, singular
+    # One seed, one encoder; the bottlenecked heads start at the reference's scale.
+    for name, value in faithful.numpy_weights().items():
+        if not name.startswith("head/"):
+            np.testing.assert_array_equal(value, w[name], err_msg=name)
+    params, glorot = pred.predict_params(model.init_vector(0)[: layout.pushed]), model.init(0)
+    for layer in dense:
+        ratio = np.std(params[layer.params[0].name].numpy()) / np.std(glorot[layer.params[0].name])
+        assert 0.5 < ratio < 2, (layer.name, ratio)
+
+
+@pytest.mark.unit
+def test_dense_rank_checkpoints_round_trip_and_contradictions_are_refused(tmp_path):
+    model = models.get("lenet5", 10, push="front+head")
+    layout = model.layout
+    pred = Predictor(layout, seed=1, dense_rank=4)
+    path = str(tmp_path / "predictor.npz")
+    save_checkpoint(path, layout, pred.numpy_weights())
+    weights, meta = load_checkpoint(path, layout)
+    assert meta["dense_rank"] == 4
+    rebuilt = Predictor(layout, weights=weights, seed=9)  # as the runtime builds it: the weights fix the rank
+    x = model.init_vector(6)[: layout.pushed]
+    assert rebuilt.dense_rank == 4
+    np.testing.assert_array_equal(rebuilt(x).numpy(), pred(x).numpy())
+    with pytest.raises(ValueError, match="dense rank 4, not 8"):
+        Predictor(layout, weights=weights, dense_rank=8)
+    for bad in (0, 64, 2.0, True):
+        with pytest.raises(ValueError, match="dense_rank"):
+            Predictor(layout, seed=0, dense_rank=bad)
+    arrays, meta = npzio.read(path)
+    npzio.write(path, arrays, {**meta, "dense_rank": None})
+    with pytest.raises(CheckpointError, match="dense rank None does not match its weights"):
+        load_checkpoint(path, layout)
+    # A checkpoint from before the dense rank (no dense_rank in its meta) has the reference's heads and loads.
+    save_checkpoint(path, layout, Predictor(layout, seed=0).numpy_weights())
+    arrays, meta = npzio.read(path)
+    del meta["dense_rank"]
+    npzio.write(path, arrays, meta)
+    assert Predictor(layout, weights=load_checkpoint(path, layout)[0]).dense_rank is None
+
+
+@pytest.mark.unit
+def test_dense_rank_is_online_mp2s_own():
+    MP2Options(dense_rank=8).check()
+    for contradiction, message in ((dict(predictor="p.npz"), "a predictor file"), (dict(prediction="hold"), "the control"),
+                                   (dict(online_rounds="stage"), "graph rounds")):
+        with pytest.raises(ValueError, match=message):
+            MP2Options(dense_rank=8, **contradiction).check()
 
 
 # --- the training stage and the runtime -------------------------------------------------------

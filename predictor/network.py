@@ -11,7 +11,7 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
-from models.layout import PREDICTED, Layout
+from models.layout import PREDICTED, PUSHED, Layout
 from predictor.init import initial_weights
 from predictor.structure import (
     FAITHFUL_HEAD_RANK, FILTERS, GRID, HIDDEN, blocks, check_dense_rank, check_head_rank, choose_stage, down_name,
@@ -86,14 +86,22 @@ class Predictor(tf.Module):
         return full if batched else full[0]
 
     def predict_params(self, pushed) -> dict[str, tf.Tensor]:
-        """The full parameter set as the target model's named tensors ([B, *shape] when batched)."""
-        full = self(pushed)
-        if full.shape.rank == 1:
-            return self.layout.unflatten(full)
+        """The full parameter set as the target model's named tensors ([B, *shape] when batched).
+
+        The pushed layers are taken from the input itself, not from the joined vector: a loss on the
+        assembled network then backpropagates into the predicted layers only, and never through the
+        pushed layers' ops (for LeNet-5 the convolutions' backward passes were a third of a training step).
+        """
+        x, batched = self._as_batch(pushed)
+        with tf.name_scope(self.name):
+            parts = {PUSHED: tf.stop_gradient(x), PREDICTED: self._decode(self.hidden(tf.stop_gradient(x)))}
         out = {}
-        for p in self.layout.params:
-            a, b = self.layout.offset(p.name)
-            out[p.name] = tf.reshape(full[:, a:b], [-1, *p.shape])
+        for group, vector in parts.items():
+            start = 0
+            for p in self.layout.group(group):
+                piece = vector[:, start:start + p.size]
+                start += p.size
+                out[p.name] = tf.reshape(piece, [-1, *p.shape]) if batched else tf.reshape(piece[0], p.shape)
         return out
 
     def hidden(self, x: tf.Tensor) -> tf.Tensor:

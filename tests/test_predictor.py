@@ -252,3 +252,41 @@ def test_predictor_of_another_push_set_is_refused_naming_both(tmp_path):
     head = models.get("lenet5", 10, push="front+head")
     with pytest.raises(CheckpointError, match=r"conv1, conv2\b.*conv1, conv2, fc3"):
         load_checkpoint(str(path), head.layout)
+
+
+def test_predict_params_backpropagates_into_the_predicted_layers_only():
+    """The assembled network's loss reaches the predictor through the predicted layers: the same values
+    and gradients as the joined vector's, and no backward pass of the pushed layers' ops in the graph."""
+    model = models.get("lenet5", 10, push="front+head")
+    layout = model.layout
+    pred = Predictor(layout, seed=4)
+    rng = np.random.default_rng(1)
+    images, labels = rng.random((16, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 16)
+    x = pushed_of(model, 2)
+
+    def loss_of(params):
+        logits = model.forward(params, images)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+    for pushed in (x, x[None, :]):  # unbatched and batched
+        params, joined = pred.predict_params(pushed), pred(pushed)
+        for name, value in layout.unflatten(joined if joined.shape.rank == 1 else joined[0]).items():
+            np.testing.assert_array_equal(tf.reshape(params[name], value.shape).numpy(), value.numpy(), err_msg=name)
+
+    def gradients(params_of):
+        with tf.GradientTape() as tape:
+            loss = loss_of(params_of(tf.constant(x)))
+        return tape.gradient(loss, list(pred.weight_vars.values()))
+
+    for a, b in zip(gradients(pred.predict_params), gradients(lambda v: layout.unflatten(pred(v)))):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-8)
+
+    def target_backward_ops(params_of) -> set[str]:
+        """The backward ops of the target network's own layers (the predictor's encoder has convs too)."""
+        graph = tf.function(lambda v: tf.gradients(loss_of(params_of(v)), list(pred.weight_vars.values()))) \
+            .get_concrete_function(tf.TensorSpec([layout.pushed], tf.float32)).graph
+        return {op.type for op in graph.get_operations() if not op.name.startswith(f"gradients/{pred.name}/")}
+
+    backward = {"Conv2DBackpropFilter", "Conv2DBackpropInput", "MaxPoolGrad"}
+    assert backward <= target_backward_ops(lambda v: layout.unflatten(pred(v)))  # through the joined vector
+    assert not backward & target_backward_ops(pred.predict_params)

@@ -120,7 +120,7 @@ class GraphRounds:
 
     def _step(self, pushed, images, labels):
         with tf.GradientTape() as tape:
-            params = self.model.layout.unflatten(self.trainee(pushed))
+            params = self.trainee.predict_params(pushed)
             logits = self.model.forward(params, images)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
         self.adam.apply(tape.gradient(loss, self.adam.vars))

@@ -39,7 +39,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100, help="optimizer steps timed")
     p.add_argument("--snapshots", type=int, default=30)
     p.add_argument("--dense-rank", type=int, default=MP2Options().dense_rank,
-                   help="the predictor's dense-head bottleneck (default: the method's default)")
+                   help="the predictor's dense-head bottleneck, 0: the reference's heads (default: the method's)")
     p.add_argument("--out", help="directory for online_rounds.json")
     args = p.parse_args()
 
@@ -56,7 +56,7 @@ def main() -> None:
     graph = tf.Graph()
     with graph.as_default():
         rounds = GraphRounds(model, dataset.train_x, dataset.train_y, np.arange(len(dataset.train_y)),
-                             first_steps=args.steps, steps=args.steps, seed=0, dense_rank=args.dense_rank)
+                             first_steps=args.steps, steps=args.steps, seed=0, dense_rank=args.dense_rank or None)
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
         session = tf.compat.v1.Session(config=config)
         rounds.build(lambda: session, "/cpu:0")

@@ -242,12 +242,11 @@ def test_dense_rank_checkpoints_round_trip_and_contradictions_are_refused(tmp_pa
 
 
 @pytest.mark.unit
-def test_dense_rank_is_online_mp2s_own():
-    MP2Options(dense_rank=8).check()
-    for contradiction, message in ((dict(predictor="p.npz"), "a predictor file"), (dict(prediction="hold"), "the control"),
-                                   (dict(online_rounds="stage"), "graph rounds")):
-        with pytest.raises(ValueError, match=message):
-            MP2Options(dense_rank=8, **contradiction).check()
+def test_online_mp2s_dense_rank():
+    """Graph rounds train a bottlenecked predictor by default; 0 and stage rounds train the reference's heads."""
+    assert MP2Options().online_dense_rank == MP2Options().dense_rank > 0
+    assert MP2Options(dense_rank=0).online_dense_rank is None
+    assert MP2Options(online_rounds="stage").online_dense_rank is None
 
 
 # --- the training stage and the runtime -------------------------------------------------------

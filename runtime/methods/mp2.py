@@ -78,9 +78,10 @@ class MP2(Method):
                "steps of the first round (one snapshot and 64 images each)", ps_only=True),
         Option("--round-steps", argtypes.positive_int, D.round_steps, "online, graph rounds: optimizer steps of each "
                "later round, continuing the last predictor that passed", ps_only=True),
-        Option("--dense-rank", argtypes.int_in(1, 63), D.dense_rank, "online: the predictor decodes each predicted "
-               "dense layer of n values through its own R-value bottleneck (64 -> R -> n: R·(64 + n) weights "
-               "instead of 64·n); default: the reference's heads"),
+        Option("--dense-rank", argtypes.int_in(0, 63), D.dense_rank, "online, graph rounds: the predictor decodes each "
+               "predicted dense layer of n values through its own R-value bottleneck (64 -> R -> n: R·(64 + n) "
+               "weights instead of 64·n, so a round's step costs less); 0: the reference's heads (64 -> n). With "
+               "--broadcast subset the workers build the same predictor: give them the same value"),
         Option("--online-stage-flags", str, D.online_stage_flags, "online, stage rounds: flags for mp2_train_stage.py "
                "(the default's --val-images is capped at a tenth of the training images)", ps_only=True),
         Option("--predictor-init", str, None, "online: a warm start from this predictor (e.g. one trained on another "
@@ -118,7 +119,7 @@ class MP2(Method):
 
         if self.weights is not None:
             return Predictor(self.layout, weights=self.weights, seed=self.run.seed)
-        return Predictor(self.layout, seed=self.run.seed, dense_rank=self.settings.dense_rank)
+        return Predictor(self.layout, seed=self.run.seed, dense_rank=self.settings.online_dense_rank)
 
     def _read_predictor(self) -> None:
         from predictor import load_checkpoint, resolve_path

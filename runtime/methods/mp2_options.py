@@ -73,9 +73,9 @@ class MP2Options:
     watch_tolerance: float = 0.05
     online_wait: bool = True               # rounds land on the same step under any load; --no-online-wait
     online_rounds: str = "graph"           # or "stage": runtime/methods/rounds.py
-    first_round_steps: int = 3000          # graph rounds: optimizer steps of the first round
+    first_round_steps: int = 6000          # graph rounds: optimizer steps of the first round
     round_steps: int = 300                 # graph rounds: optimizer steps of every later round
-    dense_rank: int | None = None          # online: the predictor's dense heads 64 -> R -> n (None: 64 -> n)
+    dense_rank: int = 16                   # graph rounds: the predictor's dense heads 64 -> R -> n (0: 64 -> n)
     online_stage_flags: str = DEFAULT_STAGE_FLAGS
     predictor_init: str | None = None
     control_switch_step: int | None = None
@@ -97,6 +97,12 @@ class MP2Options:
     def online(self) -> bool:
         """Online MP²: the PS trains the predictor during the run."""
         return self.prediction == "predictor" and not self.predictor
+
+    @property
+    def online_dense_rank(self) -> int | None:
+        """The dense-head rank of the predictor online MP² trains (None: the reference's heads): graph rounds
+        only, as stage rounds (mp2_train_stage.py) train the reference's heads."""
+        return (self.dense_rank or None) if self.online_rounds == "graph" else None
 
     def stage_flags(self, train_images: int) -> list[str]:
         """The rounds' mp2_train_stage.py flags: the default's --val-images capped at a tenth of the
@@ -129,12 +135,6 @@ class MP2Options:
         if self.predictor_init and (self.predictor or self.prediction == "hold"):
             raise ValueError("--predictor-init is online MP²'s warm start: drop --predictor (a fixed predictor "
                              "needs no start) and --prediction hold (the control has no predictor)")
-        if self.dense_rank is not None and not self.online:
-            raise ValueError("--dense-rank shapes the predictor online MP² trains; a predictor file (--predictor) "
-                             "has its own shape and the control (--prediction hold) none: drop --dense-rank")
-        if self.dense_rank is not None and self.online_rounds == "stage":
-            raise ValueError("--dense-rank is for graph rounds (--online-rounds graph); stage rounds train the "
-                             "reference's heads")
         if self.control_switch_step is not None and self.prediction != "hold":
             raise ValueError("--control-switch-step gives the control (--prediction hold) online MP²'s schedule: "
                              "add --prediction hold, or drop it")
@@ -153,5 +153,5 @@ def measured_command(steps_per_epoch: int = REFERENCE_STEPS_PER_EPOCH) -> str:
     flags = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in
              ("warmup_snapshots", "online_snapshot_every", "partial_snapshot_every", "retrain_after",
               "refresh_every", "refresh_steps", "switch_tolerance", "watch_tolerance", "online_rounds",
-              "first_round_steps", "round_steps")]
+              "first_round_steps", "round_steps", "dense_rank")]
     return " ".join(["--method mp2", MEASURED_SHARED_FLAGS, *flags])

@@ -91,15 +91,15 @@ class OnlineController:
                 raise ValueError(f"--predictor-init {self.init_path} has decoder heads of rank {rank}; online MP² "
                                  f"trains the reference's rank-one heads: pass a rank-one predictor")
             dense = infer_dense_rank(self.init_weights)
-            if dense != options.dense_rank:
+            if dense != options.online_dense_rank:
                 raise ValueError(f"--predictor-init {self.init_path} has " + (
-                    f"dense heads of rank {dense}: add --dense-rank {dense}" if dense else
-                    "the reference's dense heads: drop --dense-rank"))
+                    f"dense heads of rank {dense}" if dense else "the reference's dense heads")
+                    + f": pass --dense-rank {dense or 0} (to the PS and every worker) to train it on")
         self.rounds: Rounds
         if options.online_rounds == "graph":
             self.rounds = GraphRounds(model, dataset.train_x, dataset.train_y, loss_pool, seed=seed,
                                       first_steps=options.first_round_steps, steps=options.round_steps,
-                                      init=self.init_weights, dense_rank=options.dense_rank)
+                                      init=self.init_weights, dense_rank=options.online_dense_rank)
         else:
             self.rounds = StageRounds(model, self.dir, self.snapshots, data_flags=data_flags, seed=seed,
                                       stage_flags=options.stage_flags(len(dataset.train_y)), init_path=self.init_path)
@@ -123,7 +123,7 @@ class OnlineController:
         self.writer = ParamSetWriter(self.snapshots, self.model.layout, self.dataset_name)
         layout = self.model.layout
         with tf.device(device):
-            self.candidate = Predictor(layout, seed=self.seed, dense_rank=self.settings.dense_rank)
+            self.candidate = Predictor(layout, seed=self.seed, dense_rank=self.settings.online_dense_rank)
             self.vector = tf.compat.v1.placeholder(tf.float32, [layout.total], name="online_check_model")
             self.images = tf.compat.v1.placeholder(tf.float32, [None, *self.model.input_shape], name="online_check_images")
             pushed = layout.split(self.vector)[0]

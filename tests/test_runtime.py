@@ -13,6 +13,7 @@ import pytest
 import data
 import models
 from predictor import Predictor, load_checkpoint, save_checkpoint
+from runtime.methods.mp2_options import MP2Options
 from tests.cluster import SMALL, take_ports, cluster_flags, read_jsonl, run, run_together, start
 
 pytestmark = pytest.mark.cluster
@@ -591,7 +592,9 @@ def test_online_mp2_switches_records_the_switch_and_counts_every_byte(tmp_path, 
         assert with_weights == 0
         assert summary["bytes_pulled_total"] == workers * (4 * layout.total + CONTROL) * 3 * STEPS_PER_EPOCH
     else:
-        predictor_values = sum(v.size for v in Predictor(layout, seed=0).numpy_weights().values())
+        # The predictor online MP² trains by default (its dense heads through a bottleneck): what is sent.
+        online_predictor = Predictor(layout, seed=0, dense_rank=MP2Options().online_dense_rank)
+        predictor_values = sum(v.size for v in online_predictor.numpy_weights().values())
         assert with_weights == online["rounds"] - sum(1 for e in online["events"] if e.get("passed") is False)
         assert summary["bytes_pulled_total"] == workers * (
             (4 * layout.total + CONTROL) * full + (4 * layout.pushed + CONTROL) * (partial + with_weights)

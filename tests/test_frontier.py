@@ -150,10 +150,10 @@ def test_dry_run_prints_each_command_and_marks_what_is_done(tmp_path):
         f"python mp2_local.py --workers 4 --out {out('dgc', 0)} {common} --mixup 0 --method dgc --lr 0.05 --seed 0",
         f"python mp2_local.py --workers 4 --out {out('dgc', 1)} {common} --mixup 0 --method dgc --lr 0.05 --seed 1",
     ]
-    # The whole default grid: 17 settings × 3 seeds; the ResNet-18 preset: 7 settings × 3 seeds, its own flags.
+    # The whole default grid: 17 settings × 3 seeds; the ResNet-18 preset: 6 settings, one seed, its own flags.
     assert len(_frontier("--dry-run", "--root", str(root)).stdout.splitlines()) == 51
     resnet = _frontier("--dry-run", "--root", str(root), "--grid", "resnet18", "--", "--epochs", "1").stdout.splitlines()
-    assert len(resnet) == 21 and all("--model resnet18" in c and "--fit-input --train-images 10000" in c for c in resnet)
+    assert len(resnet) == 6 and all("--model resnet18" in c and "--fit-input --train-images 10000" in c for c in resnet)
     assert all(" --epochs 1 " in c and "--epochs 8" not in c for c in resnet)  # the flags after -- replace the grid's
     # A run with a summary.json is marked done.
     _run(root, "baseline", 1, _summary("baseline", 0.8, MB, MB, 1.0))

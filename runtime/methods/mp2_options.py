@@ -1,7 +1,8 @@
 """MP²'s options as one typed, frozen object whose defaults are the measured online setting.
 
-The defaults are online MP² as measured on Fashion-MNIST (results/unseen/online.sh: 120 steps per
-epoch, 4 workers of 125 images). Four of them are counts of steps or snapshots, whose best value
+The defaults are online MP² as measured on Fashion-MNIST (120 steps per epoch, 4 workers of 125
+images): the schedule's in results/unseen (stage rounds), the graph rounds' (first-round steps, dense
+rank) in results/online-rounds. Four of them are counts of steps or snapshots, whose best value
 depends on how long an epoch is; they are derived from the run (RunInfo.steps_per_epoch) by one rule:
 
     value = max(digits value, floor(Fashion-MNIST value × steps_per_epoch / 120))

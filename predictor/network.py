@@ -94,7 +94,8 @@ class Predictor(tf.Module):
         """
         x, batched = self._as_batch(pushed)
         with tf.name_scope(self.name):
-            parts = {PUSHED: tf.stop_gradient(x), PREDICTED: self._decode(self.hidden(tf.stop_gradient(x)))}
+            given = tf.stop_gradient(x)
+            parts = {PUSHED: given, PREDICTED: self._decode(self.hidden(given))}
         out = {}
         for group, vector in parts.items():
             start = 0

@@ -263,11 +263,10 @@ class OnlineController:
         from paramset import read
 
         arrays = under(arrays, "online/")
-        part = lambda prefix: under(arrays, prefix)  # noqa: E731
         self.state = schedule.State(**meta["state"])
         self.reference, self._copy_after = meta["reference"], meta["copy_after"]
         self.stalled_seconds, self.training_seconds = meta["stalled_seconds"], meta["training_seconds"]
-        for load, weights in ((self._load_live, part("live/")), (self._load, part("candidate/"))):
+        for load, weights in ((self._load_live, under(arrays, "live/")), (self._load, under(arrays, "candidate/"))):
             session.run(load, {self._feeds[k]: weights[k] for k in self._feeds})
         for name in ("last_full", "latest"):
             if name in arrays:
@@ -277,9 +276,9 @@ class OnlineController:
             raise ValueError(f"{self.snapshots} holds {len(self.writer)} snapshots up to step {step}, the checkpoint "
                              f"counted {meta['snapshots']}: the online snapshots were changed; start afresh")
         self.pushed_groups = list(read([self.snapshots], self.model.layout).pushed) if len(self.writer) else []
-        self.rounds.restore(session, part("rounds/"), meta["rounds"])
+        self.rounds.restore(session, under(arrays, "rounds/"), meta["rounds"])
         if meta["finished"] is not None:
-            self._finished = RoundResult(**meta["finished"], weights=part("finished/") or None)
+            self._finished = RoundResult(**meta["finished"], weights=under(arrays, "finished/") or None)
 
     def _judge(self, session: tf.compat.v1.Session, weights: dict) -> float:
         """Load `weights` into the candidate: the accuracy of the model it assembles from the latest fully

@@ -82,7 +82,7 @@ class GraphRounds:
                  steps: int, seed: int, lr: float = FIRST_LR, later_lr: float = LATER_LR,
                  init: dict[str, np.ndarray] | None = None, dense_rank: int | None = None) -> None:
         """images, labels: the training set; pool: the indices of the images the loss may use; dense_rank:
-        the predictor's (init's weights fix their own)."""
+        the predictor's, which init's weights must have."""
         self.model, self.images, self.labels, self.pool = model, images, labels, np.asarray(pool)
         self.first_steps, self.steps, self.seed, self.lr, self.init = first_steps, steps, seed, lr, init
         self.later_lr, self.dense_rank = later_lr, dense_rank
@@ -101,8 +101,8 @@ class GraphRounds:
         layout = self.model.layout
         self.session_of = session_of
         with tf.device(device):
-            self.trainee = Predictor(layout, weights=self.init, seed=self.seed,
-                                     dense_rank=None if self.init else self.dense_rank)
+            # A warm start's weights must have this rank too (the Predictor refuses a contradiction).
+            self.trainee = Predictor(layout, weights=self.init, seed=self.seed, dense_rank=self.dense_rank)
             self._lr = tf.compat.v1.placeholder(tf.float32, [], name="round_lr")  # the first round's, or the later rounds'
             # A warm start's weights meet fresh Adam moments: the first round's rate rises over its steps
             # (as mp2_train_stage.py --init does), or its first steps undo much of what was given.

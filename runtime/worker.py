@@ -19,7 +19,7 @@ from models import Model
 from runtime import deadline, faults, tferrors
 from runtime.local_model import LocalModel
 from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
-from runtime.methods.optim import learning_rate
+from optim import learning_rate
 from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, nbytes, welcome_queue
 
 

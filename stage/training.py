@@ -16,7 +16,7 @@ import data
 from models import Model
 from models.evaluate import VectorAccuracy
 from predictor import Predictor
-from stage.adam import Adam
+from optim import Adam
 
 from stage.flags import LOSSES
 # The validation images are fixed by this seed alone: predictors trained with different --seed are

@@ -41,7 +41,7 @@ def snapshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import data
     import models
     from paramset import ParamSetWriter
-    from stage.adam import Adam
+    from optim import Adam
 
     lenet = models.get("lenet5", 10)
     directory = tmp_path_factory.mktemp("paramset") / "snapshots"

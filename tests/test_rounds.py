@@ -93,3 +93,18 @@ def test_a_failed_round_reports_why(dataset):
     rig.rounds.start(0, 1, bad)
     result = rig.rounds.poll(120)
     assert result is not None and not result.ok and "round" in result.why
+
+
+def test_a_round_takes_all_its_steps_whatever_the_calls_size(dataset, monkeypatch):
+    """Steps run in calls of STEPS_PER_CALL (a loop in the graph): calls of 3 over 7 steps (the last one
+    short) end where one call of 7 ends, and Adam counted 7 steps."""
+    from runtime.methods import rounds
+
+    groups, ends = snapshots(5), []
+    for per_call in (3, 50):
+        monkeypatch.setattr(rounds, "STEPS_PER_CALL", per_call)
+        rig = Rig(dataset, first_steps=7)
+        ends.append(rig.round(1, groups).weights)
+        assert rig.session.run(rig.rounds.adam.t) == 7
+    for k in ends[0]:
+        np.testing.assert_array_equal(ends[0][k], ends[1][k])

@@ -12,14 +12,12 @@ from typing import Callable
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import models
 from paramset import ParamSetWriter
 from predictor import Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.checkpoint import is_trained
 from stage import snapshots as snapset, state, training
-from stage.adam import Adam
 from tests.cluster import ENV, ROOT, check_provenance, interruptible
 
 LENET = models.get("lenet5", 10)
@@ -144,43 +142,6 @@ def test_resume_refuses_other_settings(snapshots, resumed):
                        "--resume", "--lr", "0.01")
     line = error_line(done)
     assert "--lr was 0.001, now 0.01" in line
-
-
-@pytest.mark.unit
-def test_adam_matches_the_textbook_update():
-    start = np.array([0.5, -1.0, 2.0], np.float32)
-    var = tf.Variable(start)
-    opt = Adam({"x": var}, lr=0.1)
-    x, m, v = start.astype(np.float64), 0.0, 0.0
-    for t in range(1, 4):
-        grad = np.array([1.0, -2.0, 0.5]) * t
-        opt.apply([tf.constant(grad, tf.float32)])
-        m = 0.9 * m + 0.1 * grad
-        v = 0.999 * v + 0.001 * grad ** 2
-        x = x - 0.1 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-7)
-    np.testing.assert_allclose(var.numpy(), x, rtol=1e-5)
-    state = opt.state()
-    assert int(state["adam/t"]) == 3
-    other = Adam({"x": tf.Variable(start)}, lr=0.1)
-    other.load_state(state)
-    np.testing.assert_array_equal(other.m[0].numpy(), opt.m[0].numpy())
-    np.testing.assert_array_equal(other.v[0].numpy(), opt.v[0].numpy())
-
-
-@pytest.mark.unit
-def test_adam_warmup_scales_the_learning_rate_linearly():
-    start = np.array([0.5, -1.0, 2.0], np.float32)
-    var = tf.Variable(start)
-    opt = Adam({"x": var}, lr=0.1, warmup_steps=4)
-    x, m, v = start.astype(np.float64), 0.0, 0.0
-    for t in range(1, 7):  # through the warm-up and past it
-        grad = np.array([1.0, -2.0, 0.5]) * t
-        opt.apply([tf.constant(grad, tf.float32)])
-        m = 0.9 * m + 0.1 * grad
-        v = 0.999 * v + 0.001 * grad ** 2
-        lr = 0.1 * min(1.0, t / 4)
-        x = x - lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-7)
-        np.testing.assert_allclose(var.numpy(), x, rtol=1e-5)
 
 
 @pytest.mark.cluster

@@ -18,7 +18,7 @@ import tensorflow as tf
 from models import Layout
 from models.evaluate import VectorAccuracy
 from paramset import Snapshots
-from stage.adam import Adam
+from optim import Adam
 from wnn import features, network
 
 TARGET_CLIP = 1.0

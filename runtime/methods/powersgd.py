@@ -4,7 +4,7 @@ Exchange 1: every worker sends P = M·Q of every matrix and the 1-D gradients; t
 P̂ (Gram–Schmidt of the mean) and the 1-D means. Exchange 2: every worker sends Q = Mᵀ·P̂; the PS
 replies with the mean Q̄. Then the PS applies the optimizer to the global model with the gradient
 P̂·Q̄ᵀ, and every worker applies the same step to its own copy with the same ops on the same values,
-as Top-k and DGC do (runtime/methods/optim.py), so the models stay equal bit for bit and the reply
+as Top-k and DGC do (optim.py), so the models stay equal bit for bit and the reply
 never carries the model.
 
 The optimizer is Adam on both sides (as Top-k here); the reference trains with SGD and Nesterov
@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import argtypes
 from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
-from runtime.methods.optim import FlatOptimizer, learning_rate
+from optim import FlatOptimizer, learning_rate
 
 
 class PowerSGD(Method):
@@ -38,7 +38,7 @@ class PowerSGD(Method):
         w.state += compressor.variables
         w.scratches += compressor.scratch
         with tf.device(w.device):
-            optimizer = FlatOptimizer(self.optimizer, self.layout.total, w.variable)
+            optimizer = FlatOptimizer(self.optimizer, self.layout.total, w.variable, w.scratch)
 
         def second(reply: list[tf.Tensor]) -> list[tf.Tensor]:
             return [compressor.second_payload(reply[0])]
@@ -62,7 +62,7 @@ class PowerSGD(Method):
         second = mean([p[0] for p in ps.gather()])
         gradient = plan.decompress(kept.read_value(), second)
         with tf.device(ps.device):
-            optimizer = FlatOptimizer(self.optimizer, self.layout.total, ps.variable)
+            optimizer = FlatOptimizer(self.optimizer, self.layout.total, ps.variable, ps.scratch)
         new, slots = optimizer.apply(ps.model, gradient, learning_rate(self.run.lr, ps.step), ps.step)
         with tf.control_dependencies([ps.model.assign(new), *slots]):
             return {0: PSPhase(reply=reply, then=([tf.identity(second)],))}

@@ -3,7 +3,7 @@
 Workers send sparse gradients (float32 values + int32 positions in the flat model); the PS averages
 them into one sparse gradient, applies the optimizer to the global model, and sends back that
 sparse average — not the model. Every worker then applies the same optimizer step to its own copy
-(runtime.methods.optim computes it identically on both sides), so all models stay equal while the
+(optim.py computes it identically on both sides), so all models stay equal while the
 reply stays sparse: at most N·k entries instead of the whole model.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import argtypes
 from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide
-from runtime.methods.optim import FlatOptimizer, learning_rate
+from optim import FlatOptimizer, learning_rate
 
 
 class _Sparse(Method):
@@ -35,7 +35,7 @@ class _Sparse(Method):
         w.state += list(compressor.variables)
         sent = compressor.compress(w.gradients())
         with tf.device(w.device):
-            optimizer = FlatOptimizer(self.optimizer, self.layout.total, w.variable)
+            optimizer = FlatOptimizer(self.optimizer, self.layout.total, w.variable, w.scratch)
 
         def apply(reply: list[tf.Tensor]) -> tf.Operation:
             gradient = _scatter(reply[0], reply[1], self.layout.total)
@@ -57,7 +57,7 @@ class _Sparse(Method):
         positions = tf.cast(tf.where(tf.not_equal(average, 0.0))[:, 0], tf.int32)
         values = tf.gather(average, positions)
         with tf.device(ps.device):
-            optimizer = FlatOptimizer(self.optimizer, self.layout.total, ps.variable)
+            optimizer = FlatOptimizer(self.optimizer, self.layout.total, ps.variable, ps.scratch)
         new, slots = optimizer.apply(ps.model, average, learning_rate(self.run.lr, ps.step), ps.step)
         with tf.control_dependencies([ps.model.assign(new), *slots]):
             return {0: PSPhase(reply=[tf.identity(values), tf.identity(positions)])}

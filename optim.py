@@ -1,0 +1,126 @@
+"""The project's one Adam: the update every optimizer of the project applies, and the learning-rate schedule.
+
+One update, TensorFlow's fused kernel (`ResourceApplyAdam`, the op `tf.compat.v1.train.AdamOptimizer`
+runs too, so the workers' local training takes the same step):
+
+    m ← m + (1 − β1)(g − m)      v ← v + (1 − β2)(g² − v)
+    x ← x − lr · √(1 − β2^t) / (1 − β1^t) · m / (√v + ε)
+
+with β1 = 0.9, β2 = 0.999 and ε = 1e-8: the reference's optimizer (TensorFlow 1's Adam defaults). Keras'
+Adam defaults to ε = 1e-7; the predictor's training used that value until both were made this one. ε only
+matters where √v is that small, i.e. for weights whose gradients are near zero.
+
+Two forms of it:
+    Adam           over named variables (the predictor's training, online MP²'s rounds, the WNN), with its
+                   state as plain arrays for --resume and an optional linear warm-up of the rate
+    FlatOptimizer  over one flat parameter vector, for methods whose worker and PS apply the same step to
+                   their copies of the model (Top-k, DGC, PowerSGD): both run this kernel on the same
+                   values, so the copies agree bit for bit and no model needs to be sent
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-8
+DECAY_STEPS, DECAY_RATE = 50, 0.999  # the reference's staircase decay of the workers' rate
+
+
+def learning_rate(lr: float, step: tf.Tensor) -> tf.Tensor:
+    """The reference's schedule: lr · 0.999^floor(step / 50)."""
+    return tf.compat.v1.train.exponential_decay(lr, step, DECAY_STEPS, DECAY_RATE, staircase=True)
+
+
+def apply_adam(var: tf.Variable, m: tf.Variable, v: tf.Variable, grad: tf.Tensor, lr: tf.Tensor,
+               t: tf.Tensor) -> tf.Operation:
+    """The update of step `t` (1 for the first) on `var` and its moments `m`, `v`, in place."""
+    t = tf.cast(t, tf.float32)
+    return tf.raw_ops.ResourceApplyAdam(
+        var=var.handle, m=m.handle, v=v.handle, beta1_power=tf.pow(BETA1, t), beta2_power=tf.pow(BETA2, t),
+        lr=tf.cast(lr, tf.float32), beta1=tf.constant(BETA1), beta2=tf.constant(BETA2),
+        epsilon=tf.constant(EPSILON), grad=grad, use_locking=False)
+
+
+class Adam:
+    """Adam over a dict of tf.Variables; its state is plain arrays (saved without pickle).
+
+    With `warmup_steps` W the rate rises linearly over the first W steps (lr · min(1, t / W)): Adam's
+    first steps move every weight by about the rate whatever its gradient, which undoes much of a
+    predictor given as a starting point before its moments know the gradients' scale.
+    """
+
+    def __init__(self, variables: Mapping[str, tf.Variable], lr: float | tf.Tensor = 1e-3,
+                 warmup_steps: int = 0) -> None:
+        self.names = list(variables)
+        self.vars = [variables[n] for n in self.names]
+        self.lr, self.warmup_steps = lr, warmup_steps
+        self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.vars]
+        self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.vars]
+        self.t = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def apply(self, grads: list) -> None:
+        """One update; `grads` in the order of the variables (None: that variable is left alone).
+
+        Runs eagerly or inside a tf.function.
+        """
+        self.t.assign_add(1)
+        lr = tf.cast(self.lr, tf.float32)  # a float, or a tensor whose value may change between steps
+        if self.warmup_steps:
+            lr = lr * tf.minimum(1.0, tf.cast(self.t, tf.float32) / float(self.warmup_steps))
+        for var, g, m, v in zip(self.vars, grads, self.m, self.v):
+            if g is not None:
+                apply_adam(var, m, v, g, lr, self.t)
+
+    # --- state for --resume ------------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        out = {"adam/t": np.array(self.t.numpy(), np.int64)}
+        for name, m, v in zip(self.names, self.m, self.v):
+            out[f"adam/m/{name}"] = m.numpy()
+            out[f"adam/v/{name}"] = v.numpy()
+        return out
+
+    def load_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore what `state` returned; raises ValueError naming a missing or misshapen entry."""
+        for name, m, v in zip(self.names, self.m, self.v):
+            for key, var in ((f"adam/m/{name}", m), (f"adam/v/{name}", v)):
+                if key not in arrays:
+                    raise ValueError(f"the optimizer state lacks {key}")
+                if tuple(arrays[key].shape) != tuple(var.shape):
+                    raise ValueError(f"the optimizer state {key} has shape {arrays[key].shape}, "
+                                     f"expected {tuple(var.shape)}")
+                var.assign(arrays[key])
+        if "adam/t" not in arrays:
+            raise ValueError("the optimizer state lacks adam/t")
+        self.t.assign(int(arrays["adam/t"]))
+
+
+class FlatOptimizer:
+    """`apply(model, gradient, lr, step)` -> the new flat model.
+
+    Adam's moments are variables made by `state` (saved with the run). The model is a flat vector (a
+    tensor: a worker's is the concatenation of its layers) and the kernel updates a variable in place,
+    so the step runs on a copy in a variable made by `scratch` (live within a step, not saved).
+    """
+
+    kinds = ("adam", "sgd")
+
+    def __init__(self, kind: str, size: int, state: Callable[[str, tf.Tensor], tf.Variable],
+                 scratch: Callable[[str, tf.Tensor], tf.Variable]) -> None:
+        if kind not in self.kinds:
+            raise ValueError(f"unknown optimizer {kind!r}; known: {', '.join(self.kinds)}")
+        self.kind = kind
+        if kind == "adam":
+            self.m = state("adam_m", tf.zeros([size]))
+            self.v = state("adam_v", tf.zeros([size]))
+            self.x = scratch("adam_x", tf.zeros([size]))
+
+    def apply(self, model: tf.Tensor, gradient: tf.Tensor, lr: tf.Tensor, step: tf.Tensor) -> tuple[tf.Tensor, list[tf.Operation]]:
+        """The updated model and the slot updates (run them together); `step` counts from 0."""
+        if self.kind == "sgd":
+            return model - lr * gradient, []
+        with tf.control_dependencies([self.x.assign(model)]):
+            update = apply_adam(self.x, self.m, self.v, gradient, lr, step + 1)
+        with tf.control_dependencies([update]):
+            return self.x.read_value(), [update]

@@ -1,0 +1,98 @@
+"""The project's one Adam (optim.py): the textbook update with ε 1e-8, over named variables and over a flat vector."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from optim import EPSILON, Adam, FlatOptimizer
+
+pytestmark = pytest.mark.unit
+
+START = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
+
+
+def gradient(t: int) -> np.ndarray:
+    # The last entry is small enough that ε decides its step: ε 1e-7 (Keras' default) moves it a quarter
+    # as far as ε 1e-8, so the reference below tells the two apart.
+    return np.array([1.0, -2.0, 0.5, 3e-8]) * t
+
+
+def textbook(steps: int, lr=lambda t: 0.1, eps: float = EPSILON) -> list[np.ndarray]:
+    """The model after each of `steps` Adam steps, in float64."""
+    x, m, v, out = START.astype(np.float64), 0.0, 0.0, []
+    for t in range(1, steps + 1):
+        g = gradient(t)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g ** 2
+        x = x - lr(t) * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + eps)
+        out.append(x)
+    return out
+
+
+def test_epsilon_is_the_references():
+    assert EPSILON == 1e-8
+    far = textbook(1)[0] - textbook(1, eps=1e-7)[0]
+    assert abs(far[3]) > 5e-3  # the reference itself tells the two ε apart (0.25 moves 3 %)
+
+
+def test_adam_matches_the_textbook_update_and_its_state_round_trips():
+    var = tf.Variable(START)
+    opt = Adam({"x": var}, lr=0.1)
+    for t, want in enumerate(textbook(3), start=1):
+        opt.apply([tf.constant(gradient(t), tf.float32)])
+        np.testing.assert_allclose(var.numpy(), want, rtol=1e-5)
+    state = opt.state()
+    assert int(state["adam/t"]) == 3
+    other = Adam({"x": tf.Variable(START)}, lr=0.1)
+    other.load_state(state)
+    np.testing.assert_array_equal(other.m[0].numpy(), opt.m[0].numpy())
+    np.testing.assert_array_equal(other.v[0].numpy(), opt.v[0].numpy())
+    assert int(other.t.numpy()) == 3
+
+
+def test_adam_state_refuses_a_misshapen_entry():
+    opt = Adam({"x": tf.Variable(START)})
+    state = opt.state()
+    state["adam/m/x"] = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="adam/m/x has shape"):
+        Adam({"x": tf.Variable(START)}).load_state(state)
+
+
+def test_adam_warmup_scales_the_learning_rate_linearly():
+    var = tf.Variable(START)
+    opt = Adam({"x": var}, lr=0.1, warmup_steps=4)
+    for t, want in enumerate(textbook(6, lr=lambda t: 0.1 * min(1.0, t / 4)), start=1):  # through it and past
+        opt.apply([tf.constant(gradient(t), tf.float32)])
+        np.testing.assert_allclose(var.numpy(), want, rtol=1e-5)
+
+
+def test_flat_optimizer_takes_the_same_step_bit_for_bit():
+    """A worker's FlatOptimizer and the PS's agree exactly only if both run the same update: here the flat
+    form against Adam over a variable, the same kernel on the same values."""
+    slots: dict[str, tf.Variable] = {}
+
+    def make(name: str, value) -> tf.Variable:
+        slots[name] = tf.Variable(value)
+        return slots[name]
+
+    flat = FlatOptimizer("adam", START.size, make, make)
+    assert "adam_x" in slots and "adam_m" in slots and "adam_v" in slots
+    var = tf.Variable(START)
+    named = Adam({"x": var}, lr=0.1)
+    model = tf.constant(START)
+    for step, want in enumerate(textbook(4)):
+        g = tf.constant(gradient(step + 1), tf.float32)
+        model, _ = flat.apply(model, g, tf.constant(0.1), tf.constant(step, tf.int64))
+        named.apply([g])
+        np.testing.assert_array_equal(model.numpy(), var.numpy())
+        np.testing.assert_allclose(model.numpy(), want, rtol=1e-5)
+
+
+def test_flat_sgd_and_unknown_kinds():
+    flat = FlatOptimizer("sgd", 4, None, None)
+    new, slots = flat.apply(tf.constant(START), tf.ones([4]), tf.constant(0.5), tf.constant(0, tf.int64))
+    np.testing.assert_allclose(new.numpy(), START - 0.5)
+    assert slots == []
+    with pytest.raises(ValueError, match="unknown optimizer 'lamb'"):
+        FlatOptimizer("lamb", 4, None, None)

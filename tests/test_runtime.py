@@ -363,17 +363,25 @@ def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_pat
     """Online MP² with --online-wait: 2 epochs in one go, or 1 and then --resume to 2, end in the same model
     bit for bit, with the same rounds, decisions, phases and bytes. A resume that restarted the warm-up,
     lost the live predictor, the trainee's state, the snapshots' pushed groups or a round in flight, or
-    resent the predictor's weights, would change the phases, the bytes or the model."""
-    flags = ["--workers", "2", "--method", "mp2", "--broadcast", "subset", "--online-wait", "--warmup-snapshots", "4",
-             "--online-snapshot-every", "2", "--refresh-every", "10", "--refresh-steps", "2", "--retrain-after", "2",
-             "--partial-snapshot-every", "3", "--first-round-steps", "20", "--round-steps", "10",
-             "--switch-tolerance", "1", "--watch-tolerance", "1", *SMALL]
-    whole, split = tmp_path / "whole", tmp_path / "split"
+    resent the predictor's weights, would change the phases, the bytes or the model.
+
+    Beside it, the control on the same schedule (--prediction hold --control-switch-step N, N the MP²
+    run's switch step) pushes the whole model on exactly as many steps of each epoch, the same bytes."""
+    schedule = ["--workers", "2", "--method", "mp2", "--refresh-every", "10", "--refresh-steps", "2", *SMALL]
+    flags = [*schedule, "--broadcast", "subset", "--online-wait", "--warmup-snapshots", "4",
+             "--online-snapshot-every", "2", "--retrain-after", "2", "--partial-snapshot-every", "3",
+             "--first-round-steps", "20", "--round-steps", "10", "--switch-tolerance", "1", "--watch-tolerance", "1"]
+    whole, split, control = tmp_path / "whole", tmp_path / "split", tmp_path / "control"
     done, first = run_together(("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)),
                                ("mp2_local.py", *flags, "--epochs", "1", "--out", str(split)))
     assert done.returncode == 0 and first.returncode == 0, done.stdout[-3000:] + first.stdout[-3000:]
-    again = run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split))
+    switch = [e["step"] for e in _summary(whole)["method_stats"]["online"]["events"] if e["event"] == "switch to mp2"]
+    again, held = run_together(
+        ("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split)),
+        ("mp2_local.py", *schedule, "--prediction", "hold", "--control-switch-step", str(switch[0]), "--epochs", "2",
+         "--out", str(control)))
     assert again.returncode == 0 and "resuming after epoch 1" in again.stdout, again.stdout[-3000:]
+    assert held.returncode == 0, held.stdout[-3000:]
     np.testing.assert_array_equal(np.load(whole / "checkpoint.npz")["model"], np.load(split / "checkpoint.npz")["model"])
     a, b = _summary(whole), _summary(split)
     online = a["method_stats"]["online"]
@@ -384,6 +392,11 @@ def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_pat
     decisions = lambda s: [{k: v for k, v in e.items() if k != "seconds"} for e in s["method_stats"]["online"]["events"]]  # noqa: E731
     assert decisions(a) == decisions(b)
     assert online["rounds"] == b["method_stats"]["online"]["rounds"]
+    c = _summary(control)
+    # (The MP² run's phases also name the partial steps that carried the predictor's weights.)
+    assert [r["phases"]["full"] for r in _epochs(control)] == [r["phases"]["full"] for r in _epochs(whole)]
+    assert c["bytes_pushed_total"] == a["bytes_pushed_total"]
+    assert c["method_stats"]["steps"]["full"] == a["method_stats"]["steps"]["full"] > 0
 
 
 def test_resume_of_a_finished_run(tmp_path):

@@ -116,7 +116,7 @@ def supervise(children: list[Child], log_dir: Path, timeout: float) -> None:
         cluster.start()
         code = cluster.wait(timeout)
     finally:
-        cluster.stop(grace=0)  # nothing is left after a failed start; after wait() there is nothing to stop
+        cluster.stop(grace=0)  # after a start that failed part-way; once wait() returned, nothing is left to stop
     if code == INTERRUPTED:
         raise KeyboardInterrupt
     if code != 0:

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 # TensorFlow's C++ start-up notices and its runtime log lines below errors (absl's "W1202 16:21:22.5 ...
@@ -54,6 +54,15 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def prefixed(name: str, line: str) -> str | None:
+    """The launcher's terminal: every worthy line, after its child's name."""
+    return f"[{name}] {line}" if terminal_worthy(line) else None
+
+
+# (child name, output line as read) -> the text the terminal gets, or None to keep the line in the log only.
+TerminalFilter = Callable[[str, str], str | None]
 
 
 class LaunchError(Exception):
@@ -113,30 +122,47 @@ def describe_exit(returncode: int) -> str:
     return f"exited with {returncode}"
 
 
+INTERRUPTED = 130  # what LocalCluster.wait returns on Ctrl-C, having stopped every process
+
+
 @dataclass
 class Child:
     name: str
     argv: list[str]  # the script (absolute path) and its flags
+    # What the interpreter runs under, e.g. ["ip", "netns", "exec", NS] to run it in a network namespace.
+    prefix: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     pump: threading.Thread | None = field(default=None, repr=False)
     log: IO[str] | None = field(default=None, repr=False)
+
+    @property
+    def command(self) -> list[str]:
+        """The command line started: the prefix, this interpreter, the script and its flags."""
+        return [*self.prefix, sys.executable, *self.argv]
 
 
 class LocalCluster:
     """Start children, stream their lines with a prefix, and stop them all if one fails.
 
-    The first child is the PS. When a worker fails, the PS is given `ps_grace` seconds to notice
+    The first child is the PS. When a worker fails, the PS is given `ps_grace` seconds (if any) to notice
     (it names a silent worker after its step timeout), tell the others and exit on its own; only
-    then is what is left terminated. With `echo` off the lines go to the logs only.
+    then is what is left terminated. `echo` True shows the children's lines as `prefixed` does, a
+    TerminalFilter shows what it returns, False none (the lines go to the logs only). `env` is set
+    for every child over the launcher's own settings; `cwd` None keeps the caller's.
     """
 
     def __init__(self, children: list[Child], log_dir: Path | None = None, ps_grace: float = 15.0,
-                 echo: bool = True) -> None:
+                 echo: bool | TerminalFilter = True, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.children = children
         self.log_dir = log_dir
         self.ps_grace = ps_grace
-        self.echo = echo
+        self.echo = bool(echo)
+        self.terminal: TerminalFilter | None = prefixed if echo is True else (echo or None)
+        self.env = env or {}
+        self.cwd = cwd
         self.log_failure: str | None = None
+        self.failure: str | None = None  # why wait() returned non-zero, in words (e.g. "w0 exited with 3")
 
     def start(self) -> None:
         """Open every log (OSError if one cannot be), then start the children in the caller's cwd."""
@@ -145,13 +171,13 @@ class LocalCluster:
             started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
             for child in self.children:
                 child.log = open(self.log_dir / f"{child.name}.log", "a")
-                child.log.write(f"==== {started}: {child.name} started as: {' '.join(child.argv)}\n")
+                child.log.write(f"==== {started}: {child.name} started as: {' '.join([*child.prefix, *child.argv])}\n")
                 child.log.flush()
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", TF_LOG_LEVEL),
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **self.env}
         for child in self.children:
             child.proc = subprocess.Popen(
-                [sys.executable, *child.argv], env=env, stdout=subprocess.PIPE,
+                child.command, cwd=self.cwd, env=env, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
                 preexec_fn=die_with_parent,
             )
@@ -160,8 +186,9 @@ class LocalCluster:
 
     def _pump(self, child: Child) -> None:
         for line in child.proc.stdout:
-            if self.echo and terminal_worthy(line):
-                sys.stdout.write(f"[{child.name}] {line}")
+            shown = self.terminal(child.name, line) if self.terminal else None
+            if shown is not None:
+                sys.stdout.write(shown)
                 sys.stdout.flush()
             if child.log:
                 try:
@@ -181,33 +208,41 @@ class LocalCluster:
             except OSError:
                 pass  # what could not be flushed was reported already
 
-    def wait(self) -> int:
-        """0 when every child exits 0; else stop the rest and return the first failure's exit code."""
+    def wait(self, timeout: float | None = None) -> int:
+        """0 when every child exits 0; else stop the rest and return the first failure's exit code
+        (1 for a log that cannot be written or a run longer than `timeout` seconds, INTERRUPTED on
+        Ctrl-C); `failure` then says why. Any other exception stops every child and goes on up."""
         try:
-            failed = self._first_failure()
+            failed = self._first_failure(timeout)
             if failed is None:
                 self._join_pumps()  # their last lines may still be on their way to the logs
                 failed = self.log_failure
                 if failed is None:
                     return 0
             if isinstance(failed, str):
+                self.failure = failed
                 print(f"[launcher] error: {failed}; stopping every process", flush=True)
                 self.stop(grace=0)
                 return 1
             child, code = failed
+            self.failure = f"{child.name} {describe_exit(code)}"
             ps = self.children[0]
             if self.echo:
                 print(f"[launcher] {child.name} {describe_exit(code)}", flush=True)
-            if child is not ps and ps.proc.poll() is None:
+            if child is not ps and ps.proc.poll() is None and self.ps_grace > 0:
                 if self.echo:
                     print(f"[launcher] waiting up to {self.ps_grace:.0f} s for the PS to name it and stop the run", flush=True)
                 _wait_until(lambda: ps.proc.poll() is not None, self.ps_grace)
             self.stop(grace=5)
             return exit_code(code)
         except KeyboardInterrupt:
+            self.failure = "interrupted"
             print("[launcher] interrupted; stopping every process", flush=True)
             self.stop(grace=5)
-            return 130
+            return INTERRUPTED
+        except BaseException:  # e.g. the caller's signal handler raising: nothing outlives the launcher's wait
+            self.stop(grace=0)
+            raise
         finally:
             self._join_pumps()
 
@@ -219,8 +254,10 @@ class LocalCluster:
         except KeyboardInterrupt:
             pass  # the processes are stopped already; their last lines may be cut
 
-    def _first_failure(self) -> tuple[Child, int] | str | None:
-        """Block until every child exited 0 (None), one failed (it and its code) or a log failed (why)."""
+    def _first_failure(self, timeout: float | None) -> tuple[Child, int] | str | None:
+        """Block until every child exited 0 (None), one failed (it and its code), or a log failed or
+        `timeout` seconds passed (why)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.log_failure:
                 return self.log_failure
@@ -230,19 +267,23 @@ class LocalCluster:
                     return child, code
             if all(code == 0 for code in codes):
                 return None
+            if deadline is not None and time.monotonic() > deadline:
+                return f"the run took over {timeout:.0f} s"
             time.sleep(0.2)
 
     def stop(self, grace: float) -> None:
         """Give the others a moment to fail on their own (they report why), then terminate them.
 
-        Another Ctrl-C meanwhile cuts the wait short: every process left is killed at once.
+        Another Ctrl-C meanwhile cuts the wait short: every process left is killed at once. Safe to
+        call again, and after a start() that failed part-way (only the children started are stopped).
         """
+        started = [c for c in self.children if c.proc is not None]
         try:
-            _wait_until(lambda: all(c.proc.poll() is not None for c in self.children), grace)
-            for c in self.children:
+            _wait_until(lambda: all(c.proc.poll() is not None for c in started), grace)
+            for c in started:
                 if c.proc.poll() is None:
                     c.proc.terminate()
-            for c in self.children:
+            for c in started:
                 try:
                     c.proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
@@ -250,10 +291,10 @@ class LocalCluster:
                     c.proc.wait()
         except KeyboardInterrupt:
             print("[launcher] interrupted again; killing every process now", flush=True)
-            for c in self.children:
+            for c in started:
                 if c.proc.poll() is None:
                     c.proc.kill()
-            for c in self.children:
+            for c in started:
                 c.proc.wait()
 
 

@@ -14,10 +14,9 @@ import tensorflow as tf
 import data
 import npzio
 import provenance
-from paramset import ParamSetError, ParamSetWriter
+from paramset import ParamSetError, ParamSetWriter, SnapshotCollector, is_dataset
 from predictor import CheckpointError
 from runtime import cluster, deadline, flags, tferrors
-from runtime.collect import SnapshotCollector
 from runtime.config import RunConfig
 from runtime.events import EpochEvents
 from runtime.metrics import classification_report, epoch_record, finite_json
@@ -80,7 +79,7 @@ if args.resume:
     print(f"ps: resuming after epoch {start_epoch}", flush=True)
 else:
     earlier = run_dir.describe_record()
-    old_snapshots = args.snapshot_every > 0 and (snapshot_dir / "manifest.json").exists()
+    old_snapshots = args.snapshot_every > 0 and is_dataset(snapshot_dir)
     if (earlier or old_snapshots) and not args.fresh:
         what = earlier or f"snapshots of an earlier run in {snapshot_dir}"
         fail(f"--out {run_dir.path} holds {what}: continue it with --resume, keep it aside and start afresh "

@@ -33,7 +33,7 @@ import provenance  # noqa: E402
 from predictor import CheckpointError, Predictor, load_checkpoint, resolve_path, save_checkpoint  # noqa: E402
 from runtime import flags  # noqa: E402
 from runtime.progress import Progress  # noqa: E402
-from stage import StageError, snapshots as snapset, state, training  # noqa: E402
+from stage import state, training  # noqa: E402
 
 holdout = stage_flags.DEFAULT_HOLDOUT if args.holdout is None else args.holdout
 snapshot_dirs = [str(Path(d).resolve()) for d in args.snapshots]
@@ -51,21 +51,21 @@ except (ValueError, state.OutError) as e:
 # --- data: images (loss / validation / test), snapshots (training / held out) ---------------------
 try:
     dataset, model = flags.load_data_and_model(args)
-    train_snaps = snapset.load(args.snapshots, model.layout, dataset.name, args.cross_dataset,
-                               minimum=1 if heldout_dirs else 2)
+    train_snaps = paramset.load(args.snapshots, model.layout, dataset.name, args.cross_dataset,
+                                minimum=1 if heldout_dirs else 2)
     if heldout_dirs:
-        heldout_snaps = snapset.load(args.holdout_snapshots, model.layout, dataset.name, args.cross_dataset,
-                                     minimum=1, flag="--holdout-snapshots")
+        heldout_snaps = paramset.load(args.holdout_snapshots, model.layout, dataset.name, args.cross_dataset,
+                                      minimum=1, flag="--holdout-snapshots")
         train_rows, heldout_rows = np.arange(len(train_snaps)), np.arange(len(heldout_snaps))
     else:
         heldout_snaps = train_snaps
-        parts = snapset.split(snapset.steps_of(train_snaps), holdout)
+        parts = paramset.split(paramset.steps_of(train_snaps), holdout)
         train_rows, heldout_rows = parts.train, parts.heldout
     n_train_images = len(dataset.train_y)
     n_val = args.val_images or min(stage_flags.DEFAULT_VAL_IMAGES, n_train_images // 10)
     loss_idx, val_idx = training.split_images(n_train_images, n_val)
     training.ImageStream(loss_idx, args.image_batch, np.random.default_rng(0))  # size check
-except (data.DataError, paramset.ParamSetError, StageError, ValueError) as e:
+except (data.DataError, paramset.ParamSetError, ValueError) as e:
     fail(e)
 layout = model.layout
 val_x, val_y = dataset.train_x[val_idx], dataset.train_y[val_idx]

@@ -32,7 +32,6 @@ import data.flags
 import paramset
 import provenance
 from runtime import flags
-from stage import StageError, snapshots as snapset
 from wnn import checkpoint, features, network, training
 
 parser = argparse.ArgumentParser(prog="mp2_train_wnn", description=__doc__,
@@ -68,10 +67,10 @@ def fail(message) -> None:
 # --- data: snapshots, trajectories, examples ------------------------------------------------------
 try:
     dataset, model = flags.load_data_and_model(args)
-    snaps = snapset.load(args.snapshots, model.layout, dataset.name, cross_dataset=False)
+    snaps = paramset.load(args.snapshots, model.layout, dataset.name, cross_dataset=False)
     trajs = training.trajectories(snaps, args.allow_irregular)
     train_anchors, held_anchors = training.anchors(trajs, args.spacing, args.horizon, args.holdout)
-except (data.DataError, paramset.ParamSetError, StageError, training.WnnError, ValueError) as e:
+except (data.DataError, paramset.ParamSetError, training.WnnError, ValueError) as e:
     fail(e)
 layout = model.layout
 indices = training.kind_indices(layout)

@@ -12,6 +12,7 @@ from models import Layout
 
 FORMAT = "mp2-paramset"
 MANIFEST = "manifest.json"
+MANIFEST_KEYS = ("model", "classes", "fingerprint", "dataset", "shards", "snapshots")  # what readers rely on
 
 
 class ParamSetError(Exception):
@@ -137,6 +138,27 @@ def read(directories: list[str | Path], layout: Layout) -> Snapshots:
                      records, [str(d) for d in directories])
 
 
+def is_dataset(directory: str | Path) -> bool:
+    """Whether `directory` holds a parameter dataset (its manifest): a run's, which a new run must not mix into."""
+    return (Path(directory) / MANIFEST).exists()
+
+
+def clear(directory: str | Path) -> None:
+    """Delete the files of `directory` (an earlier attempt's shards and manifest), keeping the directory."""
+    directory = Path(directory)
+    if directory.exists():
+        for f in directory.iterdir():
+            f.unlink()
+
+
+def pushed_groups(directory: str | Path, layout: Layout) -> list[np.ndarray]:
+    """The pushed group of every snapshot in `directory`, in the order taken; none while it holds none."""
+    directory = Path(directory)
+    if not is_dataset(directory) or not _read_manifest(directory)["snapshots"]:
+        return []
+    return list(read([directory], layout).pushed)
+
+
 def _read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST
     if not path.exists():
@@ -146,8 +168,11 @@ def _read_manifest(directory: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ParamSetError(f"{path} is unreadable ({e}); collect the snapshots again") from None
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ParamSetError(f"{path} is not an MP² parameter-dataset manifest")
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise ParamSetError(f"{path} lacks {', '.join(missing)}: it is damaged; collect the snapshots again")
     return manifest
 
 

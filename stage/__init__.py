@@ -1,7 +1,8 @@
-"""Plumbing for mp2_train_stage.py: training the MP² predictor from a parameter dataset.
+"""Plumbing for mp2_train_stage.py: training the MP² predictor from a parameter dataset (loaded, checked and
+split into training and held-out snapshots by paramset).
 
-    snaps = stage.snapshots.load(dirs, model.layout, dataset.name, cross_dataset=False)
-    parts = stage.snapshots.split(stage.snapshots.steps_of(snaps), holdout=0.2)
+    snaps = paramset.load(dirs, model.layout, dataset.name, cross_dataset=False)
+    parts = paramset.split(paramset.steps_of(snaps), holdout=0.2)
     trainer = stage.training.Trainer(model, Predictor(model.layout, seed=0), "result", lr=1e-3)
     stage.training.train_epoch(trainer, snaps, parts.train, dataset, ...)
 
@@ -11,14 +12,10 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["StageError", "adam", "flags", "snapshots", "state", "training"]
+__all__ = ["adam", "flags", "state", "training"]
 
 
 def __getattr__(name: str):
-    if name == "StageError":
-        from stage.snapshots import StageError
-
-        return StageError
     if name in __all__:
         return importlib.import_module(f"stage.{name}")
     raise AttributeError(f"module 'stage' has no attribute {name!r}")

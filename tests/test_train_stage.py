@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import models
+import paramset
 from paramset import ParamSetWriter
 from predictor import Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.checkpoint import is_trained
-from stage import snapshots as snapset, state, training
+from stage import state, training
 from tests.cluster import ENV, ROOT, check_provenance, interruptible
 
 LENET = models.get("lenet5", 10)
@@ -203,14 +204,14 @@ def test_errors(snapshots, tmp_path):
 def test_split_holds_out_the_last_steps_contiguously():
     rng = np.random.default_rng(3)
     steps = [int(s) for s in rng.permutation(np.arange(1, 51) * 10)]  # 50 snapshots, out of order
-    parts = snapset.split(steps, 0.2)
+    parts = paramset.split(steps, 0.2)
     held, kept = [steps[i] for i in parts.heldout], [steps[i] for i in parts.train]
     assert len(held) == 10 and len(kept) == 40
     assert min(held) > max(kept)
     assert sorted(np.concatenate([parts.train, parts.heldout]).tolist()) == list(range(50))
-    assert len(snapset.split(steps[:3], 0.01).heldout) == 1  # at least one when holdout > 0
-    assert len(snapset.split(steps, 0.0).heldout) == 0
-    assert len(snapset.split(steps[:2], 0.9).train) == 1  # at least one left to train
+    assert len(paramset.split(steps[:3], 0.01).heldout) == 1  # at least one when holdout > 0
+    assert len(paramset.split(steps, 0.0).heldout) == 0
+    assert len(paramset.split(steps[:2], 0.9).train) == 1  # at least one left to train
 
 
 @pytest.mark.unit
@@ -251,7 +252,7 @@ def test_is_trained():
 
 def copy_snapshots(source: Path, target: Path, rows: list[int]) -> None:
     """A parameter dataset of some of `source`'s snapshots (standing in for another run)."""
-    snaps = snapset.load([str(source)], LENET.layout, "synthetic", False)
+    snaps = paramset.load([str(source)], LENET.layout, "synthetic", False)
     writer = ParamSetWriter(target, LENET.layout, "synthetic")
     for i in rows:
         r = snaps.records[i]

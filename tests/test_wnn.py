@@ -15,8 +15,7 @@ import data
 import models
 import npzio
 import paramset
-from paramset import ParamSetWriter
-from runtime.collect import SnapshotCollector
+from paramset import ParamSetWriter, SnapshotCollector
 from tests.cluster import ENV, ROOT, check_provenance
 from wnn import Nowcaster, WnnCheckpointError, checkpoint, features, network, training
 

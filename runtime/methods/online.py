@@ -111,16 +111,15 @@ class OnlineController:
         A round is checked as the candidate and promoted into `live` only at a step boundary the
         workers are told about, so with --broadcast subset they switch weights on the same step.
         """
-        from paramset import ParamSetWriter
+        import paramset
         from predictor import Predictor
 
         # Only now: OUT/online is a record of the run, which the PS refuses to overwrite before it builds.
         # A resumed run keeps the snapshots up to its checkpoint (`restore`); a fresh one in the same --out
         # (after --fresh set the records aside) drops what an earlier attempt left.
-        if self.snapshots.exists() and not self.resuming:
-            for f in self.snapshots.iterdir():
-                f.unlink()
-        self.writer = ParamSetWriter(self.snapshots, self.model.layout, self.dataset_name)
+        if not self.resuming:
+            paramset.clear(self.snapshots)
+        self.writer = paramset.ParamSetWriter(self.snapshots, self.model.layout, self.dataset_name)
         layout = self.model.layout
         with tf.device(device):
             self.candidate = Predictor(layout, seed=self.seed, dense_rank=self.settings.online_dense_rank)
@@ -260,7 +259,7 @@ class OnlineController:
         return {f"online/{k}": v for k, v in arrays.items()}, meta
 
     def restore(self, session: tf.compat.v1.Session, arrays: dict[str, np.ndarray], meta: dict, step: int) -> None:
-        from paramset import read
+        import paramset
 
         arrays = under(arrays, "online/")
         self.state = schedule.State(**meta["state"])
@@ -275,7 +274,7 @@ class OnlineController:
         if len(self.writer) != meta["snapshots"]:
             raise ValueError(f"{self.snapshots} holds {len(self.writer)} snapshots up to step {step}, the checkpoint "
                              f"counted {meta['snapshots']}: the online snapshots were changed; start afresh")
-        self.pushed_groups = list(read([self.snapshots], self.model.layout).pushed) if len(self.writer) else []
+        self.pushed_groups = paramset.pushed_groups(self.snapshots, self.model.layout)
         self.rounds.restore(session, under(arrays, "rounds/"), meta["rounds"])
         if meta["finished"] is not None:
             self._finished = RoundResult(**meta["finished"], weights=under(arrays, "finished/") or None)

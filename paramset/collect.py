@@ -1,4 +1,4 @@
-"""Stage 1 of MP²: snapshots of the global model during ordinary (baseline) training."""
+"""Stage 1 of MP²: the PS's snapshots of the global model during ordinary (baseline) training."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import tensorflow as tf
 from data import Dataset
 from models import Model
 from models.evaluate import accuracy, predicted_labels
-from paramset import ParamSetWriter
+from paramset.store import ParamSetWriter
 
 
 class SnapshotCollector:

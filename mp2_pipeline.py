@@ -100,8 +100,8 @@ from runtime.flags import parser as training_parser  # noqa: E402
 from runtime.flags import ps_parser  # noqa: E402
 from runtime.methods import METHODS  # noqa: E402
 from reports.cost import pipeline_routes, predictor_training_seconds  # noqa: E402
-from stage.flags import mismatches as stage_mismatches  # noqa: E402
-from stage.flags import parse as stage_parse  # noqa: E402
+from predictor.stage.flags import mismatches as stage_mismatches  # noqa: E402
+from predictor.stage.flags import parse as stage_parse  # noqa: E402
 
 # The PS's flags (the shared ones and the PS's own, e.g. --snapshot-eval-images) pass through, but for
 # those where the pipeline decides: the run directories and the snapshots' place.

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from stage import flags as stage_flags  # without TensorFlow: --help and a bad flag answer at once
+from predictor.stage import flags as stage_flags  # without TensorFlow: --help and a bad flag answer at once
 
 
 def fail(message: object) -> None:
@@ -33,7 +33,7 @@ import provenance  # noqa: E402
 from predictor import CheckpointError, Predictor, load_checkpoint, resolve_path, save_checkpoint  # noqa: E402
 from runtime import flags  # noqa: E402
 from runtime.progress import Progress  # noqa: E402
-from stage import state, training  # noqa: E402
+from predictor.stage import state, training  # noqa: E402
 
 holdout = stage_flags.DEFAULT_HOLDOUT if args.holdout is None else args.holdout
 snapshot_dirs = [str(Path(d).resolve()) for d in args.snapshots]

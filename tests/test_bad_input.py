@@ -142,7 +142,7 @@ def test_a_text_file_given_as_the_ps_predictor_is_not_an_npz(tmp_path):
 
 def test_readers_built_on_npzio_keep_their_own_error_type(tmp_path):
     from predictor import CheckpointError, read_meta
-    from stage.state import LAST, ResumeError, load_state
+    from predictor.stage.state import LAST, ResumeError, load_state
 
     np.savez(tmp_path / LAST, x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ResumeError, match="pickled object arrays"):

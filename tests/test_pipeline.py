@@ -16,7 +16,7 @@ from predictor import read_meta
 from reports import cost
 from reports.compare import compare
 from runtime.methods import METHODS
-from stage.flags import mismatches
+from predictor.stage.flags import mismatches
 from tests.cluster import launcher_env, ROOT, SMALL, check_provenance, cluster_flags, run, start
 from tests.test_train_stage import SMALL as STAGE_SMALL
 from tests.test_train_stage import old_predictor, train_stage

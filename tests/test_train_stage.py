@@ -18,7 +18,7 @@ import paramset
 from paramset import ParamSetWriter
 from predictor import Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.checkpoint import is_trained
-from stage import state, training
+from predictor.stage import state, training
 from tests.cluster import ENV, ROOT, check_provenance, interruptible
 
 LENET = models.get("lenet5", 10)

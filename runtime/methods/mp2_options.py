@@ -34,7 +34,7 @@ import shlex
 from dataclasses import dataclass, fields
 
 from runtime.methods.base import RunInfo
-from stage.flags import check_round_flags
+from predictor.stage.flags import check_round_flags
 
 REFERENCE_STEPS_PER_EPOCH = 120  # Fashion-MNIST's, where the defaults were measured
 # field: (Fashion-MNIST value, digits value = the floor)

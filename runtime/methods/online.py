@@ -57,7 +57,7 @@ class OnlineController:
 
     def __init__(self, model: Model, dataset, run_dir: Path, options: MP2Options, data_flags: list[str], seed: int,
                  steps_per_epoch: int, max_wait: float, log=print, resuming: bool = False) -> None:
-        from stage.training import split_images
+        from predictor.stage.training import split_images
 
         self.model, self.settings, self.log, self.seed = model, options, log, seed
         self.dir = Path(run_dir) / "online"

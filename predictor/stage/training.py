@@ -18,7 +18,7 @@ from models.evaluate import VectorAccuracy
 from predictor import Predictor
 from optim import Adam
 
-from stage.flags import LOSSES
+from predictor.stage.flags import LOSSES
 # The validation images are fixed by this seed alone: predictors trained with different --seed are
 # selected on the same images.
 VALIDATION_SEED = 20240917

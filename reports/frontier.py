@@ -20,6 +20,7 @@ from pathlib import Path
 import npzio
 import provenance
 from reports import cost
+from reports.errors import ReportError
 
 MARKER = "frontier-run.json"
 FAILED = "frontier-failed.json"
@@ -30,9 +31,6 @@ CSV_COLUMNS = ["label", "family", "method", "seeds", "seed_list", "best_acc_mean
                "best_acc_max", "final_acc_mean", "bytes_up_mean", "bytes_down_mean", "run_bytes_mean", "run_wall_mean",
                "total_bytes", "total_wall_seconds", "bytes_vs_baseline", "cost_complete", "cost_counted", "flags"]
 
-
-class ReportError(Exception):
-    """A root or a record that cannot be reported, for a reason the user can fix."""
 
 
 def _read_json(path: Path) -> dict:

@@ -14,6 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
+from reports.errors import ReportError
+
 # A pure TCP ACK with timestamps on Ethernet: 14 (Ethernet) + 20 (IPv4) + 32 (TCP with options).
 FRAME_OVERHEAD = 66
 # Rows and curves go in the grid's order of methods (benchmarks/network.py's METHOD_VARIANTS); others last.
@@ -28,9 +30,6 @@ RESULT_COLUMNS = [
 ]
 CURVE_COLUMNS = ["rate", "workers", "method", "epoch", "wall_s", "test_acc", "bytes_cum"]
 
-
-class ReportError(Exception):
-    """A report that cannot be made from what is in its folder."""
 
 
 # --- derived figures -----------------------------------------------------------------------------

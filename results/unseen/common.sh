@@ -1,13 +1,10 @@
-# Shared by the results/unseen scripts: LeNet-5, 4 workers, the project's main-job setting (lr 0.003, no mixup).
-# OUT: where runs and predictors go (default runs/unseen); MAIN: the checkout holding the Fashion-MNIST
-# baseline with 120 snapshots (runs/pipeline/baseline) that the main job (bash scripts/run.sh) made
-# (default: this one).
+# Sourced by results/unseen/run.sh: LeNet-5, 4 workers, the project's main-job setting (lr 0.003, no mixup).
+# OUT: where runs and predictors go (default runs/unseen, not committed); PY: the interpreter.
 set -euo pipefail
 export TF_CPP_MIN_LOG_LEVEL=2
 cd "$(dirname "$0")/../.."
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/unseen}
-MAIN=${MAIN:-.}
 COMMON="--workers 4 --model lenet5 --lr 0.003 --mixup 0"
 DIGITS="$COMMON --dataset digits --epochs 30 --worker-batch 25"
 FASHION="$COMMON --dataset fashion_mnist --epochs 10"

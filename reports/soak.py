@@ -1,0 +1,33 @@
+"""The soak (results/soak): benchmarks/soak.py's soak.json as the README's table.
+
+    python -m reports soak results/soak/soak.json --readme results/soak/README.md
+"""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from reports.readme import ReportError, read_json, write_blocks
+
+STUDY = "soak"
+
+
+def table(soak: dict) -> str:
+    """Runs, failures, retried calls, seconds per run and best test accuracy over the finished runs."""
+    runs = soak["results"]
+    if not runs:
+        raise ReportError("the soak has no runs")
+    seconds = [r["seconds"] for r in runs]
+    accs = [r["best_test_acc"] for r in runs if r.get("best_test_acc") is not None]
+    acc = f"{min(accs):.4f} / {max(accs):.4f}" if accs else "—"
+    failed = sum(r["exit"] != 0 for r in runs)
+    return ("| runs | failed | retried calls | seconds per run (min / median / max) | best test acc (min / max) |\n"
+            "|---:|---:|---:|---|---|\n"
+            f"| {len(runs)} | {failed} | {sum(r['retries'] for r in runs)} | "
+            f"{min(seconds):.1f} / {statistics.median(seconds):.1f} / {max(seconds):.1f} | {acc} |\n")
+
+
+def report(soak_json: Path, readme: Path) -> str:
+    text = table(read_json(Path(soak_json)))
+    write_blocks(Path(readme), STUDY, {"table": text})
+    return text

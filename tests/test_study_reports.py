@@ -1,0 +1,157 @@
+"""The study reports of results/ (python -m reports methods / models / unseen / soak) on hand-written records:
+the tables' figures, the README blocks they are written into, and the errors for records that are not there."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reports import methods, models, readme, soak, unseen
+from tests.cluster import ROOT
+
+pytestmark = pytest.mark.unit
+
+
+def _write(path: Path, value: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+    return path
+
+
+def _readme(path: Path, study: str, *names: str) -> Path:
+    blocks = "".join(f"before {n}\n{readme.begin_marker(study, n)}\nold\n{readme.end_marker(study, n)}\nafter {n}\n" for n in names)
+    path.write_text("# title\n" + blocks)
+    return path
+
+
+def test_a_block_is_replaced_and_the_prose_around_it_kept(tmp_path):
+    doc = _readme(tmp_path / "README.md", "methods", "table", "other")
+    readme.write_blocks(doc, "methods", {"table": "| a |\n"})
+    text = doc.read_text()
+    assert f"{readme.begin_marker('methods', 'table')}\n| a |\n{readme.end_marker('methods', 'table')}" in text
+    assert "old" in text.split("before other")[1]  # the other block untouched
+    assert text.startswith("# title\nbefore table\n") and text.rstrip().endswith("after other")
+
+
+def test_a_missing_block_leaves_the_readme_as_it_was(tmp_path):
+    doc = _readme(tmp_path / "README.md", "methods", "table")
+    before = doc.read_text()
+    with pytest.raises(readme.ReportError, match="exactly one block methods nothing"):
+        readme.write_blocks(doc, "methods", {"table": "new\n", "nothing": "x\n"})
+    assert doc.read_text() == before
+
+
+def _summary(method: str, best: float, up: int, down: int, **extra) -> dict:
+    return {"method": method, "lr": 0.003, "best_test_acc": best, "final_test_acc": best - 0.01,
+            "bytes_pushed_total": up, "bytes_pulled_total": down, "wall_seconds": 100.4, **extra}
+
+
+def test_methods_rows_are_shares_of_the_baseline(tmp_path):
+    _write(tmp_path / "s" / "baseline.json", _summary("baseline", 0.88, 1000, 2000))
+    _write(tmp_path / "s" / "topk.json", _summary("topk", 0.85, 20, 150, method_options={"ratio": 0.01}))
+    doc = _readme(tmp_path / "README.md", "methods", "table")
+    methods.report(tmp_path / "s", doc)
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows[0] == "| baseline | baseline |  | 0.003 | 0.8800 | 0.8700 | 1,000 | 2,000 | 100.00 % | 100.00 % | 100 |"
+    assert rows[1] == "| topk | topk | ratio=0.01 | 0.003 | 0.8500 | 0.8400 | 20 | 150 | 2.00 % | 7.50 % | 100 |"
+
+
+def test_methods_without_a_baseline_leave_the_shares_blank_and_an_empty_directory_is_an_error(tmp_path):
+    _write(tmp_path / "s" / "topk.json", _summary("topk", 0.85, 20, 150))
+    assert methods.table(methods.read_summaries(tmp_path / "s")).splitlines()[-1].endswith("| 150 |  |  | 100 |")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(readme.ReportError, match="holds no NAME.json"):
+        methods.read_summaries(tmp_path / "empty")
+
+
+DATA = {"train_images": 100, "test_images": 50, "transforms": []}
+
+
+def _run_summary(best: float, curve: list[float], up: int, **extra) -> dict:
+    return {**_summary("mp2", best, up, 4000), "model": "resnet18", "dataset": "fashion_mnist", "data": DATA,
+            "workers": 4, "epochs": len(curve), "test_acc_by_epoch": curve, "pushed_layers": ["stem"],
+            "pushed_params": 6, "total_params": 100, "snapshots": 8, **extra}
+
+
+def _predictor_report(curve: list[float]) -> dict:
+    rows = [{"epoch": e, "seconds": 2.0, "test_assembled_acc": a} for e, a in enumerate(curve)]
+    return {"best": {"epoch": len(curve) - 1, "test_assembled_acc": curve[-1], "test_own_acc": 0.9, "val_assembled_acc": 0.8},
+            "rows": rows, "train_snapshots": 6, "heldout": [1, 2], "config": {"head_rank": 8}}
+
+
+def test_models_attempts_share_their_baseline_and_go_to_results_json_and_the_readme(tmp_path):
+    _write(tmp_path / "resnet18" / "baseline-summary.json", _run_summary(0.86, [0.7, 0.86], 10_000_000_000))
+    _write(tmp_path / "resnet18" / "mp2-summary.json", _run_summary(0.84, [0.72, 0.84], 500_000_000))
+    _write(tmp_path / "resnet18" / "predictor-report.json", _predictor_report([0.1, 0.5, 0.6]))
+    _readme(tmp_path / "README.md", "models", "attempts", "epochs", "predictor")
+    rows = models.report(tmp_path)
+    assert [r["attempt"] for r in rows] == ["resnet18"]  # the other attempts have no records here
+    r = rows[0]
+    assert r["gap_points"] == pytest.approx(2.0) and r["pushed_vs_baseline"] == pytest.approx(0.05)
+    assert r["predictor_seconds"] == 6.0 and r["predictor_head_rank"] == 8 and r["predictor_epochs"] == 2
+    assert json.loads((tmp_path / "results.json").read_text())["attempts"][0]["mp2_best_test_acc"] == 0.84
+    text = (tmp_path / "README.md").read_text()
+    assert "| ResNet-18, faithful (push front) | 6.00% | 0.8600 | 0.8400 | 2.00 | 10,000 / 500 | 0 | 0.6000 vs 0.9000 (epoch 2 of 2) | 100 / 100 |" in text
+    assert "| baseline (`resnet18`) | 0.7000 | 0.8600 |" in text
+    assert "| ResNet-18, faithful (push front) (own 0.9000) | 0.1000 | 0.5000 | 0.6000 |" in text
+
+
+def test_models_refuse_an_attempt_whose_baseline_saw_other_data(tmp_path):
+    _write(tmp_path / "resnet18" / "baseline-summary.json", _run_summary(0.86, [0.86], 10, data={**DATA, "train_images": 7}))
+    _write(tmp_path / "resnet18" / "mp2-summary.json", _run_summary(0.84, [0.84], 1))
+    _write(tmp_path / "resnet18" / "predictor-report.json", _predictor_report([0.1]))
+    with pytest.raises(readme.ReportError, match="resnet18: .* not train on the same data"):
+        models.read_attempts(tmp_path)
+    with pytest.raises(readme.ReportError, match="holds no attempt"):
+        models.read_attempts(tmp_path / "nothing")
+
+
+def _online(rounds: list[bool], switch: int | None = 4, **stats) -> dict:
+    events = [{"event": "trained", "round": i + 1, "passed": p} for i, p in enumerate(rounds)]
+    if switch is not None:
+        events.insert(1, {"event": "switch to mp2", "round": 1, "step": switch})
+    return {"method_stats": {"online": {"events": events, "rounds": len(rounds), **stats}}}
+
+
+def test_unseen_figures_of_one_run():
+    s = {**_online([True, False, True, True]), "best_test_acc": 0.9, "test_acc_by_epoch": [0.5, 0.8, 0.7, 0.9],
+         "bytes_pushed_total": 10}
+    assert unseen.switch_step(s) == 4 and unseen.switch_step({"method": "baseline"}) is None
+    assert unseen.later_rounds(s) == (2, 3)  # rounds 2-4, of which 3 and 4 replaced the live predictor
+    assert unseen.curve_figures(s) == {"best": 0.9, "final": 0.9, "last3": pytest.approx(0.8), "bytes": 10}
+    transcribed = {"best_test_acc": 0.88, "final_test_acc": 0.87, "last3_test_acc_mean": 0.86, "bytes_pushed_total": 5}
+    assert unseen.curve_figures(transcribed) == {"best": 0.88, "final": 0.87, "last3": 0.86, "bytes": 5}
+    assert unseen.points(-0.0056) == "−0.56" and unseen.points(0.0051) == "+0.51"
+
+
+def test_unseen_digits_table_and_the_records_it_needs(tmp_path):
+    digits = {"steps": 420}
+    _write(tmp_path / "digits-baseline" / "summary.json", {**_summary("baseline", 0.98, 1000, 1000), **digits})
+    for i, (name, _) in enumerate(unseen.DIGITS[1:]):
+        _write(tmp_path / name / "summary.json", {**_summary("mp2", 0.97 - i / 100, 100, 1000), **digits,
+                                                  "phases": {"full": 13}, **_online([True, True], stalled_seconds=61.4)})
+    rows = unseen.digits_table(tmp_path).splitlines()
+    assert rows[2] == "| baseline | 0.9800 |  | 0.0 MB | 100.0 % | 420 of 420 |  |  |  |"
+    assert rows[3].endswith("| 0.9700 | −1.00 | 0.0 MB | 10.0 % | 13 of 420 | 4 | 2 | 61 |")
+    (tmp_path / "digits-fixed" / "summary.json").unlink()
+    with pytest.raises(readme.ReportError, match="no record of the run digits-fixed"):
+        unseen.digits_table(tmp_path)
+    _write(tmp_path / "digits-fixed" / "transcribed.json", {"best_test_acc": 0.9})
+    with pytest.raises(readme.ReportError, match="lacks final_test_acc, last3_test_acc_mean, bytes_pushed_total"):
+        unseen.read_run(tmp_path, "digits-fixed")
+
+
+def test_soak_table_counts_failures_and_retries():
+    runs = [{"exit": 0, "retries": 0, "seconds": 30.0, "best_test_acc": 0.8},
+            {"exit": 1, "retries": 2, "seconds": 50.0, "best_test_acc": None},
+            {"exit": 0, "retries": 1, "seconds": 40.0, "best_test_acc": 0.84}]
+    assert soak.table({"results": runs}).splitlines()[-1] == "| 3 | 1 | 3 | 30.0 / 40.0 / 50.0 | 0.8000 / 0.8400 |"
+
+
+def test_the_command_says_what_is_missing_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "reports", "unseen", str(tmp_path / "none")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip() == f"reports: error: {tmp_path / 'none'} is not a directory of run records (NAME/summary.json)"

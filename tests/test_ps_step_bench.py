@@ -1,55 +1,156 @@
-"""benchmarks/ps_step.py: a tiny real run (LeNet-5, 2 worker processes) prints and writes both figures."""
+"""benchmarks/ps_step.py: a tiny real run (LeNet-5, 2 worker processes) prints and writes the PS's time per step."""
 from __future__ import annotations
 
 import json
+import math
 import re
+import statistics
 
+import numpy as np
 import pytest
 
+from models import get
 from tests.cluster import check_provenance, run
 
-pytestmark = pytest.mark.cluster
-
 SCRIPT = "benchmarks/ps_step.py"
+LENET = get("lenet5", 10)
+CONTROL = 16  # bytes of the control word that ends every reply
+WORKERS = 2
 
 
-def test_tiny_run_reports_before_and_after_for_each_method(tmp_path):
+def _topk_entries(ratio: float) -> int:
+    return sum(max(1, int(ratio * p.size)) for p in LENET.layout.params)
+
+
+def _powersgd_sizes(rank: int) -> tuple[int, int, int]:
+    """(Σ n·r, Σ m·r, 1-D values): n the last dimension, m the product of the others."""
+    ps = qs = dense = 0
+    for p in LENET.layout.params:
+        if len(p.shape) < 2:
+            dense += p.size
+            continue
+        n, m = p.shape[-1], math.prod(p.shape[:-1])
+        r = min(n, m, rank)
+        ps, qs = ps + n * r, qs + m * r
+    return ps, qs, dense
+
+
+@pytest.mark.cluster
+def test_tiny_run_reports_time_and_bytes_for_each_method(tmp_path):
+    from predictor import Predictor
+
     out = tmp_path / "ps_step"
-    done = run(SCRIPT, "--model", "lenet5", "--workers", "2", "--methods", "baseline", "mp2",
+    methods = ("mp2", "topk", "powersgd")
+    done = run(SCRIPT, "--model", "lenet5", "--workers", str(WORKERS), "--methods", *methods,
                "--steps", "2", "--warmup", "1", "--out", str(out), timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]
-
-    # The printed table: one row per method, with the before and after figures and their ratio.
-    for method in ("baseline", "mp2"):
-        row = re.search(rf"^\| lenet5 \| 2 \| {method} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", done.stdout, re.M)
-        assert row, f"no {method} row in:\n{done.stdout}"
-        before, after, ratio = map(float, row.groups())
-        assert before > 0 and after > 0 and ratio > 0
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["command"].startswith(".venv/bin/python benchmarks/ps_step.py --model lenet5")
     assert saved["machine"]["cores"] >= 1
     check_provenance(saved["provenance"])
-    assert [(r["model"], r["workers"], r["method"]) for r in saved["results"]] == [("lenet5", 2, "baseline"), ("lenet5", 2, "mp2")]
-    for r in saved["results"]:
-        for path in ("before", "after"):
-            assert r[path]["ps"]["steps"] == 2 and len(r[path]["ps_step_seconds"]) == 2
-            assert r[path]["ps"]["median_ms"] > 0
-            assert r[path]["worker"]["steps"] == 2 * 2  # every worker's every measured step
-        assert r["ratio"] == r["after"]["ps"]["median_ms"] / r["before"]["ps"]["median_ms"]
-        # The old path, reimplemented, computes the same global model as the real PSGraph.
-        assert r["paths_max_abs_difference"] < 1e-6
-        # The traced after-step is the real PSGraph step: its queue ops and the mean are in it.
-        assert {"QueueDequeueV2", "AddN", "QueueEnqueueV2"} <= set(r["after_traced_step"]["ms_by_op_type"])
-    assert saved["results"][0]["up_floats"] == 44426 and saved["results"][1]["up_floats"] == 2572  # whole model vs pushed group
+    rows = {r["method"]: r for r in saved["results"]}
+    assert [(r["model"], r["workers"], r["method"]) for r in saved["results"]] == [("lenet5", WORKERS, m) for m in methods]
+
+    layout = LENET.layout
+    assert (layout.total, layout.pushed) == (44426, 2572)
+    k = _topk_entries(0.01)
+    p, q, dense = _powersgd_sizes(2)
+    assert (p, q, dense) == (472, 1270, 236)
+    # Bytes one worker sends and receives per step, as the layout and the method's defaults imply.
+    expected_up = {"mp2": 4 * layout.pushed, "topk": 8 * k, "powersgd": 4 * (p + dense + q)}
+    for method, r in rows.items():
+        up, down = r["bytes_up_per_worker_step"], r["bytes_down_per_worker_step"]
+        assert up["min"] == up["max"] == up["median"] == expected_up[method], (method, up)
+        assert down["min"] == down["max"] == down["median"], (method, down)  # the same reply every step
+    assert rows["mp2"]["bytes_down_per_worker_step"]["median"] == 4 * layout.total + CONTROL  # the whole model back
+    assert rows["powersgd"]["bytes_down_per_worker_step"]["median"] == 4 * (p + dense) + CONTROL + 4 * q + CONTROL
+    # Top-k's reply is the sparse average: the union of the workers' positions, k to N·k of them.
+    topk_down = rows["topk"]["bytes_down_per_worker_step"]["median"] - CONTROL
+    assert topk_down % 8 == 0 and 8 * k <= topk_down <= 8 * WORKERS * k
+    assert rows["powersgd"]["exchanges_per_step"] == {"step": 2}
+
+    # The predictor's size beside MP² (an untrained one of the default structure); none for the others.
+    expected_weights = sum(v.size for v in Predictor(layout, seed=0).numpy_weights().values())
+    assert rows["mp2"]["predictor_weights"] == expected_weights > 0
+    assert rows["topk"]["predictor_weights"] is None and rows["powersgd"]["predictor_weights"] is None
+    assert rows["mp2"]["method_options"]["predictor"] == "<untrained, written by ps_step>"  # no temporary path
+
+    for method, r in rows.items():
+        assert r["ps"]["steps"] == 2 and len(r["ps_step_seconds"]) == 2
+        assert 0 < r["ps"]["min_ms"] <= r["ps"]["median_ms"] <= r["ps"]["p90_ms"] <= r["ps"]["max_ms"]
+        assert r["ps"]["median_ms"] == pytest.approx(1000 * statistics.fmean(r["ps_step_seconds"]))  # of two
+        assert r["worker"]["steps"] == WORKERS * 2  # every worker's every measured step
+        # A worker waits at least as long as the PS works on its step (the PS starts once every payload is there).
+        assert r["worker"]["max_ms"] >= r["ps"]["min_ms"]
+        assert sum(s["steps"] for s in r["ps_by_phase"].values()) == 2
+        # The traced step is the real PSGraph step: its queue ops are in it.
+        assert {"QueueDequeueV2", "QueueEnqueueV2"} <= set(r["traced_step"]["ms_by_op_type"]), method
+    assert list(rows["mp2"]["ps_by_phase"]) == ["partial"]  # a predictor file: every step predicts
+
+    # The printed table: one row per method with the same figures.
+    for method, r in rows.items():
+        row = re.search(rf"^\| lenet5 \| 2 \| {method} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d,]+) \| ([\d,]+) \| ([\d,]*) \|$",
+                        done.stdout, re.M)
+        assert row, f"no {method} row in:\n{done.stdout}"
+        median, p90, worker, up, down, weights = row.groups()
+        assert float(median) == round(r["ps"]["median_ms"], 1) and float(p90) == round(r["ps"]["p90_ms"], 1)
+        assert float(worker) == round(r["worker"]["median_ms"], 1)
+        assert int(up.replace(",", "")) == expected_up[method]
+        assert int(down.replace(",", "")) == r["bytes_down_per_worker_step"]["median"]
+        assert weights.replace(",", "") == ("" if r["predictor_weights"] is None else str(r["predictor_weights"]))
 
     readme = (out / "README.md").read_text()
     assert saved["command"] in readme
-    assert "| lenet5 | 2 | baseline |" in readme and "| lenet5 | 2 | mp2 |" in readme
+    assert all(f"| lenet5 | 2 | {m} |" in readme for m in methods)
 
 
+@pytest.mark.cluster
 def test_bad_worker_count_is_one_line(tmp_path):
     done = run(SCRIPT, "--workers", "0", "--out", str(tmp_path / "never"))
     assert done.returncode == 2
     assert "--workers: must be at least 1, got 0" in done.stdout and "Traceback" not in done.stdout
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.cluster
+def test_unknown_method_is_refused_before_anything_runs(tmp_path):
+    done = run(SCRIPT, "--methods", "nosuch", "--out", str(tmp_path / "never"))
+    assert done.returncode == 2
+    assert "invalid choice: 'nosuch'" in done.stdout and "Traceback" not in done.stdout
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.unit
+def test_every_method_has_payloads_of_its_wire_types():
+    """What the benchmark's workers push fits each method's queues: one list per exchange, of its up_dtypes."""
+    from benchmarks import ps_step
+    from runtime.methods import METHODS
+
+    assert set(ps_step.METHOD_NAMES) == set(METHODS)  # a new method needs its payloads here
+    layout = LENET.layout
+    for name in ps_step.METHOD_NAMES:
+        _, _, method = ps_step.build_method("lenet5", name, WORKERS, 4, None)
+        for phase in method.phase_names:
+            exchanges = ps_step.payloads(method, phase, np.random.default_rng(0))
+            assert len(exchanges) == (2 if name == "powersgd" else 1), name
+            for arrays in exchanges:
+                assert [a.dtype for a in arrays] == [d.as_numpy_dtype for d in method.up_dtypes], (name, phase)
+    mp2 = ps_step.build_method("lenet5", "mp2", WORKERS, 4, None)[2]
+    assert [len(ps_step.payloads(mp2, phase, np.random.default_rng(0))[0][0]) for phase in (0, 1, 2)] == [
+        layout.total, layout.pushed, layout.pushed]  # full, partial, partial with weights
+
+    # DGC: the biases dense, every other tensor its target count of distinct positions inside it.
+    dgc = ps_step.build_method("lenet5", "dgc", WORKERS, 4, None)[2]
+    values, positions, dense = ps_step.payloads(dgc, 0, np.random.default_rng(0))[0]
+    biases = [p for p in layout.params if len(p.shape) == 1]
+    assert len(dense) == sum(p.size for p in biases)
+    offset, start = 0, 0
+    for p in layout.params:
+        if len(p.shape) > 1:
+            count = max(1, math.ceil(0.001 * p.size))
+            mine = positions[start:start + count]
+            assert len(set(mine.tolist())) == count and offset <= mine.min() and mine.max() < offset + p.size, p.name
+            start += count
+        offset += p.size
+    assert start == len(positions) == len(values)

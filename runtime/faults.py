@@ -7,8 +7,9 @@ worker's own call fail at chosen steps, the two ways such a call can fail:
     MP2_INJECT_ABORT="0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied"
 
 worker/step(1-based)/kind: `push-lost` fails before the payload leaves, `push-landed` after it reached
-the PS; `pull-waiting` fails before the reply is taken, `pull-applied` after it was applied. Each
-fires once.
+the PS; `pull-waiting` fails before the reply is taken (it may not have been sent yet), `pull-applied`
+after it was applied. `push-twice` and `pull-twice` fail as `push-landed` and `pull-waiting` do, with
+the words of a call gRPC delivered twice (the PS's server refuses the second copy). Each fires once.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import os
 import tensorflow as tf
 
 ENV = "MP2_INJECT_ABORT"
-KINDS = ("push-lost", "push-landed", "pull-waiting", "pull-applied")
+KINDS = ("push-lost", "push-landed", "pull-waiting", "pull-applied", "push-twice", "pull-twice")
+DUPLICATE_WORDS = "The same RunGraph (Worker) request was received twice."  # TensorFlow's, on a retried call
 
 
 def _planned() -> set[tuple[int, int, str]]:
@@ -33,11 +35,13 @@ def _planned() -> set[tuple[int, int, str]]:
 _PLANNED = _planned()
 
 
-def _fire(worker: int, step: int, kind: str) -> None:
-    key = (worker, step + 1, kind)
-    if key in _PLANNED:
-        _PLANNED.discard(key)
-        raise tf.errors.AbortedError(None, None, f"Graph execution error:\n\ninjected fault ({ENV}): {kind}")
+def _fire(worker: int, step: int, *kinds: str) -> None:
+    for kind in kinds:
+        key = (worker, step + 1, kind)
+        if key in _PLANNED:
+            _PLANNED.discard(key)
+            words = DUPLICATE_WORDS if kind.endswith("-twice") else ""
+            raise tf.errors.AbortedError(None, None, f"Graph execution error:\n\n{words} injected fault ({ENV}): {kind}")
 
 
 def before_send(worker: int, step: int) -> None:
@@ -45,11 +49,11 @@ def before_send(worker: int, step: int) -> None:
 
 
 def after_send(worker: int, step: int) -> None:
-    _fire(worker, step, "push-landed")
+    _fire(worker, step, "push-landed", "push-twice")
 
 
 def before_pull(worker: int, step: int) -> None:
-    _fire(worker, step, "pull-waiting")
+    _fire(worker, step, "pull-waiting", "pull-twice")
 
 
 def after_pull(worker: int, step: int) -> None:

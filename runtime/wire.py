@@ -12,6 +12,7 @@ which worker is missing and a timed-out read never swallows another worker's mes
     report/i   worker -> PS  one JSON record: an epoch's metrics, or "done"
     notice/i   PS -> worker  why the PS stopped the run, read when down/i is closed
     delivered/i  a PS variable: the exchange whose payload the PS last took from up/i
+    replied      a PS variable: the exchange whose reply the PS last put in every down/i
 
 The control word ends every reply: int64 [2] = (the phase of the next step, the digest of the PS's
 model when --verify-sync is on, else 0). It travels like any payload and is counted with it.
@@ -42,6 +43,9 @@ class Wire:
             # aborted reads it to learn whether the push arrived. Shared by name; the PS initialises it.
             self.delivered = [tf.Variable(tf.constant(-1, tf.int64), trainable=False, name=f"delivered_{i}")
                               for i in range(workers)]
+            # The exchange whose reply the PS last enqueued (-1 before any): a worker whose wait for a reply
+            # was aborted, finding down/i empty, learns from it whether the reply is still to come or was lost.
+            self.replied = tf.Variable(tf.constant(-1, tf.int64), trainable=False, name="replied")
 
 
 def welcome_queue(index: int, nonce: str) -> tf.queue.FIFOQueue:

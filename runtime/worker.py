@@ -74,7 +74,7 @@ class WorkerGraph:
             # What the last reply said, kept here: a pull whose answer was lost after it was applied is read back.
             self.last_reply = [tf.Variable(tf.constant(0, tf.int64), trainable=False, name="last_reply_bytes"),
                                tf.Variable(tf.zeros([2], CONTROL_DTYPE), trainable=False, name="last_reply_control")]
-            self.reply_waiting = wire.down[index].size()
+            self.reply_probe = [wire.down[index].size(), self.step.read_value(), wire.replied.read_value()]
             for phase, built in method.build_worker(self.side).items():
                 self.enter_ops[phase] = built.enter
                 stage = tf.group(*[tf.compat.v1.assign(v, t, validate_shape=False) for v, t in zip(self.outbox, built.up)])
@@ -170,7 +170,7 @@ class WorkerGraph:
         return float(loss), float(acc), int(sent)
 
     def _send(self, session: tf.compat.v1.Session, step: int, timeout: float) -> None:
-        """Send the staged payload. An aborted send whose cause TensorFlow's words do not name is
+        """Send the staged payload. A send that may or may not have taken effect (tferrors.ambiguous) is
         asked about: if it never reached up/i it is sent again (at most RETRIES times), else not."""
         self.exchanges += 1
         for attempt in range(RETRIES + 1):
@@ -180,7 +180,7 @@ class WorkerGraph:
                 faults.after_send(self.index, step)
                 return
             except tf.errors.AbortedError as e:
-                if tferrors.known_cause(e) or attempt == RETRIES:
+                if not tferrors.ambiguous(e) or attempt == RETRIES:
                     raise self._stopped(session, e, "pushing to the PS", timeout) from None
                 landed = self._landed(session, timeout)
                 self.retries += 1
@@ -227,9 +227,10 @@ class WorkerGraph:
         return False
 
     def _pull_last(self, session: tf.compat.v1.Session, fetches: list, timeout: float, step: int, traced: bool) -> list:
-        """The run that takes the step's last reply and applies it. Aborted with no cause TensorFlow's
-        words name: while the reply still waits in down/i, it is taken again; once it was applied (the
-        local step moved on), what it said is read back; a reply taken and lost on the way ends the run."""
+        """The run that takes the step's last reply and applies it. If it fails in a way that may or may
+        not have taken effect (tferrors.ambiguous): once the reply was applied (the local step moved on),
+        what it said is read back; while it waits in down/i, or the PS has not sent it yet (Wire.replied),
+        it is taken again; a reply taken and lost on the way ends the run."""
         what = "waiting for the PS's reply"
         for attempt in range(RETRIES + 1):
             try:
@@ -238,21 +239,24 @@ class WorkerGraph:
                 faults.after_pull(self.index, step)
                 return got
             except tf.errors.AbortedError as e:
-                if tferrors.known_cause(e) or attempt == RETRIES:
+                if not tferrors.ambiguous(e) or attempt == RETRIES:
                     raise self._stopped(session, e, what, timeout) from None
                 self.retries += 1
-                waiting, done = self._run(session, [self.reply_waiting, self.step], None, timeout,
-                                          "asking whether an aborted reply arrived")
+                if tferrors.DUPLICATE in (e.message or ""):
+                    time.sleep(LOOK_AGAIN_SECONDS)  # the first copy of the call may still be settling on the PS
+                waiting, done, replied = self._run(session, self.reply_probe, None, timeout,
+                                                   "asking whether an aborted reply arrived")
                 if done == step + 1 and not traced:
                     self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the call that took the PS's "
                              f"reply ({tferrors.explain(e)}); it had been applied: read back")
                     return list(self._run(session, self.read_back, None, timeout, "reading the applied reply"))
-                if waiting == 0:
+                if waiting == 0 and replied >= self.exchanges:
                     raise RunStopped(f"step {step + 1}: TensorFlow's runtime aborted the call that took the PS's reply "
                                      f"after the reply had left the PS's queue ({tferrors.explain(e)}); it cannot be "
                                      f"had again: resume the run from its last checkpoint (--resume)") from None
                 self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the call that takes the PS's reply "
-                         f"({tferrors.explain(e)}); the reply still waits: taken again")
+                         f"({tferrors.explain(e)}); " + ("the reply still waits: taken again" if waiting else
+                                                         "the PS has not sent it yet: waited for again"))
             except tf.errors.OpError as e:
                 raise self._stopped(session, e, what, timeout) from None
 

@@ -5,6 +5,7 @@ Each case here was found by a new user's battery; each test fails on the code be
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -61,6 +62,17 @@ def test_a_cause_is_named_only_when_the_error_text_shows_it():
     assert tferrors.known_cause(aborted("Session handle is not found: 1f2e. Possibly this worker just restarted."))
     assert "twice" in tferrors.known_cause(aborted("The same RunGraph (Worker) request was received twice."))
     assert tferrors.known_cause(aborted("Some new reason nobody has seen")) == ""
+
+
+@pytest.mark.unit
+def test_a_call_that_may_have_taken_effect_is_asked_about_and_a_named_failure_is_not():
+    def aborted(text):
+        return tf.errors.AbortedError(None, None, f"Graph execution error:\n\n{text}")
+
+    assert tferrors.ambiguous(aborted("Some new reason nobody has seen"))
+    assert tferrors.ambiguous(aborted("The same RunGraph (Worker) request was received twice. graph_handle: 5"))
+    assert not tferrors.ambiguous(aborted("Session handle is not found: 1f2e. Possibly this worker just restarted."))
+    assert not tferrors.ambiguous(tf.errors.UnavailableError(None, None, "Socket closed"))
 
 
 # --- the PS's words -------------------------------------------------------------------------------
@@ -176,10 +188,11 @@ def test_a_second_ctrl_c_stops_everything_without_a_traceback(tmp_path):
 # --- an aborted call is asked about, never repeated blindly ------------------------------------------
 @pytest.mark.cluster
 def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twice(tmp_path):
-    """Each way an aborted call can leave things (the push lost or arrived, the reply waiting or applied):
-    the run goes on, says so, counts each recovery, and ends in the uninterrupted run's model and bytes."""
+    """Each way an aborted call can leave things (the push lost or arrived, the reply waiting, not sent yet
+    or applied), and a call gRPC delivered twice: the run goes on, says so, counts each recovery, and ends
+    in the uninterrupted run's model and bytes."""
     flags = ["--workers", "2", *QUICK, "--verify-sync"]
-    faults = "0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied"
+    faults = "0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied,0/11/push-twice,1/13/pull-twice"
     plain = subprocess.Popen([sys.executable, "mp2_local.py", *flags, "--out", str(tmp_path / "plain")], cwd=ROOT,
                              env=launcher_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     faulty = run_with_env({"MP2_INJECT_ABORT": faults}, "mp2_local.py", *flags, "--out", str(tmp_path / "faulty"))
@@ -187,8 +200,13 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
     assert plain.returncode == 0 and faulty.returncode == 0, plain_out[-2000:] + faulty.stdout[-3000:]
     for says in ("step 3: TensorFlow's runtime aborted the push", "it had not reached the PS: sent again",
                  "step 5: TensorFlow's runtime aborted the push", "it had reached the PS: not sent again",
-                 "step 7:", "the reply still waits: taken again", "step 9:", "it had been applied: read back"):
+                 "step 7:", "step 9:", "it had been applied: read back", "step 11: TensorFlow's runtime aborted the push",
+                 "step 13: TensorFlow's runtime aborted the call that takes the PS's reply"):
         assert says in faulty.stdout, (says, faulty.stdout[-3000:])
+    # Whether the other worker had pushed yet decides which: the reply waits, or the PS has yet to send it.
+    for step in (7, 13):
+        assert re.search(rf"step {step}: .*(the reply still waits: taken again|the PS has not sent it yet: waited for "
+                         rf"again)", faulty.stdout), faulty.stdout[-3000:]
     import npzio
 
     models = [npzio.read(tmp_path / name / "checkpoint.npz")[0]["model"] for name in ("plain", "faulty")]
@@ -197,7 +215,7 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
     for key in ("bytes_pushed_total", "bytes_pulled_total"):
         assert summaries[0][key] == summaries[1][key]
     (record,) = [json.loads(line) for line in (tmp_path / "faulty" / "metrics.jsonl").read_text().splitlines()]
-    assert sorted(w["retries"] for w in record["workers"]) == [2, 2]
+    assert sorted(w["retries"] for w in record["workers"]) == [3, 3]
 
 
 def run_with_env(extra: dict, script: str, *args: str) -> subprocess.CompletedProcess:

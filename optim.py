@@ -6,9 +6,14 @@ runs too, so the workers' local training takes the same step):
     m ← m + (1 − β1)(g − m)      v ← v + (1 − β2)(g² − v)
     x ← x − lr · √(1 − β2^t) / (1 − β1^t) · m / (√v + ε)
 
-with β1 = 0.9, β2 = 0.999 and ε = 1e-8: the reference's optimizer (TensorFlow 1's Adam defaults). Keras'
-Adam defaults to ε = 1e-7; the predictor's training used that value until both were made this one. ε only
-matters where √v is that small, i.e. for weights whose gradients are near zero.
+with β1 = 0.9, β2 = 0.999, and ε by what is trained:
+    MODEL_EPSILON      1e-8  the trained model's (the reference's optimizer, TensorFlow 1's default): the
+                             workers' local Adam and the flat optimizer, which must take the same step
+    PREDICTOR_EPSILON  1e-7  the predictor's and the WNN's nowcasters' (Keras' default). ε only matters
+                             where √v is that small, for weights whose gradients are near zero, and the
+                             predictor has such weights: at 1e-8 its training on the stage's test data
+                             (tests/test_train_stage.py) reached 0.97 assembled accuracy after one epoch
+                             and fell to chance in the next, where 1e-7 keeps learning.
 
 Two forms of it:
     Adam           over named variables (the predictor's training, online MP²'s rounds, the WNN), with its
@@ -24,7 +29,8 @@ from typing import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
-BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-8
+BETA1, BETA2 = 0.9, 0.999
+MODEL_EPSILON, PREDICTOR_EPSILON = 1e-8, 1e-7
 DECAY_STEPS, DECAY_RATE = 50, 0.999  # the reference's staircase decay of the workers' rate
 
 
@@ -34,17 +40,18 @@ def learning_rate(lr: float, step: tf.Tensor) -> tf.Tensor:
 
 
 def apply_adam(var: tf.Variable, m: tf.Variable, v: tf.Variable, grad: tf.Tensor, lr: tf.Tensor,
-               t: tf.Tensor) -> tf.Operation:
+               t: tf.Tensor, epsilon: float) -> tf.Operation:
     """The update of step `t` (1 for the first) on `var` and its moments `m`, `v`, in place."""
     t = tf.cast(t, tf.float32)
     return tf.raw_ops.ResourceApplyAdam(
         var=var.handle, m=m.handle, v=v.handle, beta1_power=tf.pow(BETA1, t), beta2_power=tf.pow(BETA2, t),
         lr=tf.cast(lr, tf.float32), beta1=tf.constant(BETA1), beta2=tf.constant(BETA2),
-        epsilon=tf.constant(EPSILON), grad=grad, use_locking=False)
+        epsilon=tf.constant(epsilon, tf.float32), grad=grad, use_locking=False)
 
 
 class Adam:
-    """Adam over a dict of tf.Variables; its state is plain arrays (saved without pickle).
+    """Adam over a dict of tf.Variables (ε: the predictor's by default); its state is plain arrays (saved
+    without pickle).
 
     With `warmup_steps` W the rate rises linearly over the first W steps (lr · min(1, t / W)): Adam's
     first steps move every weight by about the rate whatever its gradient, which undoes much of a
@@ -52,10 +59,10 @@ class Adam:
     """
 
     def __init__(self, variables: Mapping[str, tf.Variable], lr: float | tf.Tensor = 1e-3,
-                 warmup_steps: int = 0) -> None:
+                 warmup_steps: int = 0, epsilon: float = PREDICTOR_EPSILON) -> None:
         self.names = list(variables)
         self.vars = [variables[n] for n in self.names]
-        self.lr, self.warmup_steps = lr, warmup_steps
+        self.lr, self.warmup_steps, self.epsilon = lr, warmup_steps, epsilon
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.vars]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.vars]
         self.t = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -71,7 +78,7 @@ class Adam:
             lr = lr * tf.minimum(1.0, tf.cast(self.t, tf.float32) / float(self.warmup_steps))
         for var, g, m, v in zip(self.vars, grads, self.m, self.v):
             if g is not None:
-                apply_adam(var, m, v, g, lr, self.t)
+                apply_adam(var, m, v, g, lr, self.t, self.epsilon)
 
     # --- state for --resume ------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
@@ -97,7 +104,7 @@ class Adam:
 
 
 class FlatOptimizer:
-    """`apply(model, gradient, lr, step)` -> the new flat model.
+    """`apply(model, gradient, lr, step)` -> the new flat model (ε: the model's).
 
     Adam's moments are variables made by `state` (saved with the run). The model is a flat vector (a
     tensor: a worker's is the concatenation of its layers) and the kernel updates a variable in place,
@@ -121,6 +128,6 @@ class FlatOptimizer:
         if self.kind == "sgd":
             return model - lr * gradient, []
         with tf.control_dependencies([self.x.assign(model)]):
-            update = apply_adam(self.x, self.m, self.v, gradient, lr, step + 1)
+            update = apply_adam(self.x, self.m, self.v, gradient, lr, step + 1, MODEL_EPSILON)
         with tf.control_dependencies([update]):
             return self.x.read_value(), [update]

@@ -1,11 +1,12 @@
-"""The project's one Adam (optim.py): the textbook update with ε 1e-8, over named variables and over a flat vector."""
+"""The project's one Adam (optim.py): the textbook update, over named variables (ε 1e-7, the predictor's) and over
+a flat vector (ε 1e-8, the model's, as the workers' own Adam)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from optim import EPSILON, Adam, FlatOptimizer
+from optim import MODEL_EPSILON, PREDICTOR_EPSILON, Adam, FlatOptimizer
 
 pytestmark = pytest.mark.unit
 
@@ -13,12 +14,12 @@ START = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
 
 
 def gradient(t: int) -> np.ndarray:
-    # The last entry is small enough that ε decides its step: ε 1e-7 (Keras' default) moves it a quarter
-    # as far as ε 1e-8, so the reference below tells the two apart.
+    # The last entry is small enough that ε decides its step: ε 1e-7 moves it about a tenth as far as
+    # ε 1e-8, so the reference below tells the two apart.
     return np.array([1.0, -2.0, 0.5, 3e-8]) * t
 
 
-def textbook(steps: int, lr=lambda t: 0.1, eps: float = EPSILON) -> list[np.ndarray]:
+def textbook(steps: int, lr=lambda t: 0.1, eps: float = PREDICTOR_EPSILON) -> list[np.ndarray]:
     """The model after each of `steps` Adam steps, in float64."""
     x, m, v, out = START.astype(np.float64), 0.0, 0.0, []
     for t in range(1, steps + 1):
@@ -30,9 +31,9 @@ def textbook(steps: int, lr=lambda t: 0.1, eps: float = EPSILON) -> list[np.ndar
     return out
 
 
-def test_epsilon_is_the_references():
-    assert EPSILON == 1e-8
-    far = textbook(1)[0] - textbook(1, eps=1e-7)[0]
+def test_the_epsilons_are_the_documented_ones():
+    assert (MODEL_EPSILON, PREDICTOR_EPSILON) == (1e-8, 1e-7)
+    far = textbook(1, eps=MODEL_EPSILON)[0] - textbook(1, eps=PREDICTOR_EPSILON)[0]
     assert abs(far[3]) > 5e-3  # the reference itself tells the two ε apart (0.25 moves 3 %)
 
 
@@ -79,9 +80,9 @@ def test_flat_optimizer_takes_the_same_step_bit_for_bit():
     flat = FlatOptimizer("adam", START.size, make, make)
     assert "adam_x" in slots and "adam_m" in slots and "adam_v" in slots
     var = tf.Variable(START)
-    named = Adam({"x": var}, lr=0.1)
+    named = Adam({"x": var}, lr=0.1, epsilon=MODEL_EPSILON)
     model = tf.constant(START)
-    for step, want in enumerate(textbook(4)):
+    for step, want in enumerate(textbook(4, eps=MODEL_EPSILON)):
         g = tf.constant(gradient(step + 1), tf.float32)
         model, _ = flat.apply(model, g, tf.constant(0.1), tf.constant(step, tf.int64))
         named.apply([g])

@@ -78,9 +78,10 @@ def start(script: str, *args: str) -> subprocess.Popen:
     )
 
 
-def run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run(script: str, *args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`script` (a path in the repository) run from `cwd`."""
     return subprocess.run(
-        [sys.executable, script, *args], cwd=ROOT, env=launcher_env(), text=True, timeout=timeout,
+        [sys.executable, str(ROOT / script), *args], cwd=cwd, env=launcher_env(), text=True, timeout=timeout,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
 

@@ -5,6 +5,7 @@ Each case here was found by a new user's battery; each test fails on the code be
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -123,10 +124,19 @@ def test_a_fresh_run_never_replaces_a_finished_one_and_fresh_keeps_it_aside(tmp_
 
 @pytest.mark.cluster
 def test_resume_of_a_finished_run_says_so_at_once_and_exits_0(tmp_path):
-    out = tmp_path / "run"
-    assert run("mp2_local.py", "--workers", "2", "--out", str(out), *QUICK).returncode == 0
+    """Started from another directory with a relative --out: the run lands there (nothing in the
+    repository), and a resume given the same relative path finds it finished."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = set(os.listdir(ROOT))
+    first = run("mp2_local.py", "--workers", "2", "--out", "rel/run", *QUICK, cwd=elsewhere)
+    assert first.returncode == 0, first.stdout[-3000:]
+    out = elsewhere / "rel" / "run"
+    assert {"summary.json", "metrics.jsonl", "checkpoint.npz", "ps.log", "w0.log", "w1.log"} <= set(os.listdir(out))
+    assert os.listdir(elsewhere) == ["rel"] and os.listdir(elsewhere / "rel") == ["run"]
+    assert set(os.listdir(ROOT)) == before  # nothing landed in the repository
     started = time.monotonic()
-    done = run("mp2_local.py", "--workers", "2", "--out", str(out), "--resume", *QUICK, timeout=120)
+    done = run("mp2_local.py", "--workers", "2", "--out", "rel/run", "--resume", *QUICK, timeout=120, cwd=elsewhere)
     assert done.returncode == 0 and "nothing to do" in done.stdout, done.stdout[-2000:]
     assert "pids" not in done.stdout and time.monotonic() - started < 30
 

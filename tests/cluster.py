@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -105,3 +106,22 @@ def check_provenance(record: dict) -> None:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+# --- what a method sends, from the layout alone (the tests' expected bytes) ------------------------
+def topk_entries(layout, ratio: float) -> int:
+    """Top-k's entries per step: max(1, ⌊ratio · n⌋) of every tensor."""
+    return sum(max(1, int(ratio * p.size)) for p in layout.params)
+
+
+def powersgd_sizes(layout, rank: int) -> tuple[int, int, int]:
+    """(Σ n·r, Σ m·r, 1-D values): n a tensor's last dimension, m the product of the others, r ≤ rank."""
+    ps = qs = dense = 0
+    for p in layout.params:
+        if len(p.shape) < 2:
+            dense += p.size
+            continue
+        n, m = p.shape[-1], math.prod(p.shape[:-1])
+        r = min(n, m, rank)
+        ps, qs = ps + n * r, qs + m * r
+    return ps, qs, dense

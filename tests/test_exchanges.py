@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 
 import data
 import models
-from tests.cluster import SMALL, read_jsonl, run, run_together
+from tests.cluster import SMALL, powersgd_sizes, read_jsonl, run, run_together
 
 LENET = models.get("lenet5", 10)
 T = LENET.layout.total
@@ -116,25 +115,13 @@ def test_localsgd_resumed_mid_run_ends_in_the_uninterrupted_model(runs):
     assert _summary(split)["test_acc_by_epoch"] == _summary(runs["whole"])["test_acc_by_epoch"]
 
 
-def _powersgd_sizes(rank: int) -> tuple[int, int, int]:
-    """(Σ n·r, Σ m·r, 1-D values) of LeNet-5: n the last dimension, m the product of the others."""
-    ps = qs = dense = 0
-    for p in LENET.layout.params:
-        if len(p.shape) < 2:
-            dense += p.size
-            continue
-        n, m = p.shape[-1], math.prod(p.shape[:-1])
-        r = min(n, m, rank)
-        ps, qs = ps + n * r, qs + m * r
-    return ps, qs, dense
-
 
 @pytest.mark.cluster
 def test_powersgd_bytes_follow_the_layout_and_rank_and_models_stay_in_sync(runs):
     out = runs["powersgd"]
     summary, records = _summary(out), read_jsonl(out / "metrics.jsonl")
     assert [w["steps_verified_in_sync"] for w in records[0]["workers"]] == [STEPS, STEPS]
-    p, q, dense = _powersgd_sizes(2)
+    p, q, dense = powersgd_sizes(LENET.layout, 2)
     assert (p, q, dense) == (472, 1270, 236)
     steps = STEPS * 2  # per worker
     assert summary["bytes_pushed_total"] == 4 * (p + dense + q) * steps  # exchange 1, then exchange 2

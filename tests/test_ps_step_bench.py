@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models import get
-from tests.cluster import check_provenance, run
+from tests.cluster import check_provenance, powersgd_sizes, run, topk_entries
 
 SCRIPT = "benchmarks/ps_step.py"
 LENET = get("lenet5", 10)
@@ -18,21 +18,6 @@ CONTROL = 16  # bytes of the control word that ends every reply
 WORKERS = 2
 
 
-def _topk_entries(ratio: float) -> int:
-    return sum(max(1, int(ratio * p.size)) for p in LENET.layout.params)
-
-
-def _powersgd_sizes(rank: int) -> tuple[int, int, int]:
-    """(Σ n·r, Σ m·r, 1-D values): n the last dimension, m the product of the others."""
-    ps = qs = dense = 0
-    for p in LENET.layout.params:
-        if len(p.shape) < 2:
-            dense += p.size
-            continue
-        n, m = p.shape[-1], math.prod(p.shape[:-1])
-        r = min(n, m, rank)
-        ps, qs = ps + n * r, qs + m * r
-    return ps, qs, dense
 
 
 @pytest.mark.cluster
@@ -54,8 +39,8 @@ def test_tiny_run_reports_time_and_bytes_for_each_method(tmp_path):
 
     layout = LENET.layout
     assert (layout.total, layout.pushed) == (44426, 2572)
-    k = _topk_entries(0.01)
-    p, q, dense = _powersgd_sizes(2)
+    k = topk_entries(LENET.layout, 0.01)
+    p, q, dense = powersgd_sizes(LENET.layout, 2)
     assert (p, q, dense) == (472, 1270, 236)
     # Bytes one worker sends and receives per step, as the layout and the method's defaults imply.
     expected_up = {"mp2": 4 * layout.pushed, "topk": 8 * k, "powersgd": 4 * (p + dense + q)}

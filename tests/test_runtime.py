@@ -14,7 +14,7 @@ import data
 import models
 from predictor import Predictor, load_checkpoint, save_checkpoint
 from runtime.methods.mp2_options import MP2Options
-from tests.cluster import SMALL, take_ports, cluster_flags, read_jsonl, run, run_together, start
+from tests.cluster import SMALL, cluster_flags, read_jsonl, run, run_together, start, take_ports, topk_entries
 
 pytestmark = pytest.mark.cluster
 
@@ -180,9 +180,6 @@ def test_mp2_control_holds_the_predicted_group(tmp_path):
     assert summary["test_acc_by_epoch"][-1] > 0.3  # the full-push epoch trains everything
 
 
-def _sizes(ratio: float) -> int:
-    return sum(max(1, int(ratio * p.size)) for p in LENET.layout.params)
-
 
 def test_topk_sends_k_entries_per_tensor_and_stays_in_sync(tmp_path):
     out = tmp_path / "run"
@@ -191,13 +188,13 @@ def test_topk_sends_k_entries_per_tensor_and_stays_in_sync(tmp_path):
     assert done.returncode == 0, done.stdout
     summary = _check_records(out)
     steps = 2 * STEPS_PER_EPOCH * 2
-    assert summary["bytes_pushed_total"] == 8 * _sizes(0.01) * steps  # float32 value + int32 index each
+    assert summary["bytes_pushed_total"] == 8 * topk_entries(LENET.layout, 0.01) * steps  # float32 value + int32 index each
     assert summary["test_acc_by_epoch"][-1] > 0.2, summary
     trace = np.load(out / "trace-worker-0.npz")
     values, positions = trace["1/reply/0"], trace["1/reply/1"]
     # The reply is the sparse average: at most N·k entries, not the model.
-    assert 0 < len(values) == len(positions) <= 2 * _sizes(0.01)
-    assert summary["bytes_pulled_total"] < steps * (8 * 2 * _sizes(0.01) + CONTROL) + 1
+    assert 0 < len(values) == len(positions) <= 2 * topk_entries(LENET.layout, 0.01)
+    assert summary["bytes_pulled_total"] < steps * (8 * 2 * topk_entries(LENET.layout, 0.01) + CONTROL) + 1
 
 
 def test_dgc_sends_biases_dense_and_the_rest_sparse(tmp_path):

@@ -283,10 +283,12 @@ class WorkerGraph:
             return RunStopped(f"{what}: no answer within {timeout:.0f} s (the PS is slow, stuck or gone)")
         if isinstance(e, (tf.errors.OutOfRangeError, tf.errors.CancelledError)):
             return RunStopped(self._notice(session))
-        if isinstance(e, tf.errors.UnavailableError):
-            return RunStopped(f"{what}: lost the connection to the PS ({tferrors.explain(e)})")
-        # Anything else (Aborted among them): TensorFlow's own words, and a cause only where they show one.
+        # TensorFlow's own words, and a cause only where they show one: a task claimed twice can come as
+        # Unavailable ("Socket closed") carrying the PS's "session handle is not found", or as Aborted.
         cause = tferrors.known_cause(e, self.index)
+        if isinstance(e, tf.errors.UnavailableError):
+            return RunStopped(f"{what}: lost the connection to the PS ({tferrors.explain(e)})"
+                              + (f" — {cause}" if cause else ""))
         return RunStopped(f"{what}: TensorFlow's runtime failed the call: {type(e).__name__}: "
                           f"{tferrors.explain(e)}" + (f" — {cause}" if cause else ""))
 

@@ -76,6 +76,23 @@ def test_a_call_that_may_have_taken_effect_is_asked_about_and_a_named_failure_is
     assert not tferrors.ambiguous(tf.errors.UnavailableError(None, None, "Socket closed"))
 
 
+@pytest.mark.unit
+def test_a_lost_connection_says_the_cause_its_words_show():
+    """A second process claiming task 0 reached the first as Unavailable ("Socket closed") carrying the
+    PS's "session handle is not found": the worker still names the claim."""
+    from types import SimpleNamespace
+
+    from runtime.worker import WorkerGraph
+
+    claimed = tf.errors.UnavailableError(None, None, "Graph execution error:\n\nUNAVAILABLE: Socket closed\n"
+                                         "ABORTED: Session handle is not found: e377. Possibly this worker just restarted.")
+    text = str(WorkerGraph._stopped(SimpleNamespace(index=0), None, claimed, "waiting for the PS's reply", 15))
+    assert "lost the connection to the PS" in text and "--task_index 0" in text, text
+    plain = WorkerGraph._stopped(SimpleNamespace(index=0), None, tf.errors.UnavailableError(None, None, "Socket closed"),
+                                 "waiting", 15)
+    assert "—" not in str(plain)
+
+
 # --- the PS's words -------------------------------------------------------------------------------
 @pytest.mark.unit
 def test_refused_workers_are_named_as_refused_not_as_never_connected():

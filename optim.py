@@ -1,7 +1,8 @@
 """The project's one Adam: the update every optimizer of the project applies, and the learning-rate schedule.
 
 One update, TensorFlow's fused kernel (`ResourceApplyAdam`, the op `tf.compat.v1.train.AdamOptimizer`
-runs too, so the workers' local training takes the same step):
+runs too, so the workers' local training, built on it with these constants in runtime/methods/base.py,
+takes the same step):
 
     m ← m + (1 − β1)(g − m)      v ← v + (1 − β2)(g² − v)
     x ← x − lr · √(1 − β2^t) / (1 − β1^t) · m / (√v + ε)

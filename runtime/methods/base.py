@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import Layout
+from optim import BETA1, BETA2, MODEL_EPSILON
 from runtime.local_model import LocalModel
 
 
@@ -88,7 +89,9 @@ class WorkerSide:
         """
         if clock not in self._adams:
             name = "local_adam" if clock == "shared" else f"local_adam_{clock}"
-            self._adams[clock] = tf.compat.v1.train.AdamOptimizer(self.lr, name=name)
+            # TensorFlow's Adam runs optim.py's kernel; the same constants, from there.
+            self._adams[clock] = tf.compat.v1.train.AdamOptimizer(self.lr, beta1=BETA1, beta2=BETA2,
+                                                                  epsilon=MODEL_EPSILON, name=name)
         optimizer = self._adams[clock]
         if grads is None:
             op = optimizer.minimize(self.loss, var_list=var_list)

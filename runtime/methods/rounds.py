@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from models import Model
 from npzio import under
+from optim import Adam
 
 ROOT = Path(__file__).resolve().parents[2]
 # Later rounds fine-tune: at the first round's rate, 300 more steps left the predictor worse on the freshest
@@ -99,7 +100,6 @@ class GraphRounds:
     def build(self, session_of, device: str) -> None:
         """The trainee, its Adam and the training step, on the PS's device. `session_of()` gives the session."""
         from predictor import Predictor
-        from optim import Adam
 
         layout = self.model.layout
         self.session_of = session_of

@@ -54,8 +54,7 @@ class PSGraph:
             # Evaluation of the global model, here and nowhere else.
             self.images = tf.compat.v1.placeholder(tf.float32, [None, *model.input_shape], name="test_images")
             self.predictions = predicted_labels(model, self.model, self.images)
-        self.init_op = tf.compat.v1.variables_initializer([self.model, *self.delivered, self.wire.replied, *self.side.state,
-                                                           *self.side.scratches, *self._extra_variables()])
+        self.init_op = tf.compat.v1.variables_initializer([*self._own_variables(), *self._extra_variables()])
 
     def _enqueue(self, reply: list[tf.Tensor], with_digest: bool) -> tf.Operation:
         """Send `reply` and the control word to every worker. Every reply announces the next phase;
@@ -67,9 +66,13 @@ class PSGraph:
         with tf.control_dependencies([q.enqueue(reply) for q in self.wire.down]):
             return self.wire.replied.assign(self.exchange).op
 
+    def _own_variables(self) -> list[tf.Variable]:
+        """The PS's variables the runtime made: the model, the wire's counters, the method's state."""
+        return [self.model, *self.delivered, self.wire.replied, *self.side.state, *self.side.scratches]
+
     def _extra_variables(self) -> list[tf.Variable]:
         # Variables a method made itself (e.g. the predictor's weights) are initialised with the rest.
-        known = {id(v) for v in [self.model, *self.delivered, self.wire.replied, *self.side.state, *self.side.scratches]}
+        known = {id(v) for v in self._own_variables()}
         return [v for v in tf.compat.v1.global_variables() if id(v) not in known and "/job:ps" in v.device]
 
     def _gather(self) -> list[list[tf.Tensor]]:

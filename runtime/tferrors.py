@@ -48,12 +48,16 @@ def explain(error: tf.errors.OpError, limit: int = 600) -> str:
 DUPLICATE = "request was received twice"
 
 
+def delivered_twice(error: tf.errors.OpError) -> bool:
+    """Whether the PS's server refused a call as a second copy of one it had received (a gRPC retry)."""
+    return DUPLICATE in (error.message or "")
+
+
 def ambiguous(error: tf.errors.OpError) -> bool:
     """Whether the failed call may or may not have taken effect, so that asking the PS what happened can
     recover it: an Aborted whose words name no cause, or a call gRPC delivered twice (the PS refused the
     second copy; the first may have run, or may have been cancelled with the step)."""
-    return isinstance(error, tf.errors.AbortedError) and (DUPLICATE in (error.message or "")
-                                                          or not known_cause(error))
+    return isinstance(error, tf.errors.AbortedError) and (delivered_twice(error) or not known_cause(error))
 
 
 def known_cause(error: tf.errors.OpError, task_index: int | None = None) -> str:
@@ -63,7 +67,7 @@ def known_cause(error: tf.errors.OpError, task_index: int | None = None) -> str:
     words tell them apart, so a cause is named only when those words are there.
     """
     text = error.message or ""
-    if DUPLICATE in text:
+    if delivered_twice(error):
         return ("the PS's TensorFlow server received the same call twice (gRPC delivered a retried call); "
                 "the call may or may not have taken effect")
     if "handle is not found" in text or "just restarted" in text:

@@ -242,7 +242,7 @@ class WorkerGraph:
                 if not tferrors.ambiguous(e) or attempt == RETRIES:
                     raise self._stopped(session, e, what, timeout) from None
                 self.retries += 1
-                if tferrors.DUPLICATE in (e.message or ""):
+                if tferrors.delivered_twice(e):
                     time.sleep(LOOK_AGAIN_SECONDS)  # the first copy of the call may still be settling on the PS
                 waiting, done, replied = self._run(session, self.reply_probe, None, timeout,
                                                    "asking whether an aborted reply arrived")

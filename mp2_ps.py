@@ -96,7 +96,7 @@ else:
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
 try:
-    server = cluster.start_server(spec, "ps", 0)
+    server = cluster.start_server(spec, "ps", 0, args.threads)
     session = cluster.session(server, "ps", 0, args.threads)
     wire = Wire(n_workers, method.up_dtypes, method.down_dtypes)
     graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync)

@@ -30,7 +30,7 @@ try:
     schedule = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed)
     method = flags.build_method(args, model, n_workers, schedule.steps_per_epoch)
     method.prepare_worker(log=lambda s: print(f"worker {index}: {s}", flush=True))
-    server = cluster.start_server(spec, "worker", index)
+    server = cluster.start_server(spec, "worker", index, args.threads)
 except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
     sys.exit(f"worker: error: {e}")
 config = flags.run_config(args, model, dataset, n_workers, method)

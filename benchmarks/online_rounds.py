@@ -4,7 +4,7 @@
     python benchmarks/online_rounds.py --model resnet18 --push front --fit-input --steps 20
 
 The rounds are runtime.methods.rounds.GraphRounds exactly as the PS builds them (the PS's process, a
-TensorFlow session on one thread, as mp2_ps.py's default --threads), trained on snapshots drawn around a
+TensorFlow session whose ops use --threads threads each, as mp2_ps.py's), trained on snapshots drawn around a
 glorot-initialised model and on real Fashion-MNIST images (synthetic ones with --dataset synthetic):
 the time of a step does not depend on the values. A first round of --steps steps is timed after a few
 warm-up steps; a round's cost is then (first|later) round steps × seconds per step. Beside it: the time
@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--fit-input", action="store_true")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps timed")
     p.add_argument("--snapshots", type=int, default=30)
+    p.add_argument("--threads", type=int, default=1, help="threads each op may use, as mp2_ps.py's --threads")
     p.add_argument("--dense-rank", type=int, default=MP2Options().dense_rank,
                    help="the predictor's dense-head bottleneck, 0: the reference's heads (default: the method's)")
     p.add_argument("--out", help="directory for online_rounds.json")
@@ -57,7 +58,8 @@ def main() -> None:
     with graph.as_default():
         rounds = GraphRounds(model, dataset.train_x, dataset.train_y, np.arange(len(dataset.train_y)),
                              first_steps=args.steps, steps=args.steps, seed=0, dense_rank=args.dense_rank or None)
-        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
+        # As runtime/cluster.py's server: --threads per op, the pool beside them TensorFlow's.
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=args.threads)
         session = tf.compat.v1.Session(config=config)
         rounds.build(lambda: session, "/cpu:0")
         vector = tf.compat.v1.placeholder(tf.float32, [layout.total])
@@ -85,7 +87,7 @@ def main() -> None:
     weights = sum(int(np.prod(v.shape)) for v in rounds.trainee.weight_vars.values())
     figures = {
         "model": args.model, "push": args.push, "pushed_values": layout.pushed, "predicted_values": layout.predicted,
-        "predictor_weights": weights, "dense_rank": args.dense_rank, "image_batch": ROUND_IMAGE_BATCH,
+        "predictor_weights": weights, "dense_rank": args.dense_rank, "image_batch": ROUND_IMAGE_BATCH, "threads": args.threads,
         "ms_per_optimizer_step": round(1000 * per_step, 2),
         "first_round_steps": defaults.first_round_steps, "round_steps": defaults.round_steps,
         "first_round_seconds": round(per_step * defaults.first_round_steps, 2),

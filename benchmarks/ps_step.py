@@ -158,7 +158,7 @@ def work(ps_host: str, worker_hosts: list[str], index: int, model_name: str, met
 
     tf.compat.v1.disable_eager_execution()
     spec = cluster.Cluster((ps_host,), tuple(worker_hosts))
-    server = cluster.start_server(spec, "worker", index)
+    server = cluster.start_server(spec, "worker", index, 1)
     _, _, method = build_method(model_name, method_name, len(worker_hosts), steps, None)
     wire = Wire(len(worker_hosts), method.up_dtypes, method.down_dtypes)
     rng = np.random.default_rng(index)
@@ -214,7 +214,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
     tf.compat.v1.disable_eager_execution()
     ports = cluster.free_ports(workers + 1)
     spec = cluster.Cluster((f"127.0.0.1:{ports[0]}",), tuple(f"127.0.0.1:{p}" for p in ports[1:]))
-    server = cluster.start_server(spec, "ps", 0)
+    server = cluster.start_server(spec, "ps", 0, 1)
     session = cluster.session(server, "ps", 0, 1)  # mp2_ps.py's default --threads
 
     # Built as mp2_ps.py builds it: its flags, its method factory, its graph.

@@ -76,8 +76,16 @@ def _hosts(text: str, flag: str) -> tuple[str, ...]:
     return hosts
 
 
-def start_server(cluster: Cluster, job: str, index: int) -> tf.distribute.Server:
-    """Start this process's gRPC server; a port in use is reported as such, not as a TF trace."""
+def start_server(cluster: Cluster, job: str, index: int, threads: int) -> tf.distribute.Server:
+    """Start this process's gRPC server; a port in use is reported as such, not as a TF trace.
+
+    The server, not the session, owns the pool that runs this task's ops (a session on a server target
+    leaves it as it is), so `threads` (--threads; 0: TensorFlow decides) sizes it here. On 2 cores, one
+    thread per op made a step of online MP²'s predictor rounds faster than two (benchmarks/online_rounds.py
+    --threads), and keeps the processes of a local cluster from oversubscribing the cores. The pool
+    that schedules ops beside each other stays TensorFlow's choice: a queue op waiting for a worker
+    must not hold the only thread.
+    """
     address = (cluster.ps if job == "ps" else cluster.workers)[index]
     port = int(address.rpartition(":")[2])
     if port_in_use(port):
@@ -85,7 +93,8 @@ def start_server(cluster: Cluster, job: str, index: int) -> tf.distribute.Server
             f"port {port} ({job} {index} at {address}) is already in use — is an earlier run "
             f"still alive? Stop it, or choose another port in --{job}_hosts"
         )
-    return tf.distribute.Server(cluster.spec(), job_name=job, task_index=index, start=True)
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
+    return tf.distribute.Server(cluster.spec(), job_name=job, task_index=index, start=True, config=config)
 
 
 def port_in_use(port: int) -> bool:

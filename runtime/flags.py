@@ -45,7 +45,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--out", default="runs/latest", help="run directory")
     g.add_argument("--connect-timeout", type=argtypes.positive_float, default=120, help="seconds to wait for the PS / all workers")
     g.add_argument("--step-timeout", type=argtypes.positive_float, default=120, help="seconds a step (or an epoch-end evaluation) may take")
-    g.add_argument("--threads", type=argtypes.nonnegative_int, default=1, help="TensorFlow threads in this process (0: TensorFlow decides)")
+    g.add_argument("--threads", type=argtypes.nonnegative_int, default=1, help="threads each TensorFlow op may use in this process (0: TensorFlow decides)")
     return p
 
 

@@ -77,7 +77,7 @@ def test_a_port_in_time_wait_is_free_but_a_listening_one_is_not():
         listening.listen(1)
         assert port_in_use(port)
         with pytest.raises(ClusterError, match=f"port {port} .* already in use"):
-            start_server(Cluster((f"127.0.0.1:{port}",), ("127.0.0.1:1",)), "ps", 0)
+            start_server(Cluster((f"127.0.0.1:{port}",), ("127.0.0.1:1",)), "ps", 0, 1)
 
 
 # --- npzio: the one writer and reader --------------------------------------------------------------

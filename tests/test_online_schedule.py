@@ -191,6 +191,27 @@ def test_a_later_round_must_beat_the_live_predictor_to_be_promoted():
     assert better.promotions == 2
 
 
+def test_a_round_started_while_live_is_taken_after_its_lag_and_the_first_at_once():
+    o = MP2Options(**{**O.__dict__, "round_lag": 4})
+    state, actions = warm_up(o)
+    state, actions = feed(state, S.Tick(3), o=o)
+    assert kinds(actions) == ["PollRound"]  # no predictor live: every step of lag would push the whole model
+    state, _ = feed(state, S.RoundFinished(3, 1, True), S.CandidateJudged(3, 1, 0.8, 0.8), S.StepEnd(3), o=o)
+    state = S.State(**{**state.__dict__, "since_training": o.retrain_after})
+    state, actions = feed(state, S.Tick(6), o=o)
+    assert actions == [S.StartRound(6, 2)] and state.round_started == 6
+    for step in (7, 8, 9):  # beside the training
+        state, actions = feed(state, S.PartialStepDone(step), S.Tick(step), o=o)
+        assert "PollRound" not in kinds(actions)
+    state, actions = feed(state, S.Tick(10), o=o)
+    assert actions == [S.PollRound(10)]  # the lag is over: taken now (the barrier waits if it is late)
+    # A fallback during the lag: the workers push everything, so the round is taken at once.
+    state = S.State(**{**state.__dict__, "round_started": 10})
+    state, _ = feed(state, S.Watched(11, reference=0.8, live=0.5), o=o)
+    state, actions = feed(state, S.Tick(11), o=o)
+    assert state.falling_back and actions == [S.PollRound(11)]
+
+
 def test_a_warm_start_is_checked_at_the_first_snapshot():
     o = MP2Options(**{**O.__dict__, "predictor_init": "p.npz"})
     state, actions = feed(S.initial(o), S.FullStepDone(0), o=o)

@@ -73,6 +73,7 @@ class MP2Options:
     watch_every: int = 10
     watch_tolerance: float = 0.05
     online_wait: bool = True               # rounds land on the same step under any load; --no-online-wait
+    round_lag: int = 0                     # a round started while a predictor is live is taken this many steps later
     online_rounds: str = "graph"           # or "stage": runtime/methods/rounds.py
     first_round_steps: int = 6000          # graph rounds: optimizer steps of the first round
     round_steps: int = 300                 # graph rounds: optimizer steps of every later round

@@ -198,8 +198,13 @@ class OnlineController:
             return schedule.CandidateJudged(a.step, 0, self.reference, assembled, extra=(("path", self.init_path),))
         elif isinstance(a, schedule.StartRound):
             how = self.rounds.start(a.step, a.round, list(self.pushed_groups))
+            lag = self.settings.round_lag if self.state.live and not self.state.falling_back else 0
+            if lag:
+                when = f"beside the training, taken at step {a.step + lag + 1}"
+            else:
+                when = "the step barrier waits" if self.settings.online_wait else "beside the training"
             self.log(f"online: step {a.step + 1}: training predictor {a.round} from {len(self.pushed_groups)} snapshots "
-                     f"({how}; {'the step barrier waits' if self.settings.online_wait else 'beside the training'})")
+                     f"({how}; {when})")
         elif isinstance(a, schedule.PollRound):
             return self._poll(a.step)
         elif isinstance(a, schedule.JudgeCandidate):

@@ -7,7 +7,8 @@ sequence of events (tests/test_online_schedule.py).
 
     state       live: a predictor passed and is in use; falling_back: the last check or watch failed, full
                 pushes until a retrained predictor passes; training: a round is running; pending: the
-                round that passed, live from the next step boundary
+                round that passed, live from the next step boundary; a round started while a predictor is
+                live is polled only --round-lag steps after it started (it trains beside the training)
     events      FullStepDone, PartialStepDone, Tick (after them: start or poll a round), RoundFinished,
                 CandidateJudged, LiveChecked, Watched, StepEnd (the step's last: promotions happen here)
     actions     TakeSnapshot, CheckLive, CheckInit, Watch, StartRound, PollRound, JudgeCandidate,
@@ -37,6 +38,7 @@ class State:
     falling_back: bool = False
     training: bool = False
     rounds: int = 0                 # rounds started
+    round_started: int = 0          # the step the running round started at (its lag counts from there)
     since_training: int = 0         # snapshots since the last round started
     promotions: int = 0             # predictors that went live (a later round replacing the live one counts)
     has_reference: bool = False     # a full push has been snapshotted: the watch has a reference
@@ -219,11 +221,15 @@ def decide(state: State, event: Event, o: MP2Options) -> tuple[State, list[Actio
 
     if isinstance(event, Tick):
         if s.training:
+            # While a predictor is live the round trains beside the training until its lag is over; while the
+            # workers push everything (first round, fallback) each step of lag would cost a full push.
+            if s.live and not s.falling_back and event.step < s.round_started + o.round_lag:
+                return s, []
             return s, [PollRound(event.step)]
         first = s.rounds == 0 and not s.live  # a warm start that passed retrains as any later round
         if s.since_training < (o.warmup_snapshots if first else o.retrain_after):
             return s, []
-        s = replace(s, rounds=s.rounds + 1, training=True, since_training=0)
+        s = replace(s, rounds=s.rounds + 1, training=True, since_training=0, round_started=event.step)
         return s, [StartRound(event.step, s.rounds)]
 
     if isinstance(event, RoundFinished):

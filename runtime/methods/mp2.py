@@ -71,11 +71,11 @@ class MP2(Method):
         Option("--online-wait", bool, D.online_wait, "online: hold the step barrier while a predictor round trains "
                "(the stall is measured), so a round lands on the same step under any load; --no-online-wait lets "
                "the workers go on with full pushes meanwhile", ps_only=True),
-        Option("--round-lag", argtypes.nonnegative_int, D.round_lag, "online: a round started while a predictor "
+        Option("--round-lag", argtypes.nonnegative_int, None, "online: a round started while a predictor "
                "is live trains beside the training and is taken this many steps after it starts (with --online-wait "
                "the barrier waits there only if the round is late, so it still lands on the same step under any "
                "load); 0: taken at once. The first round, and one started while the workers fall back to full "
-               "pushes, are taken at once", ps_only=True),
+               "pushes, are taken at once" + default_help("round_lag"), ps_only=True),
         Option("--online-rounds", str, D.online_rounds, "online: where a predictor round trains. graph: in the PS, "
                "continuing the last predictor that passed for a bounded number of optimizer steps; stage: an "
                "mp2_train_stage.py process per round, epochs over every snapshot (--online-stage-flags)", ps_only=True),

@@ -2,19 +2,21 @@
 
 The defaults are online MP² as measured on Fashion-MNIST (120 steps per epoch, 4 workers of 125
 images): the schedule's in results/unseen (stage rounds), the graph rounds' (first-round steps, dense
-rank) in results/online-rounds. Four of them are counts of steps or snapshots, whose best value
-depends on how long an epoch is; they are derived from the run (RunInfo.steps_per_epoch) by one rule:
+rank, round lag) in results/online-rounds. Five of them are counts of steps or snapshots, whose best
+value depends on how long an epoch is; they are derived from the run (RunInfo.steps_per_epoch) by one rule:
 
-    value = max(digits value, floor(Fashion-MNIST value × steps_per_epoch / 120))
+    value = max(floor, Fashion-MNIST value × steps_per_epoch // 120)
 
                              Fashion-MNIST (120 steps/epoch)   digits (14 steps/epoch)   floor
     --warmup-snapshots                  30                          3                     3
     --online-snapshot-every              2                          1                     1
     --partial-snapshot-every            50                         20                    20
     --retrain-after                      8                          3                     3
+    --round-lag                        100                         11                    10
 
-so both measured settings come out of it, and a run in between gets the Fashion-MNIST setting scaled
-to its epoch. A value given on the command line is taken as given. The stage's --val-images (1000)
+so both measured settings come out of it (the first four floors are digits' measured values; the
+lag's floor keeps a few steps of it beside the training on a short epoch), and a run in between gets
+the Fashion-MNIST setting scaled to its epoch. A value given on the command line is taken as given. The stage's --val-images (1000)
 is capped at a tenth of the training images when the stage flags are the default ones (digits: 144),
 as mp2_train_stage.py caps its own default; the stage caps --eval-images at the test set itself.
 
@@ -39,7 +41,7 @@ from predictor.stage.flags import check_round_flags
 REFERENCE_STEPS_PER_EPOCH = 120  # Fashion-MNIST's, where the defaults were measured
 # field: (Fashion-MNIST value, digits value = the floor)
 SCALED = {"warmup_snapshots": (30, 3), "online_snapshot_every": (2, 1), "partial_snapshot_every": (50, 20),
-          "retrain_after": (8, 3)}
+          "retrain_after": (8, 3), "round_lag": (100, 10)}
 DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 --holdout 0.05"
 # Shared flags the measured command passes besides the method's defaults (see the docstring for why).
 ROUND_KINDS = ("graph", "stage")
@@ -73,7 +75,7 @@ class MP2Options:
     watch_every: int = 10
     watch_tolerance: float = 0.05
     online_wait: bool = True               # rounds land on the same step under any load; --no-online-wait
-    round_lag: int = 0                     # a round started while a predictor is live is taken this many steps later
+    round_lag: int | None = None           # a round started while a predictor is live is taken this many steps later
     online_rounds: str = "graph"           # or "stage": runtime/methods/rounds.py
     first_round_steps: int = 6000          # graph rounds: optimizer steps of the first round
     round_steps: int = 300                 # graph rounds: optimizer steps of every later round
@@ -155,5 +157,5 @@ def measured_command(steps_per_epoch: int = REFERENCE_STEPS_PER_EPOCH) -> str:
     flags = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in
              ("warmup_snapshots", "online_snapshot_every", "partial_snapshot_every", "retrain_after",
               "refresh_every", "refresh_steps", "switch_tolerance", "watch_tolerance", "online_rounds",
-              "first_round_steps", "round_steps", "dense_rank")]
+              "first_round_steps", "round_steps", "round_lag", "dense_rank")]
     return " ".join(["--method mp2", MEASURED_SHARED_FLAGS, *flags])

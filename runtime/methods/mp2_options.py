@@ -12,7 +12,7 @@ value depends on how long an epoch is; they are derived from the run (RunInfo.st
     --online-snapshot-every              2                          1                     1
     --partial-snapshot-every            50                         20                    20
     --retrain-after                      8                          3                     3
-    --round-lag                        300                         35                    10
+    --round-lag                        100                         11                    10
 
 so both measured settings come out of it (the first four floors are digits' measured values; the
 lag's floor keeps a few steps of it beside the training on a short epoch), and a run in between gets
@@ -41,7 +41,7 @@ from predictor.stage.flags import check_round_flags
 REFERENCE_STEPS_PER_EPOCH = 120  # Fashion-MNIST's, where the defaults were measured
 # field: (Fashion-MNIST value, digits value = the floor)
 SCALED = {"warmup_snapshots": (30, 3), "online_snapshot_every": (2, 1), "partial_snapshot_every": (50, 20),
-          "retrain_after": (8, 3), "round_lag": (300, 10)}
+          "retrain_after": (8, 3), "round_lag": (100, 10)}
 DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 --holdout 0.05"
 # Shared flags the measured command passes besides the method's defaults (see the docstring for why).
 ROUND_KINDS = ("graph", "stage")
@@ -78,7 +78,7 @@ class MP2Options:
     round_lag: int | None = None           # a round started while a predictor is live is taken this many steps later
     online_rounds: str = "graph"           # or "stage": runtime/methods/rounds.py
     first_round_steps: int = 6000          # graph rounds: optimizer steps of the first round
-    round_steps: int = 1000                # graph rounds: optimizer steps of every later round
+    round_steps: int = 300                 # graph rounds: optimizer steps of every later round
     dense_rank: int = 16                   # graph rounds: the predictor's dense heads 64 -> R -> n (0: 64 -> n)
     online_stage_flags: str = DEFAULT_STAGE_FLAGS
     predictor_init: str | None = None

@@ -37,15 +37,11 @@ from npzio import under
 from optim import Adam
 
 ROOT = Path(__file__).resolve().parents[2]
-# Later rounds fine-tune: at the first round's rate, 300 more steps of 64 images left the predictor worse on
-# the freshest snapshot than it started (Adam's steps are about the rate in size); a tenth of it improved it
-# but too little to matter. Steps of 256 images at 3e-4 (less noisy gradients, a larger rate) gained
-# 0.2-0.4 points on two seeds (results/online-rounds).
-FIRST_LR, LATER_LR = 1e-3, 3e-4
+# Later rounds fine-tune: at the first round's rate, 300 more steps left the predictor worse on the freshest
+# snapshot than it started (Adam's steps are about the rate in size); a tenth of it improved it every round.
+FIRST_LR, LATER_LR = 1e-3, 1e-4
 RECENT_SHARE = 0.5  # of a later round's steps, on the snapshots taken since the round before
-# Images per optimizer step: the first round's (its cost is mostly the predictor's: many cheap steps), a
-# later round's (it trains beside the training, so fewer, larger steps).
-ROUND_IMAGE_BATCH, LATER_IMAGE_BATCH = 64, 256
+ROUND_IMAGE_BATCH = 64  # images per optimizer step of a graph round: the cost of a step is mostly the predictor's
 # Optimizer steps per session call (a loop in the graph): one call per step cost LeNet-5's rounds about a
 # third of their time in feeding and dispatch (4.6 ms a step against 3.0 in calls of 50).
 STEPS_PER_CALL = 50
@@ -81,8 +77,7 @@ class GraphRounds:
     accepted state, or from the start (the warm start's predictor, or a fresh one) if none was.
     Each optimizer step takes one snapshot (of those the round was started with: uniformly, but in later
     rounds half the steps from the snapshots the accepted predictor never saw) and
-    ROUND_IMAGE_BATCH loss images in the first round, LATER_IMAGE_BATCH later (the training images outside
-    the check's validation images), and
+    ROUND_IMAGE_BATCH loss images (the training images outside the check's validation images), and
     back-propagates the cross-entropy of the network assembled from the snapshot's pushed group and
     the trainee's prediction: the method's result loss.
     """
@@ -162,8 +157,7 @@ class GraphRounds:
             fresh = rng.random(steps) < RECENT_SHARE
             rows[fresh] = rng.integers(self._trained_on, len(pushed_groups), int(fresh.sum()))
         self._started_with = len(pushed_groups)
-        batch = ROUND_IMAGE_BATCH if number == 1 else LATER_IMAGE_BATCH
-        batches = self.pool[rng.integers(0, len(self.pool), (steps, batch))]
+        batches = self.pool[rng.integers(0, len(self.pool), (steps, ROUND_IMAGE_BATCH))]
         groups = [pushed_groups[r] for r in rows]
         self._result, started = None, time.monotonic()
 

@@ -16,9 +16,10 @@ value depends on how long an epoch is; they are derived from the run (RunInfo.st
 
 so both measured settings come out of it (the first four floors are digits' measured values; the
 lag's floor keeps a few steps of it beside the training on a short epoch), and a run in between gets
-the Fashion-MNIST setting scaled to its epoch. A value given on the command line is taken as given. The stage's --val-images (1000)
-is capped at a tenth of the training images when the stage flags are the default ones (digits: 144),
-as mp2_train_stage.py caps its own default; the stage caps --eval-images at the test set itself.
+the Fashion-MNIST setting scaled to its epoch. A value given on the command line is taken as given.
+The stage's --val-images (1000) is capped at a tenth of the training images when the stage flags are
+the default ones (digits: 144), as mp2_train_stage.py caps its own default; the stage caps
+--eval-images at the test set itself.
 
 Not a method option, so not here: the pushed group. The measured setting pushes the classifier too
 (--push front+head). --push is shared by the PS and every worker, and a worker cannot tell online MP²
@@ -39,7 +40,8 @@ from runtime.methods.base import RunInfo
 from predictor.stage.flags import check_round_flags
 
 REFERENCE_STEPS_PER_EPOCH = 120  # Fashion-MNIST's, where the defaults were measured
-# field: (Fashion-MNIST value, digits value = the floor)
+DIGITS_STEPS_PER_EPOCH = 14  # digits' (4 workers of 25 images), the other measured setting
+# field: (Fashion-MNIST value, floor)
 SCALED = {"warmup_snapshots": (30, 3), "online_snapshot_every": (2, 1), "partial_snapshot_every": (50, 20),
           "retrain_after": (8, 3), "round_lag": (100, 10)}
 DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 --holdout 0.05"
@@ -148,7 +150,7 @@ def default_help(name: str) -> str:
     """The help text's note on a derived default."""
     fashion, floor = SCALED[name]
     return (f"; default: {fashion} × steps per epoch / {REFERENCE_STEPS_PER_EPOCH}, at least {floor} "
-            f"(Fashion-MNIST's {fashion}, digits' {floor})")
+            f"(Fashion-MNIST's {fashion}, digits' {derived(name, DIGITS_STEPS_PER_EPOCH)})")
 
 
 def measured_command(steps_per_epoch: int = REFERENCE_STEPS_PER_EPOCH) -> str:

@@ -153,8 +153,9 @@ def work(ps_host: str, worker_hosts: list[str], index: int, model_name: str, met
          first_phase: int) -> None:
     import tensorflow as tf
 
-    from runtime import cluster, deadline
+    from runtime import cluster, deadline, faults, tferrors
     from runtime.wire import Wire, as_list, nbytes
+    from runtime.worker import LOOK_AGAIN_SECONDS, RETRIES
 
     tf.compat.v1.disable_eager_execution()
     spec = cluster.Cluster((ps_host,), tuple(worker_hosts))
@@ -182,23 +183,61 @@ def work(ps_host: str, worker_hosts: list[str], index: int, model_name: str, met
         # and the control word come back to Python.
         landed = [tf.identity(t) for t in as_list(wire.down[index].dequeue())]
         pull = [nbytes(landed), landed[-1]]
+    # Where this worker's calls stand on the PS, for a call gRPC delivered twice or TensorFlow aborted
+    # without a cause (tferrors.ambiguous): asked about as runtime/worker.py asks, with the same counters.
+    push_probe = [wire.up[index].size(), wire.delivered[index].read_value()]
+    pull_probe = [wire.down[index].size(), wire.replied.read_value()]
     cluster.wait_for_port(ps_host, 60, "the PS")
     session = cluster.session(server, "worker", index, 1)
     session.run(initializers, feeds)
+    exchanges, recovered = 0, 0
+
+    def call(fetches, what: str, probe: list, settled, before, after) -> list:
+        """Run `fetches`; after an ambiguous abort, run again unless `settled(*probe)` says it took effect.
+        `before`, `after`: runtime/faults.py's hooks, which the tests use to fail a call on purpose."""
+        nonlocal recovered
+        for attempt in range(RETRIES + 1):
+            try:
+                before()
+                got = deadline.run(session, fetches, seconds=TIMEOUT, what=what)
+                after()
+                return got
+            except tf.errors.AbortedError as e:
+                if not tferrors.ambiguous(e) or attempt == RETRIES:
+                    raise
+                recovered += 1
+                time.sleep(LOOK_AGAIN_SECONDS)  # the first copy of the call may still be settling on the PS
+                done = settled(*deadline.run(session, probe, seconds=TIMEOUT, what=f"{what}: asking the PS"))
+                print(f"ps_step: worker {index}: {what}: aborted ({tferrors.explain(e)}); "
+                      + ("it had taken effect" if done else "run again"), file=sys.stderr, flush=True)
+                if done:
+                    return []
+
+    def pushed_already(queued: int, delivered: int) -> bool:
+        return queued > 0 or delivered >= exchanges
+
+    def reply_lost(waiting: int, replied: int) -> bool:
+        if waiting == 0 and replied >= exchanges:  # taken from down/i, and lost on the way: nothing to wait for
+            raise RuntimeError(f"worker {index}: the PS's reply to exchange {exchanges} was taken and lost")
+        return False
+
     times, pushed, received = [], [], []
     phase = first_phase
     for step in range(steps):
         started, down = time.perf_counter(), 0
         for k, push in enumerate(pushes[phase]):
-            deadline.run(session, push, seconds=TIMEOUT, what=f"worker {index} pushing step {step + 1}")
-            got, control = deadline.run(session, pull, seconds=TIMEOUT, what=f"worker {index} waiting for reply {step + 1}")
+            exchanges += 1
+            call(push, f"worker {index} pushing step {step + 1}", push_probe, pushed_already,
+                 lambda: faults.before_send(index, step), lambda: faults.after_send(index, step))
+            got, control = call(pull, f"worker {index} waiting for reply {step + 1}", pull_probe, reply_lost,
+                                lambda: faults.before_pull(index, step), lambda: None)
             down += int(got)
         times.append(time.perf_counter() - started)
         pushed.append(up_bytes[phase])
         received.append(down)
         phase = int(control[0])  # the reply announces the next step's phase
-    print(RESULT_TAG + json.dumps({"index": index, "step_seconds": times, "bytes_up": pushed, "bytes_down": received}),
-          flush=True)
+    print(RESULT_TAG + json.dumps({"index": index, "step_seconds": times, "bytes_up": pushed, "bytes_down": received,
+                                   "recovered_calls": recovered}), flush=True)
     cluster.exit_now(0)
 
 
@@ -281,6 +320,9 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
             "bytes_up_per_worker_step": spread([w["bytes_up"][s] for w in worker_results for s in measured]),
             "bytes_down_per_worker_step": spread([w["bytes_down"][s] for w in worker_results for s in measured]),
             "predictor_weights": predictor_weights(method),
+            # Calls TensorFlow aborted ambiguously that the workers asked about and recovered (a step with one
+            # is slower by the asking): 0 in a clean run.
+            "recovered_calls": sum(w["recovered_calls"] for w in worker_results),
             "ps_step_seconds": [ps_seconds[s] for s in measured],
             "traced_step": {"ms": 1000 * ps_seconds[-1], "ms_by_op_type": op_times(session.graph, traces)}}
 

@@ -79,10 +79,12 @@ def start(script: str, *args: str) -> subprocess.Popen:
     )
 
 
-def run(script: str, *args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """`script` (a path in the repository) run from `cwd`."""
+def run(script: str, *args: str, timeout: float = 300, cwd: Path = ROOT,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`script` (a path in the repository) run from `cwd`, with `env` added to the tests' environment."""
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *args], cwd=cwd, env=launcher_env(), text=True, timeout=timeout,
+        [sys.executable, str(ROOT / script), *args], cwd=cwd, env={**launcher_env(), **(env or {})}, text=True,
+        timeout=timeout,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
 

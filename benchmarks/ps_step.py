@@ -36,7 +36,10 @@ times from there until the exchange's session run has enqueued the last reply: p
 aggregate, update, predict, reply), with every worker idle and waiting. A step's time is the sum over
 its exchanges. The workers time push -> reply over the whole step and count the bytes they push and
 receive, as the runtime counts them (the reply's control word included). One extra step, unmeasured,
-is traced op by op to show where its time goes.
+is traced op by op to show where its time goes. A call that gRPC delivered twice, or that TensorFlow
+aborted without naming a cause, is asked about and recovered as runtime/worker.py recovers it (the PS's
+`delivered` and `replied` counters); results.json counts such calls per configuration (`recovered_calls`,
+0 in a clean run: a step with one is slower by the asking).
 
 Writes results.json (with provenance) and README.md (the command, the machine, the table) to --out.
 """

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models import get
-from tests.cluster import check_provenance, powersgd_sizes, run, topk_entries
+from tests.cluster import check_provenance, powersgd_sizes, run
 
 SCRIPT = "benchmarks/ps_step.py"
 LENET = get("lenet5", 10)
@@ -25,7 +25,8 @@ def test_tiny_run_reports_time_and_bytes_for_each_method(tmp_path):
     from predictor import Predictor
 
     out = tmp_path / "ps_step"
-    methods = ("mp2", "topk", "powersgd")
+    # MP² (a predictor beside it) and PowerSGD (two exchanges a step); Top-k's bytes: tests/test_runtime.py.
+    methods = ("mp2", "powersgd")
     # Calls that gRPC delivered twice (a push that had landed, a wait for a reply not yet sent) are asked
     # about and recovered, as the product's worker does; a push sent again would shift every later exchange.
     done = run(SCRIPT, "--model", "lenet5", "--workers", str(WORKERS), "--methods", *methods,
@@ -43,26 +44,22 @@ def test_tiny_run_reports_time_and_bytes_for_each_method(tmp_path):
 
     layout = LENET.layout
     assert (layout.total, layout.pushed) == (44426, 2572)
-    k = topk_entries(LENET.layout, 0.01)
     p, q, dense = powersgd_sizes(LENET.layout, 2)
     assert (p, q, dense) == (472, 1270, 236)
     # Bytes one worker sends and receives per step, as the layout and the method's defaults imply.
-    expected_up = {"mp2": 4 * layout.pushed, "topk": 8 * k, "powersgd": 4 * (p + dense + q)}
+    expected_up = {"mp2": 4 * layout.pushed, "powersgd": 4 * (p + dense + q)}
     for method, r in rows.items():
         up, down = r["bytes_up_per_worker_step"], r["bytes_down_per_worker_step"]
         assert up["min"] == up["max"] == up["median"] == expected_up[method], (method, up)
         assert down["min"] == down["max"] == down["median"], (method, down)  # the same reply every step
     assert rows["mp2"]["bytes_down_per_worker_step"]["median"] == 4 * layout.total + CONTROL  # the whole model back
     assert rows["powersgd"]["bytes_down_per_worker_step"]["median"] == 4 * (p + dense) + CONTROL + 4 * q + CONTROL
-    # Top-k's reply is the sparse average: the union of the workers' positions, k to N·k of them.
-    topk_down = rows["topk"]["bytes_down_per_worker_step"]["median"] - CONTROL
-    assert topk_down % 8 == 0 and 8 * k <= topk_down <= 8 * WORKERS * k
     assert rows["powersgd"]["exchanges_per_step"] == {"step": 2}
 
     # The predictor's size beside MP² (an untrained one of the default structure); none for the others.
     expected_weights = sum(v.size for v in Predictor(layout, seed=0).numpy_weights().values())
     assert rows["mp2"]["predictor_weights"] == expected_weights > 0
-    assert rows["topk"]["predictor_weights"] is None and rows["powersgd"]["predictor_weights"] is None
+    assert rows["powersgd"]["predictor_weights"] is None
     assert rows["mp2"]["method_options"]["predictor"] == "<untrained, written by ps_step>"  # no temporary path
 
     for method, r in rows.items():

@@ -199,8 +199,9 @@ class OnlineController:
         elif isinstance(a, schedule.StartRound):
             how = self.rounds.start(a.step, a.round, list(self.pushed_groups))
             lag = self.settings.round_lag if self.state.live and not self.state.falling_back else 0
-            if lag:
-                when = f"beside the training, taken at step {a.step + lag + 1}"
+            if lag:  # polled from that step on; with --online-wait the barrier waits there if it is late
+                when = (f"beside the training, taken at step {a.step + lag + 1}" if self.settings.online_wait
+                        else f"beside the training, taken when done from step {a.step + lag + 1} on")
             else:
                 when = "the step barrier waits" if self.settings.online_wait else "beside the training"
             self.log(f"online: step {a.step + 1}: training predictor {a.round} from {len(self.pushed_groups)} snapshots "

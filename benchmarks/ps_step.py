@@ -157,7 +157,7 @@ def work(ps_host: str, worker_hosts: list[str], index: int, model_name: str, met
     import tensorflow as tf
 
     from runtime import cluster, deadline, faults, tferrors
-    from runtime.wire import Wire, as_list, nbytes
+    from runtime.wire import Wire, as_list, nbytes, push_arrived, reply_gone
     from runtime.worker import LOOK_AGAIN_SECONDS, RETRIES
 
     tf.compat.v1.disable_eager_execution()
@@ -217,10 +217,10 @@ def work(ps_host: str, worker_hosts: list[str], index: int, model_name: str, met
                     return []
 
     def pushed_already(queued: int, delivered: int) -> bool:
-        return queued > 0 or delivered >= exchanges
+        return push_arrived(queued, delivered, exchanges)
 
     def reply_lost(waiting: int, replied: int) -> bool:
-        if waiting == 0 and replied >= exchanges:  # taken from down/i, and lost on the way: nothing to wait for
+        if reply_gone(waiting, replied, exchanges):  # taken from down/i, and lost on the way: nothing to wait for
             raise RuntimeError(f"worker {index}: the PS's reply to exchange {exchanges} was taken and lost")
         return False
 

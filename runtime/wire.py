@@ -48,6 +48,18 @@ class Wire:
             self.replied = tf.Variable(tf.constant(-1, tf.int64), trainable=False, name="replied")
 
 
+def push_arrived(queued: int, delivered: int, exchange: int) -> bool:
+    """Whether a worker's payload of exchange `exchange` reached the PS: still in up/i (`queued` items),
+    or taken already (`delivered`, the worker's Wire.delivered value)."""
+    return queued > 0 or delivered >= exchange
+
+
+def reply_gone(waiting: int, replied: int, exchange: int) -> bool:
+    """Whether the PS's reply to exchange `exchange` has left down/i (`waiting` items): sent (`replied`,
+    Wire.replied) and no longer there, so a worker that did not get it cannot have it again."""
+    return waiting == 0 and replied >= exchange
+
+
 def welcome_queue(index: int, nonce: str) -> tf.queue.FIFOQueue:
     """The welcome queue of the worker process that said hello as `index` with `nonce`."""
     with tf.device(PS_DEVICE):

@@ -20,7 +20,7 @@ from runtime import deadline, faults, tferrors
 from runtime.local_model import LocalModel
 from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
 from optim import learning_rate
-from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, nbytes, welcome_queue
+from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, nbytes, push_arrived, reply_gone, welcome_queue
 
 
 NOTICE_MARGIN = 20.0  # seconds
@@ -220,7 +220,7 @@ class WorkerGraph:
         for look in range(2):
             queued, delivered = self._run(session, self.landed_probe, None, timeout,
                                           "asking the PS whether an aborted push arrived")
-            if queued > 0 or delivered >= self.exchanges:
+            if push_arrived(queued, delivered, self.exchanges):
                 return True
             if look == 0:
                 time.sleep(LOOK_AGAIN_SECONDS)
@@ -250,7 +250,7 @@ class WorkerGraph:
                     self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the call that took the PS's "
                              f"reply ({tferrors.explain(e)}); it had been applied: read back")
                     return list(self._run(session, self.read_back, None, timeout, "reading the applied reply"))
-                if waiting == 0 and replied >= self.exchanges:
+                if reply_gone(waiting, replied, self.exchanges):
                     raise RunStopped(f"step {step + 1}: TensorFlow's runtime aborted the call that took the PS's reply "
                                      f"after the reply had left the PS's queue ({tferrors.explain(e)}); it cannot be "
                                      f"had again: resume the run from its last checkpoint (--resume)") from None

@@ -198,10 +198,10 @@ class OnlineController:
             return schedule.CandidateJudged(a.step, 0, self.reference, assembled, extra=(("path", self.init_path),))
         elif isinstance(a, schedule.StartRound):
             how = self.rounds.start(a.step, a.round, list(self.pushed_groups))
-            lag = self.settings.round_lag if self.state.live and not self.state.falling_back else 0
-            if lag:  # polled from that step on; with --online-wait the barrier waits there if it is late
-                when = (f"beside the training, taken at step {a.step + lag + 1}" if self.settings.online_wait
-                        else f"beside the training, taken when done from step {a.step + lag + 1} on")
+            polled = schedule.polled_from(self.state, self.settings)
+            if polled > a.step:  # with --online-wait the barrier waits there if the round is late
+                when = (f"beside the training, taken at step {polled + 1}" if self.settings.online_wait
+                        else f"beside the training, taken when done from step {polled + 1} on")
             else:
                 when = "the step barrier waits" if self.settings.online_wait else "beside the training"
             self.log(f"online: step {a.step + 1}: training predictor {a.round} from {len(self.pushed_groups)} snapshots "

@@ -193,6 +193,14 @@ def full_reason(state: State, step: int, o: MP2Options) -> str:
     return "waiting for a round"  # announced before the promotion at the previous step's end
 
 
+def polled_from(state: State, o: MP2Options) -> int:
+    """The first step whose Tick polls the running round: --round-lag steps after it started while a
+    predictor is live; at once while the workers push everything (first round, fallback), where each
+    step of lag would cost a full push."""
+    live = state.live and not state.falling_back
+    return state.round_started + (o.round_lag if live else 0)
+
+
 # --- the decision function -------------------------------------------------------------------------
 def decide(state: State, event: Event, o: MP2Options) -> tuple[State, list[Action]]:
     s, replace = state, dataclasses.replace
@@ -221,9 +229,7 @@ def decide(state: State, event: Event, o: MP2Options) -> tuple[State, list[Actio
 
     if isinstance(event, Tick):
         if s.training:
-            # While a predictor is live the round trains beside the training until its lag is over; while the
-            # workers push everything (first round, fallback) each step of lag would cost a full push.
-            if s.live and not s.falling_back and event.step < s.round_started + o.round_lag:
+            if event.step < polled_from(s, o):  # the round trains beside the training until its lag is over
                 return s, []
             return s, [PollRound(event.step)]
         first = s.rounds == 0 and not s.live  # a warm start that passed retrains as any later round

@@ -109,9 +109,23 @@ def payloads(method, phase: int, rng: np.random.Generator) -> list[list[np.ndarr
     if method.name in ("baseline", "localsgd", "wnn"):
         return [[floats(layout.total)]]
     if method.name == "mp2":
+        from compression.topk import topk_count
+        from models import PREDICTED
         from runtime.methods.mp2 import FULL
 
-        return [[floats(layout.total if phase == FULL else layout.pushed)]]
+        sent = [floats(layout.total if phase == FULL else layout.pushed)]
+        ratio = method.settings.correction_ratio
+        if ratio > 0:  # the predicted group's Top-k gradient (none on full steps)
+            values, positions, offset = [], [], 0
+            for spec in layout.params:
+                if spec.group == PREDICTED and phase != FULL:
+                    count = topk_count(ratio, spec.size)
+                    positions.append(rng.choice(spec.size, count, replace=False).astype(np.int32) + np.int32(offset))
+                    values.append(floats(count))
+                offset += spec.size if spec.group == PREDICTED else 0
+            sent += [np.concatenate(values or [np.zeros(0, np.float32)]),
+                     np.concatenate(positions or [np.zeros(0, np.int32)])]
+        return [sent]
     if method.name in ("topk", "dgc"):
         counts = sparse_counts(method)
         dense = method.dense_mask()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models import PREDICTED
 from runtime.cluster import PORT_RANGE_ENV, free_ports
 
 
@@ -114,6 +115,11 @@ def read_jsonl(path: Path) -> list[dict]:
 def topk_entries(layout, ratio: float) -> int:
     """Top-k's entries per step: max(1, ⌊ratio · n⌋) of every tensor."""
     return sum(max(1, int(ratio * p.size)) for p in layout.params)
+
+
+def correction_entries(layout, ratio: float) -> int:
+    """MP²'s correction entries per partial step: max(1, ⌊ratio · n⌋) of every predicted tensor."""
+    return sum(max(1, int(ratio * p.size)) for p in layout.params if p.group == PREDICTED)
 
 
 def powersgd_sizes(layout, rank: int) -> tuple[int, int, int]:

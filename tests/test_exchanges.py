@@ -188,14 +188,21 @@ def test_mp2_with_a_sync_interval_exchanges_every_h_steps_and_predicts_there(run
     """MP² with --sync-every H: the same exchange steps as local SGD's; each is a full push (warm-up, the
     schedule's refresh windows) or a partial one (the pushed group up, the PS's prediction down), every
     worker in sync with the PS at each, and the bytes those of the exchanges alone."""
-    pushed = models.get("lenet5", 10, push="front+head").layout.pushed
+    from compression.topk import topk_count
+
+    layout = models.get("lenet5", 10, push="front+head").layout
     summary, records = _summary(runs["mp2"]), read_jsonl(runs["mp2"] / "metrics.jsonl")
+    # A partial exchange pushes the pushed group and the correction's Top-k (value and int32 position) of
+    # the predicted group's gradient.
+    ratio = summary["method_options"]["correction_ratio"]
+    assert ratio > 0
+    sparse = sum(topk_count(ratio, p.size) for p in layout.params if p.group == models.PREDICTED)
     assert any(e["event"] == "switch to mp2" for e in summary["method_stats"]["online"]["events"])
     for r, n in zip(records, [_syncs(0), _syncs(1)]):
         full, partial = r["phases"].get("full", 0), r["phases"].get("partial", 0)
         assert r["phases"]["local"] == STEPS - n and full + partial == n, r["phases"]
         assert [w["steps_verified_in_sync"] for w in r["workers"]] == [n, n]
-        assert r["bytes_pushed"] == 2 * 4 * (T * full + pushed * partial)
+        assert r["bytes_pushed"] == 2 * (4 * T * full + (4 * layout.pushed + 8 * sparse) * partial)
     assert summary["phases"]["partial"] > 0 and summary["test_acc_by_epoch"][-1] > 0.3
     # The schedule counted exchanges: 3 warm-up snapshots, one per full exchange, before the first round.
     assert summary["method_stats"]["steps"]["full_by_reason"]["warm-up"] == 3

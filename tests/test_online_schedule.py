@@ -22,10 +22,11 @@ DIGITS = MP2Options().for_run(14)    # digits, --worker-batch 25: 14
 def test_defaults_are_the_measured_fashion_setting():
     o = FASHION
     assert (o.warmup_snapshots, o.online_snapshot_every, o.partial_snapshot_every, o.retrain_after) == (30, 2, 50, 8)
-    assert (o.refresh_every, o.refresh_steps, o.switch_tolerance, o.watch_tolerance) == (100, 2, 0.02, 0.05)
+    assert (o.refresh_every, o.refresh_steps, o.switch_tolerance, o.watch_tolerance) == (200, 2, 0.02, 0.05)
     assert (o.online_rounds, o.first_round_steps, o.round_steps, o.online_wait) == ("graph", 6000, 300, True)
     assert o.round_lag == 100
     assert o.dense_rank == 16
+    assert o.correction_ratio == 0.005
     # Stage rounds (--online-rounds stage) keep the flags their measured runs used.
     assert o.online_stage_flags == "--epochs 6 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 --holdout 0.05"
 

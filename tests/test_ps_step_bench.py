@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from models import get
-from tests.cluster import check_provenance, powersgd_sizes, run
+from runtime.methods.mp2_options import CORRECTION_RATIO
+from tests.cluster import check_provenance, correction_entries, powersgd_sizes, run
 
 SCRIPT = "benchmarks/ps_step.py"
 LENET = get("lenet5", 10)
@@ -47,7 +48,8 @@ def test_tiny_run_reports_time_and_bytes_for_each_method(tmp_path):
     p, q, dense = powersgd_sizes(LENET.layout, 2)
     assert (p, q, dense) == (472, 1270, 236)
     # Bytes one worker sends and receives per step, as the layout and the method's defaults imply.
-    expected_up = {"mp2": 4 * layout.pushed, "powersgd": 4 * (p + dense + q)}
+    # MP²'s partial step: the pushed group and the correction's Top-k (value and position) of the predicted group.
+    expected_up = {"mp2": 4 * layout.pushed + 8 * correction_entries(layout, CORRECTION_RATIO), "powersgd": 4 * (p + dense + q)}
     for method, r in rows.items():
         up, down = r["bytes_up_per_worker_step"], r["bytes_down_per_worker_step"]
         assert up["min"] == up["max"] == up["median"] == expected_up[method], (method, up)

@@ -14,7 +14,8 @@ import data
 import models
 from predictor import Predictor, load_checkpoint, save_checkpoint
 from runtime.methods.mp2_options import MP2Options
-from tests.cluster import SMALL, cluster_flags, read_jsonl, run, run_together, start, take_ports, topk_entries
+from tests.cluster import (SMALL, cluster_flags, correction_entries, read_jsonl, run, run_together, start, take_ports,
+                           topk_entries)
 
 pytestmark = pytest.mark.cluster
 
@@ -72,35 +73,51 @@ def test_baseline_two_workers_learns_and_counts_bytes(tmp_path):
 
 
 def test_mp2_pushes_the_pushed_group_and_replies_with_the_prediction_of_the_average(tmp_path, untrained_predictor):
-    """Checked on the wire itself: what each worker trained and sent, and what came back."""
+    """Checked on the wire itself: what each worker trained and sent, and what came back — the prediction
+    from the average of the pushed groups, plus the correction: Adam's steps (optim.py's update, redone
+    here in numpy) on the mean of the workers' Top-k of their gradient of the predicted group."""
     out = tmp_path / "run"
     done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--predictor", untrained_predictor,
                "--epochs", "2", "--full-push-epochs", "1", "--trace-steps", "4", "--out", str(out), *SMALL, *SYNC)
     assert done.returncode == 0, done.stdout
     summary = _check_records(out)
     layout = LENET.layout
-    workers = 2
-    # Epoch 1 pushes the pushed group, epoch 2 (the full-push finish) everything; replies are whole models.
-    assert summary["bytes_pushed_total"] == 4 * (layout.pushed + layout.total) * STEPS_PER_EPOCH * workers
+    workers, ratio = 2, summary["method_options"]["correction_ratio"]
+    sparse = correction_entries(layout, ratio)
+    assert ratio > 0 and 0 < sparse < layout.predicted // 100
+    # Epoch 1 pushes the pushed group and the correction's entries, epoch 2 (the full-push finish)
+    # everything; replies are whole models.
+    assert summary["bytes_pushed_total"] == (4 * layout.pushed + 8 * sparse + 4 * layout.total) * STEPS_PER_EPOCH * workers
     assert summary["bytes_pulled_total"] == (4 * layout.total + CONTROL) * 2 * STEPS_PER_EPOCH * workers
     assert summary["phases"] == {"partial": STEPS_PER_EPOCH, "full": STEPS_PER_EPOCH}
     traces = [np.load(out / f"trace-worker-{i}.npz") for i in (0, 1)]
     predictor = Predictor(layout, weights=load_checkpoint(untrained_predictor, layout)[0])
-    for s in range(1, 4):
-        before = traces[0][f"{s - 1}/reply/0"]  # the model every worker started step s from
+    correction, m, v = (np.zeros(layout.predicted) for _ in range(3))
+    for s in range(4):
         ups = [t[f"{s}/up/0"] for t in traces]
         assert all(u.shape == (layout.pushed,) for u in ups)
         assert not np.allclose(ups[0], ups[1])  # the workers' data differ, so must their pushes
+        if s > 0:
+            before = traces[0][f"{s - 1}/reply/0"]  # the model every worker started step s from
+            for t in traces:
+                trained = t[f"{s}/trained"]
+                # Workers train the pushed group only: the predicted group is what the PS sent.
+                np.testing.assert_array_equal(layout.split(trained)[1], layout.split(before)[1])
+                assert not np.allclose(layout.split(trained)[0], layout.split(before)[0])
+        gradient = np.zeros(layout.predicted)
         for t in traces:
-            trained = t[f"{s}/trained"]
-            # Workers train the pushed group only: the predicted group is what the PS sent.
-            np.testing.assert_array_equal(layout.split(trained)[1], layout.split(before)[1])
-            assert not np.allclose(layout.split(trained)[0], layout.split(before)[0])
+            values, positions = t[f"{s}/up/1"], t[f"{s}/up/2"]
+            assert values.shape == positions.shape == (sparse,) and len(set(positions.tolist())) == sparse
+            np.add.at(gradient, positions, values / workers)
+        m, v = 0.9 * m + 0.1 * gradient, 0.999 * v + 0.001 * gradient ** 2
+        correction -= summary["lr"] * np.sqrt(1 - 0.999 ** (s + 1)) / (1 - 0.9 ** (s + 1)) * m / (np.sqrt(v) + 1e-8)
         reply = traces[0][f"{s}/reply/0"]
         np.testing.assert_array_equal(reply, traces[1][f"{s}/reply/0"])
         average = (ups[0] + ups[1]) / 2  # both workers count, not just one
+        predicted = layout.split(predictor(average).numpy())[1]
         np.testing.assert_allclose(layout.split(reply)[0], average, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(reply, predictor(average).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(layout.split(reply)[1], predicted + correction, rtol=1e-5, atol=1e-6)
+    assert np.count_nonzero(correction) > sparse  # the steps moved it (and more than one step's entries)
 
 
 def test_subset_broadcast_workers_read_the_predictor_file_and_get_only_the_average(tmp_path, untrained_predictor):
@@ -168,7 +185,8 @@ def test_subset_broadcast_of_a_rank_r_predictor_needs_the_file_on_every_worker()
 def test_mp2_control_holds_the_predicted_group(tmp_path):
     out = tmp_path / "run"
     done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--prediction", "hold", "--push", "front+head",
-               "--epochs", "2", "--full-push-epochs", "1", "--trace-steps", "3", "--out", str(out), *SMALL, *SYNC)
+               "--correction-ratio", "0", "--epochs", "2", "--full-push-epochs", "1", "--trace-steps", "3", "--out",
+               str(out), *SMALL, *SYNC)
     assert done.returncode == 0, done.stdout
     summary = _check_records(out)
     layout = LENET.layout.with_push("front+head")
@@ -361,15 +379,16 @@ def test_resume_gives_what_the_uninterrupted_run_gives(tmp_path):
 
 
 def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_path):
-    """Online MP² with --online-wait: 2 epochs in one go, or 1 and then --resume to 2, end in the same model
-    bit for bit, with the same rounds, decisions, phases and bytes. A resume that restarted the warm-up,
-    lost the live predictor, the trainee's state, the snapshots' pushed groups or a round in flight, or
-    resent the predictor's weights, would change the phases, the bytes or the model.
+    """Online MP² with --online-wait (and the correction, the default): 2 epochs in one go, or 1 and then
+    --resume to 2, end in the same model bit for bit, with the same rounds, decisions, phases and bytes. A
+    resume that restarted the warm-up, lost the live predictor, the trainee's state, the snapshots' pushed
+    groups, a round in flight, the PS's correction (and its Adam state) or the workers' Top-k residuals
+    would change the phases, the bytes or the model.
 
     Beside it, the control on the same schedule (--prediction hold --control-switch-step N, N the MP²
     run's switch step) pushes the whole model on exactly as many steps of each epoch, the same bytes."""
     schedule = ["--workers", "2", "--method", "mp2", "--refresh-every", "10", "--refresh-steps", "2", *SMALL]
-    flags = [*schedule, "--broadcast", "subset", "--online-wait", "--warmup-snapshots", "4",
+    flags = [*schedule, "--online-wait", "--warmup-snapshots", "4",
              "--online-snapshot-every", "2", "--retrain-after", "2", "--partial-snapshot-every", "3",
              "--first-round-steps", "20", "--round-steps", "10", "--switch-tolerance", "1", "--watch-tolerance", "1"]
     whole, split, control = tmp_path / "whole", tmp_path / "split", tmp_path / "control"
@@ -393,8 +412,8 @@ def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_pat
     decisions = lambda s: [{k: v for k, v in e.items() if k != "seconds"} for e in s["method_stats"]["online"]["events"]]  # noqa: E731
     assert decisions(a) == decisions(b)
     assert online["rounds"] == b["method_stats"]["online"]["rounds"]
+    assert a["method_options"]["correction_ratio"] > 0
     c = _summary(control)
-    # (The MP² run's phases also name the partial steps that carried the predictor's weights.)
     assert [r["phases"]["full"] for r in _epochs(control)] == [r["phases"]["full"] for r in _epochs(whole)]
     assert c["bytes_pushed_total"] == a["bytes_pushed_total"]
     assert c["method_stats"]["steps"]["full"] == a["method_stats"]["steps"]["full"] > 0
@@ -601,7 +620,11 @@ def test_online_mp2_switches_records_the_switch_and_counts_every_byte(tmp_path, 
     assert (steps["partial"], steps["full"]) == (partial + with_weights, full) and steps["full_by_reason"]["warm-up"] >= 12
     assert "never switched" not in done.stdout and f"{partial + with_weights} of {3 * STEPS_PER_EPOCH} steps" in done.stdout
     layout, workers = LENET.layout, 2
-    assert summary["bytes_pushed_total"] == workers * 4 * (layout.total * full + layout.pushed * (partial + with_weights))
+    # A partial step sends the correction's Top-k too (by default with a full broadcast, never with subset).
+    sparse = correction_entries(layout, summary["method_options"]["correction_ratio"]) if broadcast == "full" else 0
+    assert (sparse > 0) == (broadcast == "full")
+    assert summary["bytes_pushed_total"] == workers * ((4 * layout.total) * full
+                                                       + (4 * layout.pushed + 8 * sparse) * (partial + with_weights))
     if broadcast == "full":
         assert with_weights == 0
         assert summary["bytes_pulled_total"] == workers * (4 * layout.total + CONTROL) * 3 * STEPS_PER_EPOCH

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import SMALL as CLUSTER_SMALL
-from tests.cluster import read_jsonl, run
+from runtime.methods.mp2_options import MP2Options
+from tests.cluster import correction_entries, read_jsonl, run
 from tests.test_runtime import CONTROL, LENET, STEPS_PER_EPOCH
 from tests.test_train_stage import SMALL as STAGE_SMALL
 from tests.test_train_stage import error_line, train_stage, train_stages
@@ -65,7 +66,9 @@ def _full_steps(steps: int, switch: int, every: int = 10, window: int = 2) -> in
 
 
 def _pushed_bytes(full: int, partial: int, workers: int = 2) -> int:
-    return workers * 4 * (LENET.layout.total * full + LENET.layout.pushed * partial)
+    """Full steps push the model; partial ones the pushed group and the correction's Top-k (the default)."""
+    sparse = correction_entries(LENET.layout, MP2Options().for_run(STEPS_PER_EPOCH).correction_ratio)
+    return workers * (4 * LENET.layout.total * full + (4 * LENET.layout.pushed + 8 * sparse) * partial)
 
 
 def test_online_warm_start_switches_at_the_first_snapshot_and_counts_every_byte(trained, tmp_path):

@@ -10,6 +10,10 @@ averaged pushed group, and every worker runs the same predictor itself to fill i
 worker given the PS's `--predictor` file reads it itself (the handshake compares the files' SHA-256);
 otherwise the PS sends the predictor's weights whenever they change (the first PARTIAL step, and after
 online MP² promotes a new predictor): phase PARTIAL_WITH_WEIGHTS, counted like any payload.
+
+With `--correction-ratio r` > 0 (the default) workers also send, on partial steps, a Top-k of their gradient
+of the predicted group, from which the PS learns a correction it adds to every prediction
+(runtime/methods/correction.py); 0 is the paper's MP².
 """
 from __future__ import annotations
 
@@ -24,8 +28,9 @@ import tensorflow as tf
 import argtypes
 from models import PREDICTED, PUSHED
 from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, syncs_at
+from runtime.methods.correction import Correction, compress_gradient
 from runtime.methods.baseline import average_ps, full_push_worker
-from runtime.methods.mp2_options import MP2Options, default_help
+from runtime.methods.mp2_options import CORRECTION_RATIO, MP2Options, default_help
 from runtime.methods.schedule import HeldSchedule, Schedule
 
 FULL, PARTIAL, PARTIAL_WITH_WEIGHTS = 0, 1, 2
@@ -47,6 +52,10 @@ class MP2(Method):
                "worker trains all its layers alone with its local Adam; every H-th step and the last of each epoch "
                "exchange (push the pushed group, or everything on full steps; the PS predicts the rest). Online "
                "MP²'s schedule then counts exchanges, not steps"),
+        Option("--correction-ratio", argtypes.fraction, None, "on partial steps every worker also sends this fraction "
+               "of each predicted tensor's gradient (Top-k with error feedback); the PS learns from them a correction "
+               f"it adds to every prediction; 0: off (the paper's MP²). Default: {CORRECTION_RATIO} with --broadcast "
+               "full, 0 with subset (its workers predict without the PS's correction)"),
         Option("--broadcast", str, D.broadcast, "full: the PS sends the whole model back; subset: only the averaged "
                "pushed group, and each worker predicts the rest with the same predictor"),
         # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone. Defaults:
@@ -113,6 +122,8 @@ class MP2(Method):
         self._exchanges_per_epoch = sum(1 for t in range(run.steps_per_epoch) if syncs_at(t, run.steps_per_epoch, every))
         self.settings = MP2Options.from_flags(opts, dataclasses.replace(run, steps_per_epoch=self._exchanges_per_epoch))
         self.opts = self.settings.as_dict()  # the values used, derived ones included (the summary's method_options)
+        if self.settings.correction_ratio > 0:  # the pushed group; the predicted group's sparse gradient
+            self.up_dtypes = (tf.float32, tf.float32, tf.int32)
         self.path, self.weights, self.sha256 = None, None, None
         self.schedule: Schedule | None = None  # online MP², or the control on its schedule
         self.holders: set[int] = set()  # workers that read the predictor file themselves (PS side)
@@ -286,15 +297,24 @@ class MP2(Method):
 
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         self._check_options()
-        train = w.adam(w.local.variables(PUSHED))
-        with tf.control_dependencies([train]):
-            up = [w.local.vector(PUSHED)]
-        # Full steps train the predicted group too, on an Adam clock of its own (it skips the partial steps).
         pushed_vars, predicted_vars = w.local.variables(PUSHED), w.local.variables(PREDICTED)
-        grads = w.gradients(pushed_vars + predicted_vars)
+        extra_up = []
+        if self.settings.correction_ratio > 0:  # the predicted group's gradient, for the PS's correction
+            grads = w.gradients(pushed_vars + predicted_vars)
+            sent = compress_gradient(w, predicted_vars, grads[len(pushed_vars):], self.settings.correction_ratio)
+            train = tf.group(w.adam(pushed_vars, grads[:len(pushed_vars)]), sent.update)
+            extra_up = [sent.values, sent.indices]
+        else:  # (built in this order, the paper's MP² repeats the runs of earlier versions bit for bit)
+            train = w.adam(pushed_vars)
+            grads = w.gradients(pushed_vars + predicted_vars)
+        with tf.control_dependencies([train]):
+            up = [w.local.vector(PUSHED), *[tf.identity(t) for t in extra_up]]
+        # Full steps train the predicted group too, on an Adam clock of its own (it skips the partial steps).
         phases = {FULL: full_push_worker(w, train=tf.group(
             w.adam(pushed_vars, grads[:len(pushed_vars)]),
             w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted")))}
+        if extra_up:  # every phase sends the same dtypes; a full step has no gradient to send
+            phases[FULL].up += [tf.zeros([0], tf.float32), tf.zeros([0], tf.int32)]
         # Back to full steps after partial ones: the predicted layers' Adam momentum is stale.
         phases[FULL].enter = w.forget_momentum(predicted_vars)
         # Between exchanges (--sync-every H > 1) a worker trains every layer as on a full step, with the same
@@ -330,22 +350,32 @@ class MP2(Method):
         self._model, self._events = ps.model, []
         self.sent_version = 0  # the predictor version the workers were last sent (subset broadcast)
         empty = tf.zeros([0], tf.float32)
+        correction = None
+        if self.settings.correction_ratio > 0:
+            correction = Correction(ps, self.layout.total - self.layout.pushed, self.run.lr)
         if self.settings.prediction == "predictor":
             from runtime.methods.online import OnlineController
 
             with tf.device(ps.device):  # online: untrained until the first round passes its check
                 self.predictor = self._predictor()
             if isinstance(self.schedule, OnlineController):
-                self.schedule.build(self.predictor, ps.device)
+                self.schedule.build(self.predictor, ps.device,
+                                    adjust=None if correction is None else lambda full: correction.added(self.layout, full))
             weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)
         phases = {}
         partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.settings.broadcast == "subset" else [])
         for phase in partial_phases:
-            average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.pushed])  # a static shape
+            payloads = ps.gather()
+            average = tf.reshape(mean([p[0] for p in payloads]), [self.layout.pushed])  # a static shape
+            if correction is not None:
+                before, after = correction.update(payloads)
             if self.settings.prediction == "predictor":
                 full = self.predictor(average)
-            else:  # the control: the predicted group stays where the last full push left it
-                full = self.layout.join(average, self.layout.split(ps.model)[1])
+                if correction is not None:
+                    full = correction.added(self.layout, full, after)
+            else:  # the control: the predicted group stays where the last full push left it (moved by the correction)
+                held = self.layout.split(ps.model)[1]
+                full = self.layout.join(average, held if correction is None else held + (after - before))
             if self.settings.broadcast == "full":
                 reply = [full, empty]
             else:

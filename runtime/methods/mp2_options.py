@@ -2,7 +2,8 @@
 
 The defaults are online MP² as measured on Fashion-MNIST (120 steps per epoch, 4 workers of 125
 images): the schedule's in results/unseen (stage rounds), the graph rounds' (first-round steps, dense
-rank, round lag) in results/online-rounds. Five of them are counts of steps or snapshots, whose best
+rank, round lag) and the correction's (--correction-ratio, with --refresh-every 200, which pays for its
+bytes) in results/online-rounds. Five of them are counts of steps or snapshots, whose best
 value depends on how long an epoch is; they are derived from the run (RunInfo.steps_per_epoch) by one rule:
 
     value = max(floor, Fashion-MNIST value × steps_per_epoch // 120)
@@ -48,6 +49,8 @@ DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-im
 # Shared flags the measured command passes besides the method's defaults (see the docstring for why).
 ROUND_KINDS = ("graph", "stage")
 MEASURED_SHARED_FLAGS = "--push front+head"
+# --correction-ratio's default with --broadcast full; with subset, 0 (its workers predict without the PS's correction)
+CORRECTION_RATIO = 0.005
 
 
 def derived(name: str, steps_per_epoch: int) -> int:
@@ -63,6 +66,7 @@ class MP2Options:
     predictor: str | None = None
     prediction: str = "predictor"          # or "hold": the control
     sync_every: int = 1                    # H: steps between exchanges; workers train every layer alone between them
+    correction_ratio: float | None = None  # Top-k of the predicted group's gradient for the PS's correction; 0: off
     full_push_epochs: int = 0
     broadcast: str = "full"                # or "subset"
     # Online MP² (no --predictor): the PS's alone.
@@ -70,7 +74,7 @@ class MP2Options:
     online_snapshot_every: int | None = None
     partial_snapshot_every: int | None = None
     retrain_after: int | None = None
-    refresh_every: int = 100
+    refresh_every: int = 200
     refresh_steps: int = 2
     switch_tolerance: float = 0.02
     check_images: int = 1000
@@ -93,8 +97,10 @@ class MP2Options:
         return cls(**given).for_run(run.steps_per_epoch)
 
     def for_run(self, steps_per_epoch: int) -> "MP2Options":
-        return dataclasses.replace(self, **{name: derived(name, steps_per_epoch)
-                                            for name in SCALED if getattr(self, name) is None})
+        resolved = {name: derived(name, steps_per_epoch) for name in SCALED if getattr(self, name) is None}
+        if self.correction_ratio is None:
+            resolved["correction_ratio"] = CORRECTION_RATIO if self.broadcast == "full" else 0.0
+        return dataclasses.replace(self, **resolved)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -136,6 +142,9 @@ class MP2Options:
         if any(flag.split("=")[0] == "--head-rank" for flag in round_flags):
             raise ValueError("--online-stage-flags: online MP² trains predictors with the reference's rank-one "
                              "heads; drop --head-rank")
+        if self.broadcast == "subset" and self.correction_ratio:
+            raise ValueError("--broadcast subset: the workers would predict without the PS's correction; "
+                             "drop --correction-ratio, or use --broadcast full")
         if self.broadcast == "subset" and self.prediction == "hold":
             raise ValueError("--broadcast subset needs a predictor on the workers; the control (--prediction hold) has none")
         if self.predictor_init and (self.predictor or self.prediction == "hold"):
@@ -159,5 +168,5 @@ def measured_command(steps_per_epoch: int = REFERENCE_STEPS_PER_EPOCH) -> str:
     flags = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in
              ("warmup_snapshots", "online_snapshot_every", "partial_snapshot_every", "retrain_after",
               "refresh_every", "refresh_steps", "switch_tolerance", "watch_tolerance", "online_rounds",
-              "first_round_steps", "round_steps", "round_lag", "dense_rank")]
+              "first_round_steps", "round_steps", "round_lag", "dense_rank", "correction_ratio")]
     return " ".join(["--method mp2", MEASURED_SHARED_FLAGS, *flags])

@@ -105,8 +105,10 @@ class OnlineController:
                                       stage_flags=options.stage_flags(len(dataset.train_y)), init_path=self.init_path)
 
     # --- graph (built by the MP² method on the PS) -------------------------------------------------
-    def build(self, live, device: str) -> None:
+    def build(self, live, device: str, adjust=None) -> None:
         """`live` is the predictor the PS's steps use; a candidate of the same shape takes each new round.
+        `adjust` (flat model -> flat model) is what the PS's steps do to a prediction (MP²'s correction), so
+        the check and the judgements see the model the workers would get.
 
         A round is checked as the candidate and promoted into `live` only at a step boundary the
         workers are told about, so with --broadcast subset they switch weights on the same step.
@@ -128,7 +130,8 @@ class OnlineController:
             pushed = layout.split(self.vector)[0]
             predict = lambda vector: predicted_labels(self.model, vector, self.images)  # noqa: E731
             self.pred_full = predict(self.vector)
-            self.pred_live, self.pred_candidate = predict(live(pushed)), predict(self.candidate(pushed))
+            adjust = adjust or (lambda full: full)
+            self.pred_live, self.pred_candidate = predict(adjust(live(pushed))), predict(adjust(self.candidate(pushed)))
             # Loading a round's weights feeds these placeholders: nothing is added to the graph later.
             self._feeds = {name: tf.compat.v1.placeholder(tf.float32, v.shape) for name, v in self.candidate.weight_vars.items()}
             self._load = tf.group(*[v.assign(self._feeds[name]) for name, v in self.candidate.weight_vars.items()])

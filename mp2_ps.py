@@ -176,7 +176,7 @@ except (WorkerFailed, Diverged) as e:
     method.close()
     kept = f" (the checkpoint of epoch {history[-1]['epoch']} in {run_dir.path} is intact)" if history else ""
     print(f"ps: error: {e}; stopping the run{kept}", file=sys.stderr, flush=True)
-    link.abort(str(e))
+    link.abort(str(e), silent=getattr(e, "workers", ()))  # a silent worker never reads why: no grace for it
     cluster.exit_now(1)
 except tf.errors.OpError as e:  # anything else TensorFlow raises mid-run: still one line, and the workers told
     method.close()

@@ -26,7 +26,12 @@ NOTICE_GRACE = 15.0  # seconds the PS waits for workers to read why it stopped t
 
 
 class WorkerFailed(Exception):
-    """A worker did not do its part in time, or sent something unusable; the message names it."""
+    """A worker did not do its part in time, or sent something unusable; the message names it, and
+    `workers` holds the indices of those that went silent (none will read why the run stopped)."""
+
+    def __init__(self, message: str, workers: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.workers = tuple(workers)
 
 
 class Diverged(Exception):
@@ -123,7 +128,7 @@ class PSGraph:
             delivered = session.run(self.delivered)
             missing = [i for i, s in enumerate(delivered) if s != feed[self.exchange]] or list(range(self.wire.workers))
             raise WorkerFailed(f"worker {', '.join(map(str, missing))} sent nothing for {timeout:.0f} s at step "
-                               f"{step + 1} (it died or hangs; see its log)") from None
+                               f"{step + 1} (it died or hangs; see its log)", tuple(missing)) from None
         except tf.errors.InvalidArgumentError as e:
             found = re.search(r"non-finite values from (worker \d+)", e.message)
             if found:
@@ -172,7 +177,7 @@ class PSLink:
         self._reason = tf.compat.v1.placeholder(tf.string, [])
         self._notify = [q.enqueue([self._reason]) for q in wire.notice]
         self._close = [q.close(cancel_pending_enqueues=True) for q in wire.down]
-        self._unread_notices = tf.add_n([q.size() for q in wire.notice])
+        self._unread_notices = [q.size() for q in wire.notice]
 
     def admit(self, config: RunConfig, model: np.ndarray, start_step: int, method: Method, timeout: float,
               log=print) -> int:
@@ -194,7 +199,7 @@ class PSLink:
                     raise tf.errors.DeadlineExceededError(None, None, "")
                 index, text = deadline.run(self.session, self._hello, seconds=left, what="waiting for workers")
             except tf.errors.DeadlineExceededError:
-                raise WorkerFailed(_not_admitted(missing, refused, timeout)) from None
+                raise WorkerFailed(_not_admitted(missing, refused, timeout), tuple(missing)) from None
             index = int(index)
             try:
                 hello = json.loads(text.decode())
@@ -246,12 +251,14 @@ class PSLink:
             try:
                 text = deadline.run(self.session, dequeue, seconds=max(0.001, end - time.monotonic()), what="waiting for reports")
             except tf.errors.DeadlineExceededError:
-                raise WorkerFailed(f"worker {index} sent no report for {timeout:.0f} s (it died or hangs; see its log)") from None
+                raise WorkerFailed(f"worker {index} sent no report for {timeout:.0f} s (it died or hangs; see its log)",
+                                   (index,)) from None
             got.append(json.loads(text.decode()))
         return got
 
-    def abort(self, reason: str) -> None:
-        """Tell every worker why, then close their reply queues so a blocked worker wakes at once."""
+    def abort(self, reason: str, silent: tuple[int, ...] = ()) -> None:
+        """Tell every worker why, then close their reply queues so a blocked worker wakes at once. The PS
+        then waits for the notices to be read, but not by the `silent` workers (those that stopped answering)."""
         for notify in self._notify:
             try:
                 deadline.run(self.session, notify, {self._reason: reason}, seconds=2, what="notifying workers")
@@ -263,6 +270,7 @@ class PSLink:
             pass
         # The notices live in this process: stay until the workers have read them (a dead one never
         # will, hence the bound), or they would only learn that the PS is gone, not why.
+        readers = [size for i, size in enumerate(self._unread_notices) if i not in silent]
         end = time.monotonic() + NOTICE_GRACE
-        while time.monotonic() < end and self.session.run(self._unread_notices) > 0:
+        while readers and time.monotonic() < end and sum(self.session.run(readers)) > 0:
             time.sleep(0.1)

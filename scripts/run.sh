@@ -3,7 +3,7 @@
 # LeNet-5 on real Fashion-MNIST, baseline vs MP². Extra arguments go to mp2_pipeline.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh requirements.txt
+bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=2
 # Workers use lr 3e-3 without mixup: with the reference's lr 1e-3 and mixup 1, 10 epochs of LeNet-5 are
 # too few to converge (README, Figures). Flags given to this script come later and win.

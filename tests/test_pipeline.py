@@ -227,3 +227,12 @@ def test_pipeline_reuses_a_predictor_only_if_trained_as_this_run_would(snapshots
         f"run with --retrain to train one for this run (the old one is kept in {trained}/replaced-<time>/), or pass "
         f"--predictor {path} to use it as it is")
     assert not (tmp_path / "pipe" / "baseline").exists()  # refused before any stage ran
+
+
+@pytest.mark.cluster
+def test_the_readmes_first_command_reaches_the_pipeline():
+    """`bash scripts/run.sh` (README's first command) sets up, then hands its flags to mp2_pipeline.py.
+    Once it passed setup.sh an argument setup.sh refuses, and the main job never started."""
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "run.sh"), "--help"], cwd=ROOT, env=launcher_env(), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=600)
+    assert done.returncode == 0 and "usage: mp2_pipeline" in done.stdout, done.stdout[-2000:]

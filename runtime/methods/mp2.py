@@ -28,8 +28,8 @@ import tensorflow as tf
 import argtypes
 from models import PREDICTED, PUSHED
 from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, syncs_at
-from runtime.methods.correction import Correction, compress_gradient
 from runtime.methods.baseline import average_ps, full_push_worker
+from runtime.methods.correction import Correction, compress_gradient
 from runtime.methods.mp2_options import CORRECTION_RATIO, MP2Options, default_help
 from runtime.methods.schedule import HeldSchedule, Schedule
 
@@ -352,7 +352,7 @@ class MP2(Method):
         empty = tf.zeros([0], tf.float32)
         correction = None
         if self.settings.correction_ratio > 0:
-            correction = Correction(ps, self.layout.total - self.layout.pushed, self.run.lr)
+            correction = Correction(ps, self.layout.predicted, self.run.lr)
         if self.settings.prediction == "predictor":
             from runtime.methods.online import OnlineController
 

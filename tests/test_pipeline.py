@@ -17,7 +17,7 @@ from reports import cost
 from reports.compare import compare
 from runtime.methods import METHODS
 from predictor.stage.flags import mismatches
-from tests.cluster import launcher_env, ROOT, SMALL, check_provenance, cluster_flags, run, start
+from tests.cluster import launcher_env, ROOT, SMALL, check_provenance, cluster_flags, correction_entries, run, start
 from tests.test_train_stage import SMALL as STAGE_SMALL
 from tests.test_train_stage import old_predictor, train_stage
 
@@ -126,7 +126,10 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
                                                   + rows["mp2"]["wall_seconds"])
     assert routes["baseline alone"]["bytes"] == both_ways["baseline"]
     front_head = models.get("lenet5", 10, push="front+head").layout
-    assert rows["mp2"]["pushed_vs_baseline"] == pytest.approx(front_head.pushed / front_head.total)
+    # Every MP² step pushes the pushed group and the correction's Top-k (value and position) of the rest.
+    ratio = json.loads((out / "mp2" / "summary.json").read_text())["method_options"]["correction_ratio"]
+    pushed = 4 * front_head.pushed + 8 * correction_entries(front_head, ratio)
+    assert ratio > 0 and rows["mp2"]["pushed_vs_baseline"] == pytest.approx(pushed / (4 * front_head.total))
     assert rows["mp2"]["pushed_layers"] == front_head.pushed_layers()
     assert rows["mp2"]["bytes_pulled_total"] == rows["baseline"]["bytes_pulled_total"]
     assert result["same_data"] and all(r["data"]["train_images"] == 1000 for r in rows.values())

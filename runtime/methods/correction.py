@@ -21,10 +21,13 @@ from typing import Sequence
 import tensorflow as tf
 
 from compression.common import Compressed
+from models import Layout
 from optim import FlatOptimizer, learning_rate
+from runtime.methods.base import PSSide, WorkerSide
 
 
-def compress_gradient(w, variables: Sequence[tf.Variable], grads: Sequence[tf.Tensor], ratio: float) -> Compressed:
+def compress_gradient(w: WorkerSide, variables: Sequence[tf.Variable], grads: Sequence[tf.Tensor],
+                      ratio: float) -> Compressed:
     """The worker's payload: Top-k with error feedback of `grads` (of `variables`, the predicted group
     in layout order); its residuals become worker state."""
     from compression import TopK
@@ -37,7 +40,7 @@ def compress_gradient(w, variables: Sequence[tf.Variable], grads: Sequence[tf.Te
 class Correction:
     """The PS's correction of the predicted group (`size` values), trained on the workers' sparse gradients."""
 
-    def __init__(self, ps, size: int, lr: float) -> None:
+    def __init__(self, ps: PSSide, size: int, lr: float) -> None:
         self.size, self.lr, self.step = size, lr, ps.step
         self.vector = ps.variable("correction", tf.zeros([size]))
         self.steps = ps.variable("correction_steps", tf.constant(0, tf.int64), tf.int64)  # Adam's t - 1
@@ -56,7 +59,7 @@ class Correction:
         with tf.control_dependencies([counted]):
             return before, tf.identity(after)
 
-    def added(self, layout, full: tf.Tensor, correction: tf.Tensor | None = None) -> tf.Tensor:
+    def added(self, layout: Layout, full: tf.Tensor, correction: tf.Tensor | None = None) -> tf.Tensor:
         """`full` (a flat model) with the correction (by default its current value) added to its predicted group."""
         pushed, predicted = layout.split(full)
         return layout.join(pushed, predicted + (self.vector.read_value() if correction is None else correction))

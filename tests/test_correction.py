@@ -47,10 +47,12 @@ def test_one_step_moves_each_sent_entry_by_the_rate_against_the_mean_gradient_an
             np.testing.assert_allclose(got_predicted, predicted + first, rtol=1e-6)
 
 
-def test_the_default_ratio_is_on_with_a_full_broadcast_and_off_with_a_subset_one():
+def test_the_default_ratio_is_on_with_a_full_broadcast_every_step_and_off_otherwise():
     run = RunInfo(workers=4, steps_per_epoch=120, epochs=10, lr=0.003, seed=0)
     assert MP2Options.from_flags({}, run).correction_ratio == CORRECTION_RATIO > 0
     assert MP2Options.from_flags({"broadcast": "subset"}, run).correction_ratio == 0
+    assert MP2Options.from_flags({"sync_every": 16}, run).correction_ratio == 0
+    assert MP2Options.from_flags({"sync_every": 16, "correction_ratio": 0.01}, run).correction_ratio == 0.01
     with pytest.raises(ValueError, match="--broadcast subset: the workers would predict without the PS's correction"):
         MP2Options.from_flags({"broadcast": "subset", "correction_ratio": 0.02}, run).check()
     MP2Options.from_flags({"broadcast": "subset", "correction_ratio": 0.0}, run).check()

@@ -17,8 +17,10 @@ CONTROL = 16
 COMMON = ["--workers", "2", *SMALL, "--verify-sync"]
 H = 3  # does not divide the 20 steps of an epoch: the epoch-end sync and the resume are both exercised
 LOCALSGD = ["--method", "localsgd", "--sync-every", str(H)]
-# Online MP² exchanging every H steps; its schedule counts exchanges (a tolerance of 1: every check passes).
-MP2_ONLINE = ["--method", "mp2", "--push", "front+head", "--sync-every", str(H), "--epochs", "2", "--warmup-snapshots", "3",
+# Online MP² exchanging every H steps; its schedule counts exchanges (a tolerance of 1: every check passes). The
+# correction (off by default with a sync interval) is asked for, so its bytes at exchanges are checked too.
+MP2_ONLINE = ["--method", "mp2", "--push", "front+head", "--sync-every", str(H), "--correction-ratio", "0.005",
+              "--epochs", "2", "--warmup-snapshots", "3",
               "--online-snapshot-every", "1", "--refresh-every", "5", "--refresh-steps", "1", "--retrain-after", "2",
               "--switch-tolerance", "1", "--watch-tolerance", "1", "--first-round-steps", "20", "--round-steps", "10"]
 

@@ -55,7 +55,8 @@ class MP2(Method):
         Option("--correction-ratio", argtypes.fraction, None, "on partial steps every worker also sends this fraction "
                "of each predicted tensor's gradient (Top-k with error feedback); the PS learns from them a correction "
                f"it adds to every prediction; 0: off (the paper's MP²). Default: {CORRECTION_RATIO} with --broadcast "
-               "full, 0 with subset (its workers predict without the PS's correction)"),
+               "full and --sync-every 1; 0 with subset (its workers predict without the PS's correction) or a sync "
+               "interval (measured worse there)"),
         Option("--broadcast", str, D.broadcast, "full: the PS sends the whole model back; subset: only the averaged "
                "pushed group, and each worker predicts the rest with the same predictor"),
         # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone. Defaults:

@@ -49,7 +49,8 @@ DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-im
 # Shared flags the measured command passes besides the method's defaults (see the docstring for why).
 ROUND_KINDS = ("graph", "stage")
 MEASURED_SHARED_FLAGS = "--push front+head"
-# --correction-ratio's default with --broadcast full; with subset, 0 (its workers predict without the PS's correction)
+# --correction-ratio's default with --broadcast full and an exchange every step; 0 with subset (its workers predict
+# without the PS's correction) or --sync-every H > 1 (measured worse there: results/online-rounds)
 CORRECTION_RATIO = 0.005
 
 
@@ -99,7 +100,8 @@ class MP2Options:
     def for_run(self, steps_per_epoch: int) -> "MP2Options":
         resolved = {name: derived(name, steps_per_epoch) for name in SCALED if getattr(self, name) is None}
         if self.correction_ratio is None:
-            resolved["correction_ratio"] = CORRECTION_RATIO if self.broadcast == "full" else 0.0
+            on = self.broadcast == "full" and self.sync_every == 1
+            resolved["correction_ratio"] = CORRECTION_RATIO if on else 0.0
         return dataclasses.replace(self, **resolved)
 
     def as_dict(self) -> dict:

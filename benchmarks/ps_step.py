@@ -108,6 +108,13 @@ def payloads(method, phase: int, rng: np.random.Generator) -> list[list[np.ndarr
 
     if method.name in ("baseline", "localsgd", "wnn"):
         return [[floats(layout.total)]]
+    def sparse(sizes: list[int], counts: list[int]) -> list[np.ndarray]:
+        """Values and int32 positions (in the tensors' concatenation) of counts[i] distinct entries of tensor i."""
+        offsets = np.cumsum([0, *sizes[:-1]])
+        positions = [rng.choice(n, k, replace=False).astype(np.int32) + np.int32(o)
+                     for n, k, o in zip(sizes, counts, offsets)]
+        return [floats(sum(counts)), np.concatenate([np.zeros(0, np.int32), *positions])]
+
     if method.name == "mp2":
         from compression.topk import topk_count
         from models import PREDICTED
@@ -115,28 +122,14 @@ def payloads(method, phase: int, rng: np.random.Generator) -> list[list[np.ndarr
 
         sent = [floats(layout.total if phase == FULL else layout.pushed)]
         ratio = method.settings.correction_ratio
-        if ratio > 0:  # the predicted group's Top-k gradient (none on full steps)
-            values, positions, offset = [], [], 0
-            for spec in layout.params:
-                if spec.group == PREDICTED and phase != FULL:
-                    count = topk_count(ratio, spec.size)
-                    positions.append(rng.choice(spec.size, count, replace=False).astype(np.int32) + np.int32(offset))
-                    values.append(floats(count))
-                offset += spec.size if spec.group == PREDICTED else 0
-            sent += [np.concatenate(values or [np.zeros(0, np.float32)]),
-                     np.concatenate(positions or [np.zeros(0, np.int32)])]
+        if ratio > 0:  # the predicted group's Top-k gradient, none on full steps
+            sizes = [spec.size for spec in layout.params if spec.group == PREDICTED]
+            sent += sparse(sizes, [0 if phase == FULL else topk_count(ratio, n) for n in sizes])
         return [sent]
     if method.name in ("topk", "dgc"):
-        counts = sparse_counts(method)
         dense = method.dense_mask()
-        values, positions, offset = [], [], 0
-        for spec, count, is_dense in zip(layout.params, counts, dense):
-            if not is_dense:
-                positions.append(rng.choice(spec.size, count, replace=False).astype(np.int32) + np.int32(offset))
-                values.append(floats(count))
-            offset += spec.size
         biases = sum(spec.size for spec, is_dense in zip(layout.params, dense) if is_dense)
-        return [[np.concatenate(values), np.concatenate(positions), floats(biases)]]
+        return [[*sparse([spec.size for spec in layout.params], sparse_counts(method)), floats(biases)]]
     if method.name == "powersgd":
         plan = method.plan()
         return [[floats(plan.first_size)], [floats(plan.q_size)]]

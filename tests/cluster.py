@@ -112,14 +112,14 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 # --- what a method sends, from the layout alone (the tests' expected bytes) ------------------------
-def topk_entries(layout, ratio: float) -> int:
-    """Top-k's entries per step: max(1, ⌊ratio · n⌋) of every tensor."""
-    return sum(max(1, int(ratio * p.size)) for p in layout.params)
+def topk_entries(layout, ratio: float, group: str | None = None) -> int:
+    """Top-k's entries per step: max(1, ⌊ratio · n⌋) of every tensor (of `group` only, if given)."""
+    return sum(max(1, int(ratio * p.size)) for p in layout.params if group in (None, p.group))
 
 
 def correction_entries(layout, ratio: float) -> int:
-    """MP²'s correction entries per partial step: max(1, ⌊ratio · n⌋) of every predicted tensor."""
-    return sum(max(1, int(ratio * p.size)) for p in layout.params if p.group == PREDICTED)
+    """MP²'s correction entries per partial step: Top-k's of the predicted tensors."""
+    return topk_entries(layout, ratio, PREDICTED)
 
 
 def powersgd_sizes(layout, rank: int) -> tuple[int, int, int]:

@@ -22,14 +22,14 @@ def test_one_step_moves_each_sent_entry_by_the_rate_against_the_mean_gradient_an
     with graph.as_default():
         step = tf.compat.v1.placeholder(tf.int64, [])
         ps = PSSide(layout, tf.Variable(tf.zeros([layout.total])), 2, step, "/cpu:0", gather=None)
-        correction = Correction(ps, size, LR)
+        correction = Correction(ps, LR)
         # Worker 0 sends entries 3 and 7, worker 1 entries 7 and 100: the mean gradient there is
         # 0.5 · (2, 6 - 5, 4), all positive (so a reply of either worker's 7th entry alone would show).
         payloads = [[None, tf.constant([2.0, 6.0]), tf.constant([3, 7], tf.int32)],
                     [None, tf.constant([-5.0, 4.0]), tf.constant([7, 100], tf.int32)]]
         before, after = correction.update(payloads)
         full = tf.constant(np.arange(layout.total, dtype=np.float32))
-        added = correction.added(layout, full)
+        added = correction.added(full)
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.variables_initializer([ps.model, *ps.state, *ps.scratches]))
             first_before, first = session.run([before, after], {step: 0})

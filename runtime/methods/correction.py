@@ -21,7 +21,6 @@ from typing import Sequence
 import tensorflow as tf
 
 from compression.common import Compressed
-from models import Layout
 from optim import FlatOptimizer, learning_rate
 from runtime.methods.base import PSSide, WorkerSide
 
@@ -38,14 +37,14 @@ def compress_gradient(w: WorkerSide, variables: Sequence[tf.Variable], grads: Se
 
 
 class Correction:
-    """The PS's correction of the predicted group (`size` values), trained on the workers' sparse gradients."""
+    """The PS's correction of the predicted group, trained on the workers' sparse gradients."""
 
-    def __init__(self, ps: PSSide, size: int, lr: float) -> None:
-        self.size, self.lr, self.step = size, lr, ps.step
-        self.vector = ps.variable("correction", tf.zeros([size]))
+    def __init__(self, ps: PSSide, lr: float) -> None:
+        self.layout, self.size, self.lr, self.step = ps.layout, ps.layout.predicted, lr, ps.step
+        self.vector = ps.variable("correction", tf.zeros([self.size]))
         self.steps = ps.variable("correction_steps", tf.constant(0, tf.int64), tf.int64)  # Adam's t - 1
         with tf.device(ps.device):
-            self.optimizer = FlatOptimizer("adam", size, ps.variable, ps.scratch)
+            self.optimizer = FlatOptimizer("adam", self.size, ps.variable, ps.scratch)
 
     def update(self, payloads: list[list[tf.Tensor]]) -> tuple[tf.Tensor, tf.Tensor]:
         """One Adam step on the mean of the workers' sparse gradients (payload items 1 and 2: values and
@@ -59,7 +58,7 @@ class Correction:
         with tf.control_dependencies([counted]):
             return before, tf.identity(after)
 
-    def added(self, layout: Layout, full: tf.Tensor, correction: tf.Tensor | None = None) -> tf.Tensor:
+    def added(self, full: tf.Tensor, correction: tf.Tensor | None = None) -> tf.Tensor:
         """`full` (a flat model) with the correction (by default its current value) added to its predicted group."""
-        pushed, predicted = layout.split(full)
-        return layout.join(pushed, predicted + (self.vector.read_value() if correction is None else correction))
+        pushed, predicted = self.layout.split(full)
+        return self.layout.join(pushed, predicted + (self.vector.read_value() if correction is None else correction))

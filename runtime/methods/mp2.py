@@ -353,15 +353,14 @@ class MP2(Method):
         empty = tf.zeros([0], tf.float32)
         correction = None
         if self.settings.correction_ratio > 0:
-            correction = Correction(ps, self.layout.predicted, self.run.lr)
+            correction = Correction(ps, self.run.lr)
         if self.settings.prediction == "predictor":
             from runtime.methods.online import OnlineController
 
             with tf.device(ps.device):  # online: untrained until the first round passes its check
                 self.predictor = self._predictor()
             if isinstance(self.schedule, OnlineController):
-                self.schedule.build(self.predictor, ps.device,
-                                    adjust=None if correction is None else lambda full: correction.added(self.layout, full))
+                self.schedule.build(self.predictor, ps.device, adjust=None if correction is None else correction.added)
             weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)
         phases = {}
         partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.settings.broadcast == "subset" else [])
@@ -373,7 +372,7 @@ class MP2(Method):
             if self.settings.prediction == "predictor":
                 full = self.predictor(average)
                 if correction is not None:
-                    full = correction.added(self.layout, full, after)
+                    full = correction.added(full, after)
             else:  # the control: the predicted group stays where the last full push left it (moved by the correction)
                 held = self.layout.split(ps.model)[1]
                 full = self.layout.join(average, held if correction is None else held + (after - before))

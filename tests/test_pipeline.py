@@ -22,7 +22,6 @@ from tests.test_train_stage import SMALL as STAGE_SMALL
 from tests.test_train_stage import old_predictor, train_stage
 
 LENET = models.get("lenet5", 10)
-PREDICTORS = ROOT / "predictors"  # where the pipeline (run in the repository) trains its predictor
 
 
 @pytest.mark.cluster
@@ -88,11 +87,13 @@ def test_parameter_dataset_of_another_model_is_refused(tmp_path):
 @pytest.mark.cluster
 def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     out = tmp_path / "pipe"
+    # Run from tmp_path: the pipeline trains its predictor under the caller's predictors/ (never the
+    # repository's, which other tests running beside this one list as unchanged).
+    trained = tmp_path / "predictors" / "lenet5-synthetic-push-front_head"
     # --retrain over an existing predictor: the stage is told to replace it, and keeps it aside.
-    existing = PREDICTORS / "lenet5-synthetic-push-front_head" / "predictor.npz"
-    if not existing.exists():
-        existing.parent.mkdir(parents=True, exist_ok=True)
-        old_predictor(existing, models.get("lenet5", 10, push="front+head").layout)
+    existing = trained / "predictor.npz"
+    existing.parent.mkdir(parents=True)
+    old_predictor(existing, models.get("lenet5", 10, push="front+head").layout)
     before = existing.read_bytes()
     # The data flags and --push must reach the PS, the workers and the predictor training alike;
     # --fit-input carries no value, so a flag after it must not be swallowed as its value.
@@ -100,7 +101,7 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
         "mp2_pipeline.py", "--workers", "2", "--dataset", "synthetic", "--epochs", "2", "--snapshot-every", "4",
         "--stage-epochs", "1", "--stage-flags", "--image-batches 3 --eval-images 200", "--out", str(out),
         "--fit-input", "--train-images", "1000", "--push", "front+head", "--worker-batch", "50", "--retrain",
-        timeout=600,
+        timeout=600, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-3000:]
     result = json.loads((out / "comparison.json").read_text())
@@ -135,7 +136,7 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     assert result["same_data"] and all(r["data"]["train_images"] == 1000 for r in rows.values())
     assert rows["mp2"]["steps"] == 2 * 1000 // 100
     # The predictor was trained on the same subset and pushed group, and is the one MP² used.
-    meta = read_meta(str(PREDICTORS / "lenet5-synthetic-push-front_head" / "predictor.npz"))
+    meta = read_meta(str(existing))
     assert (meta["push"], meta["train_images"], meta["fit_input"]) == ("front+head", 1000, True)
     assert before in [(aside / "predictor.npz").read_bytes() for aside in existing.parent.glob("replaced-*")]
     assert rows["mp2"]["predictor"].endswith("lenet5-synthetic-push-front_head/predictor.npz")

@@ -26,7 +26,7 @@ from models import get
 from models.evaluate import predicted_labels
 from models.layout import glorot_init
 from npzio import write_json
-from runtime.methods.mp2_options import MP2Options
+from runtime.methods.mp2_options import REFERENCE_STEPS_PER_EPOCH, MP2Options
 from runtime.methods.rounds import ROUND_IMAGE_BATCH, GraphRounds
 
 
@@ -41,6 +41,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="threads each op may use, as mp2_ps.py's --threads")
     p.add_argument("--dense-rank", type=int, default=MP2Options().dense_rank,
                    help="the predictor's dense-head bottleneck, 0: the reference's heads (default: the method's)")
+    p.add_argument("--steps-per-epoch", type=int, default=REFERENCE_STEPS_PER_EPOCH,
+                   help="the run's, for the rounds' default lengths (default: Fashion-MNIST's with 4 workers of 125)")
     p.add_argument("--out", help="directory for online_rounds.json")
     args = p.parse_args()
 
@@ -51,7 +53,7 @@ def main() -> None:
     base = layout.flatten(glorot_init(layout, 0))
     groups = [layout.split(base + 0.01 * rng.standard_normal(layout.total).astype(np.float32))[0]
               for _ in range(args.snapshots)]
-    defaults = MP2Options()
+    defaults = MP2Options().for_run(args.steps_per_epoch)
 
     tf.compat.v1.disable_eager_execution()
     graph = tf.Graph()

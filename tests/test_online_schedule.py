@@ -33,7 +33,8 @@ def test_defaults_are_the_measured_fashion_setting():
 
 def test_the_rule_gives_the_measured_digits_setting_and_keeps_given_values():
     assert (DIGITS.warmup_snapshots, DIGITS.online_snapshot_every, DIGITS.partial_snapshot_every,
-            DIGITS.retrain_after, DIGITS.round_lag) == (3, 1, 20, 3, 11)
+            DIGITS.retrain_after, DIGITS.round_lag, DIGITS.first_round_steps) == (3, 1, 20, 3, 11, 3000)
+    assert MP2Options().for_run(90).first_round_steps == 4500  # between the two: Fashion-MNIST's, scaled
     given = MP2Options.from_flags({"retrain_after": 100, "partial_snapshot_every": 0}, RunInfo(4, 120, 10, 1e-3, 0))
     assert given.retrain_after == 100 and given.partial_snapshot_every == 0 and given.warmup_snapshots == 30
 

@@ -73,7 +73,8 @@ ONLINE = {
     "settings": ["baseline=--method baseline", "mp2-online=--method mp2 --push front+head"],
 }
 # The same on digits (1,442 training images: 14 steps per epoch at 4 workers of 25), eight seeds: one test image
-# is 0.28 points, so four seeds leave the mean about as uncertain as the half point it is judged by.
+# is 0.28 points, and over four seeds the mean difference's standard error was 0.2-0.35 points, too near the
+# half point it is judged by.
 ONLINE_DIGITS = {
     "common": "--model lenet5 --dataset digits --worker-batch 25 --epochs 30 --lr 0.003 --mixup 0",
     "seeds": list(range(8)),

@@ -17,7 +17,7 @@ LR = 0.01
 
 def test_one_step_moves_each_sent_entry_by_the_rate_against_the_mean_gradient_and_nothing_else():
     layout = get("lenet5", 10, push="front+head").layout
-    size = layout.total - layout.pushed
+    size = layout.predicted
     graph = tf.Graph()
     with graph.as_default():
         step = tf.compat.v1.placeholder(tf.int64, [])

@@ -8,7 +8,7 @@ import pytest
 
 import data
 import models
-from tests.cluster import SMALL, powersgd_sizes, read_jsonl, run, run_together
+from tests.cluster import SMALL, correction_entries, powersgd_sizes, read_jsonl, run, run_together
 
 LENET = models.get("lenet5", 10)
 T = LENET.layout.total
@@ -190,15 +190,13 @@ def test_mp2_with_a_sync_interval_exchanges_every_h_steps_and_predicts_there(run
     """MP² with --sync-every H: the same exchange steps as local SGD's; each is a full push (warm-up, the
     schedule's refresh windows) or a partial one (the pushed group up, the PS's prediction down), every
     worker in sync with the PS at each, and the bytes those of the exchanges alone."""
-    from compression.topk import topk_count
-
     layout = models.get("lenet5", 10, push="front+head").layout
     summary, records = _summary(runs["mp2"]), read_jsonl(runs["mp2"] / "metrics.jsonl")
     # A partial exchange pushes the pushed group and the correction's Top-k (value and int32 position) of
     # the predicted group's gradient.
     ratio = summary["method_options"]["correction_ratio"]
     assert ratio > 0
-    sparse = sum(topk_count(ratio, p.size) for p in layout.params if p.group == models.PREDICTED)
+    sparse = correction_entries(layout, ratio)
     assert any(e["event"] == "switch to mp2" for e in summary["method_stats"]["online"]["events"])
     for r, n in zip(records, [_syncs(0), _syncs(1)]):
         full, partial = r["phases"].get("full", 0), r["phases"].get("partial", 0)

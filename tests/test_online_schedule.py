@@ -23,7 +23,7 @@ def test_defaults_are_the_measured_fashion_setting():
     o = FASHION
     assert (o.warmup_snapshots, o.online_snapshot_every, o.partial_snapshot_every, o.retrain_after) == (30, 2, 50, 8)
     assert (o.refresh_every, o.refresh_steps, o.switch_tolerance, o.watch_tolerance) == (200, 2, 0.02, 0.05)
-    assert (o.online_rounds, o.first_round_steps, o.round_steps, o.online_wait) == ("graph", 6000, 300, True)
+    assert (o.online_rounds, o.first_round_steps, o.round_steps, o.online_wait) == ("graph", 1500, 300, True)
     assert o.round_lag == 100
     assert o.dense_rank == 16
     assert o.correction_ratio == 0.005
@@ -33,8 +33,8 @@ def test_defaults_are_the_measured_fashion_setting():
 
 def test_the_rule_gives_the_measured_digits_setting_and_keeps_given_values():
     assert (DIGITS.warmup_snapshots, DIGITS.online_snapshot_every, DIGITS.partial_snapshot_every,
-            DIGITS.retrain_after, DIGITS.round_lag, DIGITS.first_round_steps) == (3, 1, 20, 3, 11, 3000)
-    assert MP2Options().for_run(90).first_round_steps == 4500  # between the two: Fashion-MNIST's, scaled
+            DIGITS.retrain_after, DIGITS.round_lag, DIGITS.first_round_steps) == (3, 1, 20, 3, 11, 1500)
+    assert MP2Options().for_run(90).retrain_after == 6  # between the two: Fashion-MNIST's, scaled
     given = MP2Options.from_flags({"retrain_after": 100, "partial_snapshot_every": 0}, RunInfo(4, 120, 10, 1e-3, 0))
     assert given.retrain_after == 100 and given.partial_snapshot_every == 0 and given.warmup_snapshots == 30
 

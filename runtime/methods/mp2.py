@@ -89,8 +89,8 @@ class MP2(Method):
         Option("--online-rounds", str, D.online_rounds, "online: where a predictor round trains. graph: in the PS, "
                "continuing the last predictor that passed for a bounded number of optimizer steps; stage: an "
                "mp2_train_stage.py process per round, epochs over every snapshot (--online-stage-flags)", ps_only=True),
-        Option("--first-round-steps", argtypes.positive_int, None, "online, graph rounds: optimizer steps of the "
-               "first round (one snapshot and 64 images each)" + default_help("first_round_steps"), ps_only=True),
+        Option("--first-round-steps", argtypes.positive_int, D.first_round_steps, "online, graph rounds: optimizer "
+               "steps of the first round (one snapshot and 64 images each)", ps_only=True),
         Option("--round-steps", argtypes.positive_int, D.round_steps, "online, graph rounds: optimizer steps of each "
                "later round, continuing the last predictor that passed", ps_only=True),
         Option("--dense-rank", argtypes.int_in(0, 63), D.dense_rank, "online, graph rounds: the predictor decodes each "

@@ -3,8 +3,9 @@
 The defaults are online MP² as measured on Fashion-MNIST (120 steps per epoch, 4 workers of 125
 images): the schedule's in results/unseen (stage rounds), the graph rounds' (first-round steps, dense
 rank, round lag) and the correction's (--correction-ratio, with --refresh-every 200, which pays for its
-bytes) in results/online-rounds. Six of them are counts of steps or snapshots, whose best
-value depends on how long an epoch is; they are derived from the run (RunInfo.steps_per_epoch) by one rule:
+bytes) in results/online-rounds, where the first round's 1,500 steps were measured on digits too. Five
+are counts of steps or snapshots whose best value depends on how long an epoch is; they are derived from
+the run (RunInfo.steps_per_epoch) by one rule:
 
     value = max(floor, Fashion-MNIST value × steps_per_epoch // 120)
 
@@ -14,11 +15,10 @@ value depends on how long an epoch is; they are derived from the run (RunInfo.st
     --partial-snapshot-every            50                         20                    20
     --retrain-after                      8                          3                     3
     --round-lag                        100                         11                    10
-    --first-round-steps               6000                       3000                  3000
 
-so both measured settings come out of it (the first four floors and the first round's are digits'
-measured values; the lag's floor keeps a few steps of it beside the training on a short epoch), and a
-run in between gets the Fashion-MNIST setting scaled to its epoch. A value given on the command line is
+so both measured settings come out of it (the first four floors are digits' measured values; the lag's
+floor keeps a few steps of it beside the training on a short epoch), and a run in between gets the
+Fashion-MNIST setting scaled to its epoch. A value given on the command line is
 taken as given. The stage's --val-images (1000) is capped at a tenth of the training images when the
 stage flags are the default ones (digits: 144), as mp2_train_stage.py caps its own default; the stage
 caps --eval-images at the test set itself.
@@ -45,7 +45,7 @@ REFERENCE_STEPS_PER_EPOCH = 120  # Fashion-MNIST's, where the defaults were meas
 DIGITS_STEPS_PER_EPOCH = 14  # digits' (4 workers of 25 images), the other measured setting
 # field: (Fashion-MNIST value, floor)
 SCALED = {"warmup_snapshots": (30, 3), "online_snapshot_every": (2, 1), "partial_snapshot_every": (50, 20),
-          "retrain_after": (8, 3), "round_lag": (100, 10), "first_round_steps": (6000, 3000)}
+          "retrain_after": (8, 3), "round_lag": (100, 10)}
 DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 --holdout 0.05"
 # Shared flags the measured command passes besides the method's defaults (see the docstring for why).
 ROUND_KINDS = ("graph", "stage")
@@ -85,7 +85,7 @@ class MP2Options:
     online_wait: bool = True               # rounds land on the same step under any load; --no-online-wait
     round_lag: int | None = None           # a round started while a predictor is live is taken this many steps later
     online_rounds: str = "graph"           # or "stage": runtime/methods/rounds.py
-    first_round_steps: int | None = None   # graph rounds: optimizer steps of the first round
+    first_round_steps: int = 1500          # graph rounds: optimizer steps of the first round (Fashion-MNIST and digits)
     round_steps: int = 300                 # graph rounds: optimizer steps of every later round
     dense_rank: int = 16                   # graph rounds: the predictor's dense heads 64 -> R -> n (0: 64 -> n)
     online_stage_flags: str = DEFAULT_STAGE_FLAGS

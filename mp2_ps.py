@@ -148,7 +148,7 @@ try:
             if collector:
                 collector.after_step(s, epoch, lambda: graph.model_value(session))
             progress.update(step + 1, {})
-        reports = link.reports(args.step_timeout)
+        reports = link.reports(args.step_timeout, epoch + 1)
         diverged = loss_diverged(reports, epoch + 1)
         if diverged:
             raise Diverged(diverged)
@@ -171,7 +171,7 @@ try:
             run_dir.save_checkpoint(run_dir.best, vector, {}, {k: v for k, v in saved.items() if k != "method_state"})
         log(f"epoch {epoch + 1}/{args.epochs} test_acc {record['test_acc']:.4f} loss {record['loss']:.4f} "
             f"pushed {record['bytes_pushed']:,} B ({time.monotonic() - started:.1f}s)")
-    link.reports(args.step_timeout)  # every worker's "done"
+    link.reports(args.step_timeout, None)  # every worker's "done"
 except (WorkerFailed, Diverged) as e:
     method.close()
     kept = f" (the checkpoint of epoch {history[-1]['epoch']} in {run_dir.path} is intact)" if history else ""

@@ -9,7 +9,9 @@ worker's own call fail at chosen steps, the two ways such a call can fail:
 worker/step(1-based)/kind: `push-lost` fails before the payload leaves, `push-landed` after it reached
 the PS; `pull-waiting` fails before the reply is taken (it may not have been sent yet), `pull-applied`
 after it was applied. `push-twice` and `pull-twice` fail as `push-landed` and `pull-waiting` do, with
-the words of a call gRPC delivered twice (the PS's server refuses the second copy). Each fires once.
+the words of a call gRPC delivered twice (the PS's server refuses the second copy). `report-lost` and
+`report-twice` fail the report of the epoch numbered in place of the step, before it is sent and after it
+arrived (with the words of a call delivered twice). Each fires once.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import os
 import tensorflow as tf
 
 ENV = "MP2_INJECT_ABORT"
-KINDS = ("push-lost", "push-landed", "pull-waiting", "pull-applied", "push-twice", "pull-twice")
+KINDS = ("push-lost", "push-landed", "pull-waiting", "pull-applied", "push-twice", "pull-twice", "report-lost",
+         "report-twice")
 DUPLICATE_WORDS = "The same RunGraph (Worker) request was received twice."  # TensorFlow's, on a retried call
 
 
@@ -58,3 +61,13 @@ def before_pull(worker: int, step: int) -> None:
 
 def after_pull(worker: int, step: int) -> None:
     _fire(worker, step, "pull-applied")
+
+
+def before_report(worker: int, record: dict) -> None:
+    if "epoch" in record:
+        _fire(worker, record["epoch"] - 1, "report-lost")
+
+
+def after_report(worker: int, record: dict) -> None:
+    if "epoch" in record:
+        _fire(worker, record["epoch"] - 1, "report-twice")

@@ -20,7 +20,7 @@ from models.evaluate import in_chunks, predicted_labels
 from runtime import deadline
 from runtime.config import RunConfig
 from runtime.methods.base import Method, PSSide, restore_state, state_arrays
-from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, welcome_queue
+from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, report_of, welcome_queue
 
 NOTICE_GRACE = 15.0  # seconds the PS waits for workers to read why it stopped the run (one may be evaluating)
 
@@ -174,6 +174,7 @@ class PSLink:
         self._start = tf.compat.v1.placeholder(tf.int64, [])
         self._welcome: dict[tuple[int, str], tf.Operation] = {}  # (index, nonce) -> its enqueue
         self._report = [q.dequeue() for q in wire.report]
+        self._last_report: list[bytes | None] = [None] * wire.workers  # each worker's last record taken
         self._reason = tf.compat.v1.placeholder(tf.string, [])
         self._notify = [q.enqueue([self._reason]) for q in wire.notice]
         self._close = [q.close(cancel_pending_enqueues=True) for q in wire.down]
@@ -243,17 +244,33 @@ class PSLink:
         # Capacity 1 and one message per process: this never waits, whether the worker is alive or not.
         deadline.run(self.session, self._welcome[key], feed, seconds=30, what=f"welcoming worker {index}")
 
-    def reports(self, timeout: float) -> list[dict]:
-        """One report from every worker, in worker order (epoch metrics, or the final "done")."""
+    def reports(self, timeout: float, epoch: int | None) -> list[dict]:
+        """One report from every worker, in worker order: the metrics of `epoch`, or (None) the final "done".
+
+        A worker sends a report again when TensorFlow's runtime aborted it without saying whether it
+        arrived (WorkerGraph.report), so a record equal to the last one taken from that worker is a second
+        copy: skipped. A record that is neither what was expected nor a copy means the two sides disagree
+        on where the run is: the run stops, naming it."""
         got = []
         end = time.monotonic() + timeout
         for index, dequeue in enumerate(self._report):
-            try:
-                text = deadline.run(self.session, dequeue, seconds=max(0.001, end - time.monotonic()), what="waiting for reports")
-            except tf.errors.DeadlineExceededError:
-                raise WorkerFailed(f"worker {index} sent no report for {timeout:.0f} s (it died or hangs; see its log)",
-                                   (index,)) from None
-            got.append(json.loads(text.decode()))
+            while True:
+                try:
+                    text = deadline.run(self.session, dequeue, seconds=max(0.001, end - time.monotonic()),
+                                        what="waiting for reports")
+                except tf.errors.DeadlineExceededError:
+                    raise WorkerFailed(f"worker {index} sent no report for {timeout:.0f} s (it died or hangs; see its "
+                                       f"log)", (index,)) from None
+                if text != self._last_report[index]:
+                    break
+            self._last_report[index] = text
+            record = json.loads(text.decode())
+            if (record.get("done") is True) if epoch is None else (record.get("epoch") == epoch):
+                got.append(record)
+                continue
+            expected = report_of({"done": True} if epoch is None else {"epoch": epoch})
+            raise WorkerFailed(f"worker {index} reported {report_of(record)} where the PS expected {expected}: the "
+                               f"two disagree on where the run is; resume it from its last checkpoint (--resume)")
         return got
 
     def abort(self, reason: str, silent: tuple[int, ...] = ()) -> None:

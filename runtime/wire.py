@@ -89,3 +89,8 @@ def digest(vector: tf.Tensor) -> tf.Tensor:
     bits = tf.cast(tf.bitcast(vector, tf.int32), tf.int64)
     weights = tf.math.floormod(tf.range(tf.size(vector, out_type=tf.int64), dtype=tf.int64), 7) + 1
     return tf.reduce_sum(bits * weights)
+
+
+def report_of(record: dict) -> str:
+    """What a report/i record reports, in words: "epoch N" or "the end of the run"."""
+    return "the end of the run" if record.get("done") else f"epoch {record.get('epoch')}"

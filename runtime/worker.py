@@ -17,10 +17,12 @@ import tensorflow as tf
 
 from models import Model
 from runtime import deadline, faults, tferrors
+from runtime.cluster import PS_DEVICE
 from runtime.local_model import LocalModel
 from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
 from optim import learning_rate
-from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, nbytes, push_arrived, reply_gone, welcome_queue
+from runtime.wire import (CONTROL_DTYPE, Wire, as_list, digest, nbytes, push_arrived, reply_gone, report_of,
+                          welcome_queue)
 
 
 NOTICE_MARGIN = 20.0  # seconds
@@ -116,7 +118,10 @@ class WorkerGraph:
             self.load_model = self.local.assign(self.model_feed)
             self.start_step = tf.compat.v1.placeholder(tf.int64, [])
             self.set_step = self.step.assign(self.start_step)
-            self.record = tf.compat.v1.placeholder(tf.string, [])
+            # Fed on the PS's device: the report is then one graph on the PS, with no part on this worker whose
+            # copy TensorFlow's runtime could refuse while the PS's part waits for it (a run stalled on that).
+            with tf.device(PS_DEVICE):
+                self.record = tf.compat.v1.placeholder(tf.string, [])
             self.report_op = wire.report[index].enqueue([self.record])
             self.notice = wire.notice[index].dequeue()
 
@@ -149,7 +154,24 @@ class WorkerGraph:
             self._last_phase = int(arrays["last_phase"])
 
     def report(self, session: tf.compat.v1.Session, record: dict, timeout: float) -> None:
-        self._run(session, self.report_op, {self.record: json.dumps(record)}, timeout, "reporting to the PS")
+        """Send an epoch's record (or "done"). A send that may or may not have taken effect is sent again: the
+        PS skips a record equal to the one it took last from this worker (PSLink.reports), so a copy that
+        arrived twice is read once."""
+        what, text = "reporting to the PS", json.dumps(record, sort_keys=True)
+        for attempt in range(RETRIES + 1):
+            try:
+                faults.before_report(self.index, record)
+                deadline.run(session, self.report_op, {self.record: text}, seconds=timeout, what=what)
+                faults.after_report(self.index, record)
+                return
+            except tf.errors.AbortedError as e:
+                if not tferrors.ambiguous(e) or attempt == RETRIES:
+                    raise self._stopped(session, e, what, timeout) from None
+                self.log(f"warning: TensorFlow's runtime aborted the report of {report_of(record)} "
+                         f"({tferrors.explain(e)}); sent again")
+                time.sleep(LOOK_AGAIN_SECONDS)
+            except tf.errors.OpError as e:
+                raise self._stopped(session, e, what, timeout) from None
 
     # --- one step -----------------------------------------------------------------------------
     def push(self, session: tf.compat.v1.Session, phase: int, images: np.ndarray, labels: np.ndarray,

@@ -216,10 +216,12 @@ def test_a_second_ctrl_c_stops_everything_without_a_traceback(tmp_path):
 @pytest.mark.cluster
 def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twice(tmp_path):
     """Each way an aborted call can leave things (the push lost or arrived, the reply waiting, not sent yet
-    or applied), and a call gRPC delivered twice: the run goes on, says so, counts each recovery, and ends
-    in the uninterrupted run's model and bytes."""
+    or applied; an epoch's report lost, or arrived and sent again), and a call gRPC delivered twice: the run
+    goes on, says so, counts each recovery, and ends in the uninterrupted run's model and bytes, with one
+    record of the epoch from each worker."""
     flags = ["--workers", "2", *QUICK, "--verify-sync"]
-    faults = "0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied,0/11/push-twice,1/13/pull-twice"
+    faults = ("0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied,0/11/push-twice,1/13/pull-twice,"
+              "0/1/report-twice,1/1/report-lost")
     plain = subprocess.Popen([sys.executable, "mp2_local.py", *flags, "--out", str(tmp_path / "plain")], cwd=ROOT,
                              env=launcher_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     faulty = run_with_env({"MP2_INJECT_ABORT": faults}, "mp2_local.py", *flags, "--out", str(tmp_path / "faulty"))
@@ -230,6 +232,8 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
                  "step 7:", "step 9:", "it had been applied: read back", "step 11: TensorFlow's runtime aborted the push",
                  "step 13: TensorFlow's runtime aborted the call that takes the PS's reply"):
         assert says in faulty.stdout, (says, faulty.stdout[-3000:])
+    # Each worker's report of epoch 1 was sent again: the lost one arrives once, the copy of the other is skipped.
+    assert faulty.stdout.count("warning: TensorFlow's runtime aborted the report of epoch 1") == 2, faulty.stdout[-3000:]
     # Whether the other worker had pushed yet decides which: the reply waits, or the PS has yet to send it.
     for step in (7, 13):
         assert re.search(rf"step {step}: .*(the reply still waits: taken again|the PS has not sent it yet: waited for "

@@ -100,7 +100,8 @@ class Predictor(tf.Module):
         for group, vector in parts.items():
             params = self.layout.group(group)
             # One split, not a slice per tensor: a slice's gradient is a zero vector of the whole group with
-            # the piece written in, summed over the pieces (a tenth of an online round's step for LeNet-5).
+            # the piece written in, summed over the pieces (for LeNet-5, 41,004 values zero-filled four times in
+            # every step of an online round).
             for p, piece in zip(params, tf.split(vector, [p.size for p in params], axis=1)):
                 out[p.name] = tf.reshape(piece, [-1, *p.shape]) if batched else tf.reshape(piece[0], p.shape)
         return out

@@ -37,9 +37,10 @@ from npzio import under
 from optim import Adam
 
 ROOT = Path(__file__).resolve().parents[2]
-# The first round: 1,500 steps at 4e-3 matched 6,000 at 1e-3 within the seeds' noise in a quarter of the
-# time (results/online-rounds). Later rounds fine-tune: at 1e-3, 300 more steps left the predictor worse on
-# the freshest snapshot than it started (Adam's steps are about the rate in size); 1e-4 improved it every round.
+# The first round: 1,500 steps at 4e-3 kept online MP² within half a point of the baseline in every seed, in
+# a quarter of the time of 6,000 at 1e-3 (0.3 points above it on the mean; results/online-rounds). Later rounds
+# fine-tune: at 1e-3, 300 more steps left the predictor worse on the freshest snapshot than it started (Adam's
+# steps are about the rate in size); 1e-4 improved it every round.
 FIRST_LR, LATER_LR = 4e-3, 1e-4
 RECENT_SHARE = 0.5  # of a later round's steps, on the snapshots taken since the round before
 ROUND_IMAGE_BATCH = 64  # images per optimizer step of a graph round: the cost of a step is mostly the predictor's

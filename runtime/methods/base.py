@@ -180,9 +180,20 @@ def syncs_at(step: int, steps_per_epoch: int, every: int) -> bool:
     return (step + 1) % every == 0 or (step + 1) % steps_per_epoch == 0
 
 
+def ordered_sum(tensors: list[tf.Tensor]) -> tf.Tensor:
+    """The element-wise sum of same-shaped tensors, added in list order, the same bits on every run.
+
+    Not tf.add_n: its CPU kernel accumulates into an input buffer it may reuse and moves that input to
+    the front, so the order of the sum, and a sum's last bit, depended on which buffers other ops still
+    held. A baseline run parted from its twin that way (the same four payloads, a reply differing in the
+    last bit of 5,444 values at step 660). A stack summed over its first axis adds them in order.
+    """
+    return tf.reduce_sum(tf.stack(tensors), axis=0)
+
+
 def mean(payloads: list[tf.Tensor]) -> tf.Tensor:
-    """The element-wise mean of the workers' tensors."""
-    return tf.add_n(payloads) / float(len(payloads))
+    """The element-wise mean of the workers' tensors (their ordered sum over their number)."""
+    return ordered_sum(payloads) / float(len(payloads))
 
 
 class Method:

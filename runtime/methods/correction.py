@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from compression.common import Compressed
 from optim import FlatOptimizer, learning_rate
-from runtime.methods.base import PSSide, WorkerSide
+from runtime.methods.base import PSSide, WorkerSide, mean
 
 
 def compress_gradient(w: WorkerSide, variables: Sequence[tf.Variable], grads: Sequence[tf.Tensor],
@@ -49,8 +49,7 @@ class Correction:
     def update(self, payloads: list[list[tf.Tensor]]) -> tuple[tf.Tensor, tf.Tensor]:
         """One Adam step on the mean of the workers' sparse gradients (payload items 1 and 2: values and
         positions in the predicted group): the correction (before, after), the step applied once `after` runs."""
-        gradient = tf.add_n([tf.scatter_nd(tf.expand_dims(p[2], 1), p[1], [self.size]) for p in payloads])
-        gradient = gradient / float(len(payloads))
+        gradient = mean([tf.scatter_nd(tf.expand_dims(p[2], 1), p[1], [self.size]) for p in payloads])
         before = self.vector.read_value()
         after, slots = self.optimizer.apply(before, gradient, learning_rate(self.lr, self.step), self.steps)
         with tf.control_dependencies([self.vector.assign(after), *slots]):

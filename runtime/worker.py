@@ -318,8 +318,11 @@ class WorkerGraph:
         try:
             (text,) = deadline.run(session, [self.notice], seconds=5, what="reading the PS's notice")
             return f"the PS stopped the run: {text.decode()}"
-        except tf.errors.OpError:
-            return "the PS stopped the run (no reason given; see the PS's log)"
+        except tf.errors.OpError as e:
+            # The notice cannot be read when the PS's server no longer holds this process's session (another
+            # process took over its task): then that is the reason, whichever call noticed it first.
+            cause = tferrors.known_cause(e, self.index)
+            return f"the PS stopped the run: {cause}" if cause else "the PS stopped the run (no reason given; see the PS's log)"
 
 
 class StepTrace:

@@ -18,10 +18,10 @@ the run (RunInfo.steps_per_epoch) by one rule:
 
 so both measured settings come out of it (the first four floors are digits' measured values; the lag's
 floor keeps a few steps of it beside the training on a short epoch), and a run in between gets the
-Fashion-MNIST setting scaled to its epoch. A value given on the command line is
-taken as given. The stage's --val-images (1000) is capped at a tenth of the training images when the
-stage flags are the default ones (digits: 144), as mp2_train_stage.py caps its own default; the stage
-caps --eval-images at the test set itself.
+Fashion-MNIST setting scaled to its epoch. A value given on the command line is taken as given. The
+stage's --val-images (1000) is capped at a tenth of the training images when the stage flags are the
+default ones (digits: 144), as mp2_train_stage.py caps its own default; the stage caps --eval-images at
+the test set itself.
 
 Not a method option, so not here: the pushed group. The measured setting pushes the classifier too
 (--push front+head). --push is shared by the PS and every worker, and a worker cannot tell online MP²

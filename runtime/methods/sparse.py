@@ -11,7 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 import argtypes
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, ordered_sum
+from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from optim import FlatOptimizer, learning_rate
 
 
@@ -51,8 +51,7 @@ class _Sparse(Method):
         from compression import densify
 
         payloads = ps.gather()
-        total = ordered_sum([densify(v, i, d, self.shapes(), self.dense_mask()) for v, i, d in payloads])
-        average = total / float(ps.workers)
+        average = mean([densify(v, i, d, self.shapes(), self.dense_mask()) for v, i, d in payloads])
         # Positions where the average is zero need not travel: both sides treat them as zero.
         positions = tf.cast(tf.where(tf.not_equal(average, 0.0))[:, 0], tf.int32)
         values = tf.gather(average, positions)

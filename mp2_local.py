@@ -2,12 +2,19 @@
 
     python mp2_local.py --workers 4 --model lenet5 --dataset fashion_mnist --method baseline --epochs 5
 
-Every flag other than --workers is passed to the PS and the workers as they are; the PS-only ones
-(--predictor, --resume, --snapshot-*) to the PS alone. Output lines are prefixed [ps], [w0], ...; logs go to --out too.
-Paths mean what they mean in the caller's shell, from whatever directory this is started.
+Every flag other than --workers, --out and --max-recoveries is passed to the PS and the workers as they
+are; the PS-only ones (--predictor, --resume, --checkpoint-every, --snapshot-*) to the PS alone. Output lines
+are prefixed [ps], [w0], ...; logs go to --out too. Paths mean what they mean in the caller's shell, from
+whatever directory this is started.
+
+A run that TensorFlow's runtime stalls or fails mid-way (the PS exits with runtime.exits.STALLED) is
+resumed from its last checkpoint by itself, on fresh ports, up to --max-recoveries times; a process
+killed from outside, or a failure that comes back at the same step, still stops the run.
 """
 import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import argparse
+import json
+import os
 import sys
 
 import argtypes
@@ -22,6 +29,8 @@ PS_REPORT_SECONDS = 10
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--workers", type=argtypes.positive_int, default=4, help="number of worker processes")
 parser.add_argument("--out", default="runs/latest", help="run directory (PS outputs and each process's log)")
+parser.add_argument("--max-recoveries", type=argtypes.nonnegative_int, default=5,
+                    help="times a run stalled or failed by TensorFlow's runtime is resumed from its last checkpoint")
 args, passthrough = parser.parse_known_args()
 for flag in ("--ps_hosts", "--worker_hosts", "--task_index"):
     if any(a.split("=")[0] == flag for a in passthrough):
@@ -58,31 +67,62 @@ except (ValueError, DataError, CheckpointError) as e:
     sys.exit(1)
 step_timeout = training_parser("").parse_known_args(passthrough)[0].step_timeout
 
-# Loopback only: TensorFlow's gRPC server has no authentication.
-try:
-    ps_port, *worker_ports = free_ports(args.workers + 1)
-except ValueError as e:  # a malformed or full MP2_PORT_RANGE
-    print(f"mp2_local: error: {e}", file=sys.stderr)
-    sys.exit(1)
-ps_host = f"127.0.0.1:{ps_port}"
-worker_hosts = ",".join(f"127.0.0.1:{port}" for port in worker_ports)
-cluster = ["--ps_hosts", ps_host, "--worker_hosts", worker_hosts, "--out", str(out)]
 
-# Children keep the caller's cwd and are started by the scripts' absolute paths.
-children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *passthrough])]
-children += [
-    Child(f"w{i}", [str(ROOT / "mp2_worker.py"), *cluster, "--task_index", str(i), *split_ps_only(passthrough)])
-    for i in range(args.workers)
-]
-print(f"[launcher] PS at {ps_host}, workers at {worker_hosts}; run directory {out}", flush=True)
-local = LocalCluster(children, log_dir=out, ps_grace=step_timeout + PS_REPORT_SECONDS)
-try:
-    local.start()
-except OSError as e:  # a log that cannot be opened: nothing has started yet
-    print(f"mp2_local: error: cannot write the logs in {out} ({e.strerror or e}); choose another --out", file=sys.stderr)
-    sys.exit(1)
-print("[launcher] pids: " + ", ".join(f"{c.name} {c.proc.pid}" for c in children), flush=True)
-code = local.wait()
-if code == 0:
-    print(f"[launcher] done; summary in {out / 'summary.json'}", flush=True)
+
+def launch(flags: list[str], env: dict[str, str]) -> LocalCluster:
+    """Start the PS and the workers on free loopback ports (TensorFlow's gRPC server has no authentication)."""
+    try:
+        ps_port, *worker_ports = free_ports(args.workers + 1)
+    except ValueError as e:  # a malformed or full MP2_PORT_RANGE
+        print(f"mp2_local: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    ps_host = f"127.0.0.1:{ps_port}"
+    worker_hosts = ",".join(f"127.0.0.1:{port}" for port in worker_ports)
+    cluster = ["--ps_hosts", ps_host, "--worker_hosts", worker_hosts, "--out", str(out)]
+    # Children keep the caller's cwd and are started by the scripts' absolute paths.
+    children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *flags])]
+    children += [
+        Child(f"w{i}", [str(ROOT / "mp2_worker.py"), *cluster, "--task_index", str(i), *split_ps_only(flags)])
+        for i in range(args.workers)
+    ]
+    print(f"[launcher] PS at {ps_host}, workers at {worker_hosts}; run directory {out}", flush=True)
+    local = LocalCluster(children, log_dir=out, ps_grace=step_timeout + PS_REPORT_SECONDS, env=env)
+    try:
+        local.start()
+    except OSError as e:  # a log that cannot be opened: nothing has started yet
+        print(f"mp2_local: error: cannot write the logs in {out} ({e.strerror or e}); choose another --out",
+              file=sys.stderr)
+        sys.exit(1)
+    print("[launcher] pids: " + ", ".join(f"{c.name} {c.proc.pid}" for c in children), flush=True)
+    return local
+
+
+def interruptions() -> list[dict]:
+    path = out / "interruptions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+env: dict[str, str] = {}
+for recovery in range(args.max_recoveries + 1):
+    local = launch(passthrough, env)
+    code = local.wait()
+    if code == 0:
+        print(f"[launcher] done; summary in {out / 'summary.json'}", flush=True)
+        break
+    stops = interruptions()
+    if not local.resumable() or not stops:
+        break
+    if len(stops) > 1 and stops[-1]["step"] == stops[-2]["step"]:
+        print(f"[launcher] the run failed twice at step {stops[-1]['step']}: not a passing stall; stopping "
+              f"(see the logs in {out})", flush=True)
+        break
+    if recovery == args.max_recoveries:
+        print(f"[launcher] the run stalled {len(stops)} times; --max-recoveries {args.max_recoveries} reached", flush=True)
+        break
+    print(f"[launcher] recovery {recovery + 1}/{args.max_recoveries}: the run stopped at step {stops[-1]['step']} "
+          f"({stops[-1]['cause']}); resuming from its checkpoint of step {stops[-1]['resumes_after_step']}", flush=True)
+    passthrough = [a for a in passthrough if a not in ("--fresh", "--resume")] + ["--resume"]
+    # Faults injected by the tests (runtime/faults.py) belong to the first attempt, unless asked for in every one.
+    if os.environ.get("MP2_INJECT_ABORT") and os.environ.get("MP2_INJECT_EVERY_ATTEMPT") != "1":
+        env = {"MP2_INJECT_ABORT": ""}
 sys.exit(code)

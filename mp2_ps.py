@@ -16,7 +16,7 @@ import npzio
 import provenance
 from paramset import ParamSetError, ParamSetWriter, SnapshotCollector, is_dataset
 from predictor import CheckpointError
-from runtime import cluster, deadline, flags, tferrors
+from runtime import checkpoints, cluster, deadline, flags, tferrors
 from runtime.config import RunConfig
 from runtime.events import EpochEvents
 from runtime.metrics import classification_report, epoch_record, finite_json
@@ -53,7 +53,7 @@ total_steps = args.epochs * steps_per_epoch
 meta = {"config": config.to_json(), "ps_inputs": method.ps_inputs()}
 
 # --- the starting model: fresh, or the last saved epoch ------------------------------------------
-history, start_epoch, saved_state = [], 0, None
+history, start_epoch, start_step, saved_state = [], 0, 0, None
 vector = model.init_vector(args.seed)
 snapshot_dir = Path(args.snapshot_dir or run_dir.path / "snapshots")
 if args.resume:
@@ -69,14 +69,16 @@ if args.resume:
               for k, v in saved.get("ps_inputs", {}).items() if meta["ps_inputs"].get(k) != v]
     if diffs:
         fail(f"--resume: {run_dir.checkpoint} belongs to another configuration: " + "; ".join(diffs))
-    start_epoch = saved["epoch"]
+    start_epoch = saved["epoch"]  # epochs finished; a checkpoint taken inside an epoch says how far it went
     if start_epoch > args.epochs:
         fail(f"--resume: the saved run has already done {start_epoch} epochs; --epochs must be at least that")
     if start_epoch == args.epochs:
         print(f"ps: the run in {run_dir.path} has already finished its {args.epochs} epochs; nothing to do "
               f"(raise --epochs to train on)", flush=True)
         sys.exit(0)
-    print(f"ps: resuming after epoch {start_epoch}", flush=True)
+    start_step = saved.get("steps_done", start_epoch * steps_per_epoch)
+    print(f"ps: resuming after epoch {start_epoch}" + (f", step {start_step}" if start_step % steps_per_epoch else ""),
+          flush=True)
 else:
     earlier = run_dir.describe_record()
     old_snapshots = args.snapshot_every > 0 and is_dataset(snapshot_dir)
@@ -103,13 +105,12 @@ try:
     link = PSLink(session, wire)
     graph.initialise(session, vector, saved_state, str(run_dir.checkpoint))
     if args.resume:  # what the method keeps outside its state variables (online MP²'s schedule, predictors)
-        method.restore(session, npzio.under(saved_state, "method/"),
-                       saved.get("method_state", {}), start_epoch * steps_per_epoch)
+        method.restore(session, npzio.under(saved_state, "method/"), saved.get("method_state", {}), start_step)
     collector = None
     if args.snapshot_every > 0:
         writer = ParamSetWriter(snapshot_dir, model.layout, dataset.name)
         if args.resume:  # the stretch after the checkpoint is abandoned, and will be run again
-            dropped = writer.keep_through_step(start_epoch * steps_per_epoch)
+            dropped = writer.keep_through_step(start_step - 1)
             if dropped:
                 print(f"ps: dropped {dropped} snapshots taken after the checkpoint", flush=True)
         collector = SnapshotCollector(session, cluster.PS_DEVICE, model, dataset, writer, args.snapshot_every,
@@ -124,15 +125,42 @@ print(f"ps: data: {dataset.provenance.get('origin')} {'; '.join(dataset.provenan
 # --- loop ----------------------------------------------------------------------------------------
 events = EpochEvents(run_dir.path)
 log = lambda s: print(f"ps: {s}", flush=True)  # noqa: E731
+every = args.checkpoint_every if method.saves_mid_epoch() else 0
+if args.checkpoint_every and not every:
+    log(f"--checkpoint-every: {config.method} saves at epoch ends only (its checkpoint waits for work in flight)")
+committed, s = start_step, start_step  # the steps done by the checkpoint on disk; the step under way
+pending = None  # a checkpoint taken inside an epoch, written once every worker has saved its side (runtime/checkpoints.py)
+
+
+def take_checkpoint(steps_done: int, epoch_phases: dict) -> dict:
+    method_arrays, method_meta = method.checkpoint(session)
+    return {"vector": graph.model_value(session),
+            "state": {**graph.state(session), **{f"method/{k}": v for k, v in method_arrays.items()}},
+            "meta": {**meta, "epoch": steps_done // steps_per_epoch, "steps_done": steps_done,
+                     "epoch_phases": dict(epoch_phases), "wall_seconds": time.monotonic() - started,
+                     "method_state": method_meta}}
+
+
+def commit(taken: dict) -> int:
+    if collector:  # the snapshots taken so far belong to the record the checkpoint restores
+        collector.flush()
+    run_dir.save_checkpoint(run_dir.checkpoint, taken["vector"], taken["state"], taken["meta"])
+    return taken["meta"]["steps_done"]
+
+
 try:
-    start_step = start_epoch * steps_per_epoch
-    phase = link.admit(config, vector, start_step, method, args.connect_timeout, log=log)
+    phase = link.admit(config, vector, start_step, method, args.connect_timeout, log=log, checkpoint_every=every)
     history = run_dir.start(resumed_through=start_epoch if args.resume else None)  # only now: every worker came
-    started = time.monotonic() - (history[-1]["wall_seconds"] if history else 0.0)
+    started = time.monotonic() - (saved.get("wall_seconds", history[-1]["wall_seconds"] if history else 0.0)
+                                  if args.resume else 0.0)
+    if not args.resume:  # a checkpoint from the first step on: a run stopped at any point can be resumed
+        run_dir.interruptions_file.unlink(missing_ok=True)
+        committed = commit(take_checkpoint(0, {}))
     for epoch in range(start_epoch, args.epochs):
         progress = Progress(steps_per_epoch, f"ps epoch {epoch + 1}/{args.epochs} step")
-        phases = {}
-        for step in range(steps_per_epoch):
+        resumed_inside = epoch == start_epoch and start_step % steps_per_epoch
+        phases = dict(saved.get("epoch_phases", {})) if resumed_inside else {}
+        for step in range(start_step % steps_per_epoch if resumed_inside else 0, steps_per_epoch):
             s = epoch * steps_per_epoch + step
             if method.is_local(s):  # the workers train alone: nothing to gather
                 phases["local"] = phases.get("local", 0) + 1
@@ -142,12 +170,17 @@ try:
                 if following != phase:
                     log(f"step {s + 1}: workers switch from phase {method.phase_name(phase)} to {method.phase_name(following)}")
                 graph.run_step(session, s, phase, following, args.step_timeout)
+                if pending:  # this step's pushes came after every worker saved the pending checkpoint's state
+                    committed, pending = commit(pending), None
                 method.after_step(session, s, phase)
                 phases[method.phase_name(phase)] = phases.get(method.phase_name(phase), 0) + 1
                 phase = following
             if collector:
                 collector.after_step(s, epoch, lambda: graph.model_value(session))
+            if step + 1 < steps_per_epoch and checkpoints.due(method, s, every, steps_per_epoch):
+                pending = take_checkpoint(s + 1, phases)
             progress.update(step + 1, {})
+        s = (epoch + 1) * steps_per_epoch - 1
         reports = link.reports(args.step_timeout, epoch + 1)
         diverged = loss_diverged(reports, epoch + 1)
         if diverged:
@@ -163,27 +196,35 @@ try:
         run_dir.append_metrics([finite_json(record)])
         events.write(epoch + 1, {k: record[k] for k in ("test_acc", "f1", "loss", "train_acc", "bytes_pushed",
                                                          "bytes_pulled", "comm_seconds", "step_seconds")})
-        method_arrays, method_meta = method.checkpoint(session)
-        saved = {**meta, "epoch": epoch + 1, "test_acc": record["test_acc"], "method_state": method_meta}
-        state = {**graph.state(session), **{f"method/{k}": v for k, v in method_arrays.items()}}
-        run_dir.save_checkpoint(run_dir.checkpoint, vector, state, saved)
+        taken, pending = take_checkpoint((epoch + 1) * steps_per_epoch, {}), None  # every worker reported: saved
+        taken["meta"]["test_acc"] = record["test_acc"]
+        committed = commit(taken)
         if best_before is None or record["test_acc"] > best_before:
-            run_dir.save_checkpoint(run_dir.best, vector, {}, {k: v for k, v in saved.items() if k != "method_state"})
+            run_dir.save_checkpoint(run_dir.best, vector, {},
+                                    {k: v for k, v in taken["meta"].items() if k not in ("method_state", "epoch_phases")})
         log(f"epoch {epoch + 1}/{args.epochs} test_acc {record['test_acc']:.4f} loss {record['loss']:.4f} "
             f"pushed {record['bytes_pushed']:,} B ({time.monotonic() - started:.1f}s)")
     link.reports(args.step_timeout, None)  # every worker's "done"
 except (WorkerFailed, Diverged) as e:
     method.close()
-    kept = f" (the checkpoint of epoch {history[-1]['epoch']} in {run_dir.path} is intact)" if history else ""
+    # A step or report that did not come is a stall a resume can cure; refusals at the start and divergence are not.
+    resumable = isinstance(e, WorkerFailed) and e.mid_run
+    if resumable:
+        deadline.evidence()
+        run_dir.note_interruption(s, committed, str(e))
+    kept = f" (the checkpoint of step {committed} in {run_dir.path} is intact)" if committed else ""
     print(f"ps: error: {e}; stopping the run{kept}", file=sys.stderr, flush=True)
-    link.abort(str(e), silent=getattr(e, "workers", ()))  # a silent worker never reads why: no grace for it
-    cluster.exit_now(1)
+    link.abort(str(e), silent=getattr(e, "workers", ()), resumable=resumable)  # a silent worker never reads why
+    cluster.exit_now(deadline.STALLED if resumable else 1)
 except tf.errors.OpError as e:  # anything else TensorFlow raises mid-run: still one line, and the workers told
     method.close()
     reason = f"TensorFlow error in the PS: {type(e).__name__}: {tferrors.explain(e)}"
-    print(f"ps: error: {reason}; stopping the run", file=sys.stderr, flush=True)
-    link.abort(reason)
-    cluster.exit_now(1)
+    deadline.evidence()
+    run_dir.note_interruption(s, committed, reason)
+    print(f"ps: error: {reason}; stopping the run (the checkpoint of step {committed} is intact)", file=sys.stderr,
+          flush=True)
+    link.abort(reason, resumable=True)
+    cluster.exit_now(deadline.STALLED)
 except OSError as e:  # a checkpoint or record that cannot be written (full disk, permissions)
     print(f"ps: error: cannot write the run's files in {run_dir.path}: {e}; stopping the run", file=sys.stderr, flush=True)
     link.abort(f"the PS cannot write its files ({e.strerror or e})")
@@ -205,8 +246,10 @@ summary = {
     "bytes_pulled_total": int(sum(r["bytes_pulled"] for r in history)),
     "comm_seconds_mean": float(np.mean([r["comm_seconds"] for r in history])),
     "wall_seconds": time.monotonic() - started, "resumed_from_epoch": start_epoch,
+    "resumed_from_step": start_step,
     "phases": {k: sum(r["phases"].get(k, 0) for r in history) for k in {k for r in history for k in r["phases"]}},
     "method_stats": method.stats(), "ps_inputs": meta["ps_inputs"],
+    "recoveries": run_dir.interruptions(), "checkpoint_every": every, "refused_calls_rerun": graph.refused,
     "snapshots": len(collector.writer) if collector else 0, "provenance": origin,
 }
 method.close()

@@ -14,7 +14,7 @@ import tensorflow as tf
 import data
 import npzio
 from predictor import CheckpointError
-from runtime import cluster, deadline, flags
+from runtime import checkpoints, cluster, deadline, flags
 from runtime.methods.base import LOCAL
 from runtime.progress import Progress
 from runtime.rundir import RunDir
@@ -39,7 +39,7 @@ try:
 except OSError as e:
     sys.exit(f"worker: error: cannot create the run directory --out {args.out}: {e.strerror or e}")
 log_path = run_dir.path / f"worker-{index}.jsonl"
-state_path = run_dir.path / f"worker-{index}-state.npz"
+states = checkpoints.WorkerStateFiles(run_dir.path, index)
 name = f"worker {index}"
 deadline.WHO = name
 trace = StepTrace(run_dir.path / f"trace-worker-{index}.npz", args.trace_steps)
@@ -54,30 +54,35 @@ session = cluster.session(server, "worker", index, args.threads)
 # --- join, train, report ----------------------------------------------------------------------
 try:
     cluster.wait_for_port(spec.ps[0], args.connect_timeout, "the PS")
-    start, phase = graph.join(session, config.to_json(), args.connect_timeout, spec.ps[0])
-    first_epoch = start // schedule.steps_per_epoch
+    start, phase, checkpoint_every = graph.join(session, config.to_json(), args.connect_timeout, spec.ps[0])
+    first_epoch, first_step = divmod(start, schedule.steps_per_epoch)
     print(f"{name}: joined; {schedule.steps_per_epoch} steps per epoch, starting at step {start}", flush=True)
     if not start:  # a fresh run: an earlier run's record of this worker is kept aside, never overwritten
-        aside = run_dir.set_aside([log_path, state_path, trace.path])
+        aside = run_dir.set_aside([log_path, *states.paths, trace.path])
         if aside:
             print(f"{name}: an earlier run's record of this worker is now in {aside}", flush=True)
     kept = [r for r in (json.loads(l) for l in log_path.read_text().splitlines() if l.strip())] if start and log_path.exists() else []
     log_path.write_text("".join(json.dumps(r) + "\n" for r in kept if r["epoch"] <= first_epoch))
-    if start:  # resumed: the method's and optimizer's state as saved with that epoch, if this host has it
+    carried = {}  # a checkpoint inside an epoch: what that epoch had counted so far
+    if start:  # resumed: the method's and optimizer's state as saved at that step, if this host has it
         try:
-            arrays, saved = npzio.read(state_path)
-            if saved.get("epoch") != first_epoch:
-                raise ValueError(f"it is of epoch {saved.get('epoch')}, the run resumes after epoch {first_epoch}")
-            graph.restore(session, arrays, str(state_path))
+            arrays, saved = states.read(start)
+            graph.restore(session, arrays, str(states.latest))
+            carried = saved.get("epoch_totals", {}) if first_step else {}
         except (npzio.NpzError, ValueError) as e:
-            print(f"{name}: warning: optimizer and method state start afresh ({state_path}: {e})", flush=True)
+            print(f"{name}: warning: optimizer and method state start afresh ({e})", flush=True)
     for epoch in range(first_epoch, args.epochs):
         method.worker_epoch_start(graph.side, session, epoch)
         rng = np.random.default_rng([args.seed, index, epoch])  # mixup draws: per worker and epoch, so a resume repeats them
-        totals = dict(loss=0.0, acc=0.0, pushed=0, pulled=0, comm=0.0, step=0.0, verified=0)
+        begin = first_step if epoch == first_epoch else 0
+        for step in range(begin):  # a resume inside the epoch: the draws of the steps already done, made again
+            idx = schedule.worker_indices(epoch, step, index)
+            data.mixup(dataset.train_x[idx], dataset.train_y[idx], dataset.classes, args.mixup, rng)
+        totals = dict(loss=0.0, acc=0.0, pushed=0, pulled=0, comm=0.0, step=0.0, verified=0, retries=0)
+        totals.update(carried if begin else {})
         retries_before = graph.retries
         progress = Progress(schedule.steps_per_epoch, f"{name} epoch {epoch + 1}/{args.epochs}")
-        for step in range(schedule.steps_per_epoch):
+        for step in range(begin, schedule.steps_per_epoch):
             s = epoch * schedule.steps_per_epoch + step
             t0 = time.perf_counter()
             idx = schedule.worker_indices(epoch, step, index)
@@ -107,15 +112,18 @@ try:
             totals["acc"] += acc
             totals["comm"] += t2 - t1
             totals["step"] += t2 - t0
+            if step + 1 < schedule.steps_per_epoch and checkpoints.due(method, s, checkpoint_every, schedule.steps_per_epoch):
+                so_far = {**totals, "retries": totals["retries"] + graph.retries - retries_before}
+                states.write(s + 1, graph.state(session), {"epoch": epoch, "epoch_totals": so_far})
             progress.update(step + 1, {"loss": loss, "acc": acc})
         steps = schedule.steps_per_epoch
         record = {
             "worker": index, "epoch": epoch + 1, "loss": totals["loss"] / steps, "train_acc": totals["acc"] / steps,
             "bytes_pushed": totals["pushed"], "bytes_pulled": totals["pulled"],
             "comm_seconds": totals["comm"], "step_seconds": totals["step"], "steps": steps,
-            "steps_verified_in_sync": totals["verified"], "retries": graph.retries - retries_before,
+            "steps_verified_in_sync": totals["verified"], "retries": totals["retries"] + graph.retries - retries_before,
         }
-        npzio.write(state_path, graph.state(session), {"epoch": epoch + 1, "worker": index})
+        states.write((epoch + 1) * steps, graph.state(session), {"epoch": epoch + 1})
         trace.write()
         graph.report(session, record, args.step_timeout)
         with open(log_path, "a") as f:
@@ -123,7 +131,9 @@ try:
         print(f"{name}: epoch {epoch + 1}/{args.epochs} loss {record['loss']:.4f} train_acc {record['train_acc']:.4f} "
               f"comm {record['comm_seconds']:.1f}s", flush=True)
     graph.report(session, {"worker": index, "done": True}, args.step_timeout)
-except (RunStopped, cluster.ClusterError) as e:
+except RunStopped as e:
+    cluster.exit_now(deadline.STALLED if e.resumable else 1, f"{name}: error: {e}")
+except cluster.ClusterError as e:
     cluster.exit_now(1, f"{name}: error: {e}")
 except OSError as e:
     cluster.exit_now(1, f"{name}: error: cannot write {run_dir.path}: {e}")

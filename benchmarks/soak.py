@@ -1,14 +1,15 @@
 """Soak: the main job's cluster, many times in a row, optionally beside busy CPU loops.
 
-    python benchmarks/soak.py --runs 50 --load 1 --epochs 2           # what the README reports
+    python benchmarks/soak.py --steps 100000 --epochs 30 --load 1     # results/reliability: 30-epoch runs
     python benchmarks/soak.py --runs 5 -- --method mp2 --predictor P   # other flags go to mp2_local.py
 
 Each run is `mp2_local.py --workers 4` with the main job's flags (LeNet-5, Fashion-MNIST, lr 0.003, no
-mixup, snapshots every 10 steps as the collection run takes them) into runs/soak/run-NNN. A run
-fails when the launcher exits non-zero; its cause is read from the processes' logs (the lines that
-say "error"). Prints a line per run and, at the end, runs, failures and each failure's cause;
-writes soak.json beside the runs. `--load N` keeps N busy loops running beside the clusters, as on a
-shared machine.
+mixup, snapshots every 10 steps as the collection run takes them) into ROOT/run-NNN, seed NNN. The
+launcher resumes a run that stalls by itself (a recovery); a run fails when the launcher exits
+non-zero all the same, and its cause is read from the processes' logs (the lines that say "error").
+Prints a line per run and, at the end, runs, steps, failures, hangs, recoveries, retried calls and each
+cause; writes soak.json beside the runs after every run. `--runs` or `--steps` (whichever is reached
+first) bounds the soak; `--load N` keeps N busy loops running beside the clusters, as on a shared machine.
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def failure_cause(run_dir: Path, output: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--runs", type=int, default=50, help="at most this many runs")
+    p.add_argument("--steps", type=int, default=0, help="stop once the runs so far did this many steps (0: --runs alone)")
+    p.add_argument("--first-seed", type=int, default=0, help="the first run's seed (each run its own)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--load", type=int, default=0, help="busy loops beside the clusters (a shared machine)")
@@ -69,13 +72,18 @@ def main() -> None:
 
     def report() -> dict:  # written after every run: a soak cut short still leaves its record
         return {"runs": len(results), "failures": sum(r["exit"] != 0 for r in results), "planned": args.runs,
-                "load": args.load, "epochs": args.epochs, "workers": args.workers, "results": results,
-                "provenance": origin}
+                "steps": sum(r.get("steps", 0) for r in results), "planned_steps": args.steps,
+                "recoveries": sum(len(r.get("recoveries", [])) for r in results),
+                "hangs": sum(r["exit"] == "hung" for r in results),
+                "load": args.load, "epochs": args.epochs, "workers": args.workers, "extra": args.extra,
+                "results": results, "provenance": origin}
 
     print(f"soak: {args.runs} runs of {args.workers} workers, {args.epochs} epochs, {args.load} busy loops beside; "
           f"runs in {root}", flush=True)
     try:
-        for i in range(args.runs):
+        for i in range(args.first_seed, args.first_seed + args.runs):
+            if args.steps and sum(r.get("steps", 0) for r in results) >= args.steps:
+                break
             run_dir = root / f"run-{i:03d}"
             command = [sys.executable, str(ROOT / "mp2_local.py"), "--workers", str(args.workers), *MAIN_JOB,
                        "--epochs", str(args.epochs), "--seed", str(i), "--out", str(run_dir), "--fresh", *args.extra]
@@ -91,23 +99,35 @@ def main() -> None:
             result = {"run": i, "exit": code, "seconds": round(seconds, 1)}
             if code == 0:
                 summary = json.loads((run_dir / "summary.json").read_text())
-                result["best_test_acc"] = summary["best_test_acc"]
+                result["final_test_acc"] = summary["final_test_acc"]
+                result["steps"] = summary["steps"]
+                result["recoveries"] = summary.get("recoveries", [])
                 retries = sum(w.get("retries", 0) for r in _jsonl(run_dir / "metrics.jsonl") for w in r.get("workers", []))
-                result["retries"] = retries
+                result["retries"] = retries + summary.get("refused_calls_rerun", 0)
             else:
                 result["cause"] = failure_cause(run_dir, output)
+                result["recoveries"] = _jsonl(run_dir / "interruptions.jsonl")
+                result["steps"] = 0  # a failed run's steps are not counted toward the soak's
             results.append(result)
             write_json(root / "soak.json", report())
             failed = sum(r["exit"] != 0 for r in results)
-            print(f"soak: run {i + 1}/{args.runs}: " + ("ok" if code == 0 else f"FAILED (exit {code})")
+            steps = sum(r.get("steps", 0) for r in results)
+            recovered = "".join(f"\n      recovered: step {s['step']}: {s['cause']}" for s in result["recoveries"])
+            print(f"soak: run {len(results)} (seed {i}): " + ("ok" if code == 0 else f"FAILED (exit {code})")
                   + f" in {seconds:.0f} s" + (f", retries {result['retries']}" if result.get("retries") else "")
-                  + f"; failures so far {failed}" + (f"\n      cause: {result['cause']}" if code != 0 else ""), flush=True)
+                  + f"; steps so far {steps:,}, failures {failed}" + recovered
+                  + (f"\n      cause: {result['cause']}" if code != 0 else ""), flush=True)
     finally:
         for loop in loops:
             loop.terminate()
     failures = [r for r in results if r["exit"] != 0]
-    print(f"soak: {len(results)} runs, {len(failures)} failed, "
-          f"{sum(r.get('retries', 0) for r in results)} retried calls; wrote {root / 'soak.json'}", flush=True)
+    summary = report()
+    print(f"soak: {summary['runs']} runs, {summary['steps']:,} steps, {len(failures)} failed ({summary['hangs']} hung), "
+          f"{summary['recoveries']} recoveries, {sum(r.get('retries', 0) for r in results)} retried calls; "
+          f"wrote {root / 'soak.json'}", flush=True)
+    for r in results:
+        for stop in r.get("recoveries", []):
+            print(f"  run {r['run']}: recovered from a stop at step {stop['step']}: {stop['cause']}", flush=True)
     for r in failures:
         print(f"  run {r['run']}: exit {r['exit']}: {r['cause']}", flush=True)
     sys.exit(1 if failures else 0)

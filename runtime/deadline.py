@@ -3,17 +3,30 @@
 `RunOptions.timeout_in_ms` bounds a blocking queue operation, but a call whose peer vanished at the
 transport level may block past it; a watchdog then ends the process with the reason, so no worker
 or PS is ever left waiting without end.
+
+A stall leaves evidence: before a process stops because a deadline passed, `evidence` writes the
+Python stack of every thread and the last TensorFlow error this process saw (one line, cut) to its
+log. A process that stops for a reason a resume can cure (a stalled or aborted step, not a user's
+mistake and not a peer that is gone) exits with STALLED, which the local launcher answers by resuming
+the run from its last checkpoint.
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import threading
+import time
 
 import tensorflow as tf
 
+from runtime import tferrors  # noqa: F401  (imported for its side effect too: TensorFlow's error parse made linear)
+from runtime.exits import STALLED
+
 GRACE_SECONDS = 30.0  # at most; a short deadline gets 5 s more than itself
 WHO = ""  # how this process names itself in the watchdog's last line ("worker 0", "ps"); set by its script
+EVIDENCE_LIMIT = 600  # characters of the last TensorFlow error kept for a stall's evidence
+_last_error = {"text": "", "when": 0.0, "what": ""}
 
 
 def grace(seconds: float) -> float:
@@ -30,11 +43,34 @@ def run(session: tf.compat.v1.Session, fetches, feed_dict=None, *, seconds: floa
     watchdog.start()
     try:
         return session.run(fetches, feed_dict, options=options)
+    except tf.errors.OpError as e:
+        _last_error.update(text=f"{type(e).__name__}: {tferrors.explain(e, EVIDENCE_LIMIT)}", when=time.time(), what=what)
+        raise
     finally:
         watchdog.cancel()
 
 
+def last_error() -> str:
+    """The last TensorFlow error a call of this process raised, on one line ("" if none)."""
+    if not _last_error["text"]:
+        return ""
+    at = time.strftime("%H:%M:%S", time.localtime(_last_error["when"]))
+    return f"{_last_error['text']} (at {at}, {_last_error['what']})"
+
+
+def evidence() -> None:
+    """Into this process's log (stderr), before the line that says why it stops: the last TensorFlow error
+    it saw and the Python stack of every thread, so that a stall can be read after the fact."""
+    who = f"{WHO}: " if WHO else ""
+    print(f"{who}stall evidence: last TensorFlow error: {last_error() or 'none'}\n"
+          f"{who}stall evidence: the Python stacks of every thread follow", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    sys.stderr.flush()
+
+
 def _give_up(what: str, seconds: float) -> None:
     who = f"{WHO}: " if WHO else ""
-    print(f"{who}error: {what}: no answer within {seconds:.0f} s; stopping", file=sys.stderr, flush=True)
-    os._exit(3)
+    evidence()
+    print(f"{who}error: {what}: no answer within {seconds:.0f} s; stopping (a resume from the last checkpoint can finish the run)",
+          file=sys.stderr, flush=True)
+    os._exit(STALLED)

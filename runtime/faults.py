@@ -11,7 +11,12 @@ the PS; `pull-waiting` fails before the reply is taken (it may not have been sen
 after it was applied. `push-twice` and `pull-twice` fail as `push-landed` and `pull-waiting` do, with
 the words of a call gRPC delivered twice (the PS's server refuses the second copy). `report-lost` and
 `report-twice` fail the report of the epoch numbered in place of the step, before it is sent and after it
-arrived (with the words of a call delivered twice). Each fires once.
+arrived (with the words of a call delivered twice). `train-twice` refuses the
+training run of the step before it runs, with those words (a local call whose request id collided).
+`push-hang` makes the push a session run that
+never returns (it waits on a queue nothing fills) until its deadline passes, as a step whose partition
+on the PS never answers does (design.md: a request id that collides). Each fires once in a process; the
+local launcher's resumed attempts run without them, unless MP2_INJECT_EVERY_ATTEMPT=1.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import tensorflow as tf
 
 ENV = "MP2_INJECT_ABORT"
 KINDS = ("push-lost", "push-landed", "pull-waiting", "pull-applied", "push-twice", "pull-twice", "report-lost",
-         "report-twice")
+         "report-twice", "push-hang", "train-twice")
 DUPLICATE_WORDS = "The same RunGraph (Worker) request was received twice."  # TensorFlow's, on a retried call
 
 
@@ -49,6 +54,20 @@ def _fire(worker: int, step: int, *kinds: str) -> None:
 
 def before_send(worker: int, step: int) -> None:
     _fire(worker, step, "push-lost")
+
+
+def before_train(worker: int, step: int) -> None:
+    _fire(worker, step, "train-twice")
+
+
+def hangs(worker: int, step: int) -> tf.Operation | None:
+    """An op whose run blocks until its deadline, if a hang is planned for this push; else None."""
+    key = (worker, step + 1, "push-hang")
+    if key not in _PLANNED:
+        return None
+    _PLANNED.discard(key)
+    with tf.device(f"/job:worker/task:{worker}"):
+        return tf.queue.FIFOQueue(1, [tf.int32], name="injected_hang").dequeue()
 
 
 def after_send(worker: int, step: int) -> None:

@@ -49,13 +49,20 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+CHECKPOINT_EVERY = 100  # steps; LeNet-5's save costs well under 1 % of 100 steps' time (design.md, reliability)
+
+
 def ps_parser(description: str) -> argparse.ArgumentParser:
     """The shared flags plus those only the PS takes."""
     p = parser(description)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--fresh", action="store_true", help="--out holds an earlier run: move its records into "
                    "OUT/replaced-<time>/ and start afresh (without it, such an --out is refused)")
+    p.add_argument("--checkpoint-every", type=argtypes.nonnegative_int, default=CHECKPOINT_EVERY, metavar="N",
+                   help="save the run (the PS's checkpoint and each worker's state) after the first exchanging step "
+                        "at or past every N-th step too, not only at epoch ends, so that a resume redoes little; 0: "
+                        "epoch ends only")
     g = p.add_argument_group("collection (stage 1: the parameter dataset for mp2_train_stage.py)")
     g.add_argument("--snapshot-every", type=argtypes.nonnegative_int, default=0, metavar="K", help="snapshot the model at a random step of every K; 0: off")
     g.add_argument("--snapshot-regular", action="store_true",

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 
+from runtime.exits import STALLED
+
 ROOT = Path(__file__).resolve().parent.parent
 # TensorFlow's C++ start-up notices and its runtime log lines below errors (absl's "W1202 16:21:22.5 ...
 # file.cc:12] ..." or the older "2026-12-02 16:21:22.5: W tensorflow/..."): kept in each process's log,
@@ -163,6 +165,7 @@ class LocalCluster:
         self.cwd = cwd
         self.log_failure: str | None = None
         self.failure: str | None = None  # why wait() returned non-zero, in words (e.g. "w0 exited with 3")
+        self.terminated: set[str] = set()  # children this launcher stopped itself (their exit says nothing)
 
     def start(self) -> None:
         """Open every log (OSError if one cannot be), then start the children in the caller's cwd."""
@@ -282,6 +285,7 @@ class LocalCluster:
             _wait_until(lambda: all(c.proc.poll() is not None for c in started), grace)
             for c in started:
                 if c.proc.poll() is None:
+                    self.terminated.add(c.name)
                     c.proc.terminate()
             for c in started:
                 try:
@@ -293,9 +297,21 @@ class LocalCluster:
             print("[launcher] interrupted again; killing every process now", flush=True)
             for c in started:
                 if c.proc.poll() is None:
+                    self.terminated.add(c.name)
                     c.proc.kill()
             for c in started:
                 c.proc.wait()
+
+
+    def resumable(self) -> bool:
+        """Whether the run that failed can be finished by resuming it: the PS stopped it as a stall or runtime
+        failure (runtime.deadline.STALLED) and every process this launcher did not stop itself exited on its
+        own with 0 or STALLED (none was killed from outside or stopped by a mistake of its own)."""
+        ps = self.children[0]
+        if ps.proc is None or ps.proc.returncode != STALLED:
+            return False
+        return all(c.proc is not None and (c.name in self.terminated or c.proc.returncode in (0, STALLED))
+                   for c in self.children)
 
 
 def _wait_until(done, seconds: float) -> None:

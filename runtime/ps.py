@@ -17,21 +17,23 @@ import tensorflow as tf
 
 from models import Model
 from models.evaluate import in_chunks, predicted_labels
-from runtime import deadline
+from runtime import deadline, tferrors
 from runtime.config import RunConfig
 from runtime.methods.base import Method, PSSide, restore_state, state_arrays
 from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, report_of, welcome_queue
 
 NOTICE_GRACE = 15.0  # seconds the PS waits for workers to read why it stopped the run (one may be evaluating)
+REFUSED_RETRIES = 3  # times the PS runs an exchange again that its own server refused as a repeated request
 
 
 class WorkerFailed(Exception):
     """A worker did not do its part in time, or sent something unusable; the message names it, and
     `workers` holds the indices of those that went silent (none will read why the run stopped)."""
 
-    def __init__(self, message: str, workers: tuple[int, ...] = ()) -> None:
+    def __init__(self, message: str, workers: tuple[int, ...] = (), mid_run: bool = True) -> None:
         super().__init__(message)
         self.workers = tuple(workers)
+        self.mid_run = mid_run  # False: the run never started (a worker did not come or was refused)
 
 
 class Diverged(Exception):
@@ -49,6 +51,7 @@ class PSGraph:
             self.next_phase = tf.compat.v1.placeholder(tf.int64, [], name="next_phase")
             self.exchange = tf.compat.v1.placeholder(tf.int64, [], name="exchange")  # counts exchanges run
             self._exchanges = 0
+            self.refused = 0  # exchanges this PS's own server refused as repeated requests, and ran again
             self.delivered = wire.delivered
             self.side = PSSide(self.layout, self.model, n, self.step, device, self._gather)
             phases = method.build_ps(self.side)
@@ -123,7 +126,16 @@ class PSGraph:
 
     def _run_exchange(self, session: tf.compat.v1.Session, op: tf.Operation, feed: dict, step: int, timeout: float) -> None:
         try:
-            deadline.run(session, op, feed, seconds=timeout, what=f"step {step + 1}")
+            for attempt in range(REFUSED_RETRIES + 1):
+                try:
+                    deadline.run(session, op, feed, seconds=timeout, what=f"step {step + 1}")
+                    return
+                except tf.errors.AbortedError as e:
+                    # The exchange runs on the PS alone, and TensorFlow refuses a call whose request id it saw
+                    # before (ids can collide: design.md) before running any of it: run it again.
+                    if not tferrors.delivered_twice(e) or attempt == REFUSED_RETRIES:
+                        raise
+                    self.refused += 1
         except tf.errors.DeadlineExceededError:
             delivered = session.run(self.delivered)
             missing = [i for i, s in enumerate(delivered) if s != feed[self.exchange]] or list(range(self.wire.workers))
@@ -181,13 +193,14 @@ class PSLink:
         self._unread_notices = [q.size() for q in wire.notice]
 
     def admit(self, config: RunConfig, model: np.ndarray, start_step: int, method: Method, timeout: float,
-              log=print) -> int:
+              log=print, checkpoint_every: int = 0) -> int:
         """Wait until every worker said hello with the PS's configuration, then send each the model.
 
         A worker with other flags (or holding what the method refuses) is refused at once with the
         differences; the PS keeps waiting for a worker with the right flags at that index until the
         timeout. Returns the phase of the first step that exchanges, decided once every worker is in
-        (it may depend on what they hold) and sent with the welcome.
+        (it may depend on what they hold) and sent with the welcome, as is `checkpoint_every` (the steps
+        between the checkpoints inside an epoch, which the workers save their side of: runtime/checkpoints.py).
         """
         admitted: dict[int, str] = {}  # index -> nonce of the process admitted as that worker
         refused: dict[int, str] = {}   # index -> why the last process that came as that worker was refused
@@ -200,7 +213,7 @@ class PSLink:
                     raise tf.errors.DeadlineExceededError(None, None, "")
                 index, text = deadline.run(self.session, self._hello, seconds=left, what="waiting for workers")
             except tf.errors.DeadlineExceededError:
-                raise WorkerFailed(_not_admitted(missing, refused, timeout), tuple(missing)) from None
+                raise WorkerFailed(_not_admitted(missing, refused, timeout), tuple(missing), mid_run=False) from None
             index = int(index)
             try:
                 hello = json.loads(text.decode())
@@ -219,7 +232,8 @@ class PSLink:
         first = method.next_exchange(start_step)
         phase = method.next_phase(first) if first is not None else 0
         for index, nonce in sorted(admitted.items()):
-            self._send_welcome(index, nonce, {"status": "ok", "phase": phase}, model, start_step)
+            self._send_welcome(index, nonce, {"status": "ok", "phase": phase, "checkpoint_every": checkpoint_every},
+                               model, start_step)
         return phase
 
     def _check(self, config: RunConfig, index: int, text: str, admitted: dict[int, str]) -> str:
@@ -273,12 +287,14 @@ class PSLink:
                                f"two disagree on where the run is; resume it from its last checkpoint (--resume)")
         return got
 
-    def abort(self, reason: str, silent: tuple[int, ...] = ()) -> None:
-        """Tell every worker why, then close their reply queues so a blocked worker wakes at once. The PS
-        then waits for the notices to be read, but not by the `silent` workers (those that stopped answering)."""
+    def abort(self, reason: str, silent: tuple[int, ...] = (), resumable: bool = False) -> None:
+        """Tell every worker why (and whether a resume from the checkpoint can finish the run), then close
+        their reply queues so a blocked worker wakes at once. The PS then waits for the notices to be read,
+        but not by the `silent` workers (those that stopped answering)."""
+        notice = json.dumps({"reason": reason, "resumable": resumable})
         for notify in self._notify:
             try:
-                deadline.run(self.session, notify, {self._reason: reason}, seconds=2, what="notifying workers")
+                deadline.run(self.session, notify, {self._reason: notice}, seconds=2, what="notifying workers")
             except tf.errors.OpError:
                 pass  # a notice is already waiting there
         try:

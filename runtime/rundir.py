@@ -1,4 +1,5 @@
-"""The run directory the PS writes: metrics.jsonl, summary.json and the global model checkpoints.
+"""The run directory the PS writes: metrics.jsonl, summary.json, the global model checkpoints, and
+interruptions.jsonl (each stop a resume can cure: when, why, and the checkpoint it resumes from).
 
 Everything is JSON or a pickle-free .npz written atomically by npzio, so a run killed at any moment
 leaves readable files (metrics.jsonl is appended to, a line at a time, and fsynced).
@@ -23,11 +24,13 @@ class RunDir:
         self.summary = self.path / "summary.json"
         self.checkpoint = self.path / "checkpoint.npz"
         self.best = self.path / "best.npz"
+        self.interruptions_file = self.path / "interruptions.jsonl"
 
     def record_files(self) -> list[Path]:
         """The files of a run recorded here (the PS's and local workers' records, not the launcher's logs)."""
         patterns = ("metrics.jsonl", "summary.json", "checkpoint.npz", "best.npz", "events.out.tfevents.*",
-                    "worker-*.jsonl", "worker-*-state.npz", "trace-worker-*.npz", "online")
+                    "worker-*.jsonl", "worker-*-state.npz", "worker-*-state.prev.npz", "trace-worker-*.npz", "online",
+                    "interruptions.jsonl")
         return sorted({p for pattern in patterns for p in self.path.glob(pattern)})
 
     def describe_record(self) -> str:
@@ -91,6 +94,20 @@ class RunDir:
                 stale.unlink(missing_ok=True)
             return []
         return self.keep_metrics_through(resumed_through)
+
+    def note_interruption(self, step: int, checkpoint_step: int, cause: str) -> None:
+        """A stop that a resume can cure, at global step `step` (0-based, the step under way)."""
+        with open(self.interruptions_file, "a") as f:
+            f.write(json.dumps({"step": step + 1, "resumes_after_step": checkpoint_step, "cause": cause,
+                                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def interruptions(self) -> list[dict]:
+        """Every stop of this run that was resumed from (or still can be), in order."""
+        if not self.interruptions_file.exists():
+            return []
+        return [json.loads(line) for line in self.interruptions_file.read_text().splitlines() if line.strip()]
 
     def save_checkpoint(self, path: Path, model: np.ndarray, state: dict[str, np.ndarray], meta: dict) -> None:
         """The global model and the method's PS state (optimizer slots, residual history, ...)."""

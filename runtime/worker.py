@@ -31,7 +31,12 @@ LOOK_AGAIN_SECONDS = 1.0
 
 
 class RunStopped(Exception):
-    """The run cannot go on: the PS refused this worker, stopped the run, or vanished."""
+    """The run cannot go on: the PS refused this worker, stopped the run, or vanished. `resumable`: a resume
+    from the run's checkpoint can finish it (a stalled or failed call, not a refusal or a mistake)."""
+
+    def __init__(self, message: str, resumable: bool = False) -> None:
+        super().__init__(message)
+        self.resumable = resumable
 
 
 class Pulled(NamedTuple):
@@ -51,6 +56,7 @@ class WorkerGraph:
         self._last_phase: int | None = None
         self.exchanges = 0  # payloads sent since joining: the PS counts them the same way (Wire.delivered)
         self.retries = 0    # aborted calls that were asked about and recovered
+        self.joined = False  # before the PS admits it, a failure is a setup problem, not a stall to resume from
         device = f"/job:worker/task:{index}"
         self.local = LocalModel(model, device)
         h, w, c = model.input_shape
@@ -126,8 +132,10 @@ class WorkerGraph:
             self.notice = wire.notice[index].dequeue()
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def join(self, session: tf.compat.v1.Session, config_json: str, timeout: float, ps_address: str) -> tuple[int, int]:
-        """Introduce this worker to the PS and take its model; returns (first step, its phase)."""
+    def join(self, session: tf.compat.v1.Session, config_json: str, timeout: float,
+             ps_address: str) -> tuple[int, int, int]:
+        """Introduce this worker to the PS and take its model; returns (first step, its phase, the steps between
+        checkpoints inside an epoch: 0 for epoch ends only)."""
         # Local variables only (PS-side state belongs to the PS). The first call of a session reaches
         # the PS too: bounded, for a port that answers without a working PS behind it.
         self._run(session, self.init_op, None, timeout,
@@ -140,7 +148,8 @@ class WorkerGraph:
         if verdict["status"] != "ok":
             raise RunStopped(f"the PS refused this worker: {verdict['reason']}")
         session.run([self.load_model, self.set_step], {self.model_feed: model, self.start_step: start})
-        return int(start), int(verdict["phase"])
+        self.joined = True
+        return int(start), int(verdict["phase"]), int(verdict.get("checkpoint_every", 0))
 
     def state(self, session: tf.compat.v1.Session) -> dict[str, np.ndarray]:
         """The method's and the optimizer's state on this worker (for the worker's state file), and the phase of
@@ -185,7 +194,7 @@ class WorkerGraph:
         self._last_phase = phase
         feed = {self.images: images, self.labels: labels}
         fetches = self.push_ops[phase] + (self.traced_push[phase] if trace is not None else [])
-        _, loss, acc, sent, *traced = self._run(session, fetches, feed, timeout, "training")
+        _, loss, acc, sent, *traced = self._run_local(session, fetches, feed, timeout, "training", step)
         self._send(session, step, timeout)
         if trace is not None:
             trace.append(traced)
@@ -198,6 +207,9 @@ class WorkerGraph:
         for attempt in range(RETRIES + 1):
             try:
                 faults.before_send(self.index, step)
+                hang = faults.hangs(self.index, step)
+                if hang is not None:
+                    self._run(session, hang, None, timeout, "pushing to the PS")
                 deadline.run(session, self.send_op, seconds=timeout, what="pushing to the PS")
                 faults.after_send(self.index, step)
                 return
@@ -275,7 +287,7 @@ class WorkerGraph:
                 if reply_gone(waiting, replied, self.exchanges):
                     raise RunStopped(f"step {step + 1}: TensorFlow's runtime aborted the call that took the PS's reply "
                                      f"after the reply had left the PS's queue ({tferrors.explain(e)}); it cannot be "
-                                     f"had again: resume the run from its last checkpoint (--resume)") from None
+                                     f"had again: resume the run from its last checkpoint (--resume)", resumable=True) from None
                 self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the call that takes the PS's reply "
                          f"({tferrors.explain(e)}); " + ("the reply still waits: taken again" if waiting else
                                                          "the PS has not sent it yet: waited for again"))
@@ -286,13 +298,29 @@ class WorkerGraph:
                       trace: list | None = None) -> tuple[float, float]:
         """A local step (`Method.is_local`): train on this batch, send nothing: (loss, accuracy)."""
         fetches = self.local_ops + (self.traced_local if trace is not None else [])
-        _, loss, acc, *traced = self._run(session, fetches, {self.images: images, self.labels: labels}, timeout,
-                                          "training a local step")
+        _, loss, acc, *traced = self._run_local(session, fetches, {self.images: images, self.labels: labels}, timeout,
+                                                "training a local step")
         if trace is not None:
             trace.append(traced)
         return float(loss), float(acc)
 
     # --- errors -------------------------------------------------------------------------------
+    def _run_local(self, session, fetches, feed, timeout: float, what: str, step: int = -1):
+        """`_run` for a call that runs on this worker alone. TensorFlow refuses a call whose request id it
+        has seen before, and ids can collide (design.md, reliability); it refuses before running any of the
+        call, so a refused local call is run again."""
+        for attempt in range(RETRIES + 1):
+            try:
+                faults.before_train(self.index, step)
+                return deadline.run(session, fetches, feed, seconds=timeout, what=what)
+            except tf.errors.AbortedError as e:
+                if not tferrors.delivered_twice(e) or attempt == RETRIES:
+                    raise self._stopped(session, e, what, timeout) from None
+                self.retries += 1
+                self.log(f"warning: {what}: TensorFlow's runtime refused the call as a repeated request; run again")
+            except tf.errors.OpError as e:
+                raise self._stopped(session, e, what, timeout) from None
+
     def _run(self, session, fetches, feed, timeout: float, what: str):
         try:
             return deadline.run(session, fetches, feed, seconds=timeout, what=what)
@@ -302,27 +330,34 @@ class WorkerGraph:
     def _stopped(self, session, e: tf.errors.OpError, what: str, timeout: float) -> RunStopped:
         """Why the run cannot go on after `e`, in one line."""
         if isinstance(e, tf.errors.DeadlineExceededError):
-            return RunStopped(f"{what}: no answer within {timeout:.0f} s (the PS is slow, stuck or gone)")
+            reason = f"{what}: no answer within {timeout:.0f} s (the PS is slow, stuck or gone)"
+            if self.joined:
+                deadline.evidence()
+            return RunStopped(reason, resumable=self.joined)
         if isinstance(e, (tf.errors.OutOfRangeError, tf.errors.CancelledError)):
-            return RunStopped(self._notice(session))
+            return self._notice(session)
         # TensorFlow's own words, and a cause only where they show one: a task claimed twice can come as
         # Unavailable ("Socket closed") carrying the PS's "session handle is not found", or as Aborted.
         cause = tferrors.known_cause(e, self.index)
+        # Another process holds this task, or the run never started: no resume.
+        resumable = self.joined and "handle is not found" not in (e.message or "")
         if isinstance(e, tf.errors.UnavailableError):
             return RunStopped(f"{what}: lost the connection to the PS ({tferrors.explain(e)})"
-                              + (f" — {cause}" if cause else ""))
+                              + (f" — {cause}" if cause else ""), resumable=resumable)
         return RunStopped(f"{what}: TensorFlow's runtime failed the call: {type(e).__name__}: "
-                          f"{tferrors.explain(e)}" + (f" — {cause}" if cause else ""))
+                          f"{tferrors.explain(e)}" + (f" — {cause}" if cause else ""), resumable=resumable)
 
-    def _notice(self, session: tf.compat.v1.Session) -> str:
+    def _notice(self, session: tf.compat.v1.Session) -> RunStopped:
         try:
             (text,) = deadline.run(session, [self.notice], seconds=5, what="reading the PS's notice")
-            return f"the PS stopped the run: {text.decode()}"
+            notice = json.loads(text.decode())
+            return RunStopped(f"the PS stopped the run: {notice['reason']}", resumable=bool(notice["resumable"]))
         except tf.errors.OpError as e:
             # The notice cannot be read when the PS's server no longer holds this process's session (another
             # process took over its task): then that is the reason, whichever call noticed it first.
             cause = tferrors.known_cause(e, self.index)
-            return f"the PS stopped the run: {cause}" if cause else "the PS stopped the run (no reason given; see the PS's log)"
+            return RunStopped(f"the PS stopped the run: {cause}" if cause else
+                              "the PS stopped the run (no reason given; see the PS's log)")
 
 
 class StepTrace:

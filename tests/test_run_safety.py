@@ -86,11 +86,14 @@ def test_a_lost_connection_says_the_cause_its_words_show():
 
     claimed = tf.errors.UnavailableError(None, None, "Graph execution error:\n\nUNAVAILABLE: Socket closed\n"
                                          "ABORTED: Session handle is not found: e377. Possibly this worker just restarted.")
-    text = str(WorkerGraph._stopped(SimpleNamespace(index=0), None, claimed, "waiting for the PS's reply", 15))
-    assert "lost the connection to the PS" in text and "--task_index 0" in text, text
-    plain = WorkerGraph._stopped(SimpleNamespace(index=0), None, tf.errors.UnavailableError(None, None, "Socket closed"),
-                                 "waiting", 15)
-    assert "—" not in str(plain)
+    worker = SimpleNamespace(index=0, joined=True)
+    stopped = WorkerGraph._stopped(worker, None, claimed, "waiting for the PS's reply", 15)
+    assert "lost the connection to the PS" in str(stopped) and "--task_index 0" in str(stopped), stopped
+    assert not stopped.resumable  # another process holds the task: a resume would meet it again
+    plain = WorkerGraph._stopped(worker, None, tf.errors.UnavailableError(None, None, "Socket closed"), "waiting", 15)
+    assert "—" not in str(plain) and plain.resumable
+    assert not WorkerGraph._stopped(SimpleNamespace(index=0, joined=False), None,
+                                    tf.errors.UnavailableError(None, None, "Socket closed"), "waiting", 15).resumable
 
 
 # --- the PS's words -------------------------------------------------------------------------------
@@ -221,7 +224,7 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
     record of the epoch from each worker."""
     flags = ["--workers", "2", *QUICK, "--verify-sync"]
     faults = ("0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied,0/11/push-twice,1/13/pull-twice,"
-              "0/1/report-twice,1/1/report-lost")
+              "0/1/report-twice,1/1/report-lost,0/15/train-twice")
     plain = subprocess.Popen([sys.executable, "mp2_local.py", *flags, "--out", str(tmp_path / "plain")], cwd=ROOT,
                              env=launcher_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     faulty = run_with_env({"MP2_INJECT_ABORT": faults}, "mp2_local.py", *flags, "--out", str(tmp_path / "faulty"))
@@ -246,7 +249,8 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
     for key in ("bytes_pushed_total", "bytes_pulled_total"):
         assert summaries[0][key] == summaries[1][key]
     (record,) = [json.loads(line) for line in (tmp_path / "faulty" / "metrics.jsonl").read_text().splitlines()]
-    assert sorted(w["retries"] for w in record["workers"]) == [3, 3]
+    assert "training: TensorFlow's runtime refused the call as a repeated request; run again" in faulty.stdout
+    assert sorted(w["retries"] for w in record["workers"]) == [3, 4]
 
 
 def run_with_env(extra: dict, script: str, *args: str) -> subprocess.CompletedProcess:

@@ -145,10 +145,13 @@ def test_unseen_digits_table_and_the_records_it_needs(tmp_path):
 
 
 def test_soak_table_counts_failures_and_retries():
-    runs = [{"exit": 0, "retries": 0, "seconds": 30.0, "best_test_acc": 0.8},
-            {"exit": 1, "retries": 2, "seconds": 50.0, "best_test_acc": None},
-            {"exit": 0, "retries": 1, "seconds": 40.0, "best_test_acc": 0.84}]
-    assert soak.table({"results": runs}).splitlines()[-1] == "| 3 | 1 | 3 | 30.0 / 40.0 / 50.0 | 0.8000 / 0.8400 |"
+    runs = [{"exit": 0, "retries": 0, "seconds": 30.0, "final_test_acc": 0.8, "steps": 3600, "recoveries": []},
+            {"exit": 1, "retries": 2, "seconds": 50.0, "final_test_acc": None, "steps": 0,
+             "recoveries": [{"step": 5}]},
+            {"exit": 0, "retries": 1, "seconds": 40.0, "final_test_acc": 0.84, "steps": 3600,
+             "recoveries": [{"step": 9}, {"step": 70}]}]
+    assert (soak.table({"results": runs}).splitlines()[-1]
+            == "| 3 | 7,200 | 1 | 3 | 3 | 30.0 / 40.0 / 50.0 | 0.8000 / 0.8400 |")
 
 
 def test_the_command_says_what_is_missing_in_one_line(tmp_path):

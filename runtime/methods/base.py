@@ -241,6 +241,11 @@ class Method:
     def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
         """Read what the PS needs before building (files named by PS-only options); may raise ValueError."""
 
+    def saves_mid_epoch(self) -> bool:
+        """Whether the PS may save this method's state after any exchanging step (`--checkpoint-every`), not
+        only at epoch ends: False for a method whose `checkpoint` must wait for work in flight."""
+        return True
+
     def checkpoint(self, session: tf.compat.v1.Session) -> tuple[dict[str, np.ndarray], dict]:
         """State the method keeps outside its state variables (online MP²'s schedule and predictors), as
         arrays and JSON for the PS's checkpoint; what `restore` takes back on --resume."""

@@ -267,6 +267,9 @@ class MP2(Method):
         if self.schedule is not None:
             self.schedule.stop()
 
+    def saves_mid_epoch(self) -> bool:
+        return self.schedule is None  # online MP²'s checkpoint waits for a training round in flight
+
     def checkpoint(self, session: tf.compat.v1.Session) -> tuple[dict[str, np.ndarray], dict]:
         meta = {"partial_steps": self.partial_steps, "full_steps": self.full_steps, "sent_version": self.sent_version,
                 "events": self._events}

@@ -26,7 +26,7 @@ PATH_FLAGS = ("--predictor", "--snapshot-dir", "--data-dir")
 # After its step timeout the PS names a dead worker; it then takes a few seconds to tell the others.
 PS_REPORT_SECONDS = 10
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--workers", type=argtypes.positive_int, default=4, help="number of worker processes")
 parser.add_argument("--out", default="runs/latest", help="run directory (PS outputs and each process's log)")
 parser.add_argument("--max-recoveries", type=argtypes.nonnegative_int, default=5,
@@ -42,7 +42,7 @@ except LaunchError as e:
     sys.exit(1)
 passthrough = absolute_paths(passthrough, PATH_FLAGS)
 if "--resume" in passthrough:  # a finished run: say so here, rather than start workers the PS never takes
-    epochs_parser = argparse.ArgumentParser(add_help=False)
+    epochs_parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
     epochs_parser.add_argument("--epochs", type=int, default=5)
     done = finished_epochs(out)
     if done is not None and done >= epochs_parser.parse_known_args(passthrough)[0].epochs:

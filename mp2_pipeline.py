@@ -72,7 +72,7 @@ def _given(argv: list[str], flag: str) -> bool:
     return any(arg.split("=", 1)[0] == flag for arg in argv)
 
 
-p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="lenet5")
 p.add_argument("--dataset", default="fashion_mnist")
 p.add_argument("--workers", type=argtypes.positive_int, default=4)
@@ -177,7 +177,7 @@ def stage(title: str, script: str, *flags: str, fresh: Path | None = None, requi
 # A predictor fits one pushed group: another --push gets a directory of its own.
 push_suffix = "" if push == "front" else "-push-" + push.replace(",", "_").replace("/", "_").replace("+", "_")
 # A predictor of another head rank is another structure: it gets a directory of its own too.
-rank_parser = argparse.ArgumentParser(prog="mp2_pipeline --stage-flags", add_help=False)
+rank_parser = argparse.ArgumentParser(allow_abbrev=False, prog="mp2_pipeline --stage-flags", add_help=False)
 rank_parser.add_argument("--head-rank", type=argtypes.positive_int, default=1)
 head_rank = rank_parser.parse_known_args(args.stage_flags.split())[0].head_rank
 rank_suffix = f"-rank{head_rank}" if head_rank > 1 else ""

@@ -19,6 +19,7 @@ from predictor import CheckpointError
 from runtime import checkpoints, cluster, deadline, flags, tferrors
 from runtime.config import RunConfig
 from runtime.events import EpochEvents
+from data.validation import select_epoch
 from runtime.metrics import classification_report, epoch_record, finite_json
 from runtime.progress import Progress
 from runtime.ps import Diverged, PSGraph, PSLink, WorkerFailed, loss_diverged
@@ -190,19 +191,24 @@ try:
         vector = graph.model_value(session)
         test = classification_report(dataset.test_y, graph.evaluate(session, dataset.test_x), dataset.classes)
         record = epoch_record(epoch + 1, test, reports, phases, time.monotonic() - started)
+        record["val_acc"] = (classification_report(dataset.val_y, graph.evaluate(session, dataset.val_x),
+                                                   dataset.classes)["accuracy"] if len(dataset.val_y) else None)
         record["events"] = method.drain_events()
-        best_before = max((r["test_acc"] for r in history), default=None)
+        # best.npz: the epoch of the best validation accuracy (the earlier of equals), never chosen on the test set.
+        best_before = max((r["val_acc"] for r in history if r.get("val_acc") is not None), default=None)
         history.append(record)
         run_dir.append_metrics([finite_json(record)])
-        events.write(epoch + 1, {k: record[k] for k in ("test_acc", "f1", "loss", "train_acc", "bytes_pushed",
-                                                         "bytes_pulled", "comm_seconds", "step_seconds")})
+        events.write(epoch + 1, {k: record[k] for k in ("test_acc", "val_acc", "f1", "loss", "train_acc", "bytes_pushed",
+                                                         "bytes_pulled", "comm_seconds", "step_seconds")
+                                 if record[k] is not None})
         taken, pending = take_checkpoint((epoch + 1) * steps_per_epoch, {}), None  # every worker reported: saved
-        taken["meta"]["test_acc"] = record["test_acc"]
+        taken["meta"].update(test_acc=record["test_acc"], val_acc=record["val_acc"])
         committed = commit(taken)
-        if best_before is None or record["test_acc"] > best_before:
+        if record["val_acc"] is not None and (best_before is None or record["val_acc"] > best_before):
             run_dir.save_checkpoint(run_dir.best, vector, {},
                                     {k: v for k, v in taken["meta"].items() if k not in ("method_state", "epoch_phases")})
-        log(f"epoch {epoch + 1}/{args.epochs} test_acc {record['test_acc']:.4f} loss {record['loss']:.4f} "
+        val = f" val_acc {record['val_acc']:.4f}" if record["val_acc"] is not None else ""
+        log(f"epoch {epoch + 1}/{args.epochs} test_acc {record['test_acc']:.4f}{val} loss {record['loss']:.4f} "
             f"pushed {record['bytes_pushed']:,} B ({time.monotonic() - started:.1f}s)")
     link.reports(args.step_timeout, None)  # every worker's "done"
 except (WorkerFailed, Diverged) as e:
@@ -236,12 +242,18 @@ except KeyboardInterrupt:
 
 # --- report --------------------------------------------------------------------------------------
 curve = [r["test_acc"] for r in history]
+val_curve = [r.get("val_acc") for r in history]  # an epoch resumed from an older record may lack it
+best_val = select_epoch(val_curve) if val_curve and None not in val_curve else None
 summary = {
     "method": config.method, "method_options": method.opts, "model": model.name, "dataset": dataset.name,
     "data": dataset.provenance, "workers": n_workers, "epochs": args.epochs, "steps": total_steps,
     "steps_per_epoch": steps_per_epoch, "lr": method.run.lr,
     "total_params": model.layout.total, "pushed_params": model.layout.pushed, "pushed_layers": model.layout.pushed_layers(),
-    "best_test_acc": max(curve), "final_test_acc": curve[-1], "test_acc_by_epoch": curve,
+    # Ranked by final_test_acc or test_acc_at_best_val; best_test_acc selects on the test set (for reference only).
+    "final_test_acc": curve[-1], "test_acc_at_best_val": None if best_val is None else curve[best_val],
+    "best_val_epoch": None if best_val is None else best_val + 1,
+    "best_val_acc": None if best_val is None else val_curve[best_val],
+    "test_acc_by_epoch": curve, "val_acc_by_epoch": val_curve, "best_test_acc": max(curve),
     "bytes_pushed_total": int(sum(r["bytes_pushed"] for r in history)),
     "bytes_pulled_total": int(sum(r["bytes_pulled"] for r in history)),
     "comm_seconds_mean": float(np.mean([r["comm_seconds"] for r in history])),
@@ -255,7 +267,9 @@ summary = {
 method.close()
 write_json(run_dir.summary, finite_json(summary))
 events.close()
-print(f"ps: done: best test_acc {summary['best_test_acc']:.4f}, pushed {summary['bytes_pushed_total']:,} B, "
+selected = (f", test_acc {summary['test_acc_at_best_val']:.4f} at the best validation epoch ({best_val + 1})"
+            if best_val is not None else "")
+print(f"ps: done: final test_acc {summary['final_test_acc']:.4f}{selected}, pushed {summary['bytes_pushed_total']:,} B, "
       f"pulled {summary['bytes_pulled_total']:,} B; wrote {run_dir.summary}", flush=True)
 for line in method.closing_lines():  # last: what the method did, and a warning if it never engaged
     print(f"ps: {line}", flush=True)

@@ -34,7 +34,7 @@ import provenance
 from runtime import flags
 from wnn import checkpoint, features, network, training
 
-parser = argparse.ArgumentParser(prog="mp2_train_wnn", description=__doc__,
+parser = argparse.ArgumentParser(allow_abbrev=False, prog="mp2_train_wnn", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", default="lenet5", help="the target model the snapshots are of")
 parser.add_argument("--push", default="front", help=argparse.SUPPRESS)  # the nowcaster does not depend on it

@@ -58,7 +58,7 @@ def step_seconds(model: models.Model, batch: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["lenet5", "resnet18"])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--batch", type=int, default=125)

@@ -46,7 +46,7 @@ def time_steps(make, shapes, steps: int, seed: int) -> tuple[list[float], int]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resnet18", choices=models.NAMES)
     p.add_argument("--ratio", type=argtypes.open_fraction, default=0.001)
     p.add_argument("--steps", type=argtypes.positive_int, default=20)

@@ -114,7 +114,7 @@ def seed_list(text: str) -> list[int]:
 def main(argv: list[str]) -> int:
     # --- flags -----------------------------------------------------------------------------------
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", default="lenet5", help=f"a preset ({', '.join(GRIDS)}) or a grid file (JSON)")
     p.add_argument("--setting", action="append", default=[], metavar="LABEL=FLAGS",
                    help="a setting added to the grid (replacing one of the same label); repeatable")

@@ -75,7 +75,7 @@ def estimate_epoch(row: dict, images: int, batch: int, workers: int, cores: int,
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["lenet5", "resnet18", "alexnet", "vgg15"], choices=models.NAMES)
     p.add_argument("--classes", type=argtypes.int_at_least(2), default=10)
     p.add_argument("--batch", type=argtypes.positive_int, default=125, help="images per training step (a worker's batch)")

@@ -76,7 +76,7 @@ class Interrupted(Exception):
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """The benchmark's flags, and the rest (for the PS and every worker)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default=None,
                    help=f"comma-separated, of {', '.join(METHOD_VARIANTS)} (default: baseline, localsgd, powersgd, "
                         "mp2-online, mp2 and mp2-subset when --predictor is given, topk, dgc, wnn when --wnn is given)")

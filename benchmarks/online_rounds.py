@@ -31,7 +31,7 @@ from runtime.methods.rounds import ROUND_IMAGE_BATCH, GraphRounds
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="lenet5")
     p.add_argument("--push", default="front+head")
     p.add_argument("--dataset", default="fashion_mnist")

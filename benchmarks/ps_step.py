@@ -16,6 +16,7 @@ method's shapes (held in variables on the worker, as a real worker's model is) a
 reply, as fast as they can. What a worker pushes:
 
     baseline, local SGD, WNN, MP²'s full steps   the whole model
+    sync                                         a gradient of the whole model's size
     MP²'s partial steps                          the pushed group (--push front)
     Top-k                                        per tensor topk_count(ratio, n) values and positions
     DGC                                          per tensor of 2+ dimensions its target count
@@ -66,7 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Its own PS and worker processes run as a module from ROOT: this checkout's code, installed or not.
 SELF = [sys.executable, "-m", "benchmarks.ps_step"]
 
-METHOD_NAMES = ("baseline", "mp2", "topk", "dgc", "powersgd", "localsgd", "wnn")
+METHOD_NAMES = ("baseline", "sync", "mp2", "topk", "dgc", "powersgd", "localsgd", "wnn")
 FILE_FLAG = {"mp2": "--predictor", "wnn": "--wnn"}  # the methods that read a file, and its flag
 CLASSES = 10  # CIFAR-10 / Fashion-MNIST: ResNet-18 then has 3,139,274 parameters
 RESULT_TAG = "ps_step result: "
@@ -106,7 +107,7 @@ def payloads(method, phase: int, rng: np.random.Generator) -> list[list[np.ndarr
     def floats(n: int) -> np.ndarray:
         return rng.standard_normal(n, dtype=np.float32) * np.float32(0.01)
 
-    if method.name in ("baseline", "localsgd", "wnn"):
+    if method.name in ("baseline", "sync", "localsgd", "wnn"):
         return [[floats(layout.total)]]
     def sparse(sizes: list[int], counts: list[int]) -> list[np.ndarray]:
         """Values and int32 positions (in the tensors' concatenation) of counts[i] distinct entries of tensor i."""
@@ -488,7 +489,7 @@ def run_all(args: argparse.Namespace) -> None:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     import models
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resnet18", choices=models.NAMES)
     p.add_argument("--workers", type=argtypes.positive_int, nargs="+", default=[4, 8], help="worker counts to measure")
     p.add_argument("--methods", nargs="+", choices=METHOD_NAMES, default=["baseline", "mp2"],

@@ -41,7 +41,7 @@ def expected_refusals(calls: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=300_000, help="session runs to make")
     p.add_argument("--port", type=int, default=0, help="the server's port (0: a free one)")
     p.add_argument("--out", default="runs/request_ids.json", help="where the record goes")

@@ -24,7 +24,7 @@ import provenance
 from runtime.metrics import classification_report
 from runtime.progress import Progress
 
-p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="lenet5", choices=models.NAMES)
 p.add_argument("--push", default="front", help=models.PUSH_HELP + " (no effect on training here: every layer trains)")
 data.flags.add_flags(p)  # --dataset, --data-dir, --fit-input, --train-images

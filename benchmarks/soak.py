@@ -50,7 +50,7 @@ def failure_cause(run_dir: Path, output: str) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=50, help="at most this many runs")
     p.add_argument("--steps", type=int, default=0, help="stop once the runs so far did this many steps (0: --runs alone)")
     p.add_argument("--first-seed", type=int, default=0, help="the first run's seed (each run its own)")

@@ -27,6 +27,9 @@ class Dataset:
     classes: int
     source: str
     provenance: dict = field(default_factory=dict)
+    # Held out of the training images for choosing an epoch (data.validation.hold_out); None: not split.
+    val_x: np.ndarray | None = None
+    val_y: np.ndarray | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -13,7 +13,7 @@ SHARPNESS = 10.0     # slope of the squash that turns smooth templates into shar
 
 
 def synthetic(image_shape: tuple[int, int, int] = (28, 28, 1), classes: int = 10,
-              train_size: int = 2000, test_size: int = 500, seed: int = 0) -> Dataset:
+              train_size: int = 2000, test_size: int = 500, seed: int = 0, val_size: int = 0) -> Dataset:
     """One random blob pattern per class; each sample is its class pattern shifted by a few
     pixels, with random contrast and pixel noise, clipped to [0, 1]. Same arguments, same data."""
     shape = tuple(int(d) for d in image_shape)
@@ -29,7 +29,8 @@ def synthetic(image_shape: tuple[int, int, int] = (28, 28, 1), classes: int = 10
     templates = _templates(rng, classes, shape)
     train_x, train_y = _samples(rng, templates, train_size)
     test_x, test_y = _samples(rng, templates, test_size)
-    arrays = [train_x, train_y, test_x, test_y]
+    val_x, val_y = _samples(rng, templates, val_size) if val_size else (None, None)  # after the rest: they stay
+    arrays = [a for a in (train_x, train_y, test_x, test_y, val_x, val_y) if a is not None]
     for array in arrays:
         array.flags.writeable = False  # same contract as the loaded datasets
     origin = f"synthetic(seed={seed})"
@@ -37,7 +38,7 @@ def synthetic(image_shape: tuple[int, int, int] = (28, 28, 1), classes: int = 10
         f"generated: {classes} classes of blob patterns, {train_size} training and {test_size} "
         f"test images"], shape, classes, train_size, test_size)
     return Dataset(name="synthetic", train_x=train_x, train_y=train_y, test_x=test_x,
-                   test_y=test_y, classes=classes, source=origin, provenance=record)
+                   test_y=test_y, classes=classes, source=origin, provenance=record, val_x=val_x, val_y=val_y)
 
 
 def _templates(rng: np.random.Generator, classes: int,

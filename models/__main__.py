@@ -6,7 +6,7 @@ import sys
 import argtypes
 import models
 
-parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
+parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m models", description=__doc__)
 parser.add_argument("name", help=f"one of: {', '.join(models.NAMES)}")
 parser.add_argument("--classes", type=argtypes.int_at_least(2), default=10, help="classifier width (10 or 100)")
 parser.add_argument("--push", default="front", help=models.PUSH_HELP)

@@ -17,7 +17,7 @@ import argtypes
 from reports import frontier, methods, models, network, soak, unseen
 from reports.errors import ReportError
 
-p = argparse.ArgumentParser(prog="python -m reports", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m reports", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 commands = p.add_subparsers(dest="command", required=True)
 f = commands.add_parser("frontier", help="accuracy for bytes over a grid of runs (benchmarks/frontier.py)")
 f.add_argument("root", help="the grid's run root (ROOT/LABEL/seedN/)")
@@ -40,6 +40,7 @@ u.add_argument("--readme", default="results/unseen/README.md", help="the README 
 s = commands.add_parser("soak", help="the table of results/soak from benchmarks/soak.py's soak.json")
 s.add_argument("soak_json", help="soak.json")
 s.add_argument("--readme", default="results/soak/README.md", help="the README whose table is rewritten")
+s.add_argument("--block", default="table", help="the name of the README's block that holds the table")
 args = p.parse_args()
 
 try:
@@ -62,7 +63,7 @@ try:
         print("\n".join(unseen.report(Path(args.records), Path(args.readme)).values()))
         print(f"reports: wrote the tables of {args.readme}")
     elif args.command == "soak":
-        print(soak.report(Path(args.soak_json), Path(args.readme)))
+        print(soak.report(Path(args.soak_json), Path(args.readme), args.block))
         print(f"reports: wrote the table of {args.readme}")
 except (ReportError, OSError) as e:
     sys.exit(f"reports: error: {e}")

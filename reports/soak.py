@@ -31,7 +31,7 @@ def table(soak: dict) -> str:
             f"{min(seconds):.1f} / {statistics.median(seconds):.1f} / {max(seconds):.1f} | {acc} |\n")
 
 
-def report(soak_json: Path, readme: Path) -> str:
+def report(soak_json: Path, readme: Path, block: str = "table") -> str:
     text = table(read_json(Path(soak_json)))
-    write_blocks(Path(readme), STUDY, {"table": text})
+    write_blocks(Path(readme), STUDY, {block: text})
     return text

@@ -13,6 +13,7 @@ FLAG_OF = {
     "dataset": "--dataset",
     "fit_input": "--fit-input",
     "train_images": "--train-images",
+    "validation_images": "--validation-images",
     "method": "--method",
     "method_options": "the method's flags",
     "workers": "--worker_hosts (number of workers)",
@@ -41,6 +42,7 @@ class RunConfig:
     push: list = field(default_factory=list)
     fit_input: bool = False
     train_images: int | None = None
+    validation_images: int = 0
     method_options: dict = field(default_factory=dict)
     verify_sync: bool = False
 

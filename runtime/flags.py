@@ -7,6 +7,7 @@ import argtypes
 import data
 import data.flags
 import data.loader
+import data.validation
 import models
 from runtime import cluster
 from runtime.config import RunConfig
@@ -14,12 +15,16 @@ from runtime.methods import METHODS, Method, RunInfo, all_options, build
 
 
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cluster.add_cluster_flags(p)
     g = p.add_argument_group("training (the PS and every worker must agree)")
     g.add_argument("--model", default="lenet5", help=f"one of {', '.join(models.NAMES)}")
     g.add_argument("--push", default="front", help=models.PUSH_HELP)
     data.flags.add_flags(g)
+    g.add_argument("--validation-images", type=argtypes.nonnegative_int, default=None, metavar="N",
+                   help="training images held out (a fixed split, never trained on) that the PS measures every "
+                        "epoch to choose one without looking at the test set; default: one in "
+                        f"{data.validation.FRACTION} (5,000 of Fashion-MNIST's 60,000); 0: none")
     g.add_argument("--method", default="baseline", choices=sorted(METHODS),
                    help="; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()))
     g.add_argument("--epochs", type=argtypes.positive_int, default=5)
@@ -143,6 +148,7 @@ def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Data
         dataset=dataset.name,
         fit_input=args.fit_input,
         train_images=args.train_images,
+        validation_images=len(dataset.val_y),
         method=args.method,
         method_options=method.handshake_options(),
         workers=workers,
@@ -159,4 +165,6 @@ def load_data_and_model(args: argparse.Namespace) -> tuple[data.Dataset, models.
     """The dataset (its class count sizes the classifier) and the model built for it."""
     probe = models.get(args.model)  # for the image shape only; validates the name too
     dataset = data.flags.from_args(args, probe.input_shape, args.seed)
+    if hasattr(args, "validation_images"):  # a training run's PS or worker (the stage and the WNN choose their own)
+        dataset = data.validation.hold_out(dataset, args.validation_images)
     return dataset, models.get(args.model, dataset.classes, push=args.push)

@@ -90,3 +90,14 @@ def test_a_malformed_mp2_port_range_is_named(monkeypatch, text):
     monkeypatch.setenv(PORT_RANGE_ENV, text)
     with pytest.raises(ValueError, match=f"{PORT_RANGE_ENV}='{text}': expected LO-HI"):
         free_ports(1)
+
+
+def test_no_entry_point_takes_an_abbreviated_flag(capsys):
+    """`--ps 1` was taken for `--ps_hosts 1` by argparse's prefix matching: every flag must be spelled out."""
+    from runtime.flags import ps_parser
+
+    for argv in (["--ps", "1"], ["--ps_h", "127.0.0.1:1"], ["--epoch", "3"], ["--checkpoint", "5"]):
+        with pytest.raises(SystemExit):
+            ps_parser("").parse_args(argv)
+        assert "unrecognized arguments" in capsys.readouterr().err
+    assert ps_parser("").parse_args(["--epochs", "3"]).epochs == 3

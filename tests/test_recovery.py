@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import time
 
 import numpy as np
@@ -12,7 +13,7 @@ import tensorflow as tf
 
 import npzio
 from runtime import checkpoints, deadline, tferrors
-from tests.cluster import SMALL, run
+from tests.cluster import SMALL, run, start
 
 
 # --- TensorFlow's error text ----------------------------------------------------------------------
@@ -107,9 +108,11 @@ def test_a_stalled_push_is_resumed_from_the_checkpoint_inside_the_epoch_and_ends
     run's model, bit for bit, with --verify-sync on, saying it recovered once."""
     flags = ["--workers", "2", *SMALL, "--epochs", "2", "--checkpoint-every", "5", "--verify-sync",
              "--step-timeout", "8"]
-    plain = run("mp2_local.py", *flags, "--out", str(tmp_path / "plain"), timeout=300)
+    plain_run = start("mp2_local.py", *flags, "--out", str(tmp_path / "plain"))  # beside the faulty one
     faulty = run("mp2_local.py", *flags, "--out", str(tmp_path / "faulty"), timeout=300,
                  env={"MP2_INJECT_ABORT": "1/13/push-hang"})
+    out, _ = plain_run.communicate(timeout=300)
+    plain = subprocess.CompletedProcess(plain_run.args, plain_run.returncode, out)
     assert plain.returncode == 0 and faulty.returncode == 0, plain.stdout[-2000:] + faulty.stdout[-4000:]
     assert ("[launcher] recovery 1/5: the run stopped at step 13 (worker 1 sent nothing for 8 s at step 13"
             in faulty.stdout), faulty.stdout[-4000:]

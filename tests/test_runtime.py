@@ -374,6 +374,9 @@ def test_resume_gives_what_the_uninterrupted_run_gives(tmp_path):
         np.testing.assert_array_equal(np.load(whole[m] / "checkpoint.npz")["model"],
                                       np.load(split[m] / "checkpoint.npz")["model"], err_msg=m)
         assert summary["test_acc_by_epoch"] == _summary(whole[m])["test_acc_by_epoch"], m
+        for key in ("val_acc_by_epoch", "best_val_epoch", "test_acc_at_best_val"):  # the history kept, chosen alike
+            assert summary[key] == _summary(whole[m])[key], (m, key)
+        assert len(summary["val_acc_by_epoch"]) == 2 and None not in summary["val_acc_by_epoch"]
         worker_log = read_jsonl(split[m] / "worker-0.jsonl")
         assert [r["epoch"] for r in worker_log] == [1, 2]
 
@@ -430,13 +433,16 @@ def test_resume_of_a_finished_run(tmp_path):
     assert (out / "summary.json").read_text() == before  # untouched, wall time included
 
 
-def test_best_checkpoint_follows_the_best_epoch_with_three_workers(tmp_path):
+def test_best_checkpoint_follows_the_best_validation_epoch_with_three_workers(tmp_path):
     out = tmp_path / "run"
     done = run("mp2_local.py", "--workers", "3", "--epochs", "3", "--out", str(out), *SMALL)
     assert done.returncode == 0, done.stdout
-    curve = _summary(out)["test_acc_by_epoch"]
+    summary = _summary(out)
+    curve = summary["val_acc_by_epoch"]
     best_meta = json.loads(np.load(out / "best.npz")["__meta__"].tobytes())
-    assert best_meta["epoch"] == 1 + int(np.argmax(curve))  # the first epoch of the highest accuracy
+    assert best_meta["epoch"] == 1 + int(np.argmax(curve)) == summary["best_val_epoch"]  # the first of the highest
+    assert summary["test_acc_at_best_val"] == summary["test_acc_by_epoch"][best_meta["epoch"] - 1]
+    assert summary["final_test_acc"] == summary["test_acc_by_epoch"][-1]
 
 
 def test_divergence_stops_the_run_naming_step_and_worker(tmp_path):

@@ -130,7 +130,7 @@ def test_control_on_online_schedule_holds_and_counts_every_byte(tmp_path):
     (["--predictor-init", "/nonexistent/p.npz"], "/nonexistent/p.npz"),
     # --online-stage-flags are parsed as a round's mp2_train_stage.py would, before any cluster forms
     (["--online-stage-flags", "--epochz 3"], "ps: error: --online-stage-flags: unrecognized arguments: --epochz 3"),
-    (["--online-stage-flags", "--epochs 2 --ou x"], "--online-stage-flags: --out is the PS's to give each round"),
+    (["--online-stage-flags", "--epochs 2 --out x"], "--online-stage-flags: --out is the PS's to give each round"),
 ])
 def test_warm_start_and_control_flag_errors(tmp_path, flags, says):
     done = run("mp2_ps.py", "--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2", "--method", "mp2",

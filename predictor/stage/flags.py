@@ -46,7 +46,7 @@ refused too: it would leave a report that does not describe the predictor beside
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mp2_train_stage", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="mp2_train_stage", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="lenet5", help="the target model the snapshots are of")
     parser.add_argument("--push", default="front",

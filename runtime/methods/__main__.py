@@ -10,7 +10,7 @@ from runtime.methods.mp2_options import REFERENCE_STEPS_PER_EPOCH, measured_comm
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m runtime.methods", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m runtime.methods", description=__doc__.splitlines()[0])
     p.add_argument("method", choices=["mp2"], help="the method whose defaults to print")
     p.add_argument("--defaults", action="store_true", required=True, help="print the default setting as flags")
     p.add_argument("--steps-per-epoch", type=int, default=REFERENCE_STEPS_PER_EPOCH,

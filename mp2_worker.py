@@ -67,7 +67,7 @@ try:
     if start:  # resumed: the method's and optimizer's state as saved at that step, if this host has it
         try:
             arrays, saved = states.read(start)
-            graph.restore(session, arrays, str(states.latest))
+            graph.restore(session, arrays, f"{states.latest.parent}/worker-{index}-state*.npz (step {start})")
             carried = saved.get("epoch_totals", {}) if first_step else {}
         except (npzio.NpzError, ValueError) as e:
             print(f"{name}: warning: optimizer and method state start afresh ({e})", flush=True)

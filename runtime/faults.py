@@ -11,11 +11,11 @@ the PS; `pull-waiting` fails before the reply is taken (it may not have been sen
 after it was applied. `push-twice` and `pull-twice` fail as `push-landed` and `pull-waiting` do, with
 the words of a call gRPC delivered twice (the PS's server refuses the second copy). `report-lost` and
 `report-twice` fail the report of the epoch numbered in place of the step, before it is sent and after it
-arrived (with the words of a call delivered twice). `train-twice` refuses the
+arrived (with the words of a call delivered twice). `ps/S/exchange-twice` refuses the PS's own exchange of step S the same way. `train-twice` refuses the
 training run of the step before it runs, with those words (a local call whose request id collided).
 `push-hang` makes the push a session run that
 never returns (it waits on a queue nothing fills) until its deadline passes, as a step whose partition
-on the PS never answers does (design.md: a request id that collides). Each fires once in a process; the
+on the PS never answers does (docs/reliability.md: a request id that collides). Each fires once in a process; the
 local launcher's resumed attempts run without them, unless MP2_INJECT_EVERY_ATTEMPT=1.
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ import tensorflow as tf
 
 ENV = "MP2_INJECT_ABORT"
 KINDS = ("push-lost", "push-landed", "pull-waiting", "pull-applied", "push-twice", "pull-twice", "report-lost",
-         "report-twice", "push-hang", "train-twice")
+         "report-twice", "push-hang", "train-twice", "exchange-twice")
+PS = -1  # the worker field "ps" names the PS
 DUPLICATE_WORDS = "The same RunGraph (Worker) request was received twice."  # TensorFlow's, on a retried call
 
 
@@ -36,7 +37,7 @@ def _planned() -> set[tuple[int, int, str]]:
         worker, step, kind = item.split("/")
         if kind not in KINDS:
             raise ValueError(f"{ENV}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
-        planned.add((int(worker), int(step), kind))
+        planned.add((PS if worker == "ps" else int(worker), int(step), kind))
     return planned
 
 
@@ -58,6 +59,10 @@ def before_send(worker: int, step: int) -> None:
 
 def before_train(worker: int, step: int) -> None:
     _fire(worker, step, "train-twice")
+
+
+def before_exchange(step: int) -> None:
+    _fire(PS, step, "exchange-twice")
 
 
 def hangs(worker: int, step: int) -> tf.Operation | None:

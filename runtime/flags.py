@@ -54,7 +54,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-CHECKPOINT_EVERY = 100  # steps; LeNet-5's save costs well under 1 % of 100 steps' time (design.md, reliability)
+CHECKPOINT_EVERY = 100  # steps: a save costs 0.5 % of LeNet-5's 100 steps, 0.14 % of ResNet-18's (results/reliability)
 
 
 def ps_parser(description: str) -> argparse.ArgumentParser:

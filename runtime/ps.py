@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from models import Model
 from models.evaluate import in_chunks, predicted_labels
-from runtime import deadline, tferrors
+from runtime import deadline, faults, tferrors
 from runtime.config import RunConfig
 from runtime.methods.base import Method, PSSide, restore_state, state_arrays
 from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, report_of, welcome_queue
@@ -128,11 +128,12 @@ class PSGraph:
         try:
             for attempt in range(REFUSED_RETRIES + 1):
                 try:
+                    faults.before_exchange(step)
                     deadline.run(session, op, feed, seconds=timeout, what=f"step {step + 1}")
                     return
                 except tf.errors.AbortedError as e:
                     # The exchange runs on the PS alone, and TensorFlow refuses a call whose request id it saw
-                    # before (ids can collide: design.md) before running any of it: run it again.
+                    # before (ids can collide: docs/reliability.md) before running any of it: run it again.
                     if not tferrors.delivered_twice(e) or attempt == REFUSED_RETRIES:
                         raise
                     self.refused += 1

@@ -307,7 +307,7 @@ class WorkerGraph:
     # --- errors -------------------------------------------------------------------------------
     def _run_local(self, session, fetches, feed, timeout: float, what: str, step: int = -1):
         """`_run` for a call that runs on this worker alone. TensorFlow refuses a call whose request id it
-        has seen before, and ids can collide (design.md, reliability); it refuses before running any of the
+        has seen before, and ids can collide (docs/reliability.md); it refuses before running any of the
         call, so a refused local call is run again."""
         for attempt in range(RETRIES + 1):
             try:

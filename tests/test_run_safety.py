@@ -224,7 +224,7 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
     record of the epoch from each worker."""
     flags = ["--workers", "2", *QUICK, "--verify-sync"]
     faults = ("0/3/push-lost,1/5/push-landed,0/7/pull-waiting,1/9/pull-applied,0/11/push-twice,1/13/pull-twice,"
-              "0/1/report-twice,1/1/report-lost,0/15/train-twice")
+              "0/1/report-twice,1/1/report-lost,0/15/train-twice,ps/17/exchange-twice")
     plain = subprocess.Popen([sys.executable, "mp2_local.py", *flags, "--out", str(tmp_path / "plain")], cwd=ROOT,
                              env=launcher_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     faulty = run_with_env({"MP2_INJECT_ABORT": faults}, "mp2_local.py", *flags, "--out", str(tmp_path / "faulty"))
@@ -250,6 +250,7 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
         assert summaries[0][key] == summaries[1][key]
     (record,) = [json.loads(line) for line in (tmp_path / "faulty" / "metrics.jsonl").read_text().splitlines()]
     assert "training: TensorFlow's runtime refused the call as a repeated request; run again" in faulty.stdout
+    assert summaries[1]["refused_calls_rerun"] == 1 and summaries[0]["refused_calls_rerun"] == 0
     assert sorted(w["retries"] for w in record["workers"]) == [3, 4]
 
 

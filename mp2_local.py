@@ -103,24 +103,28 @@ def interruptions() -> list[dict]:
 
 
 env: dict[str, str] = {}
+seen = len(interruptions())  # stops recorded before this launch (a run resumed by hand may have some)
 for recovery in range(args.max_recoveries + 1):
     local = launch(passthrough, env)
     code = local.wait()
     if code == 0:
         print(f"[launcher] done; summary in {out / 'summary.json'}", flush=True)
         break
-    stops = interruptions()
-    if not local.resumable() or not stops:
+    if not local.resumable():
         break
+    stops = interruptions()[seen:]  # the PS records each stop; a PS ended by its watchdog may not have
     if len(stops) > 1 and stops[-1]["step"] == stops[-2]["step"]:
         print(f"[launcher] the run failed twice at step {stops[-1]['step']}: not a passing stall; stopping "
               f"(see the logs in {out})", flush=True)
         break
     if recovery == args.max_recoveries:
-        print(f"[launcher] the run stalled {len(stops)} times; --max-recoveries {args.max_recoveries} reached", flush=True)
+        print(f"[launcher] the run stalled {recovery + 1} times; --max-recoveries {args.max_recoveries} reached",
+              flush=True)
         break
-    print(f"[launcher] recovery {recovery + 1}/{args.max_recoveries}: the run stopped at step {stops[-1]['step']} "
-          f"({stops[-1]['cause']}); resuming from its checkpoint of step {stops[-1]['resumes_after_step']}", flush=True)
+    where = (f"at step {stops[-1]['step']} ({stops[-1]['cause']}); resuming from its checkpoint of step "
+             f"{stops[-1]['resumes_after_step']}" if stops else "without a record (see ps.log); resuming from its "
+             "last checkpoint")
+    print(f"[launcher] recovery {recovery + 1}/{args.max_recoveries}: the run stopped {where}", flush=True)
     passthrough = [a for a in passthrough if a not in ("--fresh", "--resume")] + ["--resume"]
     # Faults injected by the tests (runtime/faults.py) belong to the first attempt, unless asked for in every one.
     if os.environ.get("MP2_INJECT_ABORT") and os.environ.get("MP2_INJECT_EVERY_ATTEMPT") != "1":

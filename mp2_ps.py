@@ -131,6 +131,7 @@ if args.checkpoint_every and not every:
     log(f"--checkpoint-every: {config.method} saves at epoch ends only (its checkpoint waits for work in flight)")
 committed, s = start_step, start_step  # the steps done by the checkpoint on disk; the step under way
 pending = None  # a checkpoint taken inside an epoch, written once every worker has saved its side (runtime/checkpoints.py)
+deadline.ON_GIVE_UP.append(lambda why: run_dir.note_interruption(s, committed, why))  # a call stuck past its deadline
 
 
 def take_checkpoint(steps_done: int, epoch_phases: dict) -> dict:

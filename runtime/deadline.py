@@ -27,6 +27,8 @@ GRACE_SECONDS = 30.0  # at most; a short deadline gets 5 s more than itself
 WHO = ""  # how this process names itself in the watchdog's last line ("worker 0", "ps"); set by its script
 EVIDENCE_LIMIT = 600  # characters of the last TensorFlow error kept for a stall's evidence
 _last_error = {"text": "", "when": 0.0, "what": ""}
+# Called with the reason before the watchdog ends the process (the PS records the stop with it).
+ON_GIVE_UP: list = []
 
 
 def grace(seconds: float) -> float:
@@ -71,6 +73,11 @@ def evidence() -> None:
 def _give_up(what: str, seconds: float) -> None:
     who = f"{WHO}: " if WHO else ""
     evidence()
+    for note in ON_GIVE_UP:
+        try:
+            note(f"{what}: no answer within {seconds:.0f} s")
+        except Exception:  # noqa: BLE001 (the process is ending: a record that cannot be written must not stop it)
+            pass
     print(f"{who}error: {what}: no answer within {seconds:.0f} s; stopping (a resume from the last checkpoint can finish the run)",
           file=sys.stderr, flush=True)
     os._exit(STALLED)

@@ -143,3 +143,16 @@ def test_a_run_that_fails_again_at_the_same_step_stops_instead_of_looping(tmp_pa
     assert done.returncode == 75, done.stdout[-3000:]
     assert done.stdout.count("[launcher] recovery ") == 1
     assert "[launcher] the run failed twice at step 7: not a passing stall; stopping" in done.stdout
+
+
+@pytest.mark.unit
+def test_the_watchdog_records_the_stop_before_it_ends_the_process(monkeypatch, capfd):
+    """A call stuck past its deadline and grace: the PS's hook records the stop (interruptions.jsonl), the
+    evidence and the reason go to the log, and the process exits STALLED so that a launcher resumes it."""
+    noted, exits = [], []
+    monkeypatch.setattr(deadline, "ON_GIVE_UP", [noted.append])
+    monkeypatch.setattr(deadline.os, "_exit", exits.append)
+    deadline._give_up("step 12", 35.0)
+    assert noted == ["step 12: no answer within 35 s"] and exits == [deadline.STALLED]
+    err = capfd.readouterr().err
+    assert "stall evidence: the Python stacks" in err and "error: step 12: no answer within 35 s; stopping" in err

@@ -14,12 +14,12 @@ import tensorflow as tf
 import data
 import npzio
 import provenance
+from data.validation import select_epoch
 from paramset import ParamSetError, ParamSetWriter, SnapshotCollector, is_dataset
 from predictor import CheckpointError
 from runtime import checkpoints, cluster, deadline, flags, tferrors
 from runtime.config import RunConfig
 from runtime.events import EpochEvents
-from data.validation import select_epoch
 from runtime.metrics import classification_report, epoch_record, finite_json
 from runtime.progress import Progress
 from runtime.ps import Diverged, PSGraph, PSLink, WorkerFailed, loss_diverged

@@ -13,7 +13,6 @@ killed from outside, or a failure that comes back at the same step, still stops 
 """
 import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import argparse
-import json
 import os
 import sys
 
@@ -59,6 +58,7 @@ from runtime.flags import split_ps_only  # noqa: E402
 from data import DataError  # noqa: E402
 from predictor import CheckpointError  # noqa: E402
 from runtime.flags import precheck  # noqa: E402
+from runtime.rundir import RunDir  # noqa: E402
 
 try:  # a wrong model, pushed group, predictor file or method flag: said now, not after the cluster started
     precheck(passthrough + ["--out", str(out)])
@@ -97,9 +97,7 @@ def launch(flags: list[str], env: dict[str, str]) -> LocalCluster:
     return local
 
 
-def interruptions() -> list[dict]:
-    path = out / "interruptions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+interruptions = RunDir(out).interruptions  # the stops the PS recorded there
 
 
 env: dict[str, str] = {}

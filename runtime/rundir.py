@@ -67,16 +67,10 @@ class RunDir:
         return aside
 
     def append_metrics(self, records: list[dict]) -> None:
-        with open(self.metrics, "a") as f:
-            for r in records:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append_lines(self.metrics, records)
 
     def read_metrics(self) -> list[dict]:
-        if not self.metrics.exists():
-            return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        return _read_lines(self.metrics)
 
     def keep_metrics_through(self, epoch: int) -> list[dict]:
         """On resume: drop lines of epochs after the checkpoint (they will be run again)."""
@@ -97,17 +91,12 @@ class RunDir:
 
     def note_interruption(self, step: int, checkpoint_step: int, cause: str) -> None:
         """A stop that a resume can cure, at global step `step` (0-based, the step under way)."""
-        with open(self.interruptions_file, "a") as f:
-            f.write(json.dumps({"step": step + 1, "resumes_after_step": checkpoint_step, "cause": cause,
-                                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append_lines(self.interruptions_file, [{"step": step + 1, "resumes_after_step": checkpoint_step, "cause": cause,
+                                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}])
 
     def interruptions(self) -> list[dict]:
         """Every stop of this run that was resumed from (or still can be), in order."""
-        if not self.interruptions_file.exists():
-            return []
-        return [json.loads(line) for line in self.interruptions_file.read_text().splitlines() if line.strip()]
+        return _read_lines(self.interruptions_file)
 
     def save_checkpoint(self, path: Path, model: np.ndarray, state: dict[str, np.ndarray], meta: dict) -> None:
         """The global model and the method's PS state (optimizer slots, residual history, ...)."""
@@ -117,3 +106,16 @@ class RunDir:
         """(model vector, method state, metadata) of a checkpoint; npzio.NpzError if it is unreadable."""
         arrays, meta = npzio.read(path)
         return arrays.pop("model"), arrays, meta
+
+
+def _append_lines(path: Path, records: list[dict]) -> None:
+    """Append JSON lines, fsynced: a record a crash cannot half-write."""
+    with open(path, "a") as f:
+        for r in records:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

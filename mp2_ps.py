@@ -189,7 +189,6 @@ try:
             raise Diverged(diverged)
         if collector:
             collector.flush()
-        vector = graph.model_value(session)
         test = classification_report(dataset.test_y, graph.evaluate(session, dataset.test_x), dataset.classes)
         record = epoch_record(epoch + 1, test, reports, phases, time.monotonic() - started)
         record["val_acc"] = (classification_report(dataset.val_y, graph.evaluate(session, dataset.val_x),
@@ -206,7 +205,7 @@ try:
         taken["meta"].update(test_acc=record["test_acc"], val_acc=record["val_acc"])
         committed = commit(taken)
         if record["val_acc"] is not None and (best_before is None or record["val_acc"] > best_before):
-            run_dir.save_checkpoint(run_dir.best, vector, {},
+            run_dir.save_checkpoint(run_dir.best, taken["vector"], {},
                                     {k: v for k, v in taken["meta"].items() if k not in ("method_state", "epoch_phases")})
         val = f" val_acc {record['val_acc']:.4f}" if record["val_acc"] is not None else ""
         log(f"epoch {epoch + 1}/{args.epochs} test_acc {record['test_acc']:.4f}{val} loss {record['loss']:.4f} "

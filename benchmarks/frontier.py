@@ -21,54 +21,80 @@ setting's cost, labelled. Its "flags" are a string or a list; "family" names its
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import argtypes
+import npzio
 from benchmarks.grid import GridError, Setting, check_flags, command_line, merge_flags, plan, recorded_flags, run_one
 from provenance import commit_label, portable
 from reports import frontier as report
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The issue's grids. MP² online is `--method mp2` with no --predictor (the PS trains its own during the
-# run, with the method's defaults, the measured setting) pushing the classifier too (`--push front+head`,
-# the setting those defaults were measured with); composed with a sync interval at H = 4 and 16, and
-# with the subset broadcast (only the pushed group comes back) at H = 1 and 16.
+# The grids. Every row that has a rate is tuned alike: its rate at ×1 (the default, listed first), ×½ and
+# ×2 on seed 0, chosen by validation accuracy at each budget, then the chosen candidate on every seed.
+# DiLoCo's three runs tune its outer rate (momentum 0.9, its paper's) at the inner rate plain local SGD
+# of the same H chose, so every row pays three tuning runs. A run of 30 epochs gives the 10-epoch budget
+# too (its first 10 epochs: nothing in a run depends on --epochs before its end).
+LR = {"--lr": ["0.003", "0.0015", "0.006"]}
+OUTER = {"--outer-lr": ["0.7", "0.35", "1.0"]}
+DILOCO = "localsgd + DiLoCo outer step"
 LENET5 = {
-    "common": "--model lenet5 --dataset fashion_mnist --epochs 10 --lr 0.003 --mixup 0",
+    "common": "--model lenet5 --dataset fashion_mnist --epochs 30 --mixup 0",
+    "budgets": [10, 30],
     "seeds": [0, 1, 2],
+    "tune_seed": 0,
     "settings": [
-        "baseline=--method baseline",
-        *(f"localsgd-H{h}=--method localsgd --sync-every {h}" for h in (4, 16, 64)),
-        # DiLoCo's outer step at its paper's setting (outer lr 0.7, Nesterov momentum 0.9).
-        *({"label": f"diloco-H{h}", "family": "localsgd + DiLoCo outer step",
-           "flags": f"--method localsgd --sync-every {h} --outer-lr 0.7 --outer-momentum 0.9"} for h in (16, 64)),
-        "mp2-online=--method mp2 --push front+head",
-        *(f"mp2-online-H{h}=--method mp2 --push front+head --sync-every {h}" for h in (4, 16)),
-        *({"label": f"mp2-online-subset{tag}", "family": "mp2 subset broadcast",
-           "flags": f"--method mp2 --push front+head --broadcast subset{flag}"}
-          for tag, flag in (("", ""), ("-H16", " --sync-every 16"))),
-        *(f"topk-{r}=--method topk --ratio {r}" for r in ("0.1", "0.01")),
-        "dgc=--method dgc --lr 0.05",  # DGC's own SGD learning rate
-        *(f"powersgd-R{r}=--method powersgd --rank {r}" for r in (1, 2, 4)),
+        {"label": "baseline", "flags": "--method baseline", "tune": LR},
+        {"label": "localsgd-H64", "flags": "--method localsgd --sync-every 64", "tune": LR},
+        {"label": "diloco-H64", "family": DILOCO, "flags": "--method localsgd --sync-every 64 --outer-momentum 0.9",
+         "tune": OUTER, "inherit": {"--lr": "localsgd-H64"}},
+        {"label": "sync", "flags": "--method sync", "tune": LR},
+        {"label": "localsgd-H16", "flags": "--method localsgd --sync-every 16", "tune": LR},
+        {"label": "powersgd-R2", "flags": "--method powersgd --rank 2", "tune": LR},
+        # MP² online (the PS trains its predictor during the run) pushing the classifier too, alone and
+        # composed with the sync interval.
+        {"label": "mp2-online-H16", "family": "mp2", "flags": "--method mp2 --push front+head --sync-every 16", "tune": LR},
+        {"label": "dgc", "flags": "--method dgc", "tune": {"--lr": ["0.05", "0.025", "0.1"]}},  # DGC's own SGD rate
+        {"label": "topk-0.01", "flags": "--method topk --ratio 0.01", "tune": LR},
+        {"label": "mp2-online", "family": "mp2", "flags": "--method mp2 --push front+head", "tune": LR},
+        {"label": "diloco-H16", "family": DILOCO, "flags": "--method localsgd --sync-every 16 --outer-momentum 0.9",
+         "tune": OUTER, "inherit": {"--lr": "localsgd-H16"}},
+        # Optimizer or communication: DiLoCo's chosen outer step at every step (H=1, every byte), and one
+        # worker with and without it, on the tuning seed.
+        {"label": "diloco-H1", "family": "controls", "flags": "--method localsgd --sync-every 1 --outer-momentum 0.9",
+         "inherit": {"--lr": "localsgd-H64", "--outer-lr": "diloco-H64"}, "seeds": [0]},
+        {"label": "baseline-1worker", "family": "controls", "flags": "--method baseline", "inherit": {"--lr": "baseline"},
+         "seeds": [0], "workers": 1},
+        {"label": "diloco-H64-1worker", "family": "controls", "flags": "--method localsgd --sync-every 64 --outer-momentum 0.9",
+         "inherit": {"--lr": "localsgd-H64", "--outer-lr": "diloco-H64"}, "seeds": [0], "workers": 1},
     ],
 }
-RESNET18 = {
-    # The timeouts are mp2_pipeline.py's for ResNet-18: a step and the test-set evaluation on 2 busy cores.
-    "common": "--model resnet18 --dataset fashion_mnist --fit-input --train-images 10000 --epochs 8 --lr 0.001 "
-              "--step-timeout 900 --connect-timeout 600",
-    "seeds": [0],
-    "settings": ["baseline=--method baseline", *(f"localsgd-H{h}=--method localsgd --sync-every {h}" for h in (4, 16)),
-                 "mp2-online=--method mp2 --push front+head", "powersgd-R2=--method powersgd --rank 2",
-                 "dgc=--method dgc --lr 0.05"],
-}
+# ResNet-18 on 30,000 Fashion-MNIST images fitted to 32×32×3 (the timeouts are mp2_pipeline.py's for
+# ResNet-18 on 2 busy cores); VGG-15 the same rows on one seed.
+_BIG_ROWS = [
+    {"label": "baseline", "flags": "--method baseline", "tune": {"--lr": ["0.001", "0.0005", "0.002"]}},
+    {"label": "sync", "flags": "--method sync", "tune": {"--lr": ["0.001", "0.0005", "0.002"]}},
+    {"label": "localsgd-H16", "flags": "--method localsgd --sync-every 16", "tune": {"--lr": ["0.001", "0.0005", "0.002"]}},
+    {"label": "diloco-H16", "family": DILOCO, "flags": "--method localsgd --sync-every 16 --outer-momentum 0.9",
+     "tune": OUTER, "inherit": {"--lr": "localsgd-H16"}},
+    {"label": "powersgd-R2", "flags": "--method powersgd --rank 2", "tune": {"--lr": ["0.001", "0.0005", "0.002"]}},
+    {"label": "mp2-online-H16", "family": "mp2", "flags": "--method mp2 --push front+head --sync-every 16",
+     "tune": {"--lr": ["0.001", "0.0005", "0.002"]}},
+]
+_BIG_COMMON = "--dataset fashion_mnist --fit-input --train-images 30000 --epochs 12 --mixup 0 --step-timeout 900 --connect-timeout 600"
+RESNET18 = {"common": f"--model resnet18 {_BIG_COMMON}", "budgets": [12], "seeds": [0, 1, 2], "tune_seed": 0,
+            "settings": _BIG_ROWS}
+VGG15 = {"common": f"--model vgg15 {_BIG_COMMON}", "budgets": [12], "seeds": [0], "tune_seed": 0, "settings": _BIG_ROWS}
 # Online MP²'s own study (issue: online MP² a user can just run): its defaults against the baseline, four seeds.
 ONLINE = {
-    "common": LENET5["common"],
+    "common": "--model lenet5 --dataset fashion_mnist --epochs 10 --lr 0.003 --mixup 0",
     "seeds": [0, 1, 2, 3],
     "settings": ["baseline=--method baseline", "mp2-online=--method mp2 --push front+head"],
 }
@@ -80,11 +106,20 @@ ONLINE_DIGITS = {
     "seeds": list(range(8)),
     "settings": ONLINE["settings"],
 }
-GRIDS = {"lenet5": LENET5, "resnet18": RESNET18, "online": ONLINE, "online-digits": ONLINE_DIGITS}
+GRIDS = {"lenet5": LENET5, "resnet18": RESNET18, "vgg15": VGG15, "online": ONLINE, "online-digits": ONLINE_DIGITS}
 
 
-def load_grid(name: str) -> tuple[list[str], list[int], list[Setting]]:
-    """(common flags, seeds, settings) of a preset or a grid file."""
+@dataclass(frozen=True)
+class Grid:
+    common: list[str]
+    seeds: list[int]
+    settings: list[Setting]
+    budgets: list[int]   # epochs at which the report reads the frontier (the runs last the longest)
+    tune_seed: int       # the seed every tuning candidate runs on
+
+
+def load_grid(name: str) -> Grid:
+    """A preset or a grid file."""
     if name in GRIDS:
         grid = GRIDS[name]
     else:
@@ -98,7 +133,39 @@ def load_grid(name: str) -> tuple[list[str], list[int], list[Setting]]:
             raise GridError(f"--grid {name}: expected {{\"common\": \"FLAGS\", \"seeds\": [0], \"settings\": [...]}}")
     common = grid.get("common", "")
     settings = [Setting.parse(s) if isinstance(s, str) else Setting.from_dict(s) for s in grid["settings"]]
-    return shlex.split(common) if isinstance(common, str) else list(common), list(grid.get("seeds", [0])), settings
+    return Grid(shlex.split(common) if isinstance(common, str) else list(common), list(grid.get("seeds", [0])), settings,
+                [int(b) for b in grid.get("budgets", [])], int(grid.get("tune_seed", 0)))
+
+
+def flag_value(flags: list[str], name: str) -> str | None:
+    """The last value `flags` give `name` (--name V or --name=V)."""
+    value = None
+    for i, word in enumerate(flags):
+        if word == name and i + 1 < len(flags):
+            value = flags[i + 1]
+        elif word.startswith(name + "="):
+            value = word.split("=", 1)[1]
+    return value
+
+
+def resolve(setting: Setting, settings: list[Setting], runs: list[dict], grid: Grid) -> Setting | str:
+    """`setting` with its inherited flags filled in from the rows it names (their candidate chosen at the
+    longest budget), or why it must wait."""
+    if not setting.inherit:
+        return setting
+    flags = list(setting.flags)
+    for flag, row in setting.inherit.items():
+        source = next((s for s in settings if s.label == row), None)
+        if source is None:
+            return f"it inherits {flag} from {row}, which the grid does not have"
+        labels = [c.label for c in source.candidates()]
+        chosen, _ = report.choose(labels, runs, grid.tune_seed, max(grid.budgets)) if len(labels) > 1 else (labels[0], [])
+        run = next((r for r in runs if r["label"] == chosen), None) if chosen else None
+        value = flag_value(run["meta"].get("flags", []), flag) if run else None
+        if value is None:
+            return f"it waits for {row}'s tuning (it inherits {flag})"
+        flags += [flag, value]
+    return dataclasses.replace(setting, flags=flags)
 
 
 def seed_list(text: str) -> list[int]:
@@ -135,34 +202,53 @@ def main(argv: list[str]) -> int:
     # --- build the grid --------------------------------------------------------------------------
     root = Path(os.path.abspath(args.root))
     try:
-        common, seeds, settings = load_grid(args.grid)
+        grid = load_grid(args.grid)
+        settings = grid.settings
         for added in map(Setting.parse, args.setting):
             settings = [s for s in settings if s.label != added.label] + [added]
         for s in settings:
             s.check()
-        check_flags(common, f"--grid {args.grid}'s common flags")
+        check_flags(grid.common, f"--grid {args.grid}'s common flags")
         check_flags(extra, "the flags after --")
     except GridError as e:
         return fail(str(e))
+    common = merge_flags(grid.common, extra)
+    epochs = int(flag_value(common, "--epochs") or 0)
+    # A smoke run (-- --epochs 1) reads every budget at its own length.
+    budgets = sorted({min(b, epochs) if epochs else b for b in grid.budgets}) or ([epochs] if epochs else [])
+    grid = dataclasses.replace(grid, settings=settings, budgets=budgets)
+    chosen_settings = settings
     if args.only:
         wanted = [label.strip() for label in args.only.split(",") if label.strip()]
         unknown = [label for label in wanted if label not in {s.label for s in settings}]
         if unknown or not wanted:
             return fail(f"--only: no setting {', '.join(unknown) or '(none given)'}; "
                         f"the grid has {', '.join(s.label for s in settings)}")
-        settings = [s for s in settings if s.label in wanted]
-    runs = plan(settings, args.seeds or seeds, merge_flags(common, extra), root, args.workers)
+        chosen_settings = [s for s in settings if s.label in wanted]
+    seeds = args.seeds or grid.seeds
 
-    if args.dry_run:
-        for run in runs:
-            print(("# done, skipped: " if run.done else "") + command_line(run))
-        return 0
+    def finished() -> list[dict]:
+        return report.read_root(root)[0] if root.is_dir() else []
 
     # --- loop --------------------------------------------------------------------------------------
-    this_commit, interrupted, failed = commit_label(), False, 0
-    if not args.report_only:
-        for i, run in enumerate(runs, 1):
-            where = f"frontier: [{i}/{len(runs)}] {run.name()}"
+    # Setting by setting: a tuned one's candidates on the tuning seed, then the candidate chosen at each
+    # budget on the other seeds; a setting that inherits a rate waits for the row it names.
+    this_commit, interrupted, failed, waiting = commit_label(), False, 0, 0
+    if not args.dry_run and not args.report_only:
+        root.mkdir(parents=True, exist_ok=True)
+        npzio.write_json(root / report.TUNING, {
+            "tune_seed": grid.tune_seed, "budgets": grid.budgets,
+            "rows": {s.label: {"candidates": [c.label for c in s.candidates()], "tuned": s.tune, "inherit": s.inherit}
+                     for s in settings if s.tune}})
+
+    def execute(runs: list) -> bool:
+        """Run each of `runs` not done yet; True if the user interrupted."""
+        nonlocal failed
+        for run in runs:
+            where = f"frontier: {run.name()}"
+            if args.dry_run:
+                print(("# done, skipped: " if run.done else "") + command_line(run))
+                continue
             if run.done:
                 made_with = recorded_flags(run)
                 changed = made_with is not None and made_with != run.flags
@@ -170,20 +256,50 @@ def main(argv: list[str]) -> int:
                     f" (WARNING: made with other flags: {' '.join(made_with)}; delete {portable(str(run.run_dir))} "
                     f"to rerun it)" if changed else ""), flush=True)
                 continue
+            if args.report_only:
+                continue
             print(f"{where}: started -> {portable(str(run.run_dir))}", flush=True)
             outcome = run_one(run, this_commit, sys.executable)
             if outcome.ok:
-                print(f"{where}: finished in {outcome.seconds:.0f} s, best test acc {outcome.best:.4f}", flush=True)
+                selected = "" if outcome.selected is None else f", test acc at the best validation epoch {outcome.selected:.4f}"
+                print(f"{where}: finished in {outcome.seconds:.0f} s, final test acc {outcome.final:.4f}{selected}", flush=True)
             else:
                 failed += 1
                 print(f"{where}: FAILED after {outcome.seconds:.0f} s: {outcome.reason} "
                       f"(log: {portable(str(run.run_dir / report.LOG))})", flush=True)
             if outcome.interrupted:
-                interrupted = True
                 print("frontier: interrupted; the runs so far are reported", flush=True)
+                return True
+        return False
+
+    if not args.report_only:
+        for setting in chosen_settings:
+            resolved = resolve(setting, settings, finished(), grid)
+            if isinstance(resolved, str):
+                waiting += 1
+                print(f"{'# ' if args.dry_run else 'frontier: '}{setting.label}: not run yet: {resolved}", flush=True)
+                continue
+            candidates, own_seeds = resolved.candidates(), setting.seeds or seeds
+            if len(candidates) == 1:
+                interrupted = execute(plan(candidates, own_seeds, common, root, args.workers))
+            else:
+                interrupted = execute(plan(candidates, [grid.tune_seed], common, root, args.workers))
+                runs = finished()
+                picks = {report.choose([c.label for c in candidates], runs, grid.tune_seed, b)[0] for b in grid.budgets}
+                if None in picks or not grid.budgets:
+                    if not interrupted:
+                        waiting += 1
+                        print(f"{'# ' if args.dry_run else 'frontier: '}{setting.label}: its other seeds wait for its "
+                              f"tuning on seed {grid.tune_seed} (the candidate chosen by validation accuracy)", flush=True)
+                elif not interrupted:
+                    others = [seed for seed in own_seeds if seed != grid.tune_seed]
+                    interrupted = execute(plan([c for c in candidates if c.label in picks], others, common, root, args.workers))
+            if interrupted:
                 break
 
     # --- report ----------------------------------------------------------------------------------
+    if args.dry_run:
+        return 0
     try:
         result = report.report(root, Path(args.out), [sys.executable, *sys.argv[:1], *argv], args.baseline)
     except (report.ReportError, OSError) as e:

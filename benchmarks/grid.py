@@ -12,11 +12,12 @@ import re
 import shlex
 import shutil
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import npzio
-from reports.frontier import FAILED, LOG, MARKER
+from reports.frontier import CANDIDATE, FAILED, LOG, MARKER
 from provenance import ROOT, display_command, portable
 from runtime.launcher import Child, LocalCluster
 
@@ -37,6 +38,10 @@ class Setting:
     prior_run: str | None = None         # the run its --predictor's snapshots came from (its cost is added)
     predictor_report: str | None = None  # that predictor's report.json (its training time is added)
     family: str | None = None            # the curve it belongs to in the plot (default: its method)
+    tune: dict[str, list[str]] | None = None  # {flag: [values]}: candidates ROW__TAG, the first the default
+    inherit: dict[str, str] | None = None     # {flag: row}: the value that row's tuning chose
+    seeds: list[int] | None = None            # its own seeds (default: the grid's)
+    workers: int | None = None                # its own worker count (default: --workers)
 
     @classmethod
     def parse(cls, text: str) -> "Setting":
@@ -48,16 +53,36 @@ class Setting:
 
     @classmethod
     def from_dict(cls, value: dict) -> "Setting":
-        unknown = set(value) - {"label", "flags", "prior_run", "predictor_report", "family"}
+        keys = ("label", "flags", "prior_run", "predictor_report", "family", "tune", "inherit", "seeds", "workers")
+        unknown = set(value) - set(keys)
         if unknown or "label" not in value:
-            raise GridError(f"a setting has keys label, flags, prior_run, predictor_report, family; got {sorted(value)}")
+            raise GridError(f"a setting has keys {', '.join(keys)}; got {sorted(value)}")
         flags = value.get("flags", [])
+        tune = value.get("tune")
+        if tune is not None and (not isinstance(tune, dict) or len(tune) != 1
+                                 or not all(isinstance(v, list) and v for v in tune.values())):
+            raise GridError(f"setting {value['label']}: tune is one flag and its values, e.g. {{\"--lr\": [\"0.003\", \"0.006\"]}}")
         return cls(value["label"], shlex.split(flags) if isinstance(flags, str) else list(flags),
-                   value.get("prior_run"), value.get("predictor_report"), value.get("family"))
+                   value.get("prior_run"), value.get("predictor_report"), value.get("family"),
+                   None if tune is None else {k: [str(v) for v in vs] for k, vs in tune.items()},
+                   value.get("inherit"), value.get("seeds"), value.get("workers"))
+
+    def candidates(self) -> list["Setting"]:
+        """A tuned setting's candidates (ROW__TAG, its flags plus the tuned one), the default first; an
+        untuned one is its own only candidate."""
+        if not self.tune:
+            return [self]
+        (flag, values), = self.tune.items()
+        return [dataclasses.replace(self, label=f"{self.label}{CANDIDATE}{flag.lstrip('-')}{v}", flags=[*self.flags, flag, v],
+                                    tune=None) for v in values]
 
     def check(self) -> None:
-        if not LABEL.match(self.label):
-            raise GridError(f"setting label {self.label!r}: letters, digits and . _ + - only (it names a directory)")
+        if not LABEL.match(self.label) or CANDIDATE in self.label:
+            raise GridError(f"setting label {self.label!r}: letters, digits and . _ + - only (it names a directory), "
+                            f"and no {CANDIDATE} (it marks a tuning candidate)")
+        for flag in [*(self.tune or {}), *(self.inherit or {})]:
+            if flag in self.flags or not flag.startswith("--"):
+                raise GridError(f"setting {self.label}: {flag} is tuned or inherited: name it as --FLAG and leave it out of its flags")
         check_flags(self.flags, f"setting {self.label}")
 
 
@@ -111,8 +136,9 @@ class Run:
 
 
 def plan(settings: list[Setting], seeds: list[int], common: list[str], root: Path, workers: int) -> list[Run]:
-    """Every (setting, seed) as a run, setting by setting."""
-    return [Run(s, seed, root / s.label / f"seed{seed}", [*merge_flags(common, s.flags), "--seed", str(seed)], workers)
+    """Every (setting, seed) as a run, setting by setting (a setting's own worker count wins)."""
+    return [Run(s, seed, root / s.label / f"seed{seed}", [*merge_flags(common, s.flags), "--seed", str(seed)],
+                s.workers or workers)
             for s in settings for seed in seeds]
 
 
@@ -135,7 +161,8 @@ def recorded_flags(run: Run) -> list[str] | None:
 class Outcome:
     ok: bool
     seconds: float
-    best: float | None = None
+    final: float | None = None      # the final test accuracy
+    selected: float | None = None   # the test accuracy at the best validation epoch
     reason: str = ""
     interrupted: bool = False
 
@@ -173,7 +200,8 @@ def run_one(run: Run, commit: str, python: str) -> Outcome:
     code = cluster.wait()
     seconds = time.monotonic() - started
     if code == 0 and run.done:
-        return Outcome(True, seconds, best=json.loads((run.run_dir / "summary.json").read_text())["best_test_acc"])
+        summary = json.loads((run.run_dir / "summary.json").read_text())
+        return Outcome(True, seconds, final=summary["final_test_acc"], selected=summary.get("test_acc_at_best_val"))
     if code == INTERRUPTED:  # not a failure: left as cut short, so the next session runs it afresh
         return Outcome(False, seconds, reason="interrupted", interrupted=True)
     reason = _failure_reason(run.run_dir / LOG, code) if code else "exit 0 without a summary.json"

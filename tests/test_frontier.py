@@ -13,15 +13,20 @@ import pytest
 
 from benchmarks.grid import GridError, Setting, merge_flags
 from reports import frontier
-from tests.cluster import launcher_env, ROOT
+from tests.cluster import SMALL, launcher_env, read_jsonl, ROOT, run_together
 
 MB = 1_000_000
 FRONTIER = str(ROOT / "benchmarks" / "frontier.py")
 
 
-def _summary(method: str, best: float, up: int, down: int, wall: float) -> dict:
-    return {"method": method, "best_test_acc": best, "final_test_acc": best - 0.01, "bytes_pushed_total": up,
-            "bytes_pulled_total": down, "wall_seconds": wall, "steps": 100, "workers": 4}
+def _summary(method: str, final: float, up: int, down: int, wall: float, *, test: list[float] | None = None,
+             val: list[float] | None = None) -> dict:
+    """A finished run's summary: its test curve ends at `final`; with `val`, a validation curve beside it."""
+    test = test or [final - 0.05, final + 0.03, final]  # the best test epoch is never the one reported
+    val = val if val is not None else [0.5, 0.6, 0.7][-len(test):] if len(test) <= 3 else None
+    return {"method": method, "best_test_acc": max(test), "final_test_acc": test[-1], "test_acc_by_epoch": test,
+            "val_acc_by_epoch": val, "bytes_pushed_total": up, "bytes_pulled_total": down, "wall_seconds": wall,
+            "steps": 100, "workers": 4}
 
 
 def _run(root: Path, label: str, seed: int, summary: dict | None, **meta) -> Path:
@@ -29,6 +34,11 @@ def _run(root: Path, label: str, seed: int, summary: dict | None, **meta) -> Pat
     run_dir.mkdir(parents=True)
     if summary is not None:
         (run_dir / "summary.json").write_text(json.dumps(summary))
+        epochs = len(summary["test_acc_by_epoch"])  # the per-epoch bytes and wall time a budget reads
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(
+            {"epoch": e, "bytes_pushed": summary["bytes_pushed_total"] // epochs,
+             "bytes_pulled": summary["bytes_pulled_total"] // epochs, "wall_seconds": summary["wall_seconds"] * e / epochs})
+            + "\n" for e in range(1, epochs + 1)))
     if meta:
         (run_dir / frontier.MARKER).write_text(json.dumps(meta))
     return run_dir
@@ -61,15 +71,17 @@ def grid_root(tmp_path: Path) -> Path:
 @pytest.mark.unit
 def test_report_figures_over_seeds_and_the_whole_cost(grid_root):
     result = frontier.build(grid_root, ["python", "-m", "reports", "frontier", "ROOT"])
-    rows = {r["label"]: r for r in result["rows"]}
+    assert [s["budget_epochs"] for s in result["budgets"]] == [3]  # no tuning plan: the runs' length
+    rows = {r["row"]: r for r in result["budgets"][0]["rows"]}
     assert set(rows) == {"baseline", "topk-0.01", "mp2-trained", "mp2-unnamed"}
     base = rows["baseline"]
-    assert (base["seeds"], base["best_acc_mean"], base["best_acc_min"], base["best_acc_max"]) == (2, pytest.approx(0.81), 0.80, 0.82)
-    assert base["best_acc_std"] == pytest.approx(statistics.stdev([0.80, 0.82]))
+    assert (base["seeds"], base["sel_acc_mean"], base["sel_acc_min"], base["sel_acc_max"]) == (2, pytest.approx(0.81), 0.80, 0.82)
+    assert base["sel_acc_std"] == pytest.approx(statistics.stdev([0.80, 0.82]))
+    assert base["final_acc_mean"] == pytest.approx(0.81) and base["best_val_epochs"] == [3, 3]
     assert base["total_wall_seconds"] == pytest.approx(11.0) and base["bytes_vs_baseline"] == pytest.approx(1.0)
     assert base["flags"] == "--method baseline" and not base["flags_differ"]  # seeds differ only in --seed
     topk = rows["topk-0.01"]
-    assert topk["seeds"] == 3 and topk["best_acc_mean"] == pytest.approx(0.72)
+    assert topk["seeds"] == 3 and topk["sel_acc_mean"] == pytest.approx(0.72)
     assert topk["total_bytes"] == pytest.approx(10 * MB + 23 * MB)  # every seed's bytes, averaged
     assert topk["bytes_vs_baseline"] == pytest.approx(33 / 200)
     # The prior run's bytes and wall time and the predictor's training are added, and said to be.
@@ -77,22 +89,71 @@ def test_report_figures_over_seeds_and_the_whole_cost(grid_root):
     assert trained["total_bytes"] == pytest.approx(105 * MB + 200 * MB)
     assert trained["total_wall_seconds"] == pytest.approx(9.0 + 20.0 + 7.5)
     assert trained["cost_complete"] and "prior run" in trained["cost_counted"] and "predictor training" in trained["cost_counted"]
-    assert trained["best_acc_std"] is None  # one seed: no spread
+    assert trained["sel_acc_std"] is None  # one seed: no spread
     # A --predictor run whose origin is not named is a lower bound, and never the strongest.
     assert not rows["mp2-unnamed"]["cost_complete"] and "not counted" in rows["mp2-unnamed"]["cost_counted"]
-    assert [s["label"] for s in result["strongest_by_budget"]] == ["topk-0.01", "baseline", "mp2-trained"]
+    assert [s["row"] for s in result["budgets"][0]["strongest_by_budget"]] == ["topk-0.01", "baseline", "mp2-trained"]
     assert result["summary_line"].startswith(
-        "Strongest by byte budget (mean best test accuracy over seeds): at ≤ 33.0 MB the best is topk-0.01 (0.7200 ± 0.0200, 3 seeds); "
-        "at ≤ 200.0 MB the best is baseline (0.8100 ± 0.0141, 2 seeds); at ≤ 305.0 MB the best is mp2-trained (0.8300, 1 seed)")
+        "At 3 epochs, strongest by byte budget (mean test accuracy at the best validation epoch over seeds): at ≤ 33.0 MB "
+        "topk-0.01 (0.7200 ± 0.0200, 3 seeds); at ≤ 200.0 MB baseline (0.8100 ± 0.0141, 2 seeds); "
+        "at ≤ 305.0 MB mp2-trained (0.8300, 1 seed)")
     assert [f["label"] for f in result["failed"]] == ["bad"]
     assert any("FAILED: bad seed 0: exit 2: no such method" in n for n in result["notes"])
 
 
 @pytest.mark.unit
+def test_the_selected_accuracy_is_the_test_accuracy_of_the_best_validation_epoch_never_the_best_test_epoch(tmp_path):
+    # Epoch 2 has the best test accuracy; validation ties at epochs 1 and 3 and the earlier one is taken.
+    _run(tmp_path, "m", 0, _summary("baseline", 0.85, 30 * MB, 30 * MB, 30.0, test=[0.80, 0.90, 0.85], val=[0.70, 0.65, 0.70]))
+    run = frontier.read_root(tmp_path)[0][0]
+    full, two = frontier.at_budget(run, 3), frontier.at_budget(run, 2)
+    assert (full["selected"], full["final"], full["best_val_epoch"]) == (0.80, 0.85, 1)
+    assert (two["selected"], two["final"], two["bytes_up"], two["wall"]) == (0.80, 0.90, 20 * MB, pytest.approx(20.0))
+    assert frontier.at_budget(run, 4) is None  # a budget longer than the run
+    # A record made before the validation split has only its final accuracy, and is not ranked.
+    _run(tmp_path, "old", 0, {**_summary("baseline", 0.99, MB, MB, 1.0), "val_acc_by_epoch": None})
+    rows = frontier.aggregate(frontier.read_root(tmp_path)[0], 3)
+    old = next(r for r in rows if r["row"] == "old")
+    assert old["sel_acc_mean"] is None and old["final_acc_mean"] == 0.99
+    assert [s["row"] for s in frontier.strongest_by_budget(rows)] == ["m"]
+
+
+@pytest.mark.unit
+def test_a_tuned_row_takes_the_candidate_best_on_validation_at_each_budget(tmp_path):
+    candidates = ["baseline__lr0.003", "baseline__lr0.0015", "baseline__lr0.006"]
+    (tmp_path / frontier.TUNING).write_text(json.dumps({"tune_seed": 0, "budgets": [1, 3],
+                                                        "rows": {"baseline": {"candidates": candidates}}}))
+    curves = {  # (test, val) on seed 0; lr0.006 has the best test accuracy and is never chosen
+        "baseline__lr0.003": ([0.70, 0.75, 0.80], [0.60, 0.70, 0.80]),
+        "baseline__lr0.0015": ([0.71, 0.72, 0.73], [0.75, 0.72, 0.79]),
+        "baseline__lr0.006": ([0.95, 0.96, 0.97], [0.75, 0.70, 0.78]),
+    }
+    for label, (test, val) in curves.items():
+        _run(tmp_path, label, 0, _summary("baseline", test[-1], MB, MB, 3.0, test=test, val=val))
+    for seed, acc in ((1, 0.82), (2, 0.84)):  # the other seeds of the candidate chosen at 3 epochs
+        _run(tmp_path, "baseline__lr0.003", seed, _summary("baseline", acc, MB, MB, 3.0))
+    result = frontier.build(tmp_path, ["x"])
+    at1, at3 = ({r["row"]: r for r in s["rows"]} for s in result["budgets"])
+    # At 1 epoch lr0.0015 and lr0.006 tie on validation (0.75): the one listed first wins.
+    assert at1["baseline"]["label"] == "baseline__lr0.0015" and at1["baseline"]["seeds"] == 1
+    assert at1["baseline"]["sel_acc_mean"] == 0.71
+    assert at3["baseline"]["label"] == "baseline__lr0.003" and at3["baseline"]["seed_list"] == [0, 1, 2]
+    assert at3["baseline"]["sel_acc_mean"] == pytest.approx((0.80 + 0.82 + 0.84) / 3)
+    assert [t["best_val_acc"] for t in at3["baseline"]["tuning"]] == [0.80, 0.79, 0.78]
+    assert "**lr0.003 0.8000**" in frontier.markdown(result)
+    # A candidate not finished: the row waits, and the report says it is missing.
+    for run_dir in (tmp_path / "baseline__lr0.006").iterdir():
+        (run_dir / "summary.json").unlink()
+    result = frontier.build(tmp_path, ["x"])
+    assert all(not s["rows"] for s in result["budgets"])
+    assert any(n.startswith("MISSING: baseline") for n in result["notes"])
+
+
+@pytest.mark.unit
 def test_strongest_line_ignores_a_costlier_weaker_setting():
-    rows = [{"label": a, "total_bytes": b, "best_acc_mean": acc, "best_acc_std": None, "seeds": 1, "cost_complete": True}
+    rows = [{"row": a, "label": a, "total_bytes": b, "sel_acc_mean": acc, "sel_acc_std": None, "seeds": 1, "cost_complete": True}
             for a, b, acc in [("cheap", 1 * MB, 0.7), ("worse", 5 * MB, 0.6), ("better", 9 * MB, 0.8)]]
-    assert [s["label"] for s in frontier.strongest_by_budget(rows)] == ["cheap", "better"]
+    assert [s["row"] for s in frontier.strongest_by_budget(rows)] == ["cheap", "better"]
 
 
 @pytest.mark.cluster
@@ -107,7 +168,7 @@ def test_report_files_from_the_command_line(grid_root, tmp_path):
     assert set(origin["machine"]) == {"cores", "cpu"} and origin["python"] and origin["numpy"]
     with open(out / "frontier.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["label"] for r in rows] == ["topk-0.01", "mp2-unnamed", "baseline", "mp2-trained"]  # by total bytes
+    assert [r["row"] for r in rows] == ["topk-0.01", "mp2-unnamed", "baseline", "mp2-trained"]  # by total bytes
     assert float(rows[0]["bytes_vs_baseline"]) == pytest.approx(0.165)
     table = (out / "frontier.md").read_text()
     assert table.index("| topk-0.01 |") < table.index("| baseline |") < table.index("| mp2-trained |")
@@ -137,28 +198,35 @@ def _frontier(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 @pytest.mark.cluster
 def test_dry_run_prints_each_command_and_marks_what_is_done(tmp_path):
     root = tmp_path / "runs"
-    done = _frontier("--dry-run", "--root", str(root), "--seeds", "0,1", "--only", "baseline,dgc,localsgd-H16")
+    done = _frontier("--dry-run", "--root", str(root), "--seeds", "0,1", "--only", "baseline,dgc,diloco-H64")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     out = lambda label, seed: str(root / label / f"seed{seed}")  # noqa: E731
-    common = "--model lenet5 --dataset fashion_mnist --epochs 10"
-    assert lines == [
-        f"python mp2_local.py --workers 4 --out {out('baseline', 0)} {common} --lr 0.003 --mixup 0 --method baseline --seed 0",
-        f"python mp2_local.py --workers 4 --out {out('baseline', 1)} {common} --lr 0.003 --mixup 0 --method baseline --seed 1",
-        f"python mp2_local.py --workers 4 --out {out('localsgd-H16', 0)} {common} --lr 0.003 --mixup 0 --method localsgd --sync-every 16 --seed 0",
-        f"python mp2_local.py --workers 4 --out {out('localsgd-H16', 1)} {common} --lr 0.003 --mixup 0 --method localsgd --sync-every 16 --seed 1",
-        f"python mp2_local.py --workers 4 --out {out('dgc', 0)} {common} --mixup 0 --method dgc --lr 0.05 --seed 0",
-        f"python mp2_local.py --workers 4 --out {out('dgc', 1)} {common} --mixup 0 --method dgc --lr 0.05 --seed 1",
+    common = "--model lenet5 --dataset fashion_mnist --epochs 30 --mixup 0"
+    wait = "its other seeds wait for its tuning on seed 0 (the candidate chosen by validation accuracy)"
+    assert lines == [  # every candidate on the tuning seed first; the other seeds once the choice is known
+        *(f"python mp2_local.py --workers 4 --out {out('baseline__lr' + lr, 0)} {common} --method baseline --lr {lr} --seed 0"
+          for lr in ("0.003", "0.0015", "0.006")),
+        f"# baseline: {wait}",
+        "# diloco-H64: not run yet: it waits for localsgd-H64's tuning (it inherits --lr)",
+        *(f"python mp2_local.py --workers 4 --out {out('dgc__lr' + lr, 0)} {common} --method dgc --lr {lr} --seed 0"
+          for lr in ("0.05", "0.025", "0.1")),
+        f"# dgc: {wait}",
     ]
-    # The whole default grid: 17 settings × 3 seeds; the ResNet-18 preset: 6 settings, one seed, its own flags.
-    assert len(_frontier("--dry-run", "--root", str(root)).stdout.splitlines()) == 51
-    resnet = _frontier("--dry-run", "--root", str(root), "--grid", "resnet18", "--", "--epochs", "1").stdout.splitlines()
-    assert len(resnet) == 6 and all("--model resnet18" in c and "--fit-input --train-images 10000" in c for c in resnet)
-    assert all(" --epochs 1 " in c and "--epochs 8" not in c for c in resnet)  # the flags after -- replace the grid's
-    # A run with a summary.json is marked done.
-    _run(root, "baseline", 1, _summary("baseline", 0.8, MB, MB, 1.0))
-    marked = _frontier("--dry-run", "--root", str(root), "--seeds", "0,1", "--only", "baseline").stdout.splitlines()
-    assert [line.startswith("# done, skipped: ") for line in marked] == [False, True]
+    # Tuned on seed 0 (a smoke length: every budget reads 3 epochs): the candidate best on validation runs the
+    # other seeds; a run with a summary.json is marked done.
+    for lr, val in (("0.003", [0.5, 0.6, 0.7]), ("0.0015", [0.5, 0.6, 0.8]), ("0.006", [0.9, 0.6, 0.7])):
+        _run(root, "baseline__lr" + lr, 0, _summary("baseline", 0.8, MB, MB, 1.0, val=val))
+    marked = _frontier("--dry-run", "--root", str(root), "--seeds", "0,1", "--only", "baseline", "--", "--epochs", "3")
+    lines = marked.stdout.splitlines()
+    assert [line.startswith("# done, skipped: ") for line in lines] == [True, True, True, False]
+    assert lines[-1].startswith(f"python mp2_local.py --workers 4 --out {out('baseline__lr0.006', 1)} ") and \
+        lines[-1].endswith("--method baseline --lr 0.006 --seed 1")
+    # The ResNet-18 preset: its own flags, and the flags after -- replace the grid's.
+    resnet = [c for c in _frontier("--dry-run", "--root", str(root), "--grid", "resnet18", "--", "--epochs", "1").stdout.splitlines()
+              if not c.startswith("#")]
+    assert len(resnet) == 15 and all("--model resnet18" in c and "--fit-input --train-images 30000" in c for c in resnet)
+    assert all(" --epochs 1 " in c and "--epochs 12" not in c for c in resnet)
     # A user's mistake is one line.
     for bad, message in ((["--only", "nope"], "no setting nope"), (["--setting", "x=--seed 3"], "--seed is the grid's"),
                          (["--grid", str(tmp_path / "missing.json")], "not a preset")):
@@ -171,11 +239,13 @@ def test_a_finished_run_is_skipped_not_rerun(tmp_path):
     root = tmp_path / "runs"
     run_dir = _run(root, "baseline", 0, _summary("baseline", 0.8, MB, MB, 1.0))
     before = (run_dir / "summary.json").read_text()
-    done = _frontier("--root", str(root), "--out", str(tmp_path / "out"), "--seeds", "0", "--only", "baseline")
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"common": "--model lenet5 --dataset synthetic --epochs 3", "settings": ["baseline=--method baseline"]}))
+    done = _frontier("--grid", str(grid), "--root", str(root), "--out", str(tmp_path / "out"), "--seeds", "0")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "baseline seed 0: done already, skipped" in done.stdout and "started" not in done.stdout
     assert (run_dir / "summary.json").read_text() == before and not (run_dir / frontier.LOG).exists()
-    assert json.loads((tmp_path / "out" / "frontier.json").read_text())["rows"][0]["label"] == "baseline"
+    assert json.loads((tmp_path / "out" / "frontier.json").read_text())["budgets"][0]["rows"][0]["row"] == "baseline"
 
 
 @pytest.mark.cluster
@@ -190,12 +260,28 @@ def test_a_failed_run_is_reported_and_the_grid_goes_on(tmp_path):
     lines = first.stdout.splitlines()
     failed = next(i for i, line in enumerate(lines) if "bad seed 0: FAILED" in line)
     assert "--lr" in lines[failed] and "nan" in lines[failed] and "mp2_local.log" in lines[failed]
-    assert any("ok seed 0: finished in" in line and "best test acc" in line for line in lines[failed + 1:])
+    assert any("ok seed 0: finished in" in line and "final test acc" in line for line in lines[failed + 1:])
     assert "--lr" in (root / "bad" / "seed0" / frontier.LOG).read_text()  # the run's output is in its log
     result = json.loads((out / "frontier.json").read_text())
-    assert [r["label"] for r in result["rows"]] == ["ok"] and [f["label"] for f in result["failed"]] == ["bad"]
+    assert [r["row"] for r in result["budgets"][0]["rows"]] == ["ok"] and [f["label"] for f in result["failed"]] == ["bad"]
     # Resumed: the finished run is kept, the failed one is tried afresh (and fails again, replacing its record).
     second = _frontier(*args, timeout=300)
     assert second.returncode == 1
     assert "ok seed 0: done already, skipped" in second.stdout and "bad seed 0: started" in second.stdout
     assert json.loads((out / "frontier.json").read_text())["failed"][0]["exit_code"] == 2
+
+
+@pytest.mark.cluster
+def test_a_shorter_budget_is_the_first_epochs_of_a_longer_run(tmp_path):
+    # The frontier reads its 10-epoch budget from the 30-epoch runs: that holds only if nothing before a
+    # run's end depends on --epochs (rate schedule, data order, the outer step's state).
+    flags = [*SMALL, "--method", "localsgd", "--sync-every", "4", "--outer-lr", "0.7", "--outer-momentum", "0.9",
+             "--mixup", "0", "--seed", "3"]
+    short, long = tmp_path / "short", tmp_path / "long"
+    done = run_together(("mp2_local.py", "--workers", "2", *flags, "--epochs", "1", "--out", str(short)),
+                        ("mp2_local.py", "--workers", "2", *flags, "--epochs", "2", "--out", str(long)))
+    assert all(d.returncode == 0 for d in done), [d.stdout[-2000:] for d in done]
+    first, prefix = read_jsonl(short / "metrics.jsonl")[0], read_jsonl(long / "metrics.jsonl")[0]
+    same = ("test_acc", "val_acc", "loss", "train_acc", "bytes_pushed", "bytes_pulled")
+    assert {k: first[k] for k in same} == {k: prefix[k] for k in same}
+    assert len(read_jsonl(long / "metrics.jsonl")) == 2

@@ -12,10 +12,12 @@ counters before and after the run. Needs root (ip netns, tc); without it every r
 127.0.0.1, the link counters are left empty (loopback carries the whole machine's traffic), and the
 output and results say so.
 
-For each (rate, workers) the target accuracy is the baseline's best there minus --margin (or
---target); a run's time to target is the PS's wall time (from the moment every worker joined) at
-the end of the first epoch whose test accuracy reaches it. The PS evaluates once per epoch, so
-times to target are epoch-granular.
+For each (rate, workers) the target accuracy is the baseline's best validation accuracy there minus
+--margin (or --target); a run's time to target is the PS's wall time (from the moment every worker
+joined) at the end of the first epoch whose validation accuracy reaches it. Where a run has no
+validation figures (a record made before the validation split), the target is the baseline's test
+accuracy (reports/accuracy.py) minus --margin, reached on test accuracy, and the report marks it.
+The PS evaluates once per epoch, so times to target are epoch-granular.
 
 Results accumulate in --out: results.csv (one row per run; a rerun of a grid point replaces its
 row), curves.csv (one row per run and epoch), results.md, a PNG per worker count (--report-only, or
@@ -43,6 +45,7 @@ import argtypes
 import provenance
 from benchmarks.emulated_hosts import UNSHAPED, SetupError, rate_bits
 from benchmarks.network_run import RunError, RunSpec, run_one
+from reports import accuracy
 from reports import network as report
 from runtime.launcher import ROOT, absolute_paths
 
@@ -89,7 +92,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--wnn", help="WNN nowcaster checkpoint (needed by wnn)")
     p.add_argument("--delay", help="one-way delay added at each cable end with netem, e.g. 1ms (needs sch_netem)")
     p.add_argument("--margin", type=argtypes.fraction, default=0.01,
-                   help="the target is the baseline's best accuracy at the grid point minus this")
+                   help="the target is the baseline's best validation accuracy at the grid point minus this")
     p.add_argument("--target", type=argtypes.fraction, default=None, help="a fixed target accuracy instead")
     p.add_argument("--method-flags", action="append", default=[], metavar="METHOD=FLAGS",
                    help="flags for one method only, after the shared ones, e.g. 'dgc=--lr 0.05' (repeatable)")
@@ -204,7 +207,7 @@ def run_grid(grid: list[RunSpec], args: argparse.Namespace, shaped: bool, out: P
                 continue
             rows.append(row)
             curves += curve
-            echo(f"network: {spec.method} at {spec.rate}: best {row['best_test_acc']:.4f} in {row['wall_s']:.1f} s, "
+            echo(f"network: {spec.method} at {spec.rate}: {accuracy.HEADER} {accuracy.cell(row)}, {row['wall_s']:.1f} s, "
                  f"up {row['bytes_up'] / 1e6:.1f} MB, down {row['bytes_down'] / 1e6:.1f} MB"
                  + (f"; PS link in {row['link_rx_bytes'] / 1e6:.1f} MB, out {row['link_tx_bytes'] / 1e6:.1f} MB"
                     if row["link_rx_bytes"] != "" else ""))

@@ -81,7 +81,9 @@ def measured_row(spec: RunSpec, summary: dict, records: list[dict], link: dict[s
         "rate": spec.rate, "workers": spec.workers, "method": spec.method,
         "network": "namespaces" if shaped else "loopback (not shaped)", "delay": delay or "",
         "epochs": summary["epochs"], "steps": summary["steps"],
-        "best_test_acc": summary["best_test_acc"], "final_test_acc": summary["final_test_acc"],
+        # Validation figures are None in a run without the split; the report then reaches its target on test.
+        "test_acc_at_best_val": summary.get("test_acc_at_best_val"), "best_val_epoch": summary.get("best_val_epoch"),
+        "best_val_acc": summary.get("best_val_acc"), "final_test_acc": summary["final_test_acc"],
         "wall_s": round(summary["wall_seconds"], 3), "elapsed_s": round(elapsed, 3),
         "ps_step_ms": round(1000 * summary["wall_seconds"] / summary["steps"], 3),
         "worker_step_ms": round(1000 * sum(r["step_seconds"] for r in records) / (len(records) * steps_per_epoch), 3),
@@ -95,12 +97,13 @@ def measured_row(spec: RunSpec, summary: dict, records: list[dict], link: dict[s
 
 
 def curve_rows(spec: RunSpec, records: list[dict]) -> list[dict]:
-    """Per epoch: wall time, test accuracy and cumulative accounted bytes (both directions)."""
+    """Per epoch: wall time, test and validation accuracy and cumulative accounted bytes (both directions)."""
     rows, total = [], 0
     for r in records:
         total += r["bytes_pushed"] + r["bytes_pulled"]
         rows.append({"rate": spec.rate, "workers": spec.workers, "method": spec.method, "epoch": r["epoch"],
-                     "wall_s": round(r["wall_seconds"], 3), "test_acc": r["test_acc"], "bytes_cum": total})
+                     "wall_s": round(r["wall_seconds"], 3), "test_acc": r["test_acc"], "val_acc": r.get("val_acc"),
+                     "bytes_cum": total})
     return rows
 
 

@@ -27,7 +27,7 @@ n = commands.add_parser("network", help="time to target over emulated hosts, re-
                                         "benchmarks/network.py")
 n.add_argument("dir", help="the benchmark's --out: its results.csv and curves.csv are read, and every file rewritten")
 n.add_argument("--margin", type=argtypes.fraction, default=0.01,
-               help="the target is the baseline's best accuracy at the grid point minus this")
+               help="the target is the baseline's best validation accuracy at the grid point minus this")
 n.add_argument("--target", type=argtypes.fraction, default=None, help="a fixed target accuracy instead")
 m = commands.add_parser("methods", help="the five methods' table (results/methods) from their summaries")
 m.add_argument("summaries", help="a directory of NAME.json, each a run's summary.json")

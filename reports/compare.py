@@ -5,11 +5,11 @@ import json
 from pathlib import Path
 
 import provenance
-from reports import cost
+from reports import accuracy, cost
 
 COLUMNS = [
     ("method", "method", "{}"),
-    ("best_test_acc", "best test acc", "{:.4f}"),
+    ("test_acc", accuracy.HEADER, "{:.4f}"),
     ("final_test_acc", "final test acc", "{:.4f}"),
     ("bytes_pushed_total", "pushed (MB)", "{:.1f}"),
     ("bytes_pulled_total", "pulled (MB)", "{:.1f}"),
@@ -29,8 +29,8 @@ def compare(summaries: dict[str, dict], baseline: str = "baseline") -> dict:
         row = {
             "run": name, "method": s["method"], "model": s["model"], "dataset": s["dataset"],
             "workers": s["workers"], "epochs": s["epochs"], "steps": s["steps"],
-            "best_test_acc": s["best_test_acc"], "final_test_acc": s["final_test_acc"],
-            "test_acc_by_epoch": s["test_acc_by_epoch"],
+            **accuracy.fields(s), "final_test_acc": s["final_test_acc"],
+            "best_val_epoch": s.get("best_val_epoch"), "test_acc_by_epoch": s["test_acc_by_epoch"],
             "bytes_pushed_total": s["bytes_pushed_total"], "bytes_pulled_total": s["bytes_pulled_total"],
             "bytes_pushed_per_step": s["bytes_pushed_total"] / per_worker_steps,
             "bytes_pulled_per_step": s["bytes_pulled_total"] / per_worker_steps,
@@ -44,7 +44,7 @@ def compare(summaries: dict[str, dict], baseline: str = "baseline") -> dict:
             row["pushed_vs_baseline"] = s["bytes_pushed_total"] / base["bytes_pushed_total"]
             row["traffic_vs_baseline"] = (s["bytes_pushed_total"] + s["bytes_pulled_total"]) / (
                 base["bytes_pushed_total"] + base["bytes_pulled_total"])
-            row["accuracy_gap_vs_baseline"] = s["best_test_acc"] - base["best_test_acc"]
+            row["accuracy_gap_vs_baseline"] = row["test_acc"] - accuracy.honest_accuracy(base)[0]
             row["wall_vs_baseline"] = s["wall_seconds"] / base["wall_seconds"]
         rows.append(row)
     return {"rows": rows, "same_data": same_data(summaries)}
@@ -72,8 +72,10 @@ def markdown(comparison: dict, notes: list[str] | None = None) -> str:
                 value = value / 1e6
             elif key.startswith("bytes_"):
                 value = value / 1e3
-            cells.append(fmt.format(value))
+            cells.append(fmt.format(value) + (accuracy.mark(r["test_acc_kind"]) if key == "test_acc" else ""))
         lines.append("| " + " | ".join(cells) + " |")
+    if note := accuracy.footnote(r["test_acc_kind"] for r in rows):
+        lines += ["", note]
     first = rows[0]
     title = f"# {first['model']} on {first['dataset']}, {first['workers']} workers, {first['epochs']} epochs\n"
     extra = "".join(f"\n- {n}" for n in notes or [])

@@ -7,6 +7,8 @@ totals add the parts that were; an incomplete cost is a lower bound and is print
 """
 from __future__ import annotations
 
+from reports import accuracy
+
 
 def part(what: str, bytes_: int | None, wall_seconds: float | None) -> dict:
     return {"part": what, "bytes": bytes_, "wall_seconds": wall_seconds}
@@ -38,10 +40,10 @@ def pipeline_routes(summaries: dict[str, dict], predictor_seconds: float | None,
     the MP² run. A predictor reused from an earlier run was paid for there: that collection run is not
     measured here, and the route says so."""
     base, mp2 = summaries["baseline"], summaries["mp2"]
-    routes = [{"route": "baseline alone", **total([run_part("baseline run", base)]), "best_test_acc": base["best_test_acc"]}]
+    routes = [{"route": "baseline alone", **total([run_part("baseline run", base)]), **accuracy.fields(base)}]
     if "localsgd" in summaries:
         routes.append({"route": f"{localsgd_label} alone", **total([run_part(f"{localsgd_label} run", summaries["localsgd"])]),
-                       "best_test_acc": summaries["localsgd"]["best_test_acc"]})
+                       **accuracy.fields(summaries["localsgd"])})
     if predictor_trained_here:
         collection = run_part("collection run (the baseline above, snapshotting)", base)
         training = part("predictor training", 0, predictor_seconds)
@@ -50,7 +52,7 @@ def pipeline_routes(summaries: dict[str, dict], predictor_seconds: float | None,
         training = part("predictor training (earlier" + (", from its report.json)" if predictor_seconds is not None
                                                          else "; not measured here)"), 0, predictor_seconds)
     routes.append({"route": "MP² (whole pipeline)", **total([collection, training, run_part("MP² run", mp2)]),
-                   "best_test_acc": mp2["best_test_acc"]})
+                   **accuracy.fields(mp2)})
     return routes
 
 
@@ -62,12 +64,12 @@ def markdown(routes: list[dict], title: str = "Whole cost") -> str:
     """A table of the routes against the first one (the baseline alone), then each route's parts."""
     ref = routes[0]
     lines = [f"## {title}", "",
-             "| route | best test acc | bytes up + down (MB) | vs baseline | wall (s) | vs baseline | counted |",
+             f"| route | {accuracy.HEADER} | bytes up + down (MB) | vs baseline | wall (s) | vs baseline | counted |",
              "|---|---|---|---|---|---|---|"]
     for r in routes:
         bound = "" if r["complete"] else "≥ "
         counted = " + ".join(p["part"] for p in r["parts"])
-        lines.append(f"| {r['route']} | {r['best_test_acc']:.4f} | {bound}{_mb(r['bytes'])} | "
+        lines.append(f"| {r['route']} | {r['test_acc']:.4f}{accuracy.mark(r['test_acc_kind'])} | {bound}{_mb(r['bytes'])} | "
                      f"{bound}{r['bytes'] / ref['bytes']:.2%} | {bound}{r['wall_seconds']:.1f} | "
                      f"{bound}{r['wall_seconds'] / ref['wall_seconds']:.2%} | {counted} |")
     lines.append("")
@@ -78,6 +80,8 @@ def markdown(routes: list[dict], title: str = "Whole cost") -> str:
                               + ("" if p["wall_seconds"] is None else f", {p['wall_seconds']:.1f} s") for p in r["parts"])
             lines.append(f"- {r['route']}: {parts}" + ("" if r["complete"] else " (a lower bound: a part was not measured)"))
     lines.append(WALL_TIMES)
+    if note := accuracy.footnote(r["test_acc_kind"] for r in routes):
+        lines.append(f"- {note}")
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reports import accuracy
 from reports.readme import ReportError, read_json, write_blocks
 
 STUDY = "methods"
@@ -31,15 +32,15 @@ def table(summaries: dict[str, dict], baseline: str = BASELINE) -> str:
     """A row per run: its method, the options it ran with, lr, accuracies, bytes both ways and their share
     of the baseline run's (blank without a baseline), and the PS's wall time."""
     base = summaries.get(baseline)
-    lines = ["| run | method | options | lr | best test acc | final | bytes up | bytes down | up vs baseline | "
+    lines = [f"| run | method | options | lr | {accuracy.HEADER} | final | bytes up | bytes down | up vs baseline | "
              "down vs baseline | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in sorted(summaries.items()):
         up, down = s["bytes_pushed_total"], s["bytes_pulled_total"]
         options = ", ".join(f"{k}={v}" for k, v in s.get("method_options", {}).items())
-        lines.append(f"| {name} | {s['method']} | {options} | {s['lr']:g} | {s['best_test_acc']:.4f} | "
+        lines.append(f"| {name} | {s['method']} | {options} | {s['lr']:g} | {accuracy.cell(s)} | "
                      f"{s['final_test_acc']:.4f} | {up:,} | {down:,} | {_share(up, base, 'bytes_pushed_total')} | "
                      f"{_share(down, base, 'bytes_pulled_total')} | {s['wall_seconds']:.0f} |")
-    return "\n".join(lines) + "\n"
+    return accuracy.with_footnote(lines, (accuracy.honest_accuracy(s)[1] for s in summaries.values()))
 
 
 def report(directory: Path, readme: Path) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import npzio
+from reports import accuracy
 from reports.readme import ReportError, read_json, write_blocks
 
 STUDY = "models"
@@ -31,13 +32,13 @@ def attempt(base: dict, mp2: dict, report: dict, folder: str, label: str) -> dic
     if base["data"] != mp2["data"] or base["epochs"] != mp2["epochs"]:
         raise ReportError(f"{folder}: its MP² run and its baseline did not train on the same data for the same epochs")
     best = report["best"]
+    base_acc, mp2_acc = accuracy.fields(base, "baseline_"), accuracy.fields(mp2, "mp2_")
     return {
         "attempt": folder, "label": label, "model": mp2["model"], "dataset": mp2["dataset"],
         "train_images": mp2["data"]["train_images"], "test_images": mp2["data"]["test_images"],
         "transforms": mp2["data"]["transforms"], "workers": mp2["workers"], "epochs": mp2["epochs"],
         "pushed_layers": mp2["pushed_layers"], "pushed_share": mp2["pushed_params"] / mp2["total_params"],
-        "baseline_best_test_acc": base["best_test_acc"], "mp2_best_test_acc": mp2["best_test_acc"],
-        "gap_points": 100 * (base["best_test_acc"] - mp2["best_test_acc"]),
+        **base_acc, **mp2_acc, "gap_points": 100 * (base_acc["baseline_test_acc"] - mp2_acc["mp2_test_acc"]),
         "baseline_test_acc_by_epoch": base["test_acc_by_epoch"], "mp2_test_acc_by_epoch": mp2["test_acc_by_epoch"],
         "baseline_bytes_pushed": base["bytes_pushed_total"], "baseline_bytes_pulled": base["bytes_pulled_total"],
         "mp2_bytes_pushed": mp2["bytes_pushed_total"], "mp2_bytes_pulled": mp2["bytes_pulled_total"],
@@ -70,17 +71,20 @@ def read_attempts(study: Path) -> list[dict]:
 
 
 def attempts_table(rows: list[dict]) -> str:
-    lines = ["| attempt | pushed share | baseline best | MP² best | gap (points) | pushed MB: baseline / MP² "
-             "| pulled MB (each) | predictor: held-out assembled vs own (test) | wall s: baseline / MP² |",
+    lines = [f"| attempt | pushed share | baseline {accuracy.HEADER} | MP² {accuracy.HEADER} | gap (points) "
+             "| pushed MB: baseline / MP² | pulled MB (each) | predictor: held-out assembled vs own (test) "
+             "| wall s: baseline / MP² |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['label']} | {r['pushed_share']:.2%} | {r['baseline_best_test_acc']:.4f} | {r['mp2_best_test_acc']:.4f} "
+            f"| {r['label']} | {r['pushed_share']:.2%} "
+            f"| {r['baseline_test_acc']:.4f}{accuracy.mark(r['baseline_test_acc_kind'])} "
+            f"| {r['mp2_test_acc']:.4f}{accuracy.mark(r['mp2_test_acc_kind'])} "
             f"| {r['gap_points']:.2f} | {r['baseline_bytes_pushed'] / 1e6:,.0f} / {r['mp2_bytes_pushed'] / 1e6:,.0f} "
             f"| {r['mp2_bytes_pulled'] / 1e6:,.0f} | {r['predictor_test_assembled_acc']:.4f} vs "
             f"{r['predictor_test_own_acc']:.4f} (epoch {r['predictor_best_epoch']} of {r['predictor_epochs']}) "
             f"| {r['baseline_wall_seconds']:.0f} / {r['mp2_wall_seconds']:.0f} |")
-    return "\n".join(lines) + "\n"
+    return accuracy.with_footnote(lines, (r[f"{side}_test_acc_kind"] for r in rows for side in ("baseline", "mp2")))
 
 
 def _curve_table(first: str, header: list[str], named_curves: list[tuple[str, list[float]]]) -> str:

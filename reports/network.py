@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
+from reports import accuracy
 from reports.errors import ReportError
 
 # A pure TCP ACK with timestamps on Ethernet: 14 (Ethernet) + 20 (IPv4) + 32 (TCP with options).
@@ -22,13 +23,16 @@ FRAME_OVERHEAD = 66
 METHOD_ORDER = ("baseline", "localsgd", "powersgd", "mp2-online", "mp2-online-subset", "mp2", "mp2-subset", "topk",
                 "dgc", "wnn")
 RESULT_COLUMNS = [
-    "rate", "workers", "method", "network", "delay", "epochs", "steps", "target_acc", "time_to_target_s", "time_vs_baseline",
-    "best_test_acc", "final_test_acc", "wall_s", "elapsed_s", "ps_step_ms", "worker_step_ms", "worker_comm_ms",
-    "bytes_up", "bytes_down", "bytes_vs_baseline", "link_rx_bytes", "link_tx_bytes", "link_rx_packets",
-    "link_tx_packets", "link_rx_vs_up", "link_tx_vs_down", "payload_rx_vs_up", "payload_tx_vs_down",
+    "rate", "workers", "method", "network", "delay", "epochs", "steps", "target_acc", "target_on", "time_to_target_s",
+    "time_vs_baseline", "test_acc_at_best_val", "best_val_epoch", "best_val_acc", "final_test_acc", "wall_s", "elapsed_s",
+    "ps_step_ms", "worker_step_ms", "worker_comm_ms", "bytes_up", "bytes_down", "bytes_vs_baseline", "link_rx_bytes",
+    "link_tx_bytes", "link_rx_packets", "link_tx_packets", "link_rx_vs_up", "link_tx_vs_down", "payload_rx_vs_up", "payload_tx_vs_down",
     "unaccounted_rx_per_worker_step", "unaccounted_tx_per_worker_step", "flags",
 ]
-CURVE_COLUMNS = ["rate", "workers", "method", "epoch", "wall_s", "test_acc", "bytes_cum"]
+CURVE_COLUMNS = ["rate", "workers", "method", "epoch", "wall_s", "test_acc", "val_acc", "bytes_cum"]
+# What a grid point's target is reached on: validation accuracy where every run there has it, else test
+# accuracy (records made before the validation split), which the report marks.
+ON = {"val_acc": "validation", "test_acc": "test"}
 
 
 
@@ -42,13 +46,31 @@ def time_to_target(curve: Sequence[tuple[float, float]], target: float) -> float
     return None
 
 
-def targets(rows: list[dict], margin: float, fixed: float | None) -> dict[tuple[str, int], float]:
-    """The target accuracy of every (rate, workers): `fixed`, else the baseline's best there minus `margin`."""
-    points = {(r["rate"], int(r["workers"])) for r in rows}
-    if fixed is not None:
-        return {p: fixed for p in points}
-    return {(r["rate"], int(r["workers"])): round(float(r["best_test_acc"]) - margin, 6)
-            for r in rows if r["method"] == "baseline"}
+def _point(row: dict) -> tuple[str, int]:
+    return (row["rate"], int(row["workers"]))
+
+
+def measure(rows: list[dict]) -> str:
+    """The accuracy a grid point's target is reached on, given its rows: "val_acc" when every run there has
+    validation figures, else "test_acc"."""
+    return "val_acc" if rows and all(r.get("best_val_acc") not in ("", None) for r in rows) else "test_acc"
+
+
+def targets(rows: list[dict], margin: float, fixed: float | None) -> dict[tuple[str, int], tuple[float, str]]:
+    """(target accuracy, what it is reached on) of every (rate, workers): `fixed`, else the baseline's best
+    validation accuracy there minus `margin`; on test accuracy (a point with a record made before the
+    validation split), the baseline's test accuracy by reports.accuracy minus `margin`, never its best test epoch."""
+    out = {}
+    for point in {_point(r) for r in rows}:
+        mine = [r for r in rows if _point(r) == point]
+        on = measure(mine)
+        base = next((r for r in mine if r["method"] == "baseline"), None)
+        if fixed is not None:
+            out[point] = (fixed, on)
+        elif base is not None:
+            reference = float(base["best_val_acc"]) if on == "val_acc" else accuracy.honest_accuracy(base)[0]
+            out[point] = (round(reference - margin, 6), on)
+    return out
 
 
 def _ratio(value, reference) -> float | str:
@@ -58,13 +80,17 @@ def _ratio(value, reference) -> float | str:
 def derive(rows: list[dict], curves: list[dict], margin: float, fixed: float | None) -> list[dict]:
     """`rows` with target, time to target and the ratios to the baseline at the same grid point."""
     goal = targets(rows, margin, fixed)
-    baseline = {(r["rate"], int(r["workers"])): r for r in rows if r["method"] == "baseline"}
+    baseline = {_point(r): r for r in rows if r["method"] == "baseline"}
     reached = {}
     for r in rows:
-        point = (r["rate"], int(r["workers"]))
-        curve = [(float(c["wall_s"]), float(c["test_acc"])) for c in curves
-                 if (c["rate"], int(c["workers"]), c["method"]) == (r["rate"], int(r["workers"]), r["method"])]
-        reached[(*point, r["method"])] = time_to_target(curve, goal[point]) if point in goal else None
+        point = _point(r)
+        if point not in goal:
+            reached[(*point, r["method"])] = None
+            continue
+        target, on = goal[point]
+        curve = [(float(c["wall_s"]), float(c[on])) for c in curves
+                 if (*_point(c), c["method"]) == (*point, r["method"]) and c.get(on) not in ("", None)]
+        reached[(*point, r["method"])] = time_to_target(curve, target)
     out = []
     for r in rows:
         point = (r["rate"], int(r["workers"]))
@@ -72,7 +98,8 @@ def derive(rows: list[dict], curves: list[dict], margin: float, fixed: float | N
         t = reached[(*point, r["method"])]
         t_base = reached.get((*point, "baseline"))
         total = int(r["bytes_up"]) + int(r["bytes_down"])
-        row = {**r, "target_acc": goal.get(point, ""), "time_to_target_s": "" if t is None else t,
+        target, on = goal.get(point, ("", ""))
+        row = {**r, "target_acc": target, "target_on": ON.get(on, ""), "time_to_target_s": "" if t is None else t,
                "time_vs_baseline": _ratio(t, t_base) if t is not None and t_base else "",
                "bytes_vs_baseline": _ratio(total, int(base["bytes_up"]) + int(base["bytes_down"])) if base else "",
                "link_rx_vs_up": _ratio(r["link_rx_bytes"], r["bytes_up"]),
@@ -152,16 +179,17 @@ def _pct(value) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """The derived rows as a markdown table, grid point by grid point."""
-    head = ["rate", "workers", "method", "target acc", "time to target (s)", "vs baseline", "best acc", "final acc",
-            "wall (s)", "PS s/step (ms)", "up (MB)", "down (MB)", "bytes vs baseline", "PS link in (MB)",
+    head = ["rate", "workers", "method", "target acc", "target on", "time to target (s)", "vs baseline", accuracy.HEADER,
+            "final acc", "wall (s)", "PS s/step (ms)", "up (MB)", "down (MB)", "bytes vs baseline", "PS link in (MB)",
             "PS link out (MB)", "TCP payload in / up", "TCP payload out / down",
             "unaccounted in / out (B per worker-step)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=_sort_key):
         t = r["time_to_target_s"]
         cells = [r["rate"], str(r["workers"]), r["method"], f"{float(r['target_acc']):.4f}" if r["target_acc"] != "" else "",
+                 r["target_on"] + ("†" if r["target_on"] == ON["test_acc"] else ""),
                  f"{float(t):.1f}" if t != "" else "not reached", _pct(r["time_vs_baseline"]),
-                 f"{float(r['best_test_acc']):.4f}", f"{float(r['final_test_acc']):.4f}", f"{float(r['wall_s']):.1f}",
+                 accuracy.cell(r), f"{float(r['final_test_acc']):.4f}", f"{float(r['wall_s']):.1f}",
                  f"{float(r['ps_step_ms']):.1f}", _mb(r["bytes_up"]), _mb(r["bytes_down"]),
                  _pct(r["bytes_vs_baseline"]), _mb(r["link_rx_bytes"]), _mb(r["link_tx_bytes"]),
                  f"{float(r['payload_rx_vs_up']):.3f}" if r["payload_rx_vs_up"] != "" else "",
@@ -169,7 +197,22 @@ def markdown_table(rows: list[dict]) -> str:
                  f"{float(r['unaccounted_rx_per_worker_step']):.0f} / {float(r['unaccounted_tx_per_worker_step']):.0f}"
                  if r.get("unaccounted_rx_per_worker_step", "") != "" else ""]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return accuracy.with_footnote(lines, (accuracy.honest_accuracy(r)[1] for r in rows))
+
+
+def target_note(rows: list[dict], margin: float, fixed: float | None) -> str:
+    """How the table's targets were set and what they were reached on."""
+    on = {r["target_on"] for r in rows}
+    on_val = fixed if fixed is not None else f"the baseline's best validation accuracy minus {margin}"
+    on_test = fixed if fixed is not None else f"the baseline's test accuracy (at best val / final) minus {margin}"
+    clauses = []
+    if ON["val_acc"] in on:
+        clauses.append(f"{on_val}, reached on validation accuracy (*target on*: validation)")
+    if ON["test_acc"] in on:
+        clauses.append(f"where a run has no validation figures (*target on*: test†, a record made before the validation "
+                       f"split), {on_test}, reached on test accuracy")
+    return ("Target at each grid point: " + "; ".join(clauses) + ". No target is set or reached on the best test epoch."
+            if clauses else "")
 
 
 EXPLANATION = """\
@@ -213,44 +256,42 @@ def notes_for(rows: list[dict]) -> list[str]:
 
 # --- figures -------------------------------------------------------------------------------------
 
-def plot(curves_csv: Path, out_dir: Path, targets: dict[tuple[str, int], float] | None = None) -> list[Path]:
+def plot(curves_csv: Path, out_dir: Path, targets: dict[tuple[str, int], tuple[float, str]] | None = None) -> list[Path]:
     """Write network-wN.png for every worker count in `curves_csv`; the paths written.
 
-    Test accuracy against the PS's wall time (top row) and against cumulative accounted bytes, both
-    directions (bottom row, log scale); one column per rate, one line per method; the dashed line
-    is the grid point's target accuracy."""
+    The accuracy the grid point's target is reached on (validation, else test) against the PS's wall
+    time (top row) and against cumulative accounted bytes, both directions (bottom row, log scale); one
+    column per rate, one line per method; the dashed line is the grid point's target accuracy."""
     import matplotlib  # only once there is something to draw
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves: dict[tuple[int, str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    curves: dict[tuple[int, str, str], list[dict]] = defaultdict(list)
     for r in read_csv(curves_csv):
-        curves[(int(r["workers"]), r["rate"], r["method"])].append(
-            (float(r["wall_s"]), float(r["test_acc"]), float(r["bytes_cum"])))
+        curves[(int(r["workers"]), r["rate"], r["method"])].append(r)
     written = []
     for workers in sorted({w for w, _, _ in curves}):
         rates = sorted({rate for w, rate, _ in curves if w == workers}, key=rate_order)
         fig, axes = plt.subplots(2, len(rates), figsize=(4.6 * len(rates), 7.5), squeeze=False)
         for column, rate in enumerate(rates):
             by_time, by_bytes = axes[0][column], axes[1][column]
+            target, on = (targets or {}).get((rate, workers), (None, "test_acc"))
             for method in sorted({m for w, r, m in curves if (w, r) == (workers, rate)}, key=method_order):
-                points = sorted(curves[(workers, rate, method)])
+                points = sorted((float(c["wall_s"]), float(c[on]), float(c["bytes_cum"]))
+                                for c in curves[(workers, rate, method)] if c.get(on) not in ("", None))
                 # Every curve starts at its first evaluation: there is no accuracy before epoch 1.
                 by_time.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
                 by_bytes.plot([p[2] for p in points], [p[1] for p in points], marker="o", label=method)
-            target = (targets or {}).get((rate, workers))
             for ax in (by_time, by_bytes):
                 if target is not None:
                     ax.axhline(target, color="grey", linestyle="--", linewidth=1, label="target")
                 ax.grid(True, alpha=0.3)
+                ax.set_ylabel(f"{ON[on]} accuracy")  # per column: a point without validation figures plots test
             by_time.set_title(f"{rate}, {workers} workers")
             by_time.set_xlabel("PS wall time (s)")
             by_bytes.set_xlabel("bytes accounted, up + down (cumulative)")
             by_bytes.set_xscale("log")
-            if column == 0:
-                by_time.set_ylabel("test accuracy")
-                by_bytes.set_ylabel("test accuracy")
             by_time.legend(fontsize=8)
         fig.tight_layout()
         path = out_dir / f"network-w{workers}.png"
@@ -270,8 +311,8 @@ def write_results(out: Path, new_rows: list[dict], new_curves: list[dict], margi
     derived = sorted(derive(rows, curves, margin, fixed), key=_sort_key)
     write_csv(out / "results.csv", derived, RESULT_COLUMNS)
     write_csv(out / "curves.csv", curves, CURVE_COLUMNS)
-    target = f"target: {fixed}" if fixed is not None else f"target: the baseline's best at each grid point minus {margin}"
-    text = "# Network benchmark\n\n" + "".join(f"{n}\n\n" for n in notes_for(derived)) + f"{target}.\n\n"
+    notes = [*notes_for(derived), target_note(derived, margin, fixed)]
+    text = "# Network benchmark\n\n" + "".join(f"{n}\n\n" for n in notes if n)
     text += markdown_table(derived) + "\n" + EXPLANATION
     (out / "results.md").write_text(text)
     plot(out / "curves.csv", out, targets(rows, margin, fixed))

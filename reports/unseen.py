@@ -2,8 +2,11 @@
 summary.json files, kept as RECORDS/NAME/summary.json.
 
 A run whose summary.json was not kept may stand as RECORDS/NAME/transcribed.json: the figures the
-tables need (best_test_acc, final_test_acc, last3_test_acc_mean, bytes_pushed_total), copied from where
-they were first reported, with a note saying where.
+tables need (final_test_acc, last3_test_acc_mean, bytes_pushed_total), copied from where they were
+first reported, with a note saying where.
+
+Runs are compared by reports.accuracy's figure (the test accuracy at the best validation epoch, else
+the final epoch's), never by their best test epoch.
 
     python -m reports unseen results/unseen/records --readme results/unseen/README.md
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from reports import accuracy
 from reports.readme import ReportError, read_json, write_blocks
 
 STUDY = "unseen"
@@ -45,7 +49,7 @@ VARIANTS = [
     ("freshest 5 %, one epoch of lr warm-up (`-h05w`, recommended)", "fashion-online-fh-stage6-h05w"),
 ]
 RECOMMENDED = VARIANTS[-1][1]
-TRANSCRIBED_FIELDS = ("best_test_acc", "final_test_acc", "last3_test_acc_mean", "bytes_pushed_total")
+TRANSCRIBED_FIELDS = ("final_test_acc", "last3_test_acc_mean", "bytes_pushed_total")
 
 
 def read_run(records: Path, name: str) -> dict:
@@ -72,10 +76,12 @@ def share(value: float, of: float) -> str:
 
 
 def curve_figures(s: dict) -> dict:
-    """best, final and the mean of the last three epochs' test accuracy (less at the mercy of one lucky epoch)."""
+    """The test accuracy (reports.accuracy's, with its kind) and the mean of the last three epochs' (less at
+    the mercy of one lucky epoch)."""
     curve = s.get("test_acc_by_epoch")
-    return {"best": s["best_test_acc"], "final": curve[-1] if curve else s["final_test_acc"],
-            "last3": statistics.fmean(curve[-3:]) if curve else s["last3_test_acc_mean"], "bytes": s["bytes_pushed_total"]}
+    test, kind = accuracy.honest_accuracy(s)
+    return {"test": test, "kind": kind, "last3": statistics.fmean(curve[-3:]) if curve else s["last3_test_acc_mean"],
+            "bytes": s["bytes_pushed_total"]}
 
 
 def online(s: dict) -> dict:
@@ -94,67 +100,80 @@ def later_rounds(s: dict) -> tuple[int, int]:
 
 def digits_table(records: Path) -> str:
     base = read_run(records, DIGITS_BASELINE)
-    lines = ["| run (digits, 30 epochs) | best test acc | vs baseline | pushed | of baseline's | full steps | switch step "
-             "| rounds | barrier held (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| run (digits, 30 epochs) | {accuracy.HEADER} | vs baseline | pushed | of baseline's | full steps "
+             "| switch step | rounds | barrier held (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    kinds = []
     for name, label in DIGITS:
         s = read_run(records, name)
         is_base = name == DIGITS_BASELINE
         full = s["steps"] if s["method"] == "baseline" else s["phases"].get("full", 0)
         stats = online(s)
         stalled = stats.get("stalled_seconds")
-        lines.append(f"| {label} | {s['best_test_acc']:.4f} | {'' if is_base else points(s['best_test_acc'] - base['best_test_acc'])} | "
+        kinds.append(accuracy.honest_accuracy(s)[1])
+        gap = "" if is_base else points(accuracy.honest_accuracy(s)[0] - accuracy.honest_accuracy(base)[0])
+        lines.append(f"| {label} | {accuracy.cell(s)} | {gap} | "
                      f"{s['bytes_pushed_total'] / 1e6:.1f} MB | {share(s['bytes_pushed_total'], base['bytes_pushed_total'])} | "
                      f"{full} of {s['steps']} | {switch_step(s) or ''} | {stats.get('rounds', '')} | "
                      f"{'' if stalled is None else f'{stalled:.0f}'} |")
-    return "\n".join(lines) + "\n"
+    return accuracy.with_footnote(lines, kinds)
 
 
 def issue_table(records: Path) -> str:
-    lines = ["| predictor trained on | used on | baseline best | MP² best | control best | pushed (control) |",
+    lines = [f"| predictor trained on | used on | baseline {accuracy.HEADER} | MP² (vs baseline) | control (vs baseline) "
+             "| pushed (control) |",
              "|---|---|---|---|---|---|"]
+    kinds = []
     for trained_on, used_on, base_name, mp2_name, control_name in ISSUE:
         base, mp2, control = (read_run(records, n) for n in (base_name, mp2_name, control_name))
-        acc = lambda s: f"{s['best_test_acc']:.4f} ({points(s['best_test_acc'] - base['best_test_acc'])})"  # noqa: E731
+        kinds += [accuracy.honest_accuracy(s)[1] for s in (base, mp2, control)]
+        gap = lambda s: points(accuracy.honest_accuracy(s)[0] - accuracy.honest_accuracy(base)[0])  # noqa: E731
         pushed = share(mp2["bytes_pushed_total"], base["bytes_pushed_total"])
         control_pushed = share(control["bytes_pushed_total"], base["bytes_pushed_total"])
-        lines.append(f"| {trained_on} | {used_on} | {base['best_test_acc']:.4f} | {acc(mp2)} | {acc(control)} | "
+        lines.append(f"| {trained_on} | {used_on} | {accuracy.cell(base)} | {accuracy.cell(mp2)} ({gap(mp2)}) | "
+                     f"{accuracy.cell(control)} ({gap(control)}) | "
                      f"{pushed}" + ("" if control_pushed == pushed else f" ({control_pushed})") + " |")
-    return "\n".join(lines) + "\n"
+    return accuracy.with_footnote(lines, kinds)
 
 
-def _triple(f: dict) -> str:
-    return f"{f['best']:.4f} / {f['final']:.4f} / {f['last3']:.4f}"
+def _pair(f: dict) -> str:
+    return f"{f['test']:.4f}{accuracy.mark(f['kind'])} / {f['last3']:.4f}"
 
 
 def seeds_table(records: Path, prefix: str = RECOMMENDED) -> str:
-    """Per seed the baseline's and MP²'s best, final and last-3 mean, then their means over the seeds."""
-    lines = ["| MP² run | baseline best / final / last-3 mean | MP² best / final / last-3 mean | best: MP² − baseline | pushed |",
-             "|---|---|---|---|---|"]
+    """Per seed the baseline's and MP²'s test accuracy (reports.accuracy's) and last-3 mean, then their
+    means over the seeds."""
+    lines = [f"| MP² run | baseline: {accuracy.HEADER} / last-3 mean | MP²: {accuracy.HEADER} / last-3 mean "
+             "| test acc: MP² − baseline | pushed |", "|---|---|---|---|---|"]
     pairs = []
     for base_name, suffix in zip(SEED_BASELINES, SEED_SUFFIXES):
         base, mp2 = curve_figures(read_run(records, base_name)), curve_figures(read_run(records, prefix + suffix))
         pairs.append((base, mp2))
-        lines.append(f"| {prefix + suffix} | {_triple(base)} | {_triple(mp2)} | {points(mp2['best'] - base['best'])} | "
+        lines.append(f"| {prefix + suffix} | {_pair(base)} | {_pair(mp2)} | {points(mp2['test'] - base['test'])} | "
                      f"{share(mp2['bytes'], base['bytes'])} |")
-    mean = {side: {k: statistics.fmean(p[side][k] for p in pairs) for k in ("best", "final", "last3", "bytes")} for side in (0, 1)}
-    lines.append(f"| **mean of {len(pairs)}** | {_triple(mean[0])} | {_triple(mean[1])} | "
-                 f"**{points(mean[1]['best'] - mean[0]['best'])}** | {share(mean[1]['bytes'], mean[0]['bytes'])} |")
-    return "\n".join(lines) + "\n"
+    mean = {side: {**{k: statistics.fmean(p[side][k] for p in pairs) for k in ("test", "last3", "bytes")},
+                   "kind": [p[side]["kind"] for p in pairs]} for side in (0, 1)}
+    lines.append(f"| **mean of {len(pairs)}** | {_pair(mean[0])} | {_pair(mean[1])} | "
+                 f"**{points(mean[1]['test'] - mean[0]['test'])}** | {share(mean[1]['bytes'], mean[0]['bytes'])} |")
+    return accuracy.with_footnote(lines, mean[0]["kind"] + mean[1]["kind"])
 
 
 def variants_table(records: Path) -> str:
-    """Each variant over the four seeds: the mean and per-seed gap of the best test accuracy to the seed's
-    baseline, and how many rounds after the first replaced the live predictor."""
-    lines = ["| variant | mean best: MP² − baseline | per seed | rounds taken after the first |", "|---|---|---|---|"]
+    """Each variant over the four seeds: the mean and per-seed gap of the test accuracy (reports.accuracy's)
+    to the seed's baseline, and how many rounds after the first replaced the live predictor."""
+    lines = [f"| variant | mean {accuracy.HEADER}: MP² − baseline | per seed | rounds taken after the first |",
+             "|---|---|---|---|"]
+    kinds = []
     for label, prefix in VARIANTS:
         gaps, taken, later = [], 0, 0
         for base_name, suffix in zip(SEED_BASELINES, SEED_SUFFIXES):
             mp2 = read_run(records, prefix + suffix)
-            gaps.append(mp2["best_test_acc"] - read_run(records, base_name)["best_test_acc"])
+            (mine, mine_kind), (base, base_kind) = map(accuracy.honest_accuracy, (mp2, read_run(records, base_name)))
+            gaps.append(mine - base)
+            kinds += [mine_kind, base_kind]
             done, of = later_rounds(mp2)
             taken, later = taken + done, later + of
         lines.append(f"| {label} | {points(statistics.fmean(gaps))} | {', '.join(points(g) for g in gaps)} | {taken} of {later} |")
-    return "\n".join(lines) + "\n"
+    return accuracy.with_footnote(lines, kinds)
 
 
 def report(records: Path, readme: Path) -> dict[str, str]:

@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 
 from benchmarks import emulated_hosts, network, network_run
+from reports import accuracy
 from reports import network as report
 from runtime.launcher import Child
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _row(method, best, up, down, rate="100mbit", workers=4, link=None):
+def _row(method, final, up, down, rate="100mbit", workers=4, link=None, at_best_val=None, best_val=None):
+    """A run's row; without validation figures, a record made before the validation split."""
     row = {"rate": rate, "workers": workers, "method": method, "network": "namespaces", "epochs": 3, "steps": 360,
-           "best_test_acc": best, "final_test_acc": best, "wall_s": 30.0, "elapsed_s": 40.0, "ps_step_ms": 80.0,
+           "test_acc_at_best_val": at_best_val, "best_val_acc": best_val, "final_test_acc": final, "wall_s": 30.0, "elapsed_s": 40.0, "ps_step_ms": 80.0,
            "worker_step_ms": 70.0, "worker_comm_ms": 50.0, "bytes_up": up, "bytes_down": down, "flags": "--x"}
     link = link or {}
     for name in ("link_rx_bytes", "link_tx_bytes", "link_rx_packets", "link_tx_packets"):
@@ -25,9 +27,9 @@ def _row(method, best, up, down, rate="100mbit", workers=4, link=None):
     return row
 
 
-def _curve(method, points, rate="100mbit", workers=4):
+def _curve(method, points, rate="100mbit", workers=4, val=None):
     return [{"rate": rate, "workers": workers, "method": method, "epoch": i + 1, "wall_s": wall, "test_acc": acc,
-             "bytes_cum": 1000 * (i + 1)} for i, (wall, acc) in enumerate(points)]
+             "val_acc": None if val is None else val[i], "bytes_cum": 1000 * (i + 1)} for i, (wall, acc) in enumerate(points)]
 
 
 # --- time to target and the derived columns ------------------------------------------------------
@@ -70,6 +72,39 @@ def test_derive_sets_target_times_and_ratios_per_grid_point():
 
 
 @pytest.mark.unit
+def test_targets_are_set_and_reached_on_validation_accuracy_where_the_runs_have_it(tmp_path):
+    # 100mbit: records with validation figures. Their best test epochs (epoch 1) would set the target at
+    # 0.85 and reach it at 10 s and 6 s; validation sets it at 0.83 - 0.01 and reaches it at 20 s and 12 s.
+    rows = [_row("baseline", 0.84, 1000, 1000, at_best_val=0.84, best_val=0.83),
+            _row("mp2", 0.85, 60, 1000, at_best_val=0.85, best_val=0.82),
+            _row("baseline", 0.50, 500, 500, rate="1gbit"), _row("mp2", 0.49, 50, 500, rate="1gbit")]
+    curves = (_curve("baseline", [(10.0, 0.86), (20.0, 0.84)], val=[0.80, 0.83])
+              + _curve("mp2", [(6.0, 0.90), (12.0, 0.85)], val=[0.78, 0.82])
+              + _curve("baseline", [(3.0, 0.55), (6.0, 0.50)], rate="1gbit")
+              + _curve("mp2", [(2.0, 0.49)], rate="1gbit"))
+    derived = {(r["rate"], r["method"]): r for r in report.derive(rows, curves, margin=0.01, fixed=None)}
+    base, mp2 = derived[("100mbit", "baseline")], derived[("100mbit", "mp2")]
+    assert (base["target_acc"], base["target_on"]) == (pytest.approx(0.82), "validation")
+    assert (base["time_to_target_s"], mp2["time_to_target_s"]) == (20.0, 12.0)
+    # 1gbit: records made before the split: on test, from the baseline's final accuracy (not its best, 0.55).
+    old = derived[("1gbit", "baseline")]
+    assert (old["target_acc"], old["target_on"], old["time_to_target_s"]) == (pytest.approx(0.49), "test", 3.0)
+    assert derived[("1gbit", "mp2")]["time_to_target_s"] == 2.0
+    # A fixed target is reached on validation accuracy too.
+    fixed = {(r["rate"], r["method"]): r for r in report.derive(rows, curves, margin=0.01, fixed=0.80)}
+    assert (fixed[("100mbit", "baseline")]["time_to_target_s"], fixed[("100mbit", "mp2")]["time_to_target_s"]) == (10.0, 12.0)
+    report.write_results(tmp_path, rows, curves, 0.01, None)
+    table = (tmp_path / "results.md").read_text()
+    assert "| 100mbit | 4 | baseline | 0.8200 | validation | 20.0 | 100.0 % | 0.8400 | 0.8400 |" in table
+    assert "| 100mbit | 4 | mp2 | 0.8200 | validation | 12.0 | 60.0 % | 0.8500 | 0.8500 |" in table
+    assert "| 1gbit | 4 | baseline | 0.4900 | test† | 3.0 | 100.0 % | 0.5000† | 0.5000 |" in table
+    assert "0.8600" not in table and "0.5500" not in table and accuracy.FOOTNOTE in table
+    assert "minus 0.01, reached on validation accuracy" in table and "reached on test accuracy" in table
+    with open(tmp_path / "curves.csv", newline="") as f:
+        assert [r["val_acc"] for r in csv.DictReader(f) if r["rate"] == "100mbit"] == ["0.8", "0.83", "0.78", "0.82"]
+
+
+@pytest.mark.unit
 def test_results_files_merge_by_grid_point_and_replot_from_csv(tmp_path):
     first = [_row("baseline", 0.86, 1000, 1000), _row("mp2", 0.87, 60, 1000)]
     curves = _curve("baseline", [(10.0, 0.80), (20.0, 0.86)]) + _curve("mp2", [(6.0, 0.84), (12.0, 0.87)])
@@ -79,13 +114,13 @@ def test_results_files_merge_by_grid_point_and_replot_from_csv(tmp_path):
     with open(tmp_path / "results.csv", newline="") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"baseline", "mp2"}
-    assert rows["mp2"]["best_test_acc"] == "0.88" and rows["mp2"]["bytes_up"] == "70"
+    assert rows["mp2"]["final_test_acc"] == "0.88" and rows["mp2"]["bytes_up"] == "70"
     assert float(rows["mp2"]["time_to_target_s"]) == 5.0 and float(rows["mp2"]["time_vs_baseline"]) == 0.25
     with open(tmp_path / "curves.csv", newline="") as f:
         assert [(r["method"], r["epoch"]) for r in csv.DictReader(f)] == [("baseline", "1"), ("baseline", "2"), ("mp2", "1")]
     table = (tmp_path / "results.md").read_text()
-    assert "| 100mbit | 4 | baseline | 0.8500 | 20.0 | 100.0 % |" in table
-    assert "| 100mbit | 4 | mp2 | 0.8500 | 5.0 | 25.0 % | 0.8800 |" in table
+    assert "| 100mbit | 4 | baseline | 0.8500 | test† | 20.0 | 100.0 % |" in table
+    assert "| 100mbit | 4 | mp2 | 0.8500 | test† | 5.0 | 25.0 % | 0.8800† |" in table
     assert "Emulated hosts" in table and "Not shaped" not in table
     # Re-derived from the CSVs alone, the plots included.
     png = tmp_path / "network-w4.png"
@@ -120,8 +155,8 @@ def test_report_from_hand_written_csvs_orders_rates_and_methods(tmp_path):
                                                            ("1gbit", "localsgd"), ("1gbit", "topk"),
                                                            ("unshaped", "baseline")]
     table = (tmp_path / "results.md").read_text()
-    assert "| 1gbit | 2 | localsgd | 0.7900 | 3.0 | 33.3 % | 0.8500 |" in table
-    assert "| 1gbit | 2 | topk | 0.7900 | not reached |" in table
+    assert "| 1gbit | 2 | localsgd | 0.7900 | test† | 3.0 | 33.3 % | 0.8500† |" in table
+    assert "| 1gbit | 2 | topk | 0.7900 | test† | not reached |" in table
     assert "Not shaped" in table and "Emulated hosts" not in table
     assert (tmp_path / "network-w2.png").read_bytes()[:4] == b"\x89PNG"
     with open(tmp_path / "results.csv", newline="") as f:
@@ -147,7 +182,7 @@ def test_the_report_from_the_command_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "reports", "network", str(tmp_path), "--target", "0.8"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "| 100mbit | 4 | baseline | 0.8000 | 10.0 |" in (tmp_path / "results.md").read_text()
+    assert "| 100mbit | 4 | baseline | 0.8000 | test† | 10.0 |" in (tmp_path / "results.md").read_text()
     missing = subprocess.run([sys.executable, "-m", "reports", "network", str(tmp_path / "none")], cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no results.csv" in missing.stderr
@@ -324,9 +359,11 @@ def test_a_real_unshaped_run_writes_its_row(tmp_path):
     assert row["link_rx_bytes"] == "" and row["link_tx_bytes"] == ""  # loopback: not measured
     with open(out / "curves.csv", newline="") as f:
         [curve] = list(csv.DictReader(f))
-    assert float(row["time_to_target_s"]) == float(curve["wall_s"])  # its only epoch reaches best - 0.01
-    assert float(row["best_test_acc"]) == float(curve["test_acc"])
-    assert float(row["target_acc"]) == pytest.approx(float(row["best_test_acc"]) - 0.01)
+    # A run with the validation split: the target is its validation accuracy - 0.01, reached at its only epoch.
+    assert row["target_on"] == "validation" and float(row["best_val_acc"]) == float(curve["val_acc"])
+    assert float(row["time_to_target_s"]) == float(curve["wall_s"])
+    assert float(row["test_acc_at_best_val"]) == float(row["final_test_acc"]) == float(curve["test_acc"])
+    assert float(row["target_acc"]) == pytest.approx(float(curve["val_acc"]) - 0.01)
     assert "Not shaped" in (out / "results.md").read_text()
     assert (out / "network-w2.png").exists() and not (out / "commands.txt").exists()  # --out gets committed
     log = (runs / "commands.txt").read_text()

@@ -13,8 +13,8 @@ import pytest
 import models
 import paramset
 from predictor import read_meta
-from reports import cost
-from reports.compare import compare
+from reports import accuracy, cost
+from reports.compare import compare, write_comparison
 from runtime.methods import METHODS
 from predictor.stage.flags import mismatches
 from tests.cluster import launcher_env, ROOT, SMALL, check_provenance, cluster_flags, correction_entries, run, start
@@ -144,7 +144,8 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
     assert "chosen on validation" in result["notes"][0]
     table = (out / "comparison.md").read_text()
     assert "| baseline |" in table and "| mp2 |" in table
-    assert "## Whole cost" in table and f"| MP² (whole pipeline) | {rows['mp2']['best_test_acc']:.4f} | " in table
+    assert rows["mp2"]["test_acc_kind"] == "at best val"  # the runs hold out a validation split
+    assert "## Whole cost" in table and f"| MP² (whole pipeline) | {rows['mp2']['test_acc']:.4f} | " in table
     assert "[0:0" in done.stdout  # the stages' lines carry the pipeline's elapsed time
     check_provenance(result["provenance"])
     assert result["provenance"]["argv"][0] == "mp2_pipeline.py"
@@ -155,15 +156,37 @@ def test_pipeline_end_to_end_on_synthetic_data(tmp_path):
 
 @pytest.mark.unit
 def test_comparison_ratios():
+    # The gap is of the test accuracies at the best validation epochs, not of the best test epochs (a 5-point gap).
     base = {"method": "baseline", "model": "m", "dataset": "d", "workers": 2, "epochs": 1, "steps": 10,
-            "best_test_acc": 0.8, "final_test_acc": 0.8, "test_acc_by_epoch": [0.8],
+            "best_test_acc": 0.85, "test_acc_at_best_val": 0.8, "final_test_acc": 0.8, "test_acc_by_epoch": [0.8],
             "bytes_pushed_total": 1000, "bytes_pulled_total": 1000, "wall_seconds": 10.0}
-    mp2 = {**base, "method": "mp2", "best_test_acc": 0.79, "bytes_pushed_total": 50, "wall_seconds": 8.0}
+    mp2 = {**base, "method": "mp2", "best_test_acc": 0.9, "test_acc_at_best_val": 0.79, "bytes_pushed_total": 50,
+           "wall_seconds": 8.0}
     rows = {r["method"]: r for r in compare({"baseline": base, "mp2": mp2})["rows"]}
     assert rows["mp2"]["pushed_vs_baseline"] == pytest.approx(0.05)
     assert rows["mp2"]["traffic_vs_baseline"] == pytest.approx(1050 / 2000)
     assert rows["mp2"]["accuracy_gap_vs_baseline"] == pytest.approx(-0.01)
     assert rows["mp2"]["bytes_pushed_per_step"] == pytest.approx(50 / 20)
+
+
+@pytest.mark.unit
+def test_comparison_shows_the_test_accuracy_at_the_best_validation_epoch_else_the_final_one(tmp_path):
+    common = {"model": "m", "dataset": "d", "workers": 2, "epochs": 4, "steps": 40, "bytes_pushed_total": 1000,
+              "bytes_pulled_total": 1000, "wall_seconds": 10.0}
+    # Best test epoch 2 (0.86), best validation epoch 3 (test 0.83), final 0.81.
+    mp2 = {**common, "method": "mp2", "test_acc_by_epoch": [0.70, 0.86, 0.83, 0.81], "val_acc_by_epoch": [0.7, 0.8, 0.84, 0.82],
+           "best_test_acc": 0.86, "best_val_epoch": 3, "test_acc_at_best_val": 0.83, "final_test_acc": 0.81}
+    # A record made before the validation split: its final epoch, marked.
+    base = {**common, "method": "baseline", "test_acc_by_epoch": [0.80, 0.90, 0.88, 0.85], "best_test_acc": 0.9,
+            "final_test_acc": 0.85}
+    result = write_comparison(tmp_path, {"baseline": base, "mp2": mp2})
+    rows = {r["method"]: r for r in result["rows"]}
+    assert (rows["mp2"]["test_acc"], rows["mp2"]["test_acc_kind"], rows["mp2"]["best_val_epoch"]) == (0.83, "at best val", 3)
+    assert rows["mp2"]["accuracy_gap_vs_baseline"] == pytest.approx(0.83 - 0.85)
+    table = (tmp_path / "comparison.md").read_text()
+    assert f"| method | {accuracy.HEADER} | final test acc |" in table
+    assert "| mp2 | 0.8300 | 0.8100 |" in table and "| baseline | 0.8500† | 0.8500 |" in table
+    assert accuracy.FOOTNOTE in table and "0.8600" not in table and "0.9000" not in table
 
 
 @pytest.mark.unit
@@ -181,9 +204,12 @@ def test_comparison_reads_the_predictor_and_flags_different_data():
 
 @pytest.mark.unit
 def test_whole_cost_routes_count_every_part_and_mark_a_reused_predictor():
-    base = {"best_test_acc": 0.8, "bytes_pushed_total": 1000, "bytes_pulled_total": 1000, "wall_seconds": 10.0}
-    mp2 = {**base, "best_test_acc": 0.79, "bytes_pushed_total": 50, "wall_seconds": 8.0}
-    local = {**base, "best_test_acc": 0.78, "bytes_pushed_total": 100, "bytes_pulled_total": 100, "wall_seconds": 9.0}
+    base = {"best_test_acc": 0.9, "test_acc_at_best_val": 0.8, "final_test_acc": 0.8, "bytes_pushed_total": 1000,
+            "bytes_pulled_total": 1000, "wall_seconds": 10.0}
+    mp2 = {**base, "best_test_acc": 0.95, "test_acc_at_best_val": 0.79, "bytes_pushed_total": 50, "wall_seconds": 8.0}
+    # Made before the validation split: its final test accuracy, marked.
+    local = {"best_test_acc": 0.9, "final_test_acc": 0.78, "bytes_pushed_total": 100, "bytes_pulled_total": 100,
+             "wall_seconds": 9.0}
     summaries = {"baseline": base, "mp2": mp2, "localsgd": local}
     routes = {r["route"]: r for r in cost.pipeline_routes(summaries, 30.0, True, "local SGD (H=16)")}
     assert list(routes) == ["baseline alone", "local SGD (H=16) alone", "MP² (whole pipeline)"]
@@ -191,6 +217,7 @@ def test_whole_cost_routes_count_every_part_and_mark_a_reused_predictor():
     assert (routes["MP² (whole pipeline)"]["bytes"], routes["MP² (whole pipeline)"]["wall_seconds"]) == (3050, 48.0)
     table = cost.markdown(list(routes.values()))
     assert "| MP² (whole pipeline) | 0.7900 | 0.0 | 152.50% | 48.0 | 480.00% |" in table
+    assert "| local SGD (H=16) alone | 0.7800† | 0.0 |" in table and accuracy.FOOTNOTE in table
     # A reused predictor: its collection run was not measured here, so MP²'s cost is a lower bound, said so.
     reused = cost.pipeline_routes({"baseline": base, "mp2": mp2}, None, False)[-1]
     assert not reused["complete"] and (reused["bytes"], reused["wall_seconds"]) == (1050, 8.0)

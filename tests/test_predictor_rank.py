@@ -273,4 +273,4 @@ def test_the_runtime_rebuilds_a_rank_r_predictor_from_its_checkpoint(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pushed_layers"] == [CONV_PREDICTED]
     assert summary["phases"].get("partial", 0) > 0, summary["phases"]  # steps that used the predictor
-    assert np.isfinite(summary["best_test_acc"])
+    assert np.isfinite(summary["final_test_acc"])

@@ -57,6 +57,9 @@ LENET5 = {
          "tune": OUTER, "inherit": {"--lr": "localsgd-H64"}},
         {"label": "sync", "flags": "--method sync", "tune": LR},
         {"label": "localsgd-H16", "flags": "--method localsgd --sync-every 16", "tune": LR},
+        # SparseLoCo at its reference's setting (outer rate 1, error decay 0.95, 128 of each 64×64 chunk).
+        {"label": "sparseloco-H16", "family": "sparseloco", "flags": "--method sparseloco --sync-every 16", "tune": LR},
+        {"label": "sparseloco-H64", "family": "sparseloco", "flags": "--method sparseloco --sync-every 64", "tune": LR},
         {"label": "powersgd-R2", "flags": "--method powersgd --rank 2", "tune": LR},
         # MP² online (the PS trains its predictor during the run) pushing the classifier too, alone and
         # composed with the sync interval.
@@ -85,6 +88,8 @@ _BIG_ROWS = [
     {"label": "diloco-H16", "family": DILOCO, "flags": "--method localsgd --sync-every 16 --outer-momentum 0.9",
      "tune": OUTER, "inherit": {"--lr": "localsgd-H16"}},
     {"label": "powersgd-R2", "flags": "--method powersgd --rank 2", "tune": {"--lr": ["0.001", "0.0005", "0.002"]}},
+    {"label": "sparseloco-H16", "family": "sparseloco", "flags": "--method sparseloco --sync-every 16",
+     "tune": {"--lr": ["0.001", "0.0005", "0.002"]}},
     {"label": "mp2-online-H16", "family": "mp2", "flags": "--method mp2 --push front+head --sync-every 16",
      "tune": {"--lr": ["0.001", "0.0005", "0.002"]}},
 ]

@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Its own PS and worker processes run as a module from ROOT: this checkout's code, installed or not.
 SELF = [sys.executable, "-m", "benchmarks.ps_step"]
 
-METHOD_NAMES = ("baseline", "sync", "mp2", "topk", "dgc", "powersgd", "localsgd", "wnn")
+METHOD_NAMES = ("baseline", "sync", "mp2", "topk", "dgc", "powersgd", "localsgd", "sparseloco", "wnn")
 FILE_FLAG = {"mp2": "--predictor", "wnn": "--wnn"}  # the methods that read a file, and its flag
 CLASSES = 10  # CIFAR-10 / Fashion-MNIST: ResNet-18 then has 3,139,274 parameters
 RESULT_TAG = "ps_step result: "
@@ -131,6 +131,16 @@ def payloads(method, phase: int, rng: np.random.Generator) -> list[list[np.ndarr
         dense = method.dense_mask()
         biases = sum(spec.size for spec, is_dense in zip(layout.params, dense) if is_dense)
         return [[*sparse([spec.size for spec in layout.params], sparse_counts(method)), floats(biases)]]
+    if method.name == "sparseloco":  # per tensor: 12-bit indices within a chunk, 2-bit bins, five floats
+        from compression import sparseloco as sl
+
+        indices, bins = [], []
+        for plan in method.plans:
+            i = rng.integers(0, plan.chunk_len, plan.entries + plan.entries % 2).reshape(-1, 2)
+            a, b = i[:, 0], i[:, 1]
+            indices.append(np.stack([a & 0xFF, (a >> 8) | ((b & 0xF) << 4), b >> 4], axis=1).reshape(-1).astype(np.uint8))
+            bins.append(rng.integers(0, 256, sl.bin_bytes(plan.entries), dtype=np.uint8))
+        return [[np.concatenate(indices), np.concatenate(bins), floats(sl.PARAMS * len(method.plans))]]
     if method.name == "powersgd":
         plan = method.plan()
         return [[floats(plan.first_size)], [floats(plan.q_size)]]

@@ -47,12 +47,13 @@ class ChunkPlan:
     cols: int
     tile_rows: int
     tile_cols: int
+    top_k: int = TOP_K  # entries kept per full CHUNK x CHUNK tile (a smaller tile keeps proportionately fewer)
 
     @classmethod
-    def of(cls, shape: tuple[int, ...], target: int = CHUNK) -> "ChunkPlan":
+    def of(cls, shape: tuple[int, ...], target: int = CHUNK, top_k: int = TOP_K) -> "ChunkPlan":
         shape = tuple(int(d) for d in shape)
         rows, cols = (1, shape[0]) if len(shape) == 1 else (math.prod(shape[:-1]), shape[-1])
-        return cls(shape, rows, cols, split(rows, target) if len(shape) > 1 else 1, split(cols, target))
+        return cls(shape, rows, cols, split(rows, target) if len(shape) > 1 else 1, split(cols, target), top_k)
 
     @property
     def chunk_len(self) -> int:
@@ -64,7 +65,7 @@ class ChunkPlan:
 
     @property
     def k(self) -> int:
-        return min(self.chunk_len, max(1, round(self.chunk_len * TOP_K / CHUNK ** 2)))
+        return min(self.chunk_len, max(1, round(self.chunk_len * self.top_k / CHUNK ** 2)))
 
     @property
     def entries(self) -> int:
@@ -169,8 +170,8 @@ def unpack_indices(packed: tf.Tensor, n: int) -> tf.Tensor:
     return tf.reshape(tf.stack([a, b], axis=1), [-1])[:n]
 
 
-def densities(shapes: list[tuple[int, ...]]) -> float:
+def densities(shapes: list[tuple[int, ...]], top_k: int = TOP_K) -> float:
     """The share of a model's values a worker sends (entries over values)."""
-    plans = [ChunkPlan.of(s) for s in shapes]
+    plans = [ChunkPlan.of(s, top_k=top_k) for s in shapes]
     return sum(p.entries for p in plans) / sum(math.prod(p.shape) for p in plans)
 

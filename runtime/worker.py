@@ -83,6 +83,7 @@ class WorkerGraph:
             self.last_reply = [tf.Variable(tf.constant(0, tf.int64), trainable=False, name="last_reply_bytes"),
                                tf.Variable(tf.zeros([2], CONTROL_DTYPE), trainable=False, name="last_reply_control")]
             self.reply_probe = [wire.down[index].size(), self.step.read_value(), wire.replied.read_value()]
+            self.join_op = method.build_join(self.side)
             for phase, built in method.build_worker(self.side).items():
                 self.enter_ops[phase] = built.enter
                 stage = tf.group(*[tf.compat.v1.assign(v, t, validate_shape=False) for v, t in zip(self.outbox, built.up)])
@@ -148,6 +149,8 @@ class WorkerGraph:
         if verdict["status"] != "ok":
             raise RunStopped(f"the PS refused this worker: {verdict['reason']}")
         session.run([self.load_model, self.set_step], {self.model_feed: model, self.start_step: start})
+        if self.join_op is not None:
+            session.run(self.join_op)
         self.joined = True
         return int(start), int(verdict["phase"]), int(verdict.get("checkpoint_every", 0))
 

@@ -225,7 +225,7 @@ def test_dry_run_prints_each_command_and_marks_what_is_done(tmp_path):
     # The ResNet-18 preset: its own flags, and the flags after -- replace the grid's.
     resnet = [c for c in _frontier("--dry-run", "--root", str(root), "--grid", "resnet18", "--", "--epochs", "1").stdout.splitlines()
               if not c.startswith("#")]
-    assert len(resnet) == 15 and all("--model resnet18" in c and "--fit-input --train-images 30000" in c for c in resnet)
+    assert len(resnet) == 18 and all("--model resnet18" in c and "--fit-input --train-images 30000" in c for c in resnet)
     assert all(" --epochs 1 " in c and "--epochs 12" not in c for c in resnet)
     # A user's mistake is one line.
     for bad, message in ((["--only", "nope"], "no setting nope"), (["--setting", "x=--seed 3"], "--seed is the grid's"),

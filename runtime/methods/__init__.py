@@ -11,10 +11,11 @@ from runtime.methods.localsgd import LocalSGD
 from runtime.methods.mp2 import MP2
 from runtime.methods.powersgd import PowerSGD
 from runtime.methods.sparse import DGC, TopK
+from runtime.methods.sparseloco import SparseLoCo
 from runtime.methods.sync import Sync
 from runtime.methods.wnn import WNN
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, Sync, MP2, TopK, DGC, WNN, LocalSGD, PowerSGD)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, Sync, MP2, TopK, DGC, WNN, LocalSGD, PowerSGD, SparseLoCo)}
 
 
 def build(name: str, layout: Layout, opts: dict, run: RunInfo) -> Method:

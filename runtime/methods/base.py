@@ -227,6 +227,11 @@ class Method:
         """What this worker holds besides its flags (e.g. a file's hash), sent with its hello."""
         return {}
 
+    def build_join(self, w: WorkerSide) -> tf.Operation | None:
+        """Built before the other worker pieces; run once after the worker takes the PS's model at admission
+        (before a resume restores its state): what a method sets from that model (SparseLoCo's anchor)."""
+        return None
+
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         raise NotImplementedError
 

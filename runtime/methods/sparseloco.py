@@ -1,0 +1,134 @@
+"""SparseLoCo (Sarfi, Thérien, Lidin, Belilovsky, 2025): DiLoCo's pseudo-gradient, error feedback, chunk-wise
+Top-k in 2 bits, and an outer step without momentum.
+
+Workers train with local Adam on every step (as local SGD); every `--sync-every`-th step and at epoch ends
+each worker forms its pseudo-gradient Δ = θ_anchor − θ_local (θ_anchor: the global model it last received),
+adds it into its error buffer e ← β·e + α·Δ, sends the chunk-wise Top-k of e with its values in 2 bits
+(compression/sparseloco.py: each index in 12 bits, each value in 2 bits, five floats per tensor) and keeps
+e − (what it sent, as the PS will read it). The aggregate of a coordinate is the mean over the workers that
+selected it (the reference's scatter-mean), and θ ← θ_anchor − α·aggregate: the decayed buffer takes the
+place of outer momentum.
+
+**The reply relays the payloads.** The union of four workers' entries at 3 % density is not sparse
+enough to pay for full positions and float values, and the aggregate's values are no longer 2-bit; the
+PS instead sends every worker's packed payload back to every worker (N times one push, bytes exact), and
+every side decodes them and applies the same update in the same order, so the PS and every worker hold
+the same model, bit for bit, after every sync (`--verify-sync`).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+import argtypes
+from compression import sparseloco as sl
+from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, ordered_sum, syncs_at
+
+
+class SparseLoCo(Method):
+    name = "sparseloco"
+    summary = ("local Adam; every H-th step and at epoch ends each worker sends the chunk-wise Top-k of its error-fed "
+               "pseudo-gradient in 2 bits; every side applies the mean of the relayed payloads")
+    options = (
+        Option("--sync-every", argtypes.positive_int, 15, "steps between syncs (H; the last step of every epoch syncs "
+               "too); the reference's 15"),
+        Option("--outer-lr", argtypes.positive_float, 1.0, "the outer rate α: e ← β·e + α·Δ and θ ← θ − α·aggregate "
+               "(the reference's 1)"),
+        Option("--error-decay", argtypes.fraction, 0.95, "β, the error buffer's decay per sync (the reference's 0.95)"),
+        Option("--chunk-top-k", argtypes.positive_int, sl.TOP_K, f"entries sent of each {sl.CHUNK}×{sl.CHUNK} chunk "
+               f"(density k/{sl.CHUNK ** 2}; the reference's {sl.TOP_K})"),
+    )
+    up_dtypes = (tf.uint8, tf.uint8, tf.float32)    # packed 12-bit indices, packed 2-bit bins, per-tensor floats
+    down_dtypes = (tf.uint8, tf.uint8, tf.float32)  # every worker's three, one after another in worker order
+    phase_names = {0: "sync"}
+
+    def __init__(self, layout, opts: dict, run) -> None:
+        super().__init__(layout, opts, run)
+        if self.opts["chunk_top_k"] > sl.CHUNK ** 2:
+            raise ValueError(f"--chunk-top-k {self.opts['chunk_top_k']}: a chunk holds at most {sl.CHUNK ** 2} values")
+        self.plans = [sl.ChunkPlan.of(p.shape, top_k=self.opts["chunk_top_k"]) for p in layout.params]
+
+    def is_local(self, step: int) -> bool:
+        return not syncs_at(step, self.run.steps_per_epoch, self.opts["sync_every"])
+
+    def payload_bytes(self) -> int:
+        """Bytes one worker sends at a sync (a reply is `workers` times this)."""
+        return sum(p.wire_bytes() for p in self.plans)
+
+    # --- the codec, the same graph on both sides ----------------------------------------------------
+    def _encode(self, tensors: list[tf.Tensor]) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+        """(the payload [indices, bins, floats], each tensor's selection as it will be read back)."""
+        indices, bins, floats, sent = [], [], [], []
+        for x, plan in zip(tensors, self.plans):
+            index, value = sl.top_k(x, plan)
+            bin_, params = sl.quantize(value)
+            indices.append(sl.pack_indices(index))
+            bins.append(sl.pack_bins(bin_))
+            floats.append(params)
+            sent.append(sl.scatter(index, sl.dequantize(bin_, params), plan))
+        return [tf.concat(indices, 0), tf.concat(bins, 0), tf.concat(floats, 0)], sent
+
+    def _decode(self, payload: list[tf.Tensor]) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """Each tensor's (dense values, dense 0/1 selection mask) of one worker's payload."""
+        packed_indices, packed_bins, floats = payload
+        out, i_at, b_at = [], 0, 0
+        for t, plan in enumerate(self.plans):
+            n_i, n_b = sl.index_bytes(plan.entries), sl.bin_bytes(plan.entries)
+            index = sl.unpack_indices(packed_indices[i_at:i_at + n_i], plan.entries)
+            bin_ = sl.unpack_bins(packed_bins[b_at:b_at + n_b], plan.entries)
+            params = floats[t * sl.PARAMS:(t + 1) * sl.PARAMS]
+            out.append((sl.scatter(index, sl.dequantize(bin_, params), plan),
+                        sl.scatter(index, tf.ones([plan.entries]), plan)))
+            i_at, b_at = i_at + n_i, b_at + n_b
+        return out
+
+    def _step(self, anchor: tf.Tensor, payloads: list[list[tf.Tensor]]) -> tf.Tensor:
+        """θ_anchor − α · (per coordinate, the mean over the workers that sent it), as a flat vector."""
+        decoded = [self._decode(p) for p in payloads]
+        parts = []
+        for t in range(len(self.plans)):
+            total = ordered_sum([d[t][0] for d in decoded])
+            count = ordered_sum([d[t][1] for d in decoded])
+            parts.append(tf.reshape(tf.math.divide_no_nan(total, count), [-1]))
+        return anchor - self.opts["outer_lr"] * tf.concat(parts, 0)
+
+    def _split_reply(self, reply: list[tf.Tensor]) -> list[list[tf.Tensor]]:
+        n_i = sum(sl.index_bytes(p.entries) for p in self.plans)
+        n_b = sum(sl.bin_bytes(p.entries) for p in self.plans)
+        n_f = sl.PARAMS * len(self.plans)
+        return [[reply[0][w * n_i:(w + 1) * n_i], reply[1][w * n_b:(w + 1) * n_b], reply[2][w * n_f:(w + 1) * n_f]]
+                for w in range(self.run.workers)]
+
+    # --- worker ---------------------------------------------------------------------------------
+    def build_join(self, w: WorkerSide) -> tf.Operation:
+        # The anchor is the model the PS gave at admission (a resume then restores the saved one).
+        self._anchor = w.variable("sparseloco_anchor", tf.zeros([self.layout.total]))
+        self._error = w.variable("sparseloco_error", tf.zeros([self.layout.total]))
+        return self._anchor.assign(w.local.vector()).op
+
+    def build_local(self, w: WorkerSide) -> tf.Operation:
+        return w.adam(w.local.variables())
+
+    def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
+        train = w.adam(w.local.variables())
+        with tf.control_dependencies([train]):
+            delta = self._anchor - w.local.vector()
+        error = self.opts["error_decay"] * self._error + self.opts["outer_lr"] * delta
+        parts = self.layout.unflatten(error)
+        up, sent = self._encode([parts[p.name] for p in self.layout.params])
+        kept = error - tf.concat([tf.reshape(s, [-1]) for s in sent], 0)
+        with tf.control_dependencies([self._error.assign(kept)]):
+            up = [tf.identity(u) for u in up]
+
+        def apply(reply: list[tf.Tensor]) -> tf.Operation:
+            new = self._step(self._anchor, self._split_reply(reply))
+            with tf.control_dependencies([w.local.assign(new)]):
+                return self._anchor.assign(new).op
+
+        return {0: WorkerPhase(up=up, apply=apply)}
+
+    # --- PS -------------------------------------------------------------------------------------
+    def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
+        payloads = ps.gather()
+        new = self._step(ps.model, payloads)
+        with tf.control_dependencies([ps.model.assign(new)]):
+            return {0: PSPhase(reply=[tf.concat([p[k] for p in payloads], 0) for k in range(3)])}

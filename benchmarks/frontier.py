@@ -55,6 +55,14 @@ LENET5 = {
         {"label": "localsgd-H64", "flags": "--method localsgd --sync-every 64", "tune": LR},
         {"label": "diloco-H64", "family": DILOCO, "flags": "--method localsgd --sync-every 64 --outer-momentum 0.9",
          "tune": OUTER, "inherit": {"--lr": "localsgd-H64"}},
+        # Optimizer or communication: DiLoCo's chosen outer step at every step (H=1, every byte), and one
+        # worker with and without it, on the tuning seed.
+        {"label": "diloco-H1", "family": "controls", "flags": "--method localsgd --sync-every 1 --outer-momentum 0.9",
+         "inherit": {"--lr": "localsgd-H64", "--outer-lr": "diloco-H64"}, "seeds": [0]},
+        {"label": "baseline-1worker", "family": "controls", "flags": "--method baseline", "inherit": {"--lr": "baseline"},
+         "seeds": [0], "workers": 1},
+        {"label": "diloco-H64-1worker", "family": "controls", "flags": "--method localsgd --sync-every 64 --outer-momentum 0.9",
+         "inherit": {"--lr": "localsgd-H64", "--outer-lr": "diloco-H64"}, "seeds": [0], "workers": 1},
         {"label": "sync", "flags": "--method sync", "tune": LR},
         {"label": "localsgd-H16", "flags": "--method localsgd --sync-every 16", "tune": LR},
         # SparseLoCo at its reference's setting (outer rate 1, error decay 0.95, 128 of each 64×64 chunk).
@@ -66,17 +74,9 @@ LENET5 = {
         {"label": "mp2-online-H16", "family": "mp2", "flags": "--method mp2 --push front+head --sync-every 16", "tune": LR},
         {"label": "dgc", "flags": "--method dgc", "tune": {"--lr": ["0.05", "0.025", "0.1"]}},  # DGC's own SGD rate
         {"label": "topk-0.01", "flags": "--method topk --ratio 0.01", "tune": LR},
-        {"label": "mp2-online", "family": "mp2", "flags": "--method mp2 --push front+head", "tune": LR},
         {"label": "diloco-H16", "family": DILOCO, "flags": "--method localsgd --sync-every 16 --outer-momentum 0.9",
          "tune": OUTER, "inherit": {"--lr": "localsgd-H16"}},
-        # Optimizer or communication: DiLoCo's chosen outer step at every step (H=1, every byte), and one
-        # worker with and without it, on the tuning seed.
-        {"label": "diloco-H1", "family": "controls", "flags": "--method localsgd --sync-every 1 --outer-momentum 0.9",
-         "inherit": {"--lr": "localsgd-H64", "--outer-lr": "diloco-H64"}, "seeds": [0]},
-        {"label": "baseline-1worker", "family": "controls", "flags": "--method baseline", "inherit": {"--lr": "baseline"},
-         "seeds": [0], "workers": 1},
-        {"label": "diloco-H64-1worker", "family": "controls", "flags": "--method localsgd --sync-every 64 --outer-momentum 0.9",
-         "inherit": {"--lr": "localsgd-H64", "--outer-lr": "diloco-H64"}, "seeds": [0], "workers": 1},
+        {"label": "mp2-online", "family": "mp2", "flags": "--method mp2 --push front+head", "tune": LR},
     ],
 }
 # ResNet-18 on 30,000 Fashion-MNIST images fitted to 32×32×3 (the timeouts are mp2_pipeline.py's for

@@ -104,3 +104,43 @@ def test_sparseloco_keeps_every_side_equal_counts_its_bytes_resumes_exactly_and_
     for k in range(3):
         np.testing.assert_array_equal(traces[0][f"{s}/reply/{k}"],
                                       np.concatenate([traces[0][f"{s}/up/{k}"], traces[1][f"{s}/up/{k}"]]))
+
+
+@pytest.mark.unit
+def test_error_feedback_keeps_what_was_sent_plus_what_is_left_equal_to_the_decayed_pseudo_gradients():
+    """Two syncs on one worker's graph: after each, sent + the buffer left = β·(buffer before) + α·Δ, with
+    Δ = the anchor (the PS's model at admission) minus the model as trained."""
+    from runtime.local_model import LocalModel
+    from runtime.methods.base import WorkerSide
+
+    beta, alpha = 0.95, 0.5
+    method = _method(outer_lr=alpha, error_decay=beta)
+    graph = tf.Graph()
+    with graph.as_default():
+        local = LocalModel(LENET, "/cpu:0")
+        h, w, c = LENET.input_shape
+        rng = np.random.default_rng(1)
+        images = tf.constant(rng.random((8, h, w, c), dtype=np.float32))
+        labels = tf.one_hot(rng.integers(0, 10, 8), 10)
+        loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=LENET.forward(local.vars, images)))
+        step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        side = WorkerSide(local, loss, tf.constant(0.01), step, "/cpu:0")
+        join = method.build_join(side)
+        phase = method.build_worker(side)[0]
+        payload = [tf.compat.v1.placeholder(d) for d in method.up_dtypes]
+        decoded = method._decode(payload)
+        start = tf.constant(LENET.init_vector(0).astype(np.float32))
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            session.run(local.assign(start))
+            session.run(join)
+            anchor = session.run(local.vector())
+            before = np.zeros(T, np.float32)
+            for _ in range(2):
+                up = session.run(phase.up)
+                trained, left = session.run([local.vector(), method._error])
+                sent = np.concatenate([v.reshape(-1) for v, _ in session.run(decoded, dict(zip(payload, up)))])
+                expected = beta * before + alpha * (anchor - trained)
+                np.testing.assert_allclose(sent + left, expected, rtol=1e-5, atol=1e-7)
+                assert np.count_nonzero(sent) > 0 and np.count_nonzero(left) > np.count_nonzero(sent)
+                before = left

@@ -2,6 +2,9 @@
 
     python mp2_local.py --workers 4 --model lenet5 --dataset fashion_mnist --method baseline --epochs 5
 
+The training flags (model, data, method and its options, epochs, lr, ...) are mp2_ps.py's: list them with
+`python mp2_ps.py --help`, or read docs/usage.md (flags) and docs/methods.md (each method's options).
+
 Every flag other than --workers, --out and --max-recoveries is passed to the PS and the workers as they
 are; the PS-only ones (--predictor, --resume, --checkpoint-every, --snapshot-*) to the PS alone. Output lines
 are prefixed [ps], [w0], ...; logs go to --out too. Paths mean what they mean in the caller's shell, from

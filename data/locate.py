@@ -146,3 +146,23 @@ def _not_found_message(spec: DatasetSpec, searched: list[Place], incomplete: lis
     lines.append(f"Or, on a machine with internet access, set {DOWNLOAD_ENV}=1 to let "
                  f"tf.keras.datasets.{spec.keras_loader} download it into the Keras cache.")
     return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """Where NAME's files are found (printed, 0), or what to do to get them (on stderr, 1): scripts/setup.sh
+    asks this (`python -c 'from data.locate import main; main(["NAME"])'`) before it installs anything."""
+    import sys
+
+    from data.catalog import SPECS
+
+    if len(argv) != 1 or argv[0] not in SPECS:
+        print(f"usage: python -m data.locate NAME (one of {', '.join(SPECS)})", file=sys.stderr)
+        return 2
+    try:
+        found = locate(SPECS[argv[0]], None)
+    except DataError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(found.folder)
+    return 0
+

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Make a fresh machine ready: Debian's Fashion-MNIST and a virtual environment .venv with this project
-# installed (pip install -e ., its pinned packages from requirements.txt), so its packages import from
-# anywhere (python benchmarks/network.py too). Idempotent: a second run only checks.
+# Make a fresh machine ready: a virtual environment .venv with this project installed (pip install -e ., its
+# pinned packages from requirements.txt), so its packages import from anywhere (python benchmarks/network.py
+# too), and real Fashion-MNIST: wherever the loaders find it ($MP2_DATA, /usr/share/datasets, the Keras
+# cache), else Debian's dataset-fashion-mnist, installed only then and only with root (or sudo that needs
+# no password). Idempotent: a second run only checks.
 # Usage: bash scripts/setup.sh [dev]   (dev: the test tools too, pyproject.toml's dev extra)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,13 +11,6 @@ extra=${1:-}
 if [ -n "$extra" ] && [ "$extra" != dev ]; then
   echo "setup: error: unknown extra '$extra'; give nothing or 'dev'" >&2
   exit 2
-fi
-
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  echo "setup: installing Debian's dataset-fashion-mnist (real Fashion-MNIST)"
-  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -29,4 +24,26 @@ if [ ! -f "$base-${extra:-base}" ] && { [ -n "$extra" ] || [ ! -f "$base-dev" ];
   echo "setup: installing this project${extra:+ with its $extra tools} into .venv (pip install -e)"
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extra:+[$extra]}"
   touch "$base-${extra:-base}"
+fi
+
+# The data last: the project's own locator says where it looks, so a copy anywhere it reads is used as it is.
+locate='import sys; from data.locate import main; sys.exit(main(["fashion_mnist"]))'
+if found=$(.venv/bin/python -c "$locate" 2>/dev/null); then
+  echo "setup: Fashion-MNIST found in $found"
+else
+  if [ "$(id -u)" = 0 ]; then sudo=""
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"
+  else
+    echo "setup: error: real Fashion-MNIST is not on this machine, and installing Debian's package needs root." >&2
+    .venv/bin/python -c "$locate" >/dev/null || true
+    exit 1
+  fi
+  echo "setup: installing Debian's dataset-fashion-mnist (real Fashion-MNIST)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  if ! found=$(.venv/bin/python -c "$locate"); then
+    echo "setup: error: dataset-fashion-mnist is installed but its files are not where the loaders look (above)" >&2
+    exit 1
+  fi
+  echo "setup: Fashion-MNIST installed in $found"
 fi

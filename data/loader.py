@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from data import fit as fitting
+from data import own
 from data.catalog import (DIGITS_CLASSES, DIGITS_DEFAULT_SHAPE, DIGITS_LEVELS, DIGITS_NATIVE_SHAPE,
                           DIGITS_TEST_EVERY, RELABELLED, SPECS, DatasetSpec)
 from data.cifar import check_labels, read_binary_batch, read_python_batch
@@ -52,16 +53,21 @@ class Raw:
 
 def canonical_name(name: str) -> str:
     """'Fashion-MNIST', 'fashion_mnist', 'cifar-10' -> the entry of NAMES they mean."""
+    if own.is_path(name):
+        return own.canonical(name)
     key = "".join(ch for ch in str(name).lower() if ch not in "-_ ")
     for known in NAMES:
         if known.replace("_", "") == key:
             return known
-    raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(NAMES)}")
+    raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(NAMES)}, or a path to your own "
+                    f"(an .npz file or a folder of .npy files holding {', '.join(own.ARRAYS)})")
 
 
 def class_count(name: str) -> int:
     """How many classes dataset `name` has, without reading it (DataError for an unknown name)."""
     canonical = canonical_name(name)
+    if own.is_path(canonical):
+        return own.class_count(canonical)
     if canonical == "synthetic":
         return SYNTHETIC_DEFAULT_CLASSES
     if canonical == "digits":
@@ -92,6 +98,17 @@ def load(name: str, data_dir: str | os.PathLike | None = None, *,
     if train_images is not None and train_images < 1:
         raise DataError(f"the number of training images must be at least 1, got {train_images}")
     subset_seed = int(seed) if train_images is not None else 0  # the seed matters only then
+    if own.is_path(canonical):
+        if given_dir:
+            raise DataError(f"--dataset {canonical} names its files itself, so --data-dir {data_dir} means nothing "
+                            f"for it: leave --data-dir out")
+        arrays = own.read(canonical)
+        _check_classes(canonical, arrays["classes"], classes)
+        stored = tuple(int(d) for d in arrays["train"][0].shape[1:])
+        raw = Raw(arrays["train"], arrays["test"], arrays["classes"], arrays["levels"], source=canonical,
+                  origin=f"your own files ({canonical})", files=arrays["files"])
+        return _finish(canonical, raw, fitting.plan(canonical, stored, stored, image_shape, fit_input), None,
+                       train_images, subset_seed)
     if canonical == "synthetic":
         return _synthetic(image_shape, classes, int(seed), train_images)
     if canonical == "digits":

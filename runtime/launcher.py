@@ -81,15 +81,21 @@ def make_dir(path: str | os.PathLike, flag: str) -> Path:
     return path
 
 
-def absolute_paths(argv: list[str], flags: tuple[str, ...]) -> list[str]:
-    """`argv` with the values of `flags` (--flag VALUE or --flag=VALUE) made absolute against this cwd."""
+def absolute_paths(argv: list[str], flags: tuple[str, ...], maybe_paths: tuple[str, ...] = ("--dataset",)) -> list[str]:
+    """`argv` with the values of `flags` (--flag VALUE or --flag=VALUE) made absolute against this cwd, and those
+    of `maybe_paths` when they name a file or folder (a dataset of one's own, not a built-in name)."""
+    from data.own import is_path
+
+    def absolute(name: str, value: str) -> str:
+        return os.path.abspath(value) if name in flags or is_path(value) else value
+
     out, i = [], 0
     while i < len(argv):
         name, eq, value = argv[i].partition("=")
-        if name in flags and eq:
-            out.append(f"{name}={os.path.abspath(value)}")
-        elif name in flags and i + 1 < len(argv):
-            out += [name, os.path.abspath(argv[i + 1])]
+        if name in flags + maybe_paths and eq:
+            out.append(f"{name}={absolute(name, value)}")
+        elif name in flags + maybe_paths and i + 1 < len(argv):
+            out += [name, absolute(name, argv[i + 1])]
             i += 1
         else:
             out.append(argv[i])

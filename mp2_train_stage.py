@@ -34,6 +34,7 @@ from predictor import CheckpointError, Predictor, load_checkpoint, resolve_path,
 from runtime import flags  # noqa: E402
 from runtime.progress import Progress  # noqa: E402
 from predictor.stage import state, training  # noqa: E402
+from predictor.structure import choose_stage, weight_specs  # noqa: E402
 
 holdout = stage_flags.DEFAULT_HOLDOUT if args.holdout is None else args.holdout
 snapshot_dirs = [str(Path(d).resolve()) for d in args.snapshots]
@@ -43,7 +44,8 @@ tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
 # --- --out: checked before the data are read, so a refusal costs nothing ---------------------------
 try:
-    out = Path(args.out or f"predictors/{models.get(args.model).name}-{args.dataset}")
+    dataset_label = Path(args.dataset).stem if data.own.is_path(args.dataset) else args.dataset
+    out = Path(args.out or f"predictors/{models.get(args.model).name}-{dataset_label}")
     state.prepare_out(out, resume=args.resume, fresh=args.fresh, evaluate_only=args.epochs == 0)
 except (ValueError, state.OutError) as e:
     fail(e)
@@ -81,7 +83,7 @@ config = {
     "model": model.name, "fingerprint": layout.fingerprint(), "dataset": dataset.name, "push": args.push,
     "fit_input": args.fit_input, "train_images": args.train_images,
     "snapshots": snapshot_dirs, "snapshot_count": len(train_snaps), "holdout_snapshots": heldout_dirs,
-    "heldout_count": len(heldout_rows), "epochs": args.epochs, "loss": args.loss, "head_rank": args.head_rank,
+    "heldout_count": len(heldout_rows), "epochs": args.epochs, "loss": args.loss, "head_rank": args.head_rank, "dense_rank": args.dense_rank,
     "image_batches": args.image_batches, "image_batch": args.image_batch, "snapshot_batch": args.snapshot_batch,
     "lr": args.lr, "lr_warmup": lr_warmup, "mixup": args.mixup, "holdout": None if heldout_dirs else holdout, "val_images": n_val,
     "eval_images": n_eval, "seed": args.seed, "threads": args.threads, "cross_dataset": args.cross_dataset,
@@ -105,8 +107,14 @@ elif args.init:
         weights, _ = load_checkpoint(resolve_path(args.init), model.layout)
     except CheckpointError as e:
         fail(f"--init: {e}")
+if weights is None:  # a fresh predictor: its size, before any memory is spent on it
+    size = sum(int(np.prod(w.shape)) for w in weight_specs(layout, choose_stage(layout), args.head_rank, args.dense_rank))
+    if size > args.max_predictor_weights:
+        fail(f"the predictor of {model.name} would have {size:,} weights, over --max-predictor-weights "
+             f"{args.max_predictor_weights:,}: its dense heads decode 64 values into every weight of a predicted dense layer; "
+             f"give --dense-rank 16 (online MP²'s) or raise --max-predictor-weights")
 try:
-    predictor = Predictor(layout, weights=weights, seed=args.seed, head_rank=args.head_rank)
+    predictor = Predictor(layout, weights=weights, seed=args.seed, head_rank=args.head_rank, dense_rank=args.dense_rank)
     trainer = training.Trainer(model, predictor, args.loss, args.lr, lr_warmup)
     if adam_state is not None:
         trainer.adam.load_state(adam_state)

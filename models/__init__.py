@@ -10,8 +10,8 @@ import dataclasses
 from typing import Callable
 
 from models.base import Model
-from models.layout import PREDICTED, PUSHED, Layer, Layout, ParamSpec
-from models import alexnet, lenet5, resnet, vgg
+from models.layout import PREDICTED, PUSHED, Layer, Layout, LayoutBuilder, ParamSpec
+from models import alexnet, lenet5, own, resnet, vgg
 
 _BUILDERS: dict[str, Callable[[int], Model]] = {
     "lenet5": lenet5.build,
@@ -30,15 +30,19 @@ PUSH_HELP = ("the pushed group: front (the model's front layers), front+head (pl
 
 def get(name: str, classes: int = 10, push: str = "front") -> Model:
     """The model called `name` with a classifier for `classes` classes, pushing `push` (see PUSH_HELP)."""
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(NAMES)}")
     if classes < 2:
         raise ValueError(f"a model needs at least 2 classes, got {classes}")
-    model = _BUILDERS[key](classes)
+    if own.is_spec(name):
+        model = dataclasses.replace(own.load(name, classes), spec=str(name))
+    else:
+        key = name.lower().replace("-", "").replace("_", "")
+        if key not in _BUILDERS:
+            raise ValueError(f"unknown model {name!r}; known models: {', '.join(NAMES)}, or one of your own as "
+                             f"path/to/file.py:FUNCTION")
+        model = _BUILDERS[key](classes)
     if push == "front":
         return model
     return dataclasses.replace(model, layout=model.layout.with_push(push))
 
 
-__all__ = ["PUSH_HELP", "Model", "Layout", "Layer", "ParamSpec", "PUSHED", "PREDICTED", "NAMES", "get"]
+__all__ = ["PUSH_HELP", "Model", "Layout", "LayoutBuilder", "Layer", "ParamSpec", "PUSHED", "PREDICTED", "NAMES", "get"]

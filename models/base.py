@@ -19,6 +19,7 @@ class Model:
     input_shape: tuple[int, int, int]  # H, W, C
     layout: Layout
     forward: Forward
+    spec: str | None = None  # the --model value a model of one's own was built from (file.py:FUNCTION)
 
     @property
     def classes(self) -> int:

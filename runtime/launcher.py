@@ -81,12 +81,15 @@ def make_dir(path: str | os.PathLike, flag: str) -> Path:
     return path
 
 
-def absolute_paths(argv: list[str], flags: tuple[str, ...], maybe_paths: tuple[str, ...] = ("--dataset",)) -> list[str]:
+def absolute_paths(argv: list[str], flags: tuple[str, ...], maybe_paths: tuple[str, ...] = ("--dataset", "--model")) -> list[str]:
     """`argv` with the values of `flags` (--flag VALUE or --flag=VALUE) made absolute against this cwd, and those
     of `maybe_paths` when they name a file or folder (a dataset of one's own, not a built-in name)."""
     from data.own import is_path
+    from models import own as own_model
 
     def absolute(name: str, value: str) -> str:
+        if name == "--model":
+            return own_model.absolute(value) if own_model.is_spec(value) else value
         return os.path.abspath(value) if name in flags or is_path(value) else value
 
     out, i = [], 0

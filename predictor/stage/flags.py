@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head-rank", type=argtypes.positive_int, default=1, metavar="R",
                         help="rank of the predictor's conv decoder heads: 1 (default) is the reference's one 1x1 conv of the "
                              "64 hidden units; R > 1 gives each predicted conv layer its own projection of them to an 8x8 x R map first")
+    parser.add_argument("--dense-rank", type=argtypes.positive_int, default=None, metavar="R",
+                        help="the dense heads' bottleneck: 64 hidden units -> R -> each predicted dense layer's values "
+                             "(default: none, the reference's 64 -> n, whose size grows with the layer's); online MP² uses 16")
+    parser.add_argument("--max-predictor-weights", type=argtypes.positive_int, default=50_000_000, metavar="N",
+                        help="refuse to build a predictor of more weights (a 4096x4096 dense layer needs about a billion "
+                             "without --dense-rank)")
     parser.add_argument("--image-batches", type=argtypes.positive_int, default=40, help="optimizer steps (fresh image mini-batches) per snapshot batch")
     parser.add_argument("--image-batch", type=argtypes.positive_int, default=125, help="images per mini-batch")
     parser.add_argument("--snapshot-batch", type=argtypes.positive_int, default=1, help="snapshots per predictor step (their losses are averaged)")
@@ -158,12 +164,12 @@ def check_round_flags(argv: list[str]) -> None:
 # The report's config entries a reused predictor must share with the run that would train it anew, and
 # how to resolve the flags that default to None. Entries a flag left at None and that depend on the data
 # (--val-images, --eval-images, --lr-warmup) are compared only when the run gives them.
-_REUSE_KEYS = ("dataset", "push", "fit_input", "train_images", "seed", "epochs", "loss", "head_rank",
+_REUSE_KEYS = ("dataset", "push", "fit_input", "train_images", "seed", "epochs", "loss", "head_rank", "dense_rank",
                "image_batches", "image_batch", "snapshot_batch", "lr", "mixup", "holdout", "holdout_snapshots",
                "val_images", "eval_images", "lr_warmup", "init", "cross_dataset")
 _DATA_DEPENDENT = ("val_images", "eval_images", "lr_warmup")
 # What a report written before an entry existed meant by its absence.
-_BEFORE_RECORDED = {"head_rank": 1, "init": None, "holdout_snapshots": [], "push": "front", "fit_input": False}
+_BEFORE_RECORDED = {"head_rank": 1, "dense_rank": None, "init": None, "holdout_snapshots": [], "push": "front", "fit_input": False}
 
 
 def mismatches(saved: dict, argv: list[str]) -> list[tuple[str, object, object]]:

@@ -160,7 +160,7 @@ class MP2(Method):
             data_flags = ["--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
             data_flags += (["--fit-input"] if args.fit_input else []) + (
                 ["--train-images", str(args.train_images)] if args.train_images else [])
-            model = get(self.layout.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
+            model = get(args.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
             self.schedule = OnlineController(model, dataset, Path(args.out), o, data_flags, args.seed,
                                              self._exchanges_per_epoch, args.step_timeout / 2, log, resuming=args.resume)
             classifier = self.layout.layers()[-1].name

@@ -229,7 +229,7 @@ class StageRounds:
         out = self._out = self.dir / f"predictor-{number}"
         if out.exists():  # an earlier attempt of this run (its snapshots were dropped too): the stage refuses it
             shutil.rmtree(out)
-        cmd = [sys.executable, str(ROOT / "mp2_train_stage.py"), "--model", self.model.name,
+        cmd = [sys.executable, str(ROOT / "mp2_train_stage.py"), "--model", self.model.spec or self.model.name,
                "--push", ",".join(self.model.layout.pushed_layers()), *self.data_flags,
                "--snapshots", str(self.snapshots), "--out", str(out), "--seed", str(self.seed),
                "--threads", "1", *self.stage_flags]

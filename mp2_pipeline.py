@@ -121,7 +121,12 @@ for flag, defaults in (("--step-timeout", STEP_TIMEOUT), ("--connect-timeout", C
 common = ["--model", args.model, "--dataset", args.dataset]
 stage_common = [*common, *_shared_with_stage(passthrough, takes_value)]
 common += passthrough
-push = training_parser("").parse_known_args(passthrough)[0].push
+# Every stage pushes what MP²'s run will (the preset's for MP² unless --push is given), so the collection,
+# the predictor and the MP² run share one layout.
+push = training_parser("").parse_known_args([*passthrough, "--method", "mp2"])[0].push
+if not _given(passthrough, "--push"):
+    common += ["--push", push]
+    stage_common += ["--push", push]
 
 
 def empty_run_dir(path: Path) -> None:

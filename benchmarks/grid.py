@@ -173,7 +173,7 @@ def _failure_reason(log: Path, code: int) -> str:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         lines = []
-    cause = next((line for line in lines if re.search(r"\berror\b", line, re.I)), lines[-1] if lines else "no output")
+    cause = next((line for line in lines if re.search(r"\berror:", line, re.I)), lines[-1] if lines else "no output")
     return f"exit {code}: {cause}"
 
 

@@ -439,8 +439,10 @@ def readme(command: str, host: dict, rows: list[dict], steps: int, warmup: int) 
 def untrained_file(method: str, model_name: str, directory: Path) -> str | None:
     """An untrained predictor (MP²) or nowcaster (WNN) for `model_name` in `directory`; None for other methods."""
     import models
+    from runtime import flags
 
-    layout = models.get(model_name, CLASSES).layout
+    push = flags.ps_parser("").parse_args(["--model", model_name, "--method", method]).push  # the method's default
+    layout = models.get(model_name, CLASSES, push=push).layout
     if method == "mp2":
         from predictor import Predictor, save_checkpoint
 

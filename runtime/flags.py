@@ -14,12 +14,44 @@ from runtime.config import RunConfig
 from runtime.methods import METHODS, Method, RunInfo, all_options, build
 
 
+# The shared flags a preset decides when they are not given. "measured": the setting the tuned frontier
+# measured best on the main task (results/frontier: no mixup; each method's rate, Method.default_lr; MP²
+# pushing the classifier too); "paper": the MP² reference's worker settings (lr 1e-3, or DGC's 0.05;
+# mixup 1; the front layers pushed).
+PRESETS = ("measured", "paper")
+
+
+class TrainingParser(argparse.ArgumentParser):
+    """The PS's and a worker's flags; after parsing, --preset fills --lr, --mixup and --push where not given."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extra = super().parse_known_args(args, namespace)
+        if getattr(namespace, "preset", None) is not None:
+            apply_preset(namespace)
+        return namespace, extra
+
+
+def apply_preset(args: argparse.Namespace) -> None:
+    method = METHODS[args.method]
+    measured = args.preset == "measured"
+    if args.lr is None:
+        args.lr = method.default_lr if measured else method.paper_lr
+    if args.mixup is None:
+        args.mixup = 0.0 if measured else 1.0
+    if args.push is None:
+        args.push = "front+head" if measured and args.method == "mp2" else "front"
+
+
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(allow_abbrev=False, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = TrainingParser(allow_abbrev=False, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cluster.add_cluster_flags(p)
     g = p.add_argument_group("training (the PS and every worker must agree)")
     g.add_argument("--model", default="lenet5", help=f"one of {', '.join(models.NAMES)}")
-    g.add_argument("--push", default="front", help=models.PUSH_HELP)
+    g.add_argument("--preset", choices=PRESETS, default="measured",
+                   help="what --lr, --mixup and --push are when not given: measured (the best measured setting: each "
+                        "method's rate, no mixup, MP² pushing the classifier too) or paper (the MP² reference's: lr 1e-3, "
+                        "mixup 1, the front layers)")
+    g.add_argument("--push", default=None, help=models.PUSH_HELP + " (default: the preset's)")
     data.flags.add_flags(g)
     g.add_argument("--validation-images", type=argtypes.nonnegative_int, default=None, metavar="N",
                    help="training images held out (a fixed split, never trained on) that the PS measures every "
@@ -30,9 +62,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=argtypes.positive_int, default=5)
     g.add_argument("--worker-batch", type=argtypes.positive_int, default=125, help="images per worker per step")
     g.add_argument("--lr", type=argtypes.positive_float, default=None,
-                   help="learning rate (decays 0.999 every 50 steps); default: the method's own "
-                        + ", ".join(f"{n} {m.default_lr:g}" for n, m in METHODS.items()))
-    g.add_argument("--mixup", type=argtypes.nonnegative_float, default=1.0, help="mixup alpha on worker batches; 0 turns it off")
+                   help="learning rate (decays 0.999 every 50 steps); default: the method's measured one "
+                        + ", ".join(f"{n} {m.default_lr:g}" for n, m in METHODS.items()) + " (--preset paper: 1e-3, dgc 0.05)")
+    g.add_argument("--mixup", type=argtypes.nonnegative_float, default=None,
+                   help="mixup alpha on worker batches; 0 turns it off (default: the preset's, measured 0, paper 1)")
     g.add_argument("--seed", type=argtypes.nonnegative_int, default=0)
     g.add_argument("--verify-sync", action="store_true",
                    help="every step, check that each worker's model equals the PS's bit for bit (a digest rides in the reply)")

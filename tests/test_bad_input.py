@@ -225,8 +225,8 @@ def test_a_full_disk_stops_the_run_with_one_line(tmp_path):
 def test_pipeline_refuses_a_predictor_that_was_never_trained(tmp_path, trained_epochs):
     from predictor import Predictor, save_checkpoint
 
-    layout = models.get("lenet5", 10).layout
-    path = tmp_path / "predictors" / "lenet5-synthetic" / "predictor.npz"
+    layout = models.get("lenet5", 10, push="front+head").layout  # MP²'s measured pushed group, the pipeline's default
+    path = tmp_path / "predictors" / "lenet5-synthetic-push-front_head" / "predictor.npz"
     path.parent.mkdir(parents=True)
     meta = {"dataset": "synthetic"} if trained_epochs is None else {"dataset": "synthetic", "trained_epochs": trained_epochs}
     save_checkpoint(str(path), layout, Predictor(layout, seed=0).numpy_weights(), meta)

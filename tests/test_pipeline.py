@@ -248,6 +248,7 @@ def test_pipeline_reuses_a_predictor_only_if_trained_as_this_run_would(snapshots
 
     done = subprocess.run(
         [sys.executable, str(ROOT / "mp2_pipeline.py"), "--workers", "1", "--epochs", "1", "--dataset", "synthetic",
+         "--preset", "paper",  # the front layers pushed, as the predictor above was trained for
          "--out", "pipe", "--stage-epochs", "2", "--stage-flags", " ".join([*stage_flags, "--loss", "mse"])],
         cwd=tmp_path, env=launcher_env(), text=True, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert done.returncode == 1, done.stdout[-3000:]

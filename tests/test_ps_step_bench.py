@@ -49,7 +49,8 @@ def test_tiny_run_reports_time_and_bytes_for_each_method(tmp_path):
     assert (p, q, dense) == (472, 1270, 236)
     # Bytes one worker sends and receives per step, as the layout and the method's defaults imply.
     # MP²'s partial step: the pushed group and the correction's Top-k (value and position) of the predicted group.
-    expected_up = {"mp2": 4 * layout.pushed + 8 * correction_entries(layout, CORRECTION_RATIO), "powersgd": 4 * (p + dense + q)}
+    mp2 = get("lenet5", 10, push="front+head").layout  # MP²'s default pushed group: the measured one
+    expected_up = {"mp2": 4 * mp2.pushed + 8 * correction_entries(mp2, CORRECTION_RATIO), "powersgd": 4 * (p + dense + q)}
     for method, r in rows.items():
         up, down = r["bytes_up_per_worker_step"], r["bytes_down_per_worker_step"]
         assert up["min"] == up["max"] == up["median"] == expected_up[method], (method, up)
@@ -121,8 +122,9 @@ def test_every_method_has_payloads_of_its_wire_types():
             for arrays in exchanges:
                 assert [a.dtype for a in arrays] == [d.as_numpy_dtype for d in method.up_dtypes], (name, phase)
     mp2 = ps_step.build_method("lenet5", "mp2", WORKERS, 4, None)[2]
+    pushed = get("lenet5", 10, push="front+head").layout.pushed  # MP²'s measured pushed group, its default
     assert [len(ps_step.payloads(mp2, phase, np.random.default_rng(0))[0][0]) for phase in (0, 1, 2)] == [
-        layout.total, layout.pushed, layout.pushed]  # full, partial, partial with weights
+        layout.total, pushed, pushed]  # full, partial, partial with weights
 
     # DGC: the biases dense, every other tensor its target count of distinct positions inside it.
     dgc = ps_step.build_method("lenet5", "dgc", WORKERS, 4, None)[2]

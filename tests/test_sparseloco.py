@@ -81,7 +81,10 @@ def test_sparseloco_keeps_every_side_equal_counts_its_bytes_resumes_exactly_and_
         assert record["bytes_pulled"] == 2 * n * (2 * payload + CONTROL)  # every worker's payload, relayed
     assert payload < 0.02 * 4 * T  # under 2 % of a dense push
     np.testing.assert_array_equal(np.load(whole / "checkpoint.npz")["model"], np.load(split / "checkpoint.npz")["model"])
-    assert json.loads((split / "summary.json").read_text())["test_acc_by_epoch"] == summary["test_acc_by_epoch"]
+    resumed = json.loads((split / "summary.json").read_text())
+    for key in ("test_acc_by_epoch", "val_acc_by_epoch", "best_val_epoch", "test_acc_at_best_val"):
+        assert resumed[key] == summary[key], key  # the validation history survives the resume, and selects alike
+    assert len(summary["val_acc_by_epoch"]) == 2 and None not in summary["val_acc_by_epoch"]
 
     # The first sync (step H-1): each worker's buffer was empty, so it sends the chunk-wise Top-k of the PS's
     # starting model minus its own trained model; the reply is both payloads in worker order.

@@ -204,7 +204,10 @@ class Method:
     options: tuple[Option, ...] = ()
     up_dtypes: tuple[tf.DType, ...] = (tf.float32,)
     down_dtypes: tuple[tf.DType, ...] = (tf.float32,)
-    default_lr = 1e-3
+    # The rate a user who names the method gets: the tuned frontier's choice on the main task (results/frontier,
+    # LeNet-5 / Fashion-MNIST, validation-selected) where it has tuned the method, else the frontier's common 0.003.
+    default_lr = 0.003
+    paper_lr = 1e-3    # the MP² reference's (--preset paper)
     phase_names: dict[int, str] = {0: "step"}
 
     def __init__(self, layout: Layout, opts: dict, run: RunInfo) -> None:

@@ -82,6 +82,7 @@ class DGC(_Sparse):
     summary = "Deep Gradient Compression: momentum correction and masking, clipping, warm-up; PS SGD"
     optimizer = "sgd"  # momentum is applied on the workers (momentum correction)
     default_lr = 0.05
+    paper_lr = 0.05  # DGC's own
     options = (
         Option("--ratio", argtypes.open_fraction, 0.001, "final fraction of each tensor's entries sent"),
         Option("--momentum", argtypes.float_in(0.0, 1.0, high_open=True), 0.9, "momentum of the momentum correction"),

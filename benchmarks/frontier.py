@@ -57,11 +57,11 @@ LENET5 = {
          "tune": OUTER, "inherit": {"--lr": "localsgd-H64"}},
         # Optimizer or communication: DiLoCo's chosen outer step at every step (H=1, every byte), and one
         # worker with and without it, on the tuning seed.
-        {"label": "diloco-H1", "family": "controls", "flags": "--method localsgd --sync-every 1 --outer-momentum 0.9",
+        {"label": "diloco-H1", "family": report.CONTROLS, "flags": "--method localsgd --sync-every 1 --outer-momentum 0.9",
          "inherit": {"--lr": "localsgd-H64", "--outer-lr": "diloco-H64"}, "seeds": [0]},
-        {"label": "baseline-1worker", "family": "controls", "flags": "--method baseline", "inherit": {"--lr": "baseline"},
+        {"label": "baseline-1worker", "family": report.CONTROLS, "flags": "--method baseline", "inherit": {"--lr": "baseline"},
          "seeds": [0], "workers": 1},
-        {"label": "diloco-H64-1worker", "family": "controls", "flags": "--method localsgd --sync-every 64 --outer-momentum 0.9",
+        {"label": "diloco-H64-1worker", "family": report.CONTROLS, "flags": "--method localsgd --sync-every 64 --outer-momentum 0.9",
          "inherit": {"--lr": "localsgd-H64", "--outer-lr": "diloco-H64"}, "seeds": [0], "workers": 1},
         {"label": "sync", "flags": "--method sync", "tune": LR},
         {"label": "localsgd-H16", "flags": "--method localsgd --sync-every 16", "tune": LR},

@@ -35,6 +35,7 @@ TUNING = "frontier-tuning.json"
 LOG = "mp2_local.log"
 SEED_DIR = re.compile(r"^seed(\d+)$")
 CANDIDATE = "__"  # ROW__TAG: one candidate of a tuned row
+CONTROLS = "controls"  # the family of rows that are not ranked (benchmarks/frontier.py's optimizer controls)
 
 CSV_COLUMNS = ["budget_epochs", "row", "label", "family", "method", "seeds", "seed_list",
                "sel_acc_mean", "sel_acc_std", "sel_acc_min", "sel_acc_max",
@@ -241,9 +242,10 @@ def strongest_by_budget(rows: list[dict]) -> list[dict]:
     """Where the best row changes as the byte budget grows: each entry is the smallest byte budget (a
     row's total bytes) at which that row has the highest mean test accuracy at the best validation epoch
     of all rows within it. Rows whose cost is a lower bound (a part not measured) or that have no
-    validation figures are left out: they could not be placed."""
+    validation figures are left out: they could not be placed; so are the controls (family CONTROLS: another
+    setup, such as one worker, that answers a question about a row rather than competing with it)."""
     steps, leader = [], None
-    ranked = [r for r in rows if r["cost_complete"] and _rank_key(r) is not None]
+    ranked = [r for r in rows if r["cost_complete"] and _rank_key(r) is not None and r.get("family") != CONTROLS]
     for r in sorted(ranked, key=lambda r: (r["total_bytes"], -_rank_key(r))):
         if leader is None or _rank_key(r) > _rank_key(leader):
             leader = r

@@ -154,6 +154,8 @@ def test_strongest_line_ignores_a_costlier_weaker_setting():
     rows = [{"row": a, "label": a, "total_bytes": b, "sel_acc_mean": acc, "sel_acc_std": None, "seeds": 1, "cost_complete": True}
             for a, b, acc in [("cheap", 1 * MB, 0.7), ("worse", 5 * MB, 0.6), ("better", 9 * MB, 0.8)]]
     assert [s["row"] for s in frontier.strongest_by_budget(rows)] == ["cheap", "better"]
+    control = {**rows[0], "row": "one-worker", "label": "one-worker", "sel_acc_mean": 0.99, "family": frontier.CONTROLS}
+    assert [s["row"] for s in frontier.strongest_by_budget([*rows, control])] == ["cheap", "better"]  # not ranked
 
 
 @pytest.mark.cluster

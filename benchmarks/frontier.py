@@ -68,10 +68,13 @@ LENET5 = {
         # SparseLoCo at its reference's setting (outer rate 1, error decay 0.95, 128 of each 64×64 chunk).
         {"label": "sparseloco-H16", "family": "sparseloco", "flags": "--method sparseloco --sync-every 16", "tune": LR},
         {"label": "sparseloco-H64", "family": "sparseloco", "flags": "--method sparseloco --sync-every 64", "tune": LR},
+        {"label": "mp2-online-H16", "family": "mp2", "flags": "--method mp2 --push front+head --sync-every 16", "tune": LR},
+        # MP² inside DiLoCo: the outer step on the model the PS assembles, tuned as DiLoCo's at MP²'s chosen rate.
+        {"label": "mp2-diloco-H16", "family": "mp2", "flags": "--method mp2 --push front+head --sync-every 16 "
+         "--outer-momentum 0.9", "tune": OUTER, "inherit": {"--lr": "mp2-online-H16"}},
         {"label": "powersgd-R2", "flags": "--method powersgd --rank 2", "tune": LR},
         # MP² online (the PS trains its predictor during the run) pushing the classifier too, alone and
         # composed with the sync interval.
-        {"label": "mp2-online-H16", "family": "mp2", "flags": "--method mp2 --push front+head --sync-every 16", "tune": LR},
         {"label": "dgc", "flags": "--method dgc", "tune": {"--lr": ["0.05", "0.025", "0.1"]}},  # DGC's own SGD rate
         {"label": "topk-0.01", "flags": "--method topk --ratio 0.01", "tune": LR},
         {"label": "diloco-H16", "family": DILOCO, "flags": "--method localsgd --sync-every 16 --outer-momentum 0.9",

@@ -191,6 +191,20 @@ def ordered_sum(tensors: list[tf.Tensor]) -> tf.Tensor:
     return tf.reduce_sum(tf.stack(tensors), axis=0)
 
 
+def outer_step(model: tf.Tensor, target: tf.Tensor, lr: float, momentum: float,
+               velocity: tf.Variable | None) -> tuple[tf.Tensor, list[tf.Operation]]:
+    """DiLoCo's outer step (Douillard et al., 2023) from the global `model` towards `target` (the workers' average,
+    or MP²'s assembled model): g = model − target, v ← μ·v + g, model − lr·(g + μ·v), as torch.optim.SGD(nesterov=True).
+    Returns the new model and the velocity's update (none without momentum)."""
+    gradient = model - target
+    updates = []
+    if momentum > 0.0:
+        v = momentum * velocity + gradient
+        updates.append(velocity.assign(v))
+        gradient = gradient + momentum * v
+    return model - lr * gradient, updates
+
+
 def mean(payloads: list[tf.Tensor]) -> tf.Tensor:
     """The element-wise mean of the workers' tensors (their ordered sum over their number)."""
     return ordered_sum(payloads) / float(len(payloads))

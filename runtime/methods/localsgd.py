@@ -17,7 +17,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 import argtypes
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, syncs_at
+from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, outer_step, syncs_at
 from runtime.methods.baseline import average_ps, full_push_worker
 
 
@@ -49,14 +49,7 @@ class LocalSGD(Method):
         lr, momentum = self.opts["outer_lr"], self.opts["outer_momentum"]
         if lr == 1.0 and momentum == 0.0:
             return {0: average_ps(ps)}
-        average = mean([p[0] for p in ps.gather()])
-        outer_gradient = ps.model - average
-        updates = []
-        if momentum > 0.0:
-            velocity = ps.variable("outer_velocity", tf.zeros([self.layout.total]))
-            v = momentum * velocity + outer_gradient
-            updates.append(velocity.assign(v))
-            outer_gradient = outer_gradient + momentum * v
-        new = ps.model - lr * outer_gradient
+        velocity = ps.variable("outer_velocity", tf.zeros([self.layout.total])) if momentum > 0.0 else None
+        new, updates = outer_step(ps.model, mean([p[0] for p in ps.gather()]), lr, momentum, velocity)
         with tf.control_dependencies([ps.model.assign(new), *updates]):
             return {0: PSPhase(reply=[tf.identity(new)])}

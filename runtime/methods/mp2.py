@@ -27,7 +27,7 @@ import tensorflow as tf
 
 import argtypes
 from models import PREDICTED, PUSHED
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, syncs_at
+from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, outer_step, syncs_at
 from runtime.methods.baseline import average_ps, full_push_worker
 from runtime.methods.correction import Correction, compress_gradient
 from runtime.methods.mp2_options import CORRECTION_RATIO, MP2Options, default_help
@@ -57,6 +57,10 @@ class MP2(Method):
                f"it adds to every prediction; 0: off (the paper's MP²). Default: {CORRECTION_RATIO} with --broadcast "
                "full and --sync-every 1; 0 with subset (its workers predict without the PS's correction) or a sync "
                "interval (measured worse there)"),
+        Option("--outer-lr", argtypes.positive_float, D.outer_lr, "DiLoCo's outer step on the model the PS assembles "
+               "(the averaged pushed group and the prediction) at each exchange: θ ← θ − lr·(g + μ·v), g = θ − assembled "
+               "(1 with momentum 0: the assembled model itself, MP² as published)"),
+        Option("--outer-momentum", argtypes.fraction, D.outer_momentum, "DiLoCo's outer Nesterov momentum μ"),
         Option("--broadcast", str, D.broadcast, "full: the PS sends the whole model back; subset: only the averaged "
                "pushed group, and each worker predicts the rest with the same predictor"),
         # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone. Defaults:
@@ -351,7 +355,7 @@ class MP2(Method):
 
     # --- PS -------------------------------------------------------------------------------------
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
-        self._model, self._events = ps.model, []
+        self._model, self._events, self._velocity = ps.model, [], None
         self.sent_version = 0  # the predictor version the workers were last sent (subset broadcast)
         empty = tf.zeros([0], tf.float32)
         correction = None
@@ -379,12 +383,32 @@ class MP2(Method):
             else:  # the control: the predicted group stays where the last full push left it (moved by the correction)
                 held = self.layout.split(ps.model)[1]
                 full = self.layout.join(average, held if correction is None else held + (after - before))
+            full, velocity = self._outer_step(ps, full)
             if self.settings.broadcast == "full":
                 reply = [full, empty]
             else:
                 reply = [average, weights if phase == PARTIAL_WITH_WEIGHTS else empty]
-            with tf.control_dependencies([ps.model.assign(full)]):
+            with tf.control_dependencies([ps.model.assign(full), *velocity]):
                 phases[phase] = PSPhase(reply=[tf.identity(t) for t in reply])
-        full_phase = average_ps(ps)
-        phases[FULL] = PSPhase(reply=[*full_phase.reply, empty])
+        if self._outer:
+            new, velocity = self._outer_step(ps, mean([p[0] for p in ps.gather()]))
+            with tf.control_dependencies([ps.model.assign(new), *velocity]):
+                phases[FULL] = PSPhase(reply=[tf.identity(new), empty])
+        else:
+            full_phase = average_ps(ps)
+            phases[FULL] = PSPhase(reply=[*full_phase.reply, empty])
         return phases
+
+    @property
+    def _outer(self) -> bool:
+        return self.settings.outer_lr != 1.0 or self.settings.outer_momentum != 0.0
+
+    def _outer_step(self, ps: PSSide, target: tf.Tensor) -> tuple[tf.Tensor, list[tf.Operation]]:
+        """MP² inside DiLoCo: the outer step towards `target` (the model this exchange assembled), one velocity
+        for every phase; `target` itself without an outer step."""
+        if not self._outer:
+            return target, []
+        momentum = self.settings.outer_momentum
+        if momentum > 0.0 and self._velocity is None:
+            self._velocity = ps.variable("outer_velocity", tf.zeros([self.layout.total]))
+        return outer_step(ps.model, target, self.settings.outer_lr, momentum, self._velocity)

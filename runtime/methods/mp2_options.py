@@ -71,6 +71,8 @@ class MP2Options:
     correction_ratio: float | None = None  # Top-k of the predicted group's gradient for the PS's correction; 0: off
     full_push_epochs: int = 0
     broadcast: str = "full"                # or "subset"
+    outer_lr: float = 1.0                  # DiLoCo's outer step on the assembled model (1 with momentum 0: none)
+    outer_momentum: float = 0.0
     # Online MP² (no --predictor): the PS's alone.
     warmup_snapshots: int | None = None
     online_snapshot_every: int | None = None
@@ -148,6 +150,9 @@ class MP2Options:
         if self.broadcast == "subset" and self.correction_ratio:
             raise ValueError("--broadcast subset: the workers would predict without the PS's correction; "
                              "drop --correction-ratio, or use --broadcast full")
+        if self.broadcast == "subset" and (self.outer_lr != 1.0 or self.outer_momentum != 0.0):
+            raise ValueError("--outer-lr / --outer-momentum with --broadcast subset: the workers assemble the model "
+                             "themselves and would not take the PS's outer step; use --broadcast full")
         if self.broadcast == "subset" and self.prediction == "hold":
             raise ValueError("--broadcast subset needs a predictor on the workers; the control (--prediction hold) has none")
         if self.predictor_init and (self.predictor or self.prediction == "hold"):

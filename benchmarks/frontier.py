@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
     # --- loop --------------------------------------------------------------------------------------
     # Setting by setting: a tuned one's candidates on the tuning seed, then the candidate chosen at each
     # budget on the other seeds; a setting that inherits a rate waits for the row it names.
-    this_commit, interrupted, failed, waiting = commit_label(), False, 0, 0
+    interrupted, failed, waiting = False, 0, 0
     if not args.dry_run and not args.report_only:
         root.mkdir(parents=True, exist_ok=True)
         npzio.write_json(root / report.TUNING, {
@@ -267,7 +267,8 @@ def main(argv: list[str]) -> int:
             if args.report_only:
                 continue
             print(f"{where}: started -> {portable(str(run.run_dir))}", flush=True)
-            outcome = run_one(run, this_commit, sys.executable)
+            # The code a run uses is the tree's when it starts (its processes import it then): named per run.
+            outcome = run_one(run, commit_label(), sys.executable)
             if outcome.ok:
                 selected = "" if outcome.selected is None else f", test acc at the best validation epoch {outcome.selected:.4f}"
                 print(f"{where}: finished in {outcome.seconds:.0f} s, final test acc {outcome.final:.4f}{selected}", flush=True)

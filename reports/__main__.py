@@ -1,6 +1,6 @@
 """Reports of finished runs from the command line, one command per study.
 
-    python -m reports frontier ROOT --out results/frontier [--baseline LABEL]
+    python -m reports frontier ROOT --out results/frontier [--baseline LABEL] [--readme README.md ...]
     python -m reports network results/network [--margin 0.01 | --target 0.86]
     python -m reports methods results/methods/summaries --readme results/methods/README.md
     python -m reports models results/models
@@ -23,6 +23,8 @@ f = commands.add_parser("frontier", help="accuracy for bytes over a grid of runs
 f.add_argument("root", help="the grid's run root (ROOT/LABEL/seedN/)")
 f.add_argument("--out", default="results/frontier", help="where frontier.json, .csv, .md and .png go")
 f.add_argument("--baseline", default="baseline", help="the setting the bytes fractions are taken against")
+f.add_argument("--readme", action="append", default=[], help="a README whose block 'frontier summary' gets the summary "
+               "table (repeatable; e.g. README.md and results/frontier/README.md)")
 n = commands.add_parser("network", help="time to target over emulated hosts, re-derived from the CSVs of "
                                         "benchmarks/network.py")
 n.add_argument("dir", help="the benchmark's --out: its results.csv and curves.csv are read, and every file rewritten")
@@ -45,7 +47,8 @@ args = p.parse_args()
 
 try:
     if args.command == "frontier":
-        result = frontier.report(args.root, args.out, [sys.executable, "-m", "reports", *sys.argv[1:]], args.baseline)
+        result = frontier.report(args.root, args.out, [sys.executable, "-m", "reports", *sys.argv[1:]], args.baseline,
+                                 tuple(Path(r) for r in args.readme))
         print(frontier.markdown(result))
         print(f"reports: wrote frontier.json, frontier.csv, frontier.md and frontier.png in {args.out}")
     elif args.command == "network":

@@ -27,6 +27,7 @@ import npzio
 import provenance
 from data.validation import select_epoch
 from reports import cost
+from reports import readme as readme_blocks
 from reports.errors import ReportError
 
 MARKER = "frontier-run.json"
@@ -340,9 +341,18 @@ def notes(sections: list[dict], runs: list[dict], failed: list[dict], tuning: di
                 out.append(f"{r['label']}: a record made without a validation split: only its final test accuracy is "
                            "shown, and it is not ranked.")
     for f in failed:
-        out.append(f"FAILED: {f['label']} seed {f['seed']}: {f['failure'].get('reason', 'no reason recorded')} "
-                   f"(log: {f['failure'].get('log', LOG)})")
+        out.append(f"FAILED: {f['label']} seed {f['seed']}: {_portable_text(f['failure'].get('reason', 'no reason recorded'), f)} "
+                   f"(log: {_log(f)})")
     return out
+
+
+def _log(run: dict) -> str:
+    """A run's log, named as the root was (the record's own path may be of another machine or place)."""
+    return provenance.portable(str(run["dir"] / LOG))
+
+
+def _portable_text(text: str, run: dict) -> str:
+    return text.replace(str(Path(run["dir"]).resolve()), provenance.portable(str(run["dir"])))
 
 
 def build(root: Path, argv: list[str], baseline: str = "baseline", base: Path = Path(".")) -> dict:
@@ -359,7 +369,8 @@ def build(root: Path, argv: list[str], baseline: str = "baseline", base: Path = 
     return {"root": provenance.portable(str(root)), "baseline": baseline, "provenance": provenance.record(argv=argv),
             "tuning": tuning, "budgets": sections,
             "summary_line": " ".join(s["summary_line"] for s in sections),
-            "failed": [{"label": f["label"], "seed": f["seed"], **f["failure"]} for f in failed],
+            "failed": [{"label": f["label"], "seed": f["seed"], **f["failure"], "reason": _portable_text(
+                f["failure"].get("reason", ""), f), "log": _log(f)} for f in failed],
             "notes": notes(sections, runs, failed, tuning, baseline)}
 
 
@@ -416,10 +427,36 @@ def _plot(path: Path, result: dict) -> None:
     npzio.write_bytes(path, buffer.getvalue())
 
 
-def report(root: Path, out: Path, argv: list[str], baseline: str = "baseline") -> dict:
-    """Build the report of `root` and write it to `out`; ReportError for a root or record that cannot be read."""
+README_BLOCK = ("frontier", "summary")  # the block of a README that summary_table fills (reports/readme.py)
+
+
+def summary_table(result: dict) -> str:
+    """The frontier in a few lines for a README: per budget, every ranked row by its bytes, the test accuracy at
+    the best validation epoch over its seeds; bold: the strongest row at its byte budget."""
+    lines = []
+    for section in result["budgets"]:
+        strongest = {s["row"] for s in section["strongest_by_budget"]}
+        lines += [f"**{section['budget_epochs']} epochs** (LeNet-5 / Fashion-MNIST, 4 workers):", "",
+                  "| row | seeds | test acc at best val | final test acc | bytes up + down | vs baseline |",
+                  "|---|---|---|---|---|---|"]
+        for r in section["rows"]:
+            if r.get("family") == CONTROLS or r["sel_acc_mean"] is None:
+                continue
+            name = f"**{r['row']}**" if r["row"] in strongest else r["row"]
+            lines.append(f"| {name} | {r['seeds']} | {_acc(r['sel_acc_mean'], r['sel_acc_std'])} | "
+                         f"{_acc(r['final_acc_mean'], r['final_acc_std'])} | {r['total_bytes'] / 1e6:,.1f} MB | "
+                         f"{_pct(r['bytes_vs_baseline'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def report(root: Path, out: Path, argv: list[str], baseline: str = "baseline", readmes: tuple[Path, ...] = ()) -> dict:
+    """Build the report of `root` and write it to `out` (and its summary table into each of `readmes`' block
+    "frontier summary"); ReportError for a root or record that cannot be read."""
     result = build(Path(root), argv, baseline)
     if not any(s["rows"] for s in result["budgets"]) and not result["failed"]:
         raise ReportError(f"{root} holds no finished or failed run (ROOT/LABEL/seedN/summary.json)")
     write(Path(out), result)
+    for readme in readmes:
+        readme_blocks.write_blocks(Path(readme), README_BLOCK[0], {README_BLOCK[1]: summary_table(result)})
     return result

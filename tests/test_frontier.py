@@ -287,3 +287,20 @@ def test_a_shorter_budget_is_the_first_epochs_of_a_longer_run(tmp_path):
     same = ("test_acc", "val_acc", "loss", "train_acc", "bytes_pushed", "bytes_pulled")
     assert {k: first[k] for k in same} == {k: prefix[k] for k in same}
     assert len(read_jsonl(long / "metrics.jsonl")) == 2
+
+
+@pytest.mark.unit
+def test_the_readmes_show_the_frontier_as_its_record_has_it():
+    """README.md's and results/frontier/README.md's summary tables are the committed frontier.json's, figure for
+    figure: `python -m reports frontier ROOT --readme ...` writes them, and a hand edit or a stale table fails here."""
+    from reports import readme as blocks
+
+    result = json.loads((ROOT / "results" / "frontier" / "frontier.json").read_text())
+    expected = frontier.summary_table(result)
+    assert "| baseline |" in expected or "| **baseline** |" in expected
+    for path in (ROOT / "README.md", ROOT / "results" / "frontier" / "README.md"):
+        text = path.read_text()
+        begin, end = blocks.begin_marker(*frontier.README_BLOCK), blocks.end_marker(*frontier.README_BLOCK)
+        assert text.count(begin) == 1 and text.count(end) == 1, path
+        shown = text[text.index(begin) + len(begin):text.index(end)].strip()
+        assert shown == expected.strip(), path

@@ -120,7 +120,7 @@ except (cluster.ClusterError, CheckpointError, ParamSetError, ValueError) as e:
     fail(e)
 print(f"ps: {config.method} on {model.name}/{dataset.name}: {model.layout.total:,} parameters "
       f"({model.layout.pushed:,} in the pushed group: {', '.join(model.layout.pushed_layers())}), {n_workers} workers, "
-      f"{steps_per_epoch} steps per epoch; listening on {spec.ps[0]}", flush=True)
+      f"{steps_per_epoch} steps per epoch; listening on {spec.ps[0]}; devices here: {', '.join(cluster.devices())}", flush=True)
 print(f"ps: data: {dataset.provenance.get('origin')} {'; '.join(dataset.provenance.get('transforms', []))}", flush=True)
 
 # --- loop ----------------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ best_val = select_epoch(val_curve) if val_curve and None not in val_curve else N
 summary = {
     "method": config.method, "method_options": method.opts, "model": model.name, "dataset": dataset.name,
     "data": dataset.provenance, "workers": n_workers, "epochs": args.epochs, "steps": total_steps,
-    "steps_per_epoch": steps_per_epoch, "lr": method.run.lr,
+    "steps_per_epoch": steps_per_epoch, "lr": method.run.lr, "ps_devices": cluster.devices(),
     "total_params": model.layout.total, "pushed_params": model.layout.pushed, "pushed_layers": model.layout.pushed_layers(),
     # Ranked by final_test_acc or test_acc_at_best_val; best_test_acc selects on the test set (for reference only).
     "final_test_acc": curve[-1], "test_acc_at_best_val": None if best_val is None else curve[best_val],

@@ -56,7 +56,9 @@ try:
     cluster.wait_for_port(spec.ps[0], args.connect_timeout, "the PS")
     start, phase, checkpoint_every = graph.join(session, config.to_json(), args.connect_timeout, spec.ps[0])
     first_epoch, first_step = divmod(start, schedule.steps_per_epoch)
-    print(f"{name}: joined; {schedule.steps_per_epoch} steps per epoch, starting at step {start}", flush=True)
+    print(f"{name}: joined; {schedule.steps_per_epoch} steps per epoch, starting at step {start}; "
+          f"devices here: {', '.join(cluster.devices())} (training on {'GPU:0' if 'GPU:0' in cluster.devices() else 'CPU'})",
+          flush=True)
     if not start:  # a fresh run: an earlier run's record of this worker is kept aside, never overwritten
         aside = run_dir.set_aside([log_path, *states.paths, trace.path])
         if aside:

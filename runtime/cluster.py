@@ -97,6 +97,15 @@ def start_server(cluster: Cluster, job: str, index: int, threads: int) -> tf.dis
     return tf.distribute.Server(cluster.spec(), job_name=job, task_index=index, start=True, config=config)
 
 
+def devices() -> list[str]:
+    """The devices TensorFlow sees in this process ("CPU", "GPU:0", ...): a worker's training runs on its first GPU
+    when it has one (TensorFlow places an op whose device names no type on a GPU if it has a GPU kernel), else on
+    its CPU; the PS's variables stay on the PS's host either way."""
+    found = tf.config.list_physical_devices()
+    gpus = [d for d in found if d.device_type == "GPU"]
+    return ["CPU", *(f"GPU:{i}" for i in range(len(gpus)))]
+
+
 def port_in_use(port: int) -> bool:
     """Whether something listens on TCP `port`.
 

@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=${1:-}
-if [ -n "$extra" ] && [ "$extra" != dev ]; then
-  echo "setup: error: unknown extra '$extra'; give nothing or 'dev'" >&2
+if [ -n "$extra" ] && [ "$extra" != dev ] && [ "$extra" != gpu ]; then
+  echo "setup: error: unknown extra '$extra'; give nothing, 'dev' (the test tools) or 'gpu' (TensorFlow with CUDA)" >&2
   exit 2
 fi
 
@@ -22,7 +22,14 @@ fi
 base=".venv/.installed-$({ cat pyproject.toml requirements.txt; pwd; } | sha256sum | cut -c1-16)"
 if [ ! -f "$base-${extra:-base}" ] && { [ -n "$extra" ] || [ ! -f "$base-dev" ]; }; then
   echo "setup: installing this project${extra:+ with its $extra tools} into .venv (pip install -e)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extra:+[$extra]}"
+  if [ "$extra" = gpu ]; then
+    # requirements.txt pins the CPU build; a GPU machine gets TensorFlow's CUDA build of the same line instead.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+    .venv/bin/python -m pip uninstall -q -y tensorflow-cpu
+    .venv/bin/python -m pip install -q --disable-pip-version-check "tensorflow[and-cuda]>=2.21,<2.22"
+  else
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extra:+[$extra]}"
+  fi
   touch "$base-${extra:-base}"
 fi
 

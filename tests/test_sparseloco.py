@@ -80,6 +80,7 @@ def test_sparseloco_keeps_every_side_equal_counts_its_bytes_resumes_exactly_and_
         assert record["bytes_pushed"] == 2 * n * payload
         assert record["bytes_pulled"] == 2 * n * (2 * payload + CONTROL)  # every worker's payload, relayed
     assert payload < 0.02 * 4 * T  # under 2 % of a dense push
+    assert summary["ps_devices"][0] == "CPU"  # every process names the devices it saw (GPUs after it, where present)
     np.testing.assert_array_equal(np.load(whole / "checkpoint.npz")["model"], np.load(split / "checkpoint.npz")["model"])
     resumed = json.loads((split / "summary.json").read_text())
     for key in ("test_acc_by_epoch", "val_acc_by_epoch", "best_val_epoch", "test_acc_at_best_val"):

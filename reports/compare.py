@@ -99,7 +99,11 @@ def write_comparison(out: Path, summaries: dict[str, dict], notes: list[str] | N
     # Comparisons get committed: the predictor's path and the notes' name no absolute path of this machine.
     result = json.loads(provenance.portable(json.dumps(result), out))
     (out / "comparison.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "comparison.md").write_text(markdown(result, result["notes"]) + ("\n" + cost.markdown(costs) if costs else ""))
+    runs = markdown(result, result["notes"])
+    if costs:  # the whole cost leads: a saving that an earlier run paid for must not read as one
+        title, rest = runs.split("\n", 1)
+        runs = f"{title}\n\n{cost.markdown(costs)}\n## The runs\n{rest}"
+    (out / "comparison.md").write_text(runs)
     _plot(out / "comparison.png", result)
     return result
 

@@ -19,6 +19,7 @@ def test_a_method_named_alone_gets_its_measured_setting():
     assert _parsed("--method", "baseline") == (0.003, 0.0, "front")
     assert _parsed("--method", "localsgd") == (0.006, 0.0, "front")  # local SGD's tuned rate
     assert _parsed("--method", "dgc")[0] == 0.05
+    assert _parsed("--method", "sparseloco")[0] == 0.0015  # SparseLoCo's tuned rate (at 30 epochs)
 
 
 def test_the_paper_preset_is_the_reference_and_a_given_flag_wins():

@@ -402,7 +402,8 @@ def _plot(path: Path, result: dict) -> None:
         return
     fig, axes = plt.subplots(1, len(sections), figsize=(8 * len(sections), 5), squeeze=False)
     for ax, section in zip(axes[0], sections):
-        rows = [r for r in section["rows"] if r["sel_acc_mean"] is not None]
+        # The controls answer a question about a row (frontier.md tables them); on the plot they would only set its scale.
+        rows = [r for r in section["rows"] if r["sel_acc_mean"] is not None and r.get("family") != CONTROLS]
         for family in sorted({r["family"] for r in rows}):
             mine = sorted((r for r in rows if r["family"] == family), key=lambda r: r["total_bytes"])
             x = [r["total_bytes"] / 1e6 for r in mine]
@@ -416,7 +417,7 @@ def _plot(path: Path, result: dict) -> None:
                             xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
         ax.set(xlabel="bytes up + down per run, whole cost (MB, log)",
-               ylabel="test accuracy at the best validation epoch (mean; bars: min–max over seeds)",
+               ylabel="test acc at best val epoch (mean; bars: min–max)",
                title=f"accuracy for bytes, {section['budget_epochs']} epochs")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)

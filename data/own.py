@@ -44,7 +44,8 @@ def files(name: str) -> tuple[Path, ...]:
     return (path,)
 
 
-def _arrays(name: str) -> dict[str, np.ndarray]:
+def _arrays(name: str, wanted: tuple[str, ...] = ARRAYS) -> dict[str, np.ndarray]:
+    """The arrays `wanted` (an .npz reads only those it is asked for)."""
     paths = files(name)
     try:
         if len(paths) == 1:
@@ -53,8 +54,8 @@ def _arrays(name: str) -> dict[str, np.ndarray]:
                 if missing:
                     raise DataError(f"{paths[0]} lacks {', '.join(missing)} (it has {', '.join(npz.files) or 'no arrays'}): "
                                     f"a dataset file holds {LAYOUT}")
-                return {a: npz[a] for a in ARRAYS}
-        return {a: np.load(p, allow_pickle=False) for a, p in zip(ARRAYS, paths)}
+                return {a: npz[a] for a in wanted}
+        return {a: np.load(p, allow_pickle=False) for a, p in zip(ARRAYS, paths) if a in wanted}
     except DataError:
         raise
     except ValueError as e:  # object arrays (pickles) are refused by allow_pickle=False
@@ -101,14 +102,22 @@ def read(name: str) -> dict:
         raise DataError(f"{where}: x_train is {x_train.dtype} but x_test {x_test.dtype}: store both alike")
     y_train = _labels(a["y_train"], len(x_train), "y_train", where)
     y_test = _labels(a["y_test"], len(x_test), "y_test", where)
-    if len(y_train) == 0 or len(y_test) == 0:
-        raise DataError(f"{where}: the training and the test set both need images")
-    classes = int(max(y_train.max(), y_test.max())) + 1
-    if classes < 2:
-        raise DataError(f"{where}: every label is 0: a classifier needs at least 2 classes")
+    classes = _classes(y_train, y_test, where)
     return {"train": (x_train, y_train), "test": (x_test, y_test), "classes": classes,
             "levels": 255 if x_train.dtype == np.uint8 else 1, "files": tuple(str(p) for p in files(name))}
 
 
 def class_count(name: str) -> int:
-    return read(name)["classes"]
+    """The class count from the labels alone: the launcher's check sizes the model before any image is read."""
+    where = canonical(name)
+    a = _arrays(name, ("y_train", "y_test"))
+    return _classes(*(_labels(a[k], len(a[k]), k, where) for k in ("y_train", "y_test")), where)
+
+
+def _classes(y_train: np.ndarray, y_test: np.ndarray, where: str) -> int:
+    if len(y_train) == 0 or len(y_test) == 0:
+        raise DataError(f"{where}: the training and the test set both need images")
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    if classes < 2:
+        raise DataError(f"{where}: every label is 0: a classifier needs at least 2 classes")
+    return classes

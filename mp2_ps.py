@@ -41,7 +41,7 @@ try:
     n_workers = len(spec.workers)
     steps_per_epoch = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed).steps_per_epoch
     method = flags.build_method(args, model, n_workers, steps_per_epoch)
-    method.prepare_ps(args, dataset, log=lambda s: print(f"ps: {s}", flush=True))
+    method.prepare_ps(flags.ps_context(args), dataset, log=lambda s: print(f"ps: {s}", flush=True))
 except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
     fail(e)
 config = flags.run_config(args, model, dataset, n_workers, method)
@@ -245,7 +245,7 @@ curve = [r["test_acc"] for r in history]
 val_curve = [r.get("val_acc") for r in history]  # an epoch resumed from an older record may lack it
 best_val = select_epoch(val_curve) if val_curve and None not in val_curve else None
 summary = {
-    "method": config.method, "method_options": method.opts, "model": model.name, "dataset": dataset.name,
+    "method": config.method, "method_options": method.opts.to_json(), "model": model.name, "dataset": dataset.name,
     "data": dataset.provenance, "workers": n_workers, "epochs": args.epochs, "steps": total_steps,
     "steps_per_epoch": steps_per_epoch, "lr": method.run.lr, "ps_devices": cluster.devices(),
     "total_params": model.layout.total, "pushed_params": model.layout.pushed, "pushed_layers": model.layout.pushed_layers(),

@@ -122,7 +122,7 @@ def payloads(method, phase: int, rng: np.random.Generator) -> list[list[np.ndarr
         from runtime.methods.mp2 import FULL
 
         sent = [floats(layout.total if phase == FULL else layout.pushed)]
-        ratio = method.settings.correction_ratio
+        ratio = method.opts.correction_ratio
         if ratio > 0:  # the predicted group's Top-k gradient, none on full steps
             sizes = [spec.size for spec in layout.params if spec.group == PREDICTED]
             sent += sparse(sizes, [0 if phase == FULL else topk_count(ratio, n) for n in sizes])
@@ -151,7 +151,7 @@ def sparse_counts(method) -> list[int]:
     """Entries a Top-k or DGC worker sends of each tensor (0 for a tensor DGC sends dense)."""
     from compression.topk import topk_count
 
-    ratio = method.opts["ratio"]
+    ratio = method.opts.ratio
     if method.name == "topk":
         return [topk_count(ratio, spec.size) for spec in method.layout.params]
     return [0 if is_dense else min(spec.size, max(1, math.ceil(ratio * spec.size)))  # DGC's target k
@@ -267,7 +267,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
           log_dir: Path) -> dict:
     import tensorflow as tf
 
-    from runtime import cluster, deadline
+    from runtime import cluster, deadline, flags
     from runtime.ps import PSGraph
     from runtime.wire import Wire
 
@@ -280,7 +280,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
     # Built as mp2_ps.py builds it: its flags, its method factory, its graph.
     total_steps = warmup + steps + 1  # the last one, unmeasured, traced op by op
     args, model, method = build_method(model_name, method_name, workers, total_steps, method_file)
-    method.prepare_ps(args, dataset=None)  # a predictor or nowcaster file (or none) needs no data
+    method.prepare_ps(flags.ps_context(args), dataset=None)  # a predictor or nowcaster file (or none) needs no data
     wire = Wire(workers, method.up_dtypes, method.down_dtypes)
     graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync)
     graph.initialise(session, model.init_vector(args.seed))
@@ -332,7 +332,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
     by_phase = {name: summarize([ps_seconds[s] for s in measured if phases[s] == name])
                 for name in dict.fromkeys(phases[s] for s in measured)}
     options = {k: ("<untrained, written by ps_step>" if k in ("predictor", "wnn") and v else v)
-               for k, v in method.opts.items()}  # the file is a temporary one
+               for k, v in method.opts.to_json().items()}  # the file is a temporary one
     return {"model": model_name, "parameters": model.layout.total, "pushed": model.layout.pushed, "workers": workers,
             "method": method_name, "method_options": options, "warmup_steps": warmup, "measured_steps": steps,
             "exchanges_per_step": {method.phase_name(p): len(ops) for p, ops in graph.step_ops.items()},
@@ -350,7 +350,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
 
 def predictor_weights(method) -> int | None:
     """Values in the network the PS runs on the average: MP²'s predictor, WNN's nowcasters; None for the others."""
-    if method.name == "mp2" and method.settings.prediction == "predictor":
+    if method.name == "mp2" and method.opts.prediction == "predictor":
         return sum(int(np.prod(v.shape)) for v in method.predictor.weight_vars.values())
     if method.name == "wnn":
         from wnn import network

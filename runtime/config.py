@@ -61,6 +61,16 @@ class RunConfig:
         out = []
         for name, flag in FLAG_OF.items():
             a, b = getattr(self, name), getattr(other, name)
-            if name not in ignore and a != b:
+            if name in ignore or a == b:
+                continue
+            if name == "method_options" and self.method == other.method:  # one phrase per option, naming its flag
+                out += option_differences(a, b, theirs, mine)
+            else:
                 out.append(f"{flag}: {theirs} has {b!r}, {mine} has {a!r}")
         return out
+
+
+def option_differences(mine: dict, theirs: dict, theirs_name: str, mine_name: str) -> list[str]:
+    """One phrase per method option that differs, naming its flag."""
+    return [f"--{name.replace('_', '-')}: {theirs_name} has {theirs.get(name)!r}, {mine_name} has {mine.get(name)!r}"
+            for name in sorted(set(mine) | set(theirs)) if mine.get(name) != theirs.get(name)]

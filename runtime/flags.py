@@ -11,7 +11,7 @@ import data.validation
 import models
 from runtime import cluster
 from runtime.config import RunConfig
-from runtime.methods import METHODS, Method, RunInfo, all_options, build
+from runtime.methods import METHODS, Method, Options, PSContext, RunInfo, all_options, build
 
 
 # The shared flags a preset decides when they are not given. "measured": the setting the tuned frontier
@@ -69,14 +69,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--seed", type=argtypes.nonnegative_int, default=0)
     g.add_argument("--verify-sync", action="store_true",
                    help="every step, check that each worker's model equals the PS's bit for bit (a digest rides in the reply)")
-    g = p.add_argument_group("method options (each belongs to the methods named)")
-    for flag, owners in all_options().items():
-        option = owners[0][1]
-        defaults = ", ".join(f"{name} {o.default}" for name, o in owners).replace("%", "%%")
-        # A switch: --flag and --no-flag (a default of True must be possible to turn off).
-        kind = {"action": argparse.BooleanOptionalAction} if option.type is bool else {"type": option.type}
-        g.add_argument(flag, **kind, default=None, dest=option.dest,
-                       help=f"[{', '.join(n for n, _ in owners)}] {option.help} (default: {defaults})%(default).0s")
+    add_method_options(p)
     g = p.add_argument_group("runtime")
     g.add_argument("--trace-steps", type=argtypes.nonnegative_int, default=0, metavar="N",
                    help="workers record their first N steps (trained model, payload, reply) in OUT/trace-worker-I.npz")
@@ -85,6 +78,33 @@ def parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--step-timeout", type=argtypes.positive_float, default=120, help="seconds a step (or an epoch-end evaluation) may take")
     g.add_argument("--threads", type=argtypes.nonnegative_int, default=1, help="threads each TensorFlow op may use in this process (0: TensorFlow decides)")
     return p
+
+
+def add_method_options(p: argparse.ArgumentParser) -> None:
+    """One section per method, generated from its options dataclass (name, type, default, help). A flag several
+    methods take is listed in the first one's section, with each method's help and default."""
+    owners_of = all_options()
+    registered: set[str] = set()
+    for name, method in METHODS.items():
+        described = method.Options.described()
+        if not described:
+            continue
+        shared = [o.flag for o in described if o.flag in registered]
+        g = p.add_argument_group(f"--method {name} ({method.Options.__name__})",
+                                 f"also takes {', '.join(shared)} (above)" if shared else None)
+        for option in described:
+            if option.flag in registered:
+                continue
+            registered.add(option.flag)
+            owners = owners_of[option.flag]
+            if len(owners) == 1:
+                text = f"{option.help} (default: {option.default})"
+            else:
+                text = "; ".join(f"[{n}] {o.help} (default: {o.default})" for n, o in owners)
+            # A switch: --flag and --no-flag (a default of True must be possible to turn off).
+            kind = {"action": argparse.BooleanOptionalAction} if option.type is bool else {"type": option.type}
+            g.add_argument(option.flag, **kind, default=None, dest=option.dest,
+                           help=text.replace("%", "%%") + "%(default).0s")
 
 
 CHECKPOINT_EVERY = 100  # steps: a save costs 0.5 % of LeNet-5's 100 steps, 0.14 % of ResNet-18's (results/reliability)
@@ -141,19 +161,25 @@ def split_ps_only(argv: list[str]) -> list[str]:
     return out
 
 
-def method_options(args: argparse.Namespace) -> dict:
-    """The chosen method's options: given values, else its defaults; another method's option is an error."""
-    chosen = METHODS[args.method]
-    mine = {o.dest: o for o in chosen.options}
-    opts = {}
+def method_options(args: argparse.Namespace) -> Options:
+    """The chosen method's typed options, built once from the flags: given values, else its defaults; another
+    method's option is an error."""
+    chosen = METHODS[args.method].Options
+    mine = {o.dest for o in chosen.described()}
     for flag, owners in all_options().items():
         dest = owners[0][1].dest
-        value = getattr(args, dest, None)
-        if dest in mine:
-            opts[dest] = mine[dest].default if value is None else value
-        elif value is not None:
+        if dest not in mine and getattr(args, dest, None) is not None:
             raise ValueError(f"{flag} is an option of {', '.join(n for n, _ in owners)}, not of --method {args.method}")
-    return opts
+    return chosen.from_flags({dest: getattr(args, dest, None) for dest in mine})
+
+
+def ps_context(args: argparse.Namespace) -> PSContext:
+    """What a method preparing the PS may know of the run's flags."""
+    data_flags = ["--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    data_flags += (["--fit-input"] if args.fit_input else []) + (
+        ["--train-images", str(args.train_images)] if args.train_images else [])
+    return PSContext(out=args.out, model=args.model, push=args.push, data_flags=tuple(data_flags), seed=args.seed,
+                     step_timeout=args.step_timeout, resume=bool(getattr(args, "resume", False)))
 
 
 def build_method(args: argparse.Namespace, model: models.Model, workers: int, steps_per_epoch: int) -> Method:

@@ -49,10 +49,10 @@ def test_one_step_moves_each_sent_entry_by_the_rate_against_the_mean_gradient_an
 
 def test_the_default_ratio_is_on_with_a_full_broadcast_every_step_and_off_otherwise():
     run = RunInfo(workers=4, steps_per_epoch=120, epochs=10, lr=0.003, seed=0)
-    assert MP2Options.from_flags({}, run).correction_ratio == CORRECTION_RATIO > 0
-    assert MP2Options.from_flags({"broadcast": "subset"}, run).correction_ratio == 0
-    assert MP2Options.from_flags({"sync_every": 16}, run).correction_ratio == 0
-    assert MP2Options.from_flags({"sync_every": 16, "correction_ratio": 0.01}, run).correction_ratio == 0.01
+    assert MP2Options.from_flags({}).for_run(run.steps_per_epoch).correction_ratio == CORRECTION_RATIO > 0
+    assert MP2Options.from_flags({"broadcast": "subset"}).for_run(run.steps_per_epoch).correction_ratio == 0
+    assert MP2Options.from_flags({"sync_every": 16}).for_run(run.steps_per_epoch).correction_ratio == 0
+    assert MP2Options.from_flags({"sync_every": 16, "correction_ratio": 0.01}).for_run(run.steps_per_epoch).correction_ratio == 0.01
     with pytest.raises(ValueError, match="--broadcast subset: the workers would predict without the PS's correction"):
-        MP2Options.from_flags({"broadcast": "subset", "correction_ratio": 0.02}, run).check()
-    MP2Options.from_flags({"broadcast": "subset", "correction_ratio": 0.0}, run).check()
+        MP2Options.from_flags({"broadcast": "subset", "correction_ratio": 0.02}).for_run(run.steps_per_epoch).check()
+    MP2Options.from_flags({"broadcast": "subset", "correction_ratio": 0.0}).for_run(run.steps_per_epoch).check()

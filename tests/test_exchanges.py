@@ -211,15 +211,16 @@ def test_mp2_with_a_sync_interval_exchanges_every_h_steps_and_predicts_there(run
 @pytest.mark.unit
 def test_mp2_exchanges_where_local_sgd_does_and_its_schedule_counts_exchanges():
     from runtime.methods.base import RunInfo
-    from runtime.methods.localsgd import LocalSGD
+    from runtime.methods.localsgd import LocalSGD, LocalSGDOptions
     from runtime.methods.mp2 import MP2
+    from runtime.methods.mp2_options import MP2Options
 
     run_info = RunInfo(workers=4, steps_per_epoch=120, epochs=2, lr=1e-3, seed=0)
     layout = models.get("lenet5", 10, push="front+head").layout
-    mp2 = MP2(layout, {"sync_every": 4}, run_info)
-    local = LocalSGD(layout, {"sync_every": 4, "outer_lr": 1.0, "outer_momentum": 0.0}, run_info)
+    mp2 = MP2(layout, MP2Options(sync_every=4), run_info)
+    local = LocalSGD(layout, LocalSGDOptions(sync_every=4), run_info)
     assert [s for s in range(240) if not mp2.is_local(s)] == [s for s in range(240) if not local.is_local(s)]
     assert [mp2._exchange[s] for s in (3, 7, 119, 123)] == [0, 1, 29, 30]
     # The derived defaults scale with exchanges per epoch (30 here): warm-up snapshots 30 x 30 / 120.
-    assert mp2.settings.warmup_snapshots == 7 and MP2(layout, {}, run_info).settings.warmup_snapshots == 30
-    assert not any(MP2(layout, {}, run_info).is_local(s) for s in range(240))
+    assert mp2.opts.warmup_snapshots == 7 and MP2(layout, MP2Options(), run_info).opts.warmup_snapshots == 30
+    assert not any(MP2(layout, MP2Options(), run_info).is_local(s) for s in range(240))

@@ -50,4 +50,4 @@ def test_the_outer_step_is_taken_towards_the_assembled_model(tmp_path):
 def test_the_outer_step_needs_the_full_broadcast():
     args = ps_parser("").parse_args(["--method", "mp2", "--broadcast", "subset", "--outer-lr", "0.7"])
     with pytest.raises(ValueError, match="--broadcast full"):
-        build("mp2", LENET.layout, method_options(args), RunInfo(2, 20, 1, 1e-3, 0)).settings.check()
+        build("mp2", LENET.layout, method_options(args), RunInfo(2, 20, 1, 1e-3, 0)).opts.check()

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from runtime.methods import schedule as S
-from runtime.methods.base import RunInfo
 from runtime.methods.mp2_options import DEFAULT_STAGE_FLAGS, MP2Options, measured_command
 
 pytestmark = pytest.mark.unit
@@ -35,7 +34,7 @@ def test_the_rule_gives_the_measured_digits_setting_and_keeps_given_values():
     assert (DIGITS.warmup_snapshots, DIGITS.online_snapshot_every, DIGITS.partial_snapshot_every,
             DIGITS.retrain_after, DIGITS.round_lag, DIGITS.first_round_steps) == (3, 1, 20, 3, 11, 1500)
     assert MP2Options().for_run(90).retrain_after == 6  # between the two: Fashion-MNIST's, scaled
-    given = MP2Options.from_flags({"retrain_after": 100, "partial_snapshot_every": 0}, RunInfo(4, 120, 10, 1e-3, 0))
+    given = MP2Options.from_flags({"retrain_after": 100, "partial_snapshot_every": 0}).for_run(120)
     assert given.retrain_after == 100 and given.partial_snapshot_every == 0 and given.warmup_snapshots == 30
 
 
@@ -50,7 +49,7 @@ def test_the_flags_parse_to_the_same_defaults():
     from runtime.flags import method_options, ps_parser
 
     opts = method_options(ps_parser("").parse_args(["--method", "mp2"]))
-    assert MP2Options.from_flags(opts, RunInfo(4, 120, 10, 1e-3, 0)) == FASHION
+    assert opts.for_run(120) == FASHION
 
 
 def test_the_methods_page_shows_the_defaults_once_and_the_scripts_do_not_repeat_them():

@@ -23,7 +23,6 @@ measured from the tensors sent, so a method never reports its own traffic.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -33,24 +32,7 @@ import tensorflow as tf
 from models import Layout
 from optim import BETA1, BETA2, MODEL_EPSILON
 from runtime.local_model import LocalModel
-
-
-@dataclass(frozen=True)
-class Option:
-    """A flag of a method's own; its value is part of the run configuration (the handshake)."""
-
-    flag: str
-    type: Callable[[str], Any]
-    default: Any
-    help: str
-    ps_only: bool = False  # e.g. a file the PS reads: not compared with the workers'
-    # A file the PS reads that workers may read too (compared by content at the handshake): the
-    # local launcher passes it on to the workers.
-    workers_may_read: bool = False
-
-    @property
-    def dest(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
+from runtime.methods.options import Options
 
 
 @dataclass(frozen=True)
@@ -62,6 +44,19 @@ class RunInfo:
     epochs: int
     lr: float
     seed: int
+
+
+@dataclass(frozen=True)
+class PSContext:
+    """What the PS's run tells a method preparing to serve (`Method.prepare_ps`): no argparse reaches a method."""
+
+    out: str                     # the run directory
+    model: str                   # --model as given (a name or FILE.py:FUNCTION)
+    push: str                    # --push as given
+    data_flags: tuple[str, ...]  # the flags that load this run's data again (for a process the method starts)
+    seed: int
+    step_timeout: float
+    resume: bool
 
 
 @dataclass
@@ -215,7 +210,7 @@ class Method:
 
     name = ""
     summary = ""  # one line for --help and the README table
-    options: tuple[Option, ...] = ()
+    Options: type[Options] = Options  # the method's typed options (runtime/methods/options.py)
     up_dtypes: tuple[tf.DType, ...] = (tf.float32,)
     down_dtypes: tuple[tf.DType, ...] = (tf.float32,)
     # The rate a user who names the method gets: the tuned frontier's choice on the main task (results/frontier,
@@ -224,13 +219,15 @@ class Method:
     paper_lr = 1e-3    # the MP² reference's (--preset paper)
     phase_names: dict[int, str] = {0: "step"}
 
-    def __init__(self, layout: Layout, opts: dict, run: RunInfo) -> None:
-        self.layout, self.opts, self.run = layout, dict(opts), run
+    def __init__(self, layout: Layout, opts: Options, run: RunInfo) -> None:
+        if not isinstance(opts, self.Options):
+            raise TypeError(f"{self.name} takes {self.Options.__name__}, not {type(opts).__name__}")
+        self.layout, self.opts, self.run = layout, opts, run
 
     # --- both sides ---------------------------------------------------------------------------
     def handshake_options(self) -> dict:
         """The options a worker must share with the PS (compared by name at the handshake)."""
-        return {o.dest: self.opts[o.dest] for o in self.options if not o.ps_only}
+        return self.opts.handshake()
 
     def precheck(self) -> None:
         """The checks of the method's options and files that need no data or graph, made by the local
@@ -260,7 +257,7 @@ class Method:
         """Per-epoch settings on the worker (DGC's warm-up ratio)."""
 
     # --- PS -------------------------------------------------------------------------------------
-    def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
+    def prepare_ps(self, context: PSContext, dataset, log=print) -> None:
         """Read what the PS needs before building (files named by PS-only options); may raise ValueError."""
 
     def saves_mid_epoch(self) -> bool:

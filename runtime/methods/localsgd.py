@@ -14,30 +14,37 @@ computed as such (the mean itself, not θ − (θ − mean), which may differ in
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 
 import argtypes
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, outer_step, syncs_at
+from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, outer_step, syncs_at
 from runtime.methods.baseline import average_ps, full_push_worker
+from runtime.methods.options import Options, option
+
+
+@dataclass(frozen=True)
+class LocalSGDOptions(Options):
+    sync_every: int = option(16, "steps between model averagings (H; the last step of every epoch syncs too). 16 is a "
+                             "guess between H=8 and H=32, tried on LeNet-5/Fashion-MNIST before the validation split "
+                             "(records not kept); at 16, results/network's runs ended at 0.8781 final test accuracy "
+                             "against the baseline's 0.8743", argtypes.positive_int)
+    outer_lr: float = option(1.0, "DiLoCo's outer learning rate (1 with momentum 0: plain averaging; the paper uses 0.7)",
+                             argtypes.positive_float)
+    outer_momentum: float = option(0.0, "DiLoCo's outer Nesterov momentum (the paper uses 0.9)", argtypes.fraction)
 
 
 class LocalSGD(Method):
     name = "localsgd"
     summary = "local Adam on every worker; every H-th step and at epoch ends the PS averages the models"
-    options = (
-        Option("--sync-every", argtypes.positive_int, 16, "steps between model averagings (H; the last step of every "
-               "epoch syncs too). 16 is a guess between H=8 and H=32, tried on LeNet-5/Fashion-MNIST before the "
-               "validation split (records not kept); at 16, results/network's runs ended at 0.8781 final test "
-               "accuracy against the baseline's 0.8743"),
-        Option("--outer-lr", argtypes.positive_float, 1.0, "DiLoCo's outer learning rate (1 with momentum 0: plain "
-               "averaging; the paper uses 0.7)"),
-        Option("--outer-momentum", argtypes.fraction, 0.0, "DiLoCo's outer Nesterov momentum (the paper uses 0.9)"),
-    )
+    Options = LocalSGDOptions
+    opts: LocalSGDOptions
     phase_names = {0: "sync"}
     default_lr = 0.006  # the tuned frontier's choice for H=16 and H=64 at 30 epochs (×2 of the baseline's 0.003)
 
     def is_local(self, step: int) -> bool:
-        return not syncs_at(step, self.run.steps_per_epoch, self.opts["sync_every"])
+        return not syncs_at(step, self.run.steps_per_epoch, self.opts.sync_every)
 
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         return {0: full_push_worker(w)}
@@ -46,7 +53,7 @@ class LocalSGD(Method):
         return w.adam(w.local.variables())  # the same optimizer (slots, clock) as the sync steps' training
 
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
-        lr, momentum = self.opts["outer_lr"], self.opts["outer_momentum"]
+        lr, momentum = self.opts.outer_lr, self.opts.outer_momentum
         if lr == 1.0 and momentum == 0.0:
             return {0: average_ps(ps)}
         velocity = ps.variable("outer_velocity", tf.zeros([self.layout.total])) if momentum > 0.0 else None

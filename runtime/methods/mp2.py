@@ -17,117 +17,40 @@ of the predicted group, from which the PS learns a correction it adds to every p
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-import argtypes
 from models import PREDICTED, PUSHED
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, outer_step, syncs_at
+from runtime.methods.base import Method, PSContext, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, outer_step, syncs_at
 from runtime.methods.baseline import average_ps, full_push_worker
 from runtime.methods.correction import Correction, compress_gradient
-from runtime.methods.mp2_options import CORRECTION_RATIO, MP2Options, default_help
+from runtime.methods.mp2_options import MP2Options
 from runtime.methods.schedule import HeldSchedule, Schedule
 
 FULL, PARTIAL, PARTIAL_WITH_WEIGHTS = 0, 1, 2
-D = MP2Options()  # the defaults
 
 
 class MP2(Method):
     name = "mp2"
     summary = "workers push the pushed group (--push); the PS predicts the rest and sends the model"
-    options = (
-        Option("--predictor", str, None, "predictor checkpoint (.npz, or the directory of mp2_train_stage.py's "
-               "output); without it, online MP²: the PS trains the predictor during the run. With --broadcast "
-               "subset a worker given the same file reads it instead of receiving the weights",
-               ps_only=True, workers_may_read=True),
-        Option("--prediction", str, D.prediction, "predictor: the trained predictor fills the predicted group; "
-               "hold: the control run, which keeps it at its last fully pushed value"),
-        Option("--full-push-epochs", argtypes.nonnegative_int, D.full_push_epochs, "the last K epochs push the whole model"),
-        Option("--sync-every", argtypes.positive_int, D.sync_every, "steps between exchanges (H): between them every "
-               "worker trains all its layers alone with its local Adam; every H-th step and the last of each epoch "
-               "exchange (push the pushed group, or everything on full steps; the PS predicts the rest). Online "
-               "MP²'s schedule then counts exchanges, not steps"),
-        Option("--correction-ratio", argtypes.fraction, None, "on partial steps every worker also sends this fraction "
-               "of each predicted tensor's gradient (Top-k with error feedback); the PS learns from them a correction "
-               f"it adds to every prediction; 0: off (the paper's MP²). Default: {CORRECTION_RATIO} with --broadcast "
-               "full and --sync-every 1; 0 with subset (its workers predict without the PS's correction) or a sync "
-               "interval (measured worse there)"),
-        Option("--outer-lr", argtypes.positive_float, D.outer_lr, "DiLoCo's outer step on the model the PS assembles "
-               "(the averaged pushed group and the prediction) at each exchange: θ ← θ − lr·(g + μ·v), g = θ − assembled "
-               "(1 with momentum 0: the assembled model itself, MP² as published)"),
-        Option("--outer-momentum", argtypes.fraction, D.outer_momentum, "DiLoCo's outer Nesterov momentum μ"),
-        Option("--broadcast", str, D.broadcast, "full: the PS sends the whole model back; subset: only the averaged "
-               "pushed group, and each worker predicts the rest with the same predictor"),
-        # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone. Defaults:
-        # MP2Options (the measured setting); None: derived from the run's steps per epoch.
-        Option("--warmup-snapshots", argtypes.positive_int, None, "online: snapshots before the first predictor "
-               "is trained" + default_help("warmup_snapshots"), ps_only=True),
-        Option("--online-snapshot-every", argtypes.positive_int, None, "online: a warm-up snapshot every K full "
-               "steps" + default_help("online_snapshot_every"), ps_only=True),
-        Option("--refresh-every", argtypes.int_at_least(2), D.refresh_every, "online: a window of full pushes starts "
-               "every R steps (a fresh snapshot and the check at its end)", ps_only=True),
-        Option("--refresh-steps", argtypes.positive_int, D.refresh_steps, "online: full steps in each refresh window", ps_only=True),
-        Option("--retrain-after", argtypes.positive_int, None, "online: retrain the predictor after this many new "
-               "snapshots" + default_help("retrain_after"), ps_only=True),
-        Option("--switch-tolerance", argtypes.float_in(0.0, 1.0), D.switch_tolerance, "online: the predictor passes "
-               "while its assembled accuracy is at most this below the fully pushed model's (on validation images "
-               "from the training set)", ps_only=True),
-        Option("--check-images", argtypes.positive_int, D.check_images, "online: validation images the check uses", ps_only=True),
-        Option("--watch-every", argtypes.positive_int, D.watch_every, "online: every K partial steps the PS measures "
-               "the live model on the check images; a drop of more than --watch-tolerance below the last fully pushed "
-               "model's accuracy sends the workers back to full pushes", ps_only=True),
-        Option("--watch-tolerance", argtypes.float_in(0.0, 1.0), D.watch_tolerance, "online: see --watch-every", ps_only=True),
-        Option("--online-wait", bool, D.online_wait, "online: hold the step barrier while a predictor round trains "
-               "(the stall is measured), so a round lands on the same step under any load; --no-online-wait lets "
-               "the workers go on with full pushes meanwhile", ps_only=True),
-        Option("--round-lag", argtypes.nonnegative_int, None, "online: a round started while a predictor "
-               "is live trains beside the training and is taken this many steps after it starts (with --online-wait "
-               "the barrier waits there only if the round is late, so it still lands on the same step under any "
-               "load); 0: taken at once. The first round, and one started while the workers fall back to full "
-               "pushes, are taken at once" + default_help("round_lag"), ps_only=True),
-        Option("--online-rounds", str, D.online_rounds, "online: where a predictor round trains. graph: in the PS, "
-               "continuing the last predictor that passed for a bounded number of optimizer steps; stage: an "
-               "mp2_train_stage.py process per round, epochs over every snapshot (--online-stage-flags)", ps_only=True),
-        Option("--first-round-steps", argtypes.positive_int, D.first_round_steps, "online, graph rounds: optimizer "
-               "steps of the first round (one snapshot and 64 images each)", ps_only=True),
-        Option("--round-steps", argtypes.positive_int, D.round_steps, "online, graph rounds: optimizer steps of each "
-               "later round, continuing the last predictor that passed", ps_only=True),
-        Option("--dense-rank", argtypes.int_in(0, 63), D.dense_rank, "online, graph rounds: the predictor decodes each "
-               "predicted dense layer of n values through its own R-value bottleneck (64 -> R -> n: R·(64 + n) "
-               "weights instead of 64·n, so a round's step costs less); 0: the reference's heads (64 -> n). With "
-               "--broadcast subset the workers build the same predictor: give them the same value"),
-        Option("--online-stage-flags", str, D.online_stage_flags, "online, stage rounds: flags for mp2_train_stage.py "
-               "(the default's --val-images is capped at a tenth of the training images)", ps_only=True),
-        Option("--predictor-init", str, None, "online: a warm start from this predictor (e.g. one trained on another "
-               "dataset): checked at the first warm-up snapshot, live at once if it passes, and the training rounds "
-               "start from it (then from the last predictor that passed)", ps_only=True),
-        Option("--partial-snapshot-every", argtypes.nonnegative_int, None, "online: also snapshot the PS's model every "
-               "K partial steps (its pushed group is the workers' average; the result loss reads nothing else), so "
-               "the predictor keeps learning between refresh windows at no traffic; 0: off"
-               + default_help("partial_snapshot_every"), ps_only=True),
-        Option("--control-switch-step", argtypes.nonnegative_int, None, "the control (--prediction hold) on online "
-               "MP²'s schedule: the full pushes of an MP² run whose switch event names this step, then the refresh windows "
-               "(--refresh-every, --refresh-steps)", ps_only=True),
-    )
+    Options = MP2Options
+    opts: MP2Options  # the values used, derived ones included (the summary's method_options)
 
     phase_names = {FULL: "full", PARTIAL: "partial", PARTIAL_WITH_WEIGHTS: "partial+weights"}
     down_dtypes = (tf.float32, tf.float32)  # the model or the pushed group; the predictor's weights (often empty)
 
-    def __init__(self, layout, opts: dict, run) -> None:
+    def __init__(self, layout, opts: MP2Options, run) -> None:
         super().__init__(layout, opts, run)
-        every = opts.get("sync_every") or 1
+        every = opts.sync_every
         total = run.epochs * run.steps_per_epoch
         # The schedule (online MP², the control) counts exchanges: step s is exchange self._exchange[s].
         self._exchange = {s: i for i, s in enumerate(t for t in range(total) if syncs_at(t, run.steps_per_epoch, every))}
         self._exchanges_per_epoch = sum(1 for t in range(run.steps_per_epoch) if syncs_at(t, run.steps_per_epoch, every))
-        self.settings = MP2Options.from_flags(opts, dataclasses.replace(run, steps_per_epoch=self._exchanges_per_epoch))
-        self.opts = self.settings.as_dict()  # the values used, derived ones included (the summary's method_options)
-        if self.settings.correction_ratio > 0:  # the pushed group; the predicted group's sparse gradient
+        self.opts = opts.for_run(self._exchanges_per_epoch)
+        if self.opts.correction_ratio > 0:  # the pushed group; the predicted group's sparse gradient
             self.up_dtypes = (tf.float32, tf.float32, tf.int32)
         self.path, self.weights, self.sha256 = None, None, None
         self.schedule: Schedule | None = None  # online MP², or the control on its schedule
@@ -140,19 +63,19 @@ class MP2(Method):
 
         if self.weights is not None:
             return Predictor(self.layout, weights=self.weights, seed=self.run.seed)
-        return Predictor(self.layout, seed=self.run.seed, dense_rank=self.settings.online_dense_rank)
+        return Predictor(self.layout, seed=self.run.seed, dense_rank=self.opts.online_dense_rank)
 
     def _read_predictor(self) -> None:
         from predictor import load_checkpoint, resolve_path
 
-        self.path = resolve_path(self.settings.predictor)
+        self.path = resolve_path(self.opts.predictor)
         self.weights, _ = load_checkpoint(self.path, self.layout)
         with open(self.path, "rb") as f:
             self.sha256 = hashlib.sha256(f.read()).hexdigest()
 
-    def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
+    def prepare_ps(self, context: PSContext, dataset, log=print) -> None:
         self._check_options()
-        o = self.settings
+        o = self.opts
         if o.prediction == "predictor" and o.predictor:
             self._read_predictor()
         elif o.control_switch_step is not None:
@@ -161,27 +84,25 @@ class MP2(Method):
             from models import get
             from runtime.methods.online import OnlineController
 
-            data_flags = ["--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
-            data_flags += (["--fit-input"] if args.fit_input else []) + (
-                ["--train-images", str(args.train_images)] if args.train_images else [])
-            model = get(args.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
-            self.schedule = OnlineController(model, dataset, Path(args.out), o, data_flags, args.seed,
-                                             self._exchanges_per_epoch, args.step_timeout / 2, log, resuming=args.resume)
+            model = get(context.model, self.layout.classes, push=",".join(self.layout.pushed_layers()))
+            self.schedule = OnlineController(model, dataset, Path(context.out), o, list(context.data_flags), context.seed,
+                                             self._exchanges_per_epoch, context.step_timeout / 2, log,
+                                             resuming=context.resume)
             classifier = self.layout.layers()[-1].name
             if classifier not in self.layout.pushed_layers():  # --push is shared with the workers: only said
-                log(f"online MP² predicts the classifier {classifier} here (--push {args.push}); the measured "
+                log(f"online MP² predicts the classifier {classifier} here (--push {context.push}); the measured "
                     f"setting pushes it too: --push front+head")
 
     def precheck(self) -> None:
         self._check_options()
-        if self.settings.prediction == "predictor" and self.settings.predictor:
+        if self.opts.prediction == "predictor" and self.opts.predictor:
             self._read_predictor()
 
     def _check_options(self) -> None:
         if self.layout.pushed == self.layout.total:
             raise ValueError(f"--push {','.join(self.layout.pushed_layers())} pushes every layer, which leaves MP² "
                              f"nothing to predict: push fewer layers (e.g. --push front), or use --method baseline")
-        self.settings.check()
+        self.opts.check()
 
     def ps_inputs(self) -> dict:
         return {} if self.weights is None else {"predictor": self.path, "predictor_sha256": self.sha256}
@@ -189,7 +110,7 @@ class MP2(Method):
     def admit_worker(self, index: int, holds: dict) -> str:
         theirs = holds.get("predictor_sha256")
         if theirs is None:
-            if self.settings.broadcast == "subset" and self.weights is not None:
+            if self.opts.broadcast == "subset" and self.weights is not None:
                 from predictor.structure import infer_head_rank
 
                 rank = infer_head_rank(self.weights)
@@ -208,7 +129,7 @@ class MP2(Method):
 
     # --- schedule (decided on the PS, announced in each reply) -----------------------------------
     def _final(self, step: int) -> bool:
-        return step // self.run.steps_per_epoch >= self.run.epochs - self.settings.full_push_epochs
+        return step // self.run.steps_per_epoch >= self.run.epochs - self.opts.full_push_epochs
 
     def next_phase(self, step: int) -> int:
         """The phase announced for `step`. The schedule is only asked; the one thing noted is which predictor
@@ -216,7 +137,7 @@ class MP2(Method):
         if self._final(step) or (self.schedule is not None and self.schedule.wants_full(self._exchange[step])):
             return FULL
         version = 1 + (self.schedule.version if self.schedule is not None else 0)
-        if self.settings.broadcast == "subset" and self.sent_version != version:
+        if self.opts.broadcast == "subset" and self.sent_version != version:
             self.sent_version = version
             if version == 1 and len(self.holders) == self.run.workers:
                 return PARTIAL  # every worker read the PS's predictor file itself
@@ -244,7 +165,7 @@ class MP2(Method):
         steps = {"partial": self.partial_steps, "full": sum(self.full_steps.values()), "full_by_reason": dict(self.full_steps)}
         if self.schedule is None:
             stats = {"steps": steps}
-            if self.settings.broadcast == "subset" and self.weights is not None:
+            if self.opts.broadcast == "subset" and self.weights is not None:
                 stats["workers_reading_the_predictor_file"] = len(self.holders)
             return stats
         self.drain_events()
@@ -258,12 +179,12 @@ class MP2(Method):
         if not total:
             return []
         why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.full_steps.items(), key=lambda kv: -kv[1]))
-        what = "predicted the rest" if self.settings.prediction == "predictor" else "held the rest"
+        what = "predicted the rest" if self.opts.prediction == "predictor" else "held the rest"
         lines = [f"mp2: {self.partial_steps} of {total} steps pushed the pushed group ({what}), "
                  f"{full} the whole model" + (f" ({why})" if why else "")]
         if self.partial_steps == 0:
             because = self.schedule.never_switched_because() if self.schedule is not None else (
-                f"--full-push-epochs {self.settings.full_push_epochs} covers the whole run")
+                f"--full-push-epochs {self.opts.full_push_epochs} covers the whole run")
             lines.append(f"warning: MP² never switched to prediction: all {total} steps pushed the whole model ({because})")
         return lines
 
@@ -296,7 +217,7 @@ class MP2(Method):
     # --- worker ---------------------------------------------------------------------------------
     def prepare_worker(self, log=print) -> None:
         self._check_options()
-        if self.settings.broadcast == "subset" and self.settings.predictor:  # full broadcast: the PS's file only
+        if self.opts.broadcast == "subset" and self.opts.predictor:  # full broadcast: the PS's file only
             self._read_predictor()
             log(f"reads the predictor {self.path} itself")
 
@@ -307,9 +228,9 @@ class MP2(Method):
         self._check_options()
         pushed_vars, predicted_vars = w.local.variables(PUSHED), w.local.variables(PREDICTED)
         extra_up = []
-        if self.settings.correction_ratio > 0:  # the predicted group's gradient, for the PS's correction
+        if self.opts.correction_ratio > 0:  # the predicted group's gradient, for the PS's correction
             grads = w.gradients(pushed_vars + predicted_vars)
-            sent = compress_gradient(w, predicted_vars, grads[len(pushed_vars):], self.settings.correction_ratio)
+            sent = compress_gradient(w, predicted_vars, grads[len(pushed_vars):], self.opts.correction_ratio)
             train = tf.group(w.adam(pushed_vars, grads[:len(pushed_vars)]), sent.update)
             extra_up = [sent.values, sent.indices]
         else:  # (built in this order, the paper's MP² repeats the runs of earlier versions bit for bit)
@@ -328,10 +249,10 @@ class MP2(Method):
         # Between exchanges (--sync-every H > 1) a worker trains every layer as on a full step, with the same
         # optimizers: the predicted layers keep learning locally until the next exchange replaces them.
         self._local_train = None
-        if self.settings.sync_every > 1:
+        if self.opts.sync_every > 1:
             self._local_train = tf.group(w.adam(pushed_vars, grads[:len(pushed_vars)]),
                                          w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted"))
-        if self.settings.broadcast == "full":
+        if self.opts.broadcast == "full":
             phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
             return phases
         with tf.device(w.device):  # the same predictor as the PS's: read from its file, or when its weights arrive
@@ -359,9 +280,9 @@ class MP2(Method):
         self.sent_version = 0  # the predictor version the workers were last sent (subset broadcast)
         empty = tf.zeros([0], tf.float32)
         correction = None
-        if self.settings.correction_ratio > 0:
+        if self.opts.correction_ratio > 0:
             correction = Correction(ps, self.run.lr)
-        if self.settings.prediction == "predictor":
+        if self.opts.prediction == "predictor":
             from runtime.methods.online import OnlineController
 
             with tf.device(ps.device):  # online: untrained until the first round passes its check
@@ -370,13 +291,13 @@ class MP2(Method):
                 self.schedule.build(self.predictor, ps.device, adjust=None if correction is None else correction.added)
             weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)
         phases = {}
-        partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.settings.broadcast == "subset" else [])
+        partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.opts.broadcast == "subset" else [])
         for phase in partial_phases:
             payloads = ps.gather()
             average = tf.reshape(mean([p[0] for p in payloads]), [self.layout.pushed])  # a static shape
             if correction is not None:
                 before, after = correction.update(payloads)
-            if self.settings.prediction == "predictor":
+            if self.opts.prediction == "predictor":
                 full = self.predictor(average)
                 if correction is not None:
                     full = correction.added(full, after)
@@ -384,7 +305,7 @@ class MP2(Method):
                 held = self.layout.split(ps.model)[1]
                 full = self.layout.join(average, held if correction is None else held + (after - before))
             full, velocity = self._outer_step(ps, full)
-            if self.settings.broadcast == "full":
+            if self.opts.broadcast == "full":
                 reply = [full, empty]
             else:
                 reply = [average, weights if phase == PARTIAL_WITH_WEIGHTS else empty]
@@ -401,14 +322,14 @@ class MP2(Method):
 
     @property
     def _outer(self) -> bool:
-        return self.settings.outer_lr != 1.0 or self.settings.outer_momentum != 0.0
+        return self.opts.outer_lr != 1.0 or self.opts.outer_momentum != 0.0
 
     def _outer_step(self, ps: PSSide, target: tf.Tensor) -> tuple[tf.Tensor, list[tf.Operation]]:
         """MP² inside DiLoCo: the outer step towards `target` (the model this exchange assembled), one velocity
         for every phase; `target` itself without an outer step."""
         if not self._outer:
             return target, []
-        momentum = self.settings.outer_momentum
+        momentum = self.opts.outer_momentum
         if momentum > 0.0 and self._velocity is None:
             self._velocity = ps.variable("outer_velocity", tf.zeros([self.layout.total]))
-        return outer_step(ps.model, target, self.settings.outer_lr, momentum, self._velocity)
+        return outer_step(ps.model, target, self.opts.outer_lr, momentum, self._velocity)

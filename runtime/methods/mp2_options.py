@@ -36,10 +36,11 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from runtime.methods.base import RunInfo
+import argtypes
 from predictor.stage.flags import check_round_flags
+from runtime.methods.options import Options, option
 
 REFERENCE_STEPS_PER_EPOCH = 120  # Fashion-MNIST's, where the defaults were measured
 DIGITS_STEPS_PER_EPOCH = 14  # digits' (4 workers of 25 images), the other measured setting
@@ -61,44 +62,95 @@ def derived(name: str, steps_per_epoch: int) -> int:
     return max(floor, fashion * steps_per_epoch // REFERENCE_STEPS_PER_EPOCH)
 
 
+def default_help(name: str) -> str:
+    """The help text's note on a derived default."""
+    fashion, floor = SCALED[name]
+    return (f"; default: {fashion} × steps per epoch / {REFERENCE_STEPS_PER_EPOCH}, at least {floor} "
+            f"(Fashion-MNIST's {fashion}, digits' {derived(name, DIGITS_STEPS_PER_EPOCH)})")
+
+
 @dataclass(frozen=True)
-class MP2Options:
-    """Every MP² flag, typed. None in a SCALED field means "derived from the run" (see `for_run`)."""
+class MP2Options(Options):
+    """Every MP² flag, typed. None in a SCALED field (and in --correction-ratio) means "derived from the run" (see
+    `for_run`); the method runs with the derived values, and records them."""
 
-    predictor: str | None = None
-    prediction: str = "predictor"          # or "hold": the control
-    sync_every: int = 1                    # H: steps between exchanges; workers train every layer alone between them
-    correction_ratio: float | None = None  # Top-k of the predicted group's gradient for the PS's correction; 0: off
-    full_push_epochs: int = 0
-    broadcast: str = "full"                # or "subset"
-    outer_lr: float = 1.0                  # DiLoCo's outer step on the assembled model (1 with momentum 0: none)
-    outer_momentum: float = 0.0
-    # Online MP² (no --predictor): the PS's alone.
-    warmup_snapshots: int | None = None
-    online_snapshot_every: int | None = None
-    partial_snapshot_every: int | None = None
-    retrain_after: int | None = None
-    refresh_every: int = 200
-    refresh_steps: int = 2
-    switch_tolerance: float = 0.02
-    check_images: int = 1000
-    watch_every: int = 10
-    watch_tolerance: float = 0.05
-    online_wait: bool = True               # rounds land on the same step under any load; --no-online-wait
-    round_lag: int | None = None           # a round started while a predictor is live is taken this many steps later
-    online_rounds: str = "graph"           # or "stage": runtime/methods/rounds.py
-    first_round_steps: int = 1500          # graph rounds: optimizer steps of the first round (Fashion-MNIST and digits)
-    round_steps: int = 300                 # graph rounds: optimizer steps of every later round
-    dense_rank: int = 16                   # graph rounds: the predictor's dense heads 64 -> R -> n (0: 64 -> n)
-    online_stage_flags: str = DEFAULT_STAGE_FLAGS
-    predictor_init: str | None = None
-    control_switch_step: int | None = None
-
-    @classmethod
-    def from_flags(cls, opts: dict, run: RunInfo) -> "MP2Options":
-        """From the parsed method options (None or absent: the default), derived values filled in."""
-        given = {f.name: opts[f.name] for f in fields(cls) if opts.get(f.name) is not None}
-        return cls(**given).for_run(run.steps_per_epoch)
+    predictor: str | None = option(
+        None, "predictor checkpoint (.npz, or the directory of mp2_train_stage.py's output); without it, online MP²: "
+        "the PS trains the predictor during the run. With --broadcast subset a worker given the same file reads it "
+        "instead of receiving the weights", ps_only=True, workers_may_read=True)
+    prediction: str = option("predictor", "predictor: the trained predictor fills the predicted group; hold: the "
+                             "control run, which keeps it at its last fully pushed value")
+    full_push_epochs: int = option(0, "the last K epochs push the whole model", argtypes.nonnegative_int)
+    sync_every: int = option(1, "steps between exchanges (H): between them every worker trains all its layers alone "
+                             "with its local Adam; every H-th step and the last of each epoch exchange (push the pushed "
+                             "group, or everything on full steps; the PS predicts the rest). Online MP²'s schedule then "
+                             "counts exchanges, not steps", argtypes.positive_int)
+    correction_ratio: float | None = option(
+        None, "on partial steps every worker also sends this fraction of each predicted tensor's gradient (Top-k with "
+        "error feedback); the PS learns from them a correction it adds to every prediction; 0: off (the paper's MP²). "
+        f"Default: {CORRECTION_RATIO} with --broadcast full and --sync-every 1; 0 with subset (its workers predict "
+        "without the PS's correction) or a sync interval (measured worse there)", argtypes.fraction)
+    outer_lr: float = option(1.0, "DiLoCo's outer step on the model the PS assembles (the averaged pushed group and "
+                             "the prediction) at each exchange: θ ← θ − lr·(g + μ·v), g = θ − assembled (1 with momentum "
+                             "0: the assembled model itself, MP² as published)", argtypes.positive_float)
+    outer_momentum: float = option(0.0, "DiLoCo's outer Nesterov momentum μ", argtypes.fraction)
+    broadcast: str = option("full", "full: the PS sends the whole model back; subset: only the averaged pushed group, "
+                            "and each worker predicts the rest with the same predictor")
+    # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone.
+    warmup_snapshots: int | None = option(None, "online: snapshots before the first predictor is trained"
+                                          + default_help("warmup_snapshots"), argtypes.positive_int, ps_only=True)
+    online_snapshot_every: int | None = option(None, "online: a warm-up snapshot every K full steps"
+                                               + default_help("online_snapshot_every"), argtypes.positive_int,
+                                               ps_only=True)
+    partial_snapshot_every: int | None = option(
+        None, "online: also snapshot the PS's model every K partial steps (its pushed group is the workers' average; "
+        "the result loss reads nothing else), so the predictor keeps learning between refresh windows at no traffic; "
+        "0: off" + default_help("partial_snapshot_every"), argtypes.nonnegative_int, ps_only=True)
+    retrain_after: int | None = option(None, "online: retrain the predictor after this many new snapshots"
+                                       + default_help("retrain_after"), argtypes.positive_int, ps_only=True)
+    refresh_every: int = option(200, "online: a window of full pushes starts every R steps (a fresh snapshot and the "
+                                "check at its end)", argtypes.int_at_least(2), ps_only=True)
+    refresh_steps: int = option(2, "online: full steps in each refresh window", argtypes.positive_int, ps_only=True)
+    switch_tolerance: float = option(0.02, "online: the predictor passes while its assembled accuracy is at most this "
+                                     "below the fully pushed model's (on validation images from the training set)",
+                                     argtypes.float_in(0.0, 1.0), ps_only=True)
+    check_images: int = option(1000, "online: validation images the check uses", argtypes.positive_int, ps_only=True)
+    watch_every: int = option(10, "online: every K partial steps the PS measures the live model on the check images; "
+                              "a drop of more than --watch-tolerance below the last fully pushed model's accuracy sends "
+                              "the workers back to full pushes", argtypes.positive_int, ps_only=True)
+    watch_tolerance: float = option(0.05, "online: see --watch-every", argtypes.float_in(0.0, 1.0), ps_only=True)
+    online_wait: bool = option(True, "online: hold the step barrier while a predictor round trains (the stall is "
+                               "measured), so a round lands on the same step under any load; --no-online-wait lets the "
+                               "workers go on with full pushes meanwhile", bool, ps_only=True)
+    round_lag: int | None = option(
+        None, "online: a round started while a predictor is live trains beside the training and is taken this many "
+        "steps after it starts (with --online-wait the barrier waits there only if the round is late, so it still "
+        "lands on the same step under any load); 0: taken at once. The first round, and one started while the "
+        "workers fall back to full pushes, are taken at once" + default_help("round_lag"), argtypes.nonnegative_int,
+        ps_only=True)
+    online_rounds: str = option("graph", "online: where a predictor round trains. graph: in the PS, continuing the "
+                                "last predictor that passed for a bounded number of optimizer steps; stage: an "
+                                "mp2_train_stage.py process per round, epochs over every snapshot (--online-stage-flags)",
+                                ps_only=True)
+    first_round_steps: int = option(1500, "online, graph rounds: optimizer steps of the first round (one snapshot and "
+                                    "64 images each; measured on Fashion-MNIST and digits)", argtypes.positive_int,
+                                    ps_only=True)
+    round_steps: int = option(300, "online, graph rounds: optimizer steps of each later round, continuing the last "
+                              "predictor that passed", argtypes.positive_int, ps_only=True)
+    dense_rank: int = option(16, "online, graph rounds: the predictor decodes each predicted dense layer of n values "
+                             "through its own R-value bottleneck (64 -> R -> n: R·(64 + n) weights instead of 64·n, so "
+                             "a round's step costs less); 0: the reference's heads (64 -> n). With --broadcast subset "
+                             "the workers build the same predictor: give them the same value", argtypes.int_in(0, 63))
+    online_stage_flags: str = option(DEFAULT_STAGE_FLAGS, "online, stage rounds: flags for mp2_train_stage.py (the "
+                                     "default's --val-images is capped at a tenth of the training images)", ps_only=True)
+    predictor_init: str | None = option(
+        None, "online: a warm start from this predictor (e.g. one trained on another dataset): checked at the first "
+        "warm-up snapshot, live at once if it passes, and the training rounds start from it (then from the last "
+        "predictor that passed)", ps_only=True)
+    control_switch_step: int | None = option(
+        None, "the control (--prediction hold) on online MP²'s schedule: the full pushes of an MP² run whose switch "
+        "event names this step, then the refresh windows (--refresh-every, --refresh-steps)", argtypes.nonnegative_int,
+        ps_only=True)
 
     def for_run(self, steps_per_epoch: int) -> "MP2Options":
         resolved = {name: derived(name, steps_per_epoch) for name in SCALED if getattr(self, name) is None}
@@ -106,9 +158,6 @@ class MP2Options:
             on = self.broadcast == "full" and self.sync_every == 1
             resolved["correction_ratio"] = CORRECTION_RATIO if on else 0.0
         return dataclasses.replace(self, **resolved)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @property
     def online(self) -> bool:
@@ -161,13 +210,6 @@ class MP2Options:
         if self.control_switch_step is not None and self.prediction != "hold":
             raise ValueError("--control-switch-step gives the control (--prediction hold) online MP²'s schedule: "
                              "add --prediction hold, or drop it")
-
-
-def default_help(name: str) -> str:
-    """The help text's note on a derived default."""
-    fashion, floor = SCALED[name]
-    return (f"; default: {fashion} × steps per epoch / {REFERENCE_STEPS_PER_EPOCH}, at least {floor} "
-            f"(Fashion-MNIST's {fashion}, digits' {derived(name, DIGITS_STEPS_PER_EPOCH)})")
 
 
 def measured_command(steps_per_epoch: int = REFERENCE_STEPS_PER_EPOCH) -> str:

@@ -12,29 +12,38 @@ momentum 0.9 on the decompressed gradient. Adam at lr 0.003 is what this project
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 
 import argtypes
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.options import Options, option
 from optim import FlatOptimizer, learning_rate
+
+
+@dataclass(frozen=True)
+class PowerSGDOptions(Options):
+    rank: int = option(2, "rank of each gradient matrix's approximation", argtypes.int_in(1, 4))
 
 
 class PowerSGD(Method):
     name = "powersgd"
     summary = "PowerSGD: rank-R P and Q of every gradient matrix in two exchanges per step (error feedback); PS Adam"
-    options = (Option("--rank", argtypes.int_in(1, 4), 2, "rank of each gradient matrix's approximation"),)
+    Options = PowerSGDOptions
+    opts: PowerSGDOptions
     optimizer = "adam"
 
     def plan(self):
         from compression.powersgd import Plan
 
-        return Plan([p.shape for p in self.layout.params], self.opts["rank"])
+        return Plan([p.shape for p in self.layout.params], self.opts.rank)
 
     # --- worker ---------------------------------------------------------------------------------
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         from compression.powersgd import PowerSGD as Compressor
 
-        compressor = Compressor([p.shape for p in self.layout.params], self.opts["rank"], self.run.seed, w.device)
+        compressor = Compressor([p.shape for p in self.layout.params], self.opts.rank, self.run.seed, w.device)
         w.state += compressor.variables
         w.scratches += compressor.scratch
         with tf.device(w.device):

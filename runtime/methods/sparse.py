@@ -8,10 +8,13 @@ reply stays sparse: at most N·k entries instead of the whole model.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 
 import argtypes
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.options import Options, option
 from optim import FlatOptimizer, learning_rate
 
 
@@ -66,15 +69,29 @@ def _scatter(values: tf.Tensor, positions: tf.Tensor, size: int) -> tf.Tensor:
     return tf.scatter_nd(tf.expand_dims(positions, 1), values, [size])
 
 
+@dataclass(frozen=True)
+class TopKOptions(Options):
+    ratio: float = option(0.01, "fraction of each tensor's entries sent", argtypes.open_fraction)
+
+
+@dataclass(frozen=True)
+class DGCOptions(Options):
+    ratio: float = option(0.001, "final fraction of each tensor's entries sent", argtypes.open_fraction)
+    momentum: float = option(0.9, "momentum of the momentum correction", argtypes.float_in(0.0, 1.0, high_open=True))
+    clip_norm: float = option(0.0, "local gradient clipping threshold (0: off)", argtypes.nonnegative_float)
+    warmup_epochs: int = option(4, "epochs over which the sent fraction falls to --ratio", argtypes.nonnegative_int)
+
+
 class TopK(_Sparse):
     name = "topk"
     summary = "per tensor the k largest |gradient + residual| entries (error feedback); PS Adam"
-    options = (Option("--ratio", argtypes.open_fraction, 0.01, "fraction of each tensor's entries sent"),)
+    Options = TopKOptions
+    opts: TopKOptions
 
     def compressor(self, w: WorkerSide):
         from compression import TopK as Compressor
 
-        return Compressor(self.shapes(), self.opts["ratio"], device=w.device)
+        return Compressor(self.shapes(), self.opts.ratio, device=w.device)
 
 
 class DGC(_Sparse):
@@ -83,12 +100,8 @@ class DGC(_Sparse):
     optimizer = "sgd"  # momentum is applied on the workers (momentum correction)
     default_lr = 0.05
     paper_lr = 0.05  # DGC's own
-    options = (
-        Option("--ratio", argtypes.open_fraction, 0.001, "final fraction of each tensor's entries sent"),
-        Option("--momentum", argtypes.float_in(0.0, 1.0, high_open=True), 0.9, "momentum of the momentum correction"),
-        Option("--clip-norm", argtypes.nonnegative_float, 0.0, "local gradient clipping threshold (0: off)"),
-        Option("--warmup-epochs", argtypes.nonnegative_int, 4, "epochs over which the sent fraction falls to --ratio"),
-    )
+    Options = DGCOptions
+    opts: DGCOptions
 
     def dense_mask(self) -> list[bool]:
         return [len(s) <= 1 for s in self.shapes()]  # 1-D tensors (biases) go dense, as in DGC
@@ -96,8 +109,8 @@ class DGC(_Sparse):
     def compressor(self, w: WorkerSide):
         from compression import DGC as Compressor
 
-        self._compressor = Compressor(self.shapes(), momentum=self.opts["momentum"], clip_norm=self.opts["clip_norm"],
-                                      workers=self.run.workers, device=w.device, ratio=self.opts["ratio"],
+        self._compressor = Compressor(self.shapes(), momentum=self.opts.momentum, clip_norm=self.opts.clip_norm,
+                                      workers=self.run.workers, device=w.device, ratio=self.opts.ratio,
                                       seed=self.run.seed, step=w.step)
         w.state.append(self._compressor.ratio)  # initialised with the rest; set again every epoch
         return self._compressor
@@ -105,4 +118,4 @@ class DGC(_Sparse):
     def worker_epoch_start(self, w: WorkerSide, session, epoch: int) -> None:
         from compression import warmup_ratio
 
-        self._compressor.set_ratio(warmup_ratio(epoch, self.opts["ratio"], self.opts["warmup_epochs"]), session)
+        self._compressor.set_ratio(warmup_ratio(epoch, self.opts.ratio, self.opts.warmup_epochs), session)

@@ -17,39 +17,45 @@ the same model, bit for bit, after every sync (`--verify-sync`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 
 import argtypes
 from compression import sparseloco as sl
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, ordered_sum, syncs_at
+from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, ordered_sum, syncs_at
+from runtime.methods.options import Options, option
+
+
+@dataclass(frozen=True)
+class SparseLoCoOptions(Options):
+    sync_every: int = option(64, "steps between syncs (H; the last step of every epoch syncs too): 64, the tuned "
+                             "frontier's best on LeNet-5 at 30 epochs (results/frontier; the reference's is 15)",
+                             argtypes.positive_int)
+    outer_lr: float = option(1.0, "the outer rate α: e ← β·e + α·Δ and θ ← θ − α·aggregate (the reference's 1)",
+                             argtypes.positive_float)
+    error_decay: float = option(0.95, "β, the error buffer's decay per sync (the reference's 0.95)", argtypes.fraction)
+    chunk_top_k: int = option(sl.TOP_K, f"entries sent of each {sl.CHUNK}×{sl.CHUNK} chunk (density k/{sl.CHUNK ** 2}; "
+                              f"the reference's {sl.TOP_K})", argtypes.int_in(1, sl.CHUNK ** 2))
 
 
 class SparseLoCo(Method):
     name = "sparseloco"
     summary = ("local Adam; every H-th step and at epoch ends each worker sends the chunk-wise Top-k of its error-fed "
                "pseudo-gradient in 2 bits; every side applies the mean of the relayed payloads")
-    options = (
-        Option("--sync-every", argtypes.positive_int, 64, "steps between syncs (H; the last step of every epoch syncs "
-               "too): 64, the tuned frontier's best on LeNet-5 at 30 epochs (results/frontier; the reference's is 15)"),
-        Option("--outer-lr", argtypes.positive_float, 1.0, "the outer rate α: e ← β·e + α·Δ and θ ← θ − α·aggregate "
-               "(the reference's 1)"),
-        Option("--error-decay", argtypes.fraction, 0.95, "β, the error buffer's decay per sync (the reference's 0.95)"),
-        Option("--chunk-top-k", argtypes.positive_int, sl.TOP_K, f"entries sent of each {sl.CHUNK}×{sl.CHUNK} chunk "
-               f"(density k/{sl.CHUNK ** 2}; the reference's {sl.TOP_K})"),
-    )
+    Options = SparseLoCoOptions
+    opts: SparseLoCoOptions
     up_dtypes = (tf.uint8, tf.uint8, tf.float32)    # packed 12-bit indices, packed 2-bit bins, per-tensor floats
     down_dtypes = (tf.uint8, tf.uint8, tf.float32)  # every worker's three, one after another in worker order
     phase_names = {0: "sync"}
     default_lr = 0.0015  # the tuned frontier's choice at 30 epochs for H=16 and H=64 (0.003 at 10 epochs)
 
-    def __init__(self, layout, opts: dict, run) -> None:
+    def __init__(self, layout, opts: SparseLoCoOptions, run) -> None:
         super().__init__(layout, opts, run)
-        if self.opts["chunk_top_k"] > sl.CHUNK ** 2:
-            raise ValueError(f"--chunk-top-k {self.opts['chunk_top_k']}: a chunk holds at most {sl.CHUNK ** 2} values")
-        self.plans = [sl.ChunkPlan.of(p.shape, top_k=self.opts["chunk_top_k"]) for p in layout.params]
+        self.plans = [sl.ChunkPlan.of(p.shape, top_k=self.opts.chunk_top_k) for p in layout.params]
 
     def is_local(self, step: int) -> bool:
-        return not syncs_at(step, self.run.steps_per_epoch, self.opts["sync_every"])
+        return not syncs_at(step, self.run.steps_per_epoch, self.opts.sync_every)
 
     def payload_bytes(self) -> int:
         """Bytes one worker sends at a sync (a reply is `workers` times this)."""
@@ -90,7 +96,7 @@ class SparseLoCo(Method):
             total = ordered_sum([d[t][0] for d in decoded])
             count = ordered_sum([d[t][1] for d in decoded])
             parts.append(tf.reshape(tf.math.divide_no_nan(total, count), [-1]))
-        return anchor - self.opts["outer_lr"] * tf.concat(parts, 0)
+        return anchor - self.opts.outer_lr * tf.concat(parts, 0)
 
     def _split_reply(self, reply: list[tf.Tensor]) -> list[list[tf.Tensor]]:
         n_i = sum(sl.index_bytes(p.entries) for p in self.plans)
@@ -113,7 +119,7 @@ class SparseLoCo(Method):
         train = w.adam(w.local.variables())
         with tf.control_dependencies([train]):
             delta = self._anchor - w.local.vector()
-        error = self.opts["error_decay"] * self._error + self.opts["outer_lr"] * delta
+        error = self.opts.error_decay * self._error + self.opts.outer_lr * delta
         parts = self.layout.unflatten(error)
         up, sent = self._encode([parts[p.name] for p in self.layout.params])
         kept = error - tf.concat([tf.reshape(s, [-1]) for s in sent], 0)

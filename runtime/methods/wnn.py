@@ -8,33 +8,38 @@ PS's step run, so they cost no extra round trip.
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 import tensorflow as tf
 
 import argtypes
-from runtime.methods.base import Method, Option, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.base import Method, PSContext, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from runtime.methods.baseline import full_push_worker
+from runtime.methods.options import Options, option
 
 AVERAGE, RECORD, JUMP = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class WNNOptions(Options):
+    wnn: str | None = option(None, "nowcaster checkpoint (wnn.npz from mp2_train_wnn.py)", ps_only=True)
+    jump_every: int = option(5, "jump after every N-th recording of the model", argtypes.positive_int)
 
 
 class WNN(Method):
     name = "wnn"
     summary = "baseline training; the PS jumps the model ahead with a trained weight nowcaster (mp2_train_wnn.py)"
-    options = (
-        Option("--wnn", str, None, "nowcaster checkpoint (wnn.npz from mp2_train_wnn.py)", ps_only=True),
-        Option("--jump-every", argtypes.positive_int, 5, "jump after every N-th recording of the model"),
-    )
+    Options = WNNOptions
+    opts: WNNOptions
     phase_names = {AVERAGE: "average", RECORD: "record", JUMP: "jump"}
 
-    def prepare_ps(self, args: argparse.Namespace, dataset, log=print) -> None:
+    def prepare_ps(self, context: PSContext, dataset, log=print) -> None:
         import wnn
 
-        if not self.opts.get("wnn"):
+        if not self.opts.wnn:
             raise ValueError("--method wnn needs --wnn PATH (a nowcaster trained with mp2_train_wnn.py)")
         try:
-            self.path = self.opts["wnn"]
+            self.path = self.opts.wnn
             _, meta = wnn.load(self.path)
         except wnn.WnnCheckpointError as e:
             raise ValueError(str(e)) from None
@@ -52,7 +57,7 @@ class WNN(Method):
         if (step + 1) % self.spacing:
             return AVERAGE
         recordings = (step + 1) // self.spacing
-        return JUMP if recordings >= 5 and recordings % self.opts["jump_every"] == 0 else RECORD
+        return JUMP if recordings >= 5 and recordings % self.opts.jump_every == 0 else RECORD
 
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         same = full_push_worker(w)  # workers do not know about jumps: they take whatever model comes

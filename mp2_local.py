@@ -56,7 +56,7 @@ if "--resume" in passthrough:  # a finished run: say so here, rather than start 
 import_tensorflow_quietly()
 from runtime.cluster import free_ports  # noqa: E402
 from runtime.flags import parser as training_parser  # noqa: E402
-from runtime.flags import split_ps_only  # noqa: E402
+from runtime.cmdline import split  # noqa: E402
 
 from data import DataError  # noqa: E402
 from predictor import CheckpointError  # noqa: E402
@@ -83,9 +83,10 @@ def launch(flags: list[str], env: dict[str, str]) -> LocalCluster:
     worker_hosts = ",".join(f"127.0.0.1:{port}" for port in worker_ports)
     cluster = ["--ps_hosts", ps_host, "--worker_hosts", worker_hosts, "--out", str(out)]
     # Children keep the caller's cwd and are started by the scripts' absolute paths.
-    children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *flags])]
+    ps_flags, worker_flags = split(flags)
+    children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *ps_flags])]
     children += [
-        Child(f"w{i}", [str(ROOT / "mp2_worker.py"), *cluster, "--task_index", str(i), *split_ps_only(flags)])
+        Child(f"w{i}", [str(ROOT / "mp2_worker.py"), *cluster, "--task_index", str(i), *worker_flags])
         for i in range(args.workers)
     ]
     print(f"[launcher] PS at {ps_host}, workers at {worker_hosts}; run directory {out}", flush=True)

@@ -56,22 +56,6 @@ STEP_TIMEOUT = {"lenet5": 120, "resnet18": 900, "resnet34": 1200, "resnet50": 18
 CONNECT_TIMEOUT = {"lenet5": 120, "resnet18": 600, "resnet34": 600, "resnet50": 900, "alexnet": 600, "vgg15": 600}
 
 
-def _shared_with_stage(argv: list[str], takes_value: dict[str, bool]) -> list[str]:
-    """The flags of `argv` in STAGE_SHARED, with their values (`takes_value`: flag -> whether it has one)."""
-    kept, i = [], 0
-    while i < len(argv):
-        name = argv[i].split("=", 1)[0]
-        width = 2 if takes_value.get(name, False) and "=" not in argv[i] else 1
-        if name in STAGE_SHARED:
-            kept += argv[i : i + width]
-        i += width
-    return kept
-
-
-def _given(argv: list[str], flag: str) -> bool:
-    return any(arg.split("=", 1)[0] == flag for arg in argv)
-
-
 p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="lenet5")
 p.add_argument("--dataset", default="fashion_mnist")
@@ -97,7 +81,7 @@ origin = provenance.record(out)
 from predictor import CheckpointError, read_meta  # noqa: E402
 from reports import write_comparison  # noqa: E402
 from runtime.flags import parser as training_parser  # noqa: E402
-from runtime.flags import ps_parser  # noqa: E402
+from runtime import cmdline  # noqa: E402
 from runtime.methods import METHODS  # noqa: E402
 from reports.cost import pipeline_routes, predictor_training_seconds  # noqa: E402
 from predictor.stage.flags import mismatches as stage_mismatches  # noqa: E402
@@ -106,7 +90,7 @@ from predictor.stage.flags import parse as stage_parse  # noqa: E402
 # The PS's flags (the shared ones and the PS's own, e.g. --snapshot-eval-images) pass through, but for
 # those where the pipeline decides: the run directories and the snapshots' place.
 PIPELINE_DECIDES = ("--resume", "--snapshot-dir", "--snapshot-regular")
-takes_value = {s: a.nargs != 0 for a in ps_parser("")._actions for s in a.option_strings}
+takes_value, _ = cmdline.training_flags()
 for arg in passthrough:
     name = arg.split("=", 1)[0]
     if name in PIPELINE_DECIDES:
@@ -116,15 +100,15 @@ for arg in passthrough:
 passthrough = absolute_paths(passthrough, ("--data-dir",))
 model_key = args.model.lower().replace("-", "").replace("_", "")
 for flag, defaults in (("--step-timeout", STEP_TIMEOUT), ("--connect-timeout", CONNECT_TIMEOUT)):
-    if not _given(passthrough, flag) and model_key in defaults:
+    if not cmdline.given(passthrough, flag) and model_key in defaults:
         passthrough += [flag, str(defaults[model_key])]
 common = ["--model", args.model, "--dataset", args.dataset]
-stage_common = [*common, *_shared_with_stage(passthrough, takes_value)]
+stage_common = [*common, *cmdline.keep(passthrough, STAGE_SHARED, takes_value)]
 common += passthrough
 # Every stage pushes what MP²'s run will (the preset's for MP² unless --push is given), so the collection,
 # the predictor and the MP² run share one layout.
 push = training_parser("").parse_known_args([*passthrough, "--method", "mp2"])[0].push
-if not _given(passthrough, "--push"):
+if not cmdline.given(passthrough, "--push"):
     common += ["--push", push]
     stage_common += ["--push", push]
 

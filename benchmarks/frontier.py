@@ -31,9 +31,10 @@ from pathlib import Path
 
 import argtypes
 import npzio
-from benchmarks.grid import GridError, Setting, check_flags, command_line, merge_flags, plan, recorded_flags, run_one
+from benchmarks.grid import GridError, Setting, check_flags, command_line, plan, recorded_flags, run_one
 from provenance import commit_label, portable
 from reports import frontier as report
+from runtime import cmdline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -220,7 +221,7 @@ def main(argv: list[str]) -> int:
         check_flags(extra, "the flags after --")
     except GridError as e:
         return fail(str(e))
-    common = merge_flags(grid.common, extra)
+    common = cmdline.merge(grid.common, extra)
     epochs = int(flag_value(common, "--epochs") or 0)
     # A smoke run (-- --epochs 1) reads every budget at its own length.
     budgets = sorted({min(b, epochs) if epochs else b for b in grid.budgets}) or ([epochs] if epochs else [])

@@ -19,6 +19,7 @@ from pathlib import Path
 import npzio
 from reports.frontier import CANDIDATE, FAILED, LOG, MARKER
 from provenance import ROOT, display_command, portable
+from runtime import cmdline
 from runtime.launcher import Child, LocalCluster
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -87,32 +88,9 @@ class Setting:
 
 
 def check_flags(flags: list[str], where: str) -> None:
-    for name in flag_names(flags):
+    for name in cmdline.names(flags):
         if name in GRID_DECIDES:
             raise GridError(f"{where}: {name} is the grid's to decide (--seeds, --root, --workers); leave it out")
-
-
-def _split(flags: list[str]) -> list[list[str]]:
-    """`flags` as [flag, value?] groups: a flag's value is the next word unless that is a flag too
-    (so a value that starts with -- must be written --flag=VALUE)."""
-    groups: list[list[str]] = []
-    for word in flags:
-        if word.startswith("--") or not groups:
-            groups.append([word])
-        else:
-            groups[-1].append(word)
-    return groups
-
-
-def flag_names(flags: list[str]) -> list[str]:
-    return [group[0].split("=", 1)[0] for group in _split(flags)]
-
-
-def merge_flags(common: list[str], own: list[str]) -> list[str]:
-    """`common` without the flags `own` gives, then `own`: a setting's --lr replaces the common one."""
-    mine = set(flag_names(own))
-    kept = [word for group in _split(common) if group[0].split("=", 1)[0] not in mine for word in group]
-    return kept + own
 
 
 @dataclass
@@ -137,7 +115,7 @@ class Run:
 
 def plan(settings: list[Setting], seeds: list[int], common: list[str], root: Path, workers: int) -> list[Run]:
     """Every (setting, seed) as a run, setting by setting (a setting's own worker count wins)."""
-    return [Run(s, seed, root / s.label / f"seed{seed}", [*merge_flags(common, s.flags), "--seed", str(seed)],
+    return [Run(s, seed, root / s.label / f"seed{seed}", [*cmdline.merge(common, s.flags), "--seed", str(seed)],
                 s.workers or workers)
             for s in settings for seed in seeds]
 

@@ -41,11 +41,11 @@ class RunSpec:
 
 def run_children(spec: RunSpec, ps_host: str, worker_hosts: list[str], namespaces: list[str] | None) -> list[Child]:
     """The PS and each worker of `spec`; each run inside its host's namespace if given."""
-    from runtime.flags import split_ps_only  # imports TensorFlow: only when a run is built
+    from runtime.cmdline import split  # imports TensorFlow: only when a run is built
 
     cluster = ["--ps_hosts", ps_host, "--worker_hosts", ",".join(worker_hosts), "--out", str(spec.run_dir)]
-    children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *spec.flags])]
-    worker_flags = split_ps_only(spec.flags)
+    ps_flags, worker_flags = split(spec.flags)
+    children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *ps_flags])]
     children += [Child(f"w{i}", [str(ROOT / "mp2_worker.py"), *cluster, "--task_index", str(i), *worker_flags])
                  for i in range(spec.workers)]
     if namespaces:

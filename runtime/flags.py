@@ -140,25 +140,10 @@ def ps_only_flags() -> set[str]:
     return (ps - shared) | method_ps_only
 
 
-def split_ps_only(argv: list[str]) -> list[str]:
-    """`argv` without the flags (and their values) that only the PS takes: what workers get.
-
-    Files the PS reads that workers may read too (a predictor) stay: a local worker can open them.
-    """
-    takes_value = {s: a.nargs != 0 and not isinstance(a, argparse._StoreConstAction)
-                   for a in ps_parser("")._actions for s in a.option_strings}
-    ps_only = ps_only_flags()
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in ps_only:
-            skip = takes_value.get(name, False) and "=" not in arg
-            continue
-        out.append(arg)
-    return out
+def value_table() -> dict[str, bool]:
+    """Every flag the PS takes, and whether it takes a value (runtime/cmdline.py's table)."""
+    return {s: a.nargs != 0 and not isinstance(a, argparse._StoreConstAction)
+            for a in ps_parser("")._actions for s in a.option_strings}
 
 
 def method_options(args: argparse.Namespace) -> Options:

@@ -10,7 +10,7 @@ import socket
 
 from runtime.cluster import PORT_RANGE_ENV, ClusterError, add_cluster_flags, free_ports, resolve
 from runtime.config import RunConfig
-from runtime.flags import split_ps_only
+from runtime import cmdline
 
 pytestmark = pytest.mark.unit
 
@@ -62,12 +62,35 @@ def test_config_differences_name_the_flags():
     assert ps.differences(RunConfig.from_json(ps.to_json())) == []
 
 
+def split_ps_only(argv):
+    ps, workers = cmdline.split(argv)
+    assert ps == argv  # the PS gets every flag
+    return workers
+
+
 def test_workers_get_every_flag_but_the_ps_only_ones():
     argv = ["--online-wait", "--model", "lenet5", "--resume", "--snapshot-every=3", "--warmup-snapshots", "5",
             "--snapshot-dir", "d", "--epochs", "2", "--lr", "0.01"]
     assert split_ps_only(argv) == ["--model", "lenet5", "--epochs", "2", "--lr", "0.01"]
     # A file the PS reads that workers may read too (subset broadcast) stays.
     assert split_ps_only(["--predictor", "p.npz", "--resume"]) == ["--predictor", "p.npz"]
+    # A value that starts with -- is known to be a value: the parser's table says the flag takes one.
+    assert split_ps_only(["--online-stage-flags", "--epochs 1", "--no-online-wait", "--mixup", "0"]) == ["--mixup", "0"]
+
+
+def test_one_splitter_serves_the_pipeline_and_the_grids():
+    takes_value, _ = cmdline.training_flags()
+    argv = ["--seed", "3", "--fit-input", "--lr", "0.01", "--data-dir=/d", "--push", "front"]
+    # What mp2_pipeline.py passes on to the stage.
+    assert cmdline.keep(argv, ("--seed", "--fit-input", "--data-dir", "--push"), takes_value) == \
+        ["--seed", "3", "--fit-input", "--data-dir=/d", "--push", "front"]
+    # A grid setting's flags replace the common ones of the same name (no table: the next word unless a flag).
+    assert cmdline.merge(["--lr", "0.003", "--fit-input", "--epochs=10"], ["--epochs", "1", "--lr", "0.05"]) == \
+        ["--fit-input", "--epochs", "1", "--lr", "0.05"]
+    assert cmdline.names(["--a", "1", "--b", "--c=2"]) == ["--a", "--b", "--c"]
+    assert cmdline.groups(["--a", "1", "--b", "--c=2"]) == [["--a", "1"], ["--b"], ["--c=2"]]
+    assert cmdline.groups(["--fit-input", "x"], takes_value) == [["--fit-input"], ["x"]]  # a switch takes no value
+    assert cmdline.given(argv, "--data-dir") and not cmdline.given(argv, "--data")
 
 
 def test_free_ports_come_from_mp2_port_range_and_skip_a_port_in_use(monkeypatch):

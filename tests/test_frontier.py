@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.grid import GridError, Setting, merge_flags
+from benchmarks.grid import GridError, Setting
+from runtime.cmdline import merge as merge_flags
 from reports import frontier
 from tests.cluster import SMALL, launcher_env, read_jsonl, ROOT, run_together
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -129,3 +130,19 @@ def _json_default(value):
 def under(arrays: dict[str, Any], prefix: str) -> dict[str, Any]:
     """The entries of `arrays` whose names start with `prefix`, renamed without it (a checkpoint's section)."""
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def set_aside(directory: str | os.PathLike, files: list[Path]) -> Path | None:
+    """Move the `files` that exist into a new DIRECTORY/replaced-<time>/ (an earlier run's record, never
+    overwritten); the folder, or None if nothing was there to move."""
+    directory, files = Path(directory), [f for f in files if f.exists()]
+    if not files:
+        return None
+    aside = directory / time.strftime("replaced-%Y%m%d-%H%M%S")
+    suffix = 1
+    while aside.exists():
+        aside, suffix = directory / f"{aside.name.split('.')[0]}.{suffix}", suffix + 1
+    aside.mkdir()
+    for f in files:
+        f.rename(aside / f.name)
+    return aside

@@ -54,17 +54,7 @@ class RunDir:
 
     def set_aside(self, files: list[Path] | None = None) -> Path | None:
         """Move an earlier run's record (or `files`) into replaced-<time>/ here; the folder, or None if nothing moved."""
-        files = self.record_files() if files is None else [f for f in files if f.exists()]
-        if not files:
-            return None
-        aside = self.path / time.strftime("replaced-%Y%m%d-%H%M%S")
-        suffix = 1
-        while aside.exists():
-            aside, suffix = self.path / f"{aside.name.split('.')[0]}.{suffix}", suffix + 1
-        aside.mkdir()
-        for f in files:
-            f.rename(aside / f.name)
-        return aside
+        return npzio.set_aside(self.path, self.record_files() if files is None else files)
 
     def append_metrics(self, records: list[dict]) -> None:
         _append_lines(self.metrics, records)

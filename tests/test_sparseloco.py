@@ -114,7 +114,7 @@ def test_sparseloco_keeps_every_side_equal_counts_its_bytes_resumes_exactly_and_
 def test_error_feedback_keeps_what_was_sent_plus_what_is_left_equal_to_the_decayed_pseudo_gradients():
     """Two syncs on one worker's graph: after each, sent + the buffer left = β·(buffer before) + α·Δ, with
     Δ = the anchor (the PS's model at admission) minus the model as trained."""
-    from runtime.local_model import LocalModel
+    from runtime.methods.local_model import LocalModel
     from runtime.methods.base import WorkerSide
 
     beta, alpha = 0.95, 0.5

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 import npzio
-from runtime.rundir import RunDir
 
 LAST = "last.npz"
 BEST = "predictor.npz"
@@ -90,7 +89,7 @@ def _describe(path: Path) -> str:
 def set_aside(out: Path) -> Path | None:
     """--fresh: move the previous training's files into out/replaced-<time>/, as a fresh PS run does with an
     earlier run's records; that folder, or None when there was nothing to move."""
-    return RunDir(out).set_aside([out / name for name in TRAINING_FILES])
+    return npzio.set_aside(out, [out / name for name in TRAINING_FILES])
 
 
 def put_back(out: Path, aside: Path) -> None:

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from models import Layout
 from optim import BETA1, BETA2, MODEL_EPSILON
-from runtime.local_model import LocalModel
+from runtime.methods.local_model import LocalModel
 from runtime.methods.options import Options
 
 

@@ -1,7 +1,7 @@
 """The MP² predictor: pushed group -> full parameter vector, built from any model's layout.
 
 Plain tf.Variable and tf.nn ops (no Keras), so the same object runs eagerly and inside a
-tf.compat.v1 graph session on the parameter server. Structure: docs/design.md, "The predictor".
+tf.compat.v1 graph session on the parameter server. Structure: docs/design/predictor.md, "The predictor".
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from models import PREDICTED, PUSHED
 ROOT = Path(__file__).resolve().parents[1]
 ALL = ("lenet5", "alexnet", "vgg15", "resnet18", "resnet34", "resnet50")
 
-# (total with 10 classes, pushed) as stated in docs/design.md, "Models".
+# (total with 10 classes, pushed) as stated in docs/design/models.md, "Models".
 EXACT = {
     "lenet5": (44_426, 2_572),
     "resnet18": (3_139_274, 185_664),

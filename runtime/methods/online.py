@@ -2,9 +2,10 @@
 
     warm-up   FULL steps (the baseline) while the PS snapshots the model every --online-snapshot-every
               steps into OUT/online/snapshots
-    train     once --warmup-snapshots are in, mp2_train_stage.py trains a predictor from them in a
-              separate process (beside the training; with --online-wait the PS holds the step
-              barrier until it is done, and the stall is measured)
+    train     once --warmup-snapshots are in, a round trains a predictor from them: by default in the
+              PS's own graph for a bounded number of optimizer steps (--online-rounds graph), or in an
+              mp2_train_stage.py process (--online-rounds stage); beside the training, and with
+              --online-wait the PS holds the step barrier until it is done (the stall is measured)
     switch    the new predictor is loaded when it passes the check below; workers switch to PARTIAL
     refresh   while PARTIAL, a window of --refresh-steps FULL steps every --refresh-every steps: at its
               end a fresh snapshot, and the check

@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Its own PS and worker processes run as a module from ROOT: this checkout's code, installed or not.
 SELF = [sys.executable, "-m", "benchmarks.ps_step"]
 
-METHOD_NAMES = ("baseline", "sync", "mp2", "topk", "dgc", "powersgd", "localsgd", "sparseloco", "wnn")
+METHOD_NAMES = ("baseline", "sync", "mp2", "topk", "dgc", "powersgd", "localsgd", "sparseloco", "streaming", "wnn")
 FILE_FLAG = {"mp2": "--predictor", "wnn": "--wnn"}  # the methods that read a file, and its flag
 CLASSES = 10  # CIFAR-10 / Fashion-MNIST: ResNet-18 then has 3,139,274 parameters
 RESULT_TAG = "ps_step result: "
@@ -141,6 +141,9 @@ def payloads(method, phase: int, rng: np.random.Generator) -> list[list[np.ndarr
             indices.append(np.stack([a & 0xFF, (a >> 8) | ((b & 0xF) << 4), b >> 4], axis=1).reshape(-1).astype(np.uint8))
             bins.append(rng.integers(0, 256, sl.bin_bytes(plan.entries), dtype=np.uint8))
         return [[np.concatenate(indices), np.concatenate(bins), floats(sl.PARAMS * len(method.plans))]]
+    if method.name == "streaming":  # the fragment's outer gradient: packed 4-bit codes and a float per tensor
+        n = method.payload_bytes(phase) - 4 * len(method._params(phase))
+        return [[rng.integers(0, 256, n, dtype=np.uint8), floats(len(method._params(phase)))]]
     if method.name == "powersgd":
         plan = method.plan()
         return [[floats(plan.first_size)], [floats(plan.q_size)]]

@@ -58,17 +58,20 @@ class PSGraph:
             self.step_ops = {}  # phase -> one op per exchange of its steps
             for phase, built in phases.items():
                 rounds = [built.reply, *built.then]
-                self.step_ops[phase] = [self._enqueue(r, verify_sync and k == len(rounds) - 1) for k, r in enumerate(rounds)]
+                self.step_ops[phase] = [self._enqueue(r, verify_sync and k == len(rounds) - 1, phase)
+                                        for k, r in enumerate(rounds)]
             # Evaluation of the global model, here and nowhere else.
             self.images = tf.compat.v1.placeholder(tf.float32, [None, *model.input_shape], name="test_images")
             self.predictions = predicted_labels(model, self.model, self.images)
         self.init_op = tf.compat.v1.variables_initializer([*self._own_variables(), *self._extra_variables()])
 
-    def _enqueue(self, reply: list[tf.Tensor], with_digest: bool) -> tf.Operation:
+    def _enqueue(self, reply: list[tf.Tensor], with_digest: bool, phase: int) -> tf.Operation:
         """Send `reply` and the control word to every worker. Every reply announces the next phase;
-        the last of a step's also carries the model's digest (with --verify-sync), which workers check."""
+        the last of a step's also carries the digest of what every side holds equal after it (with
+        --verify-sync: the model, or the method's part of it, Method.synced), which workers check."""
         with tf.control_dependencies(reply):
-            check = digest(self.model.read_value()) if with_digest else tf.constant(0, tf.int64)
+            check = (digest(self.method.synced(phase, self.model.read_value())) if with_digest
+                     else tf.constant(0, tf.int64))
             control = tf.stack([self.next_phase, check])
         reply = [*reply, tf.cast(control, CONTROL_DTYPE)]
         with tf.control_dependencies([q.enqueue(reply) for q in self.wire.down]):

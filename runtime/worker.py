@@ -70,7 +70,7 @@ class WorkerGraph:
             # The global step, set at the welcome and advanced after each reply is applied.
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.side = WorkerSide(self.local, self.loss, learning_rate(lr, self.step), self.step, device)
-            self.push_ops, self.pull_ops, self.enter_ops, self.round_ops = {}, {}, {}, {}
+            self.push_ops, self.pull_ops, self.enter_ops, self.round_ops, self.read_back = {}, {}, {}, {}, {}
             self.traced_push, self.traced_pull, self.traced_rounds = {}, {}, {}
             # A push is two runs: training stages the payload in this worker's outbox (nothing remote, so
             # TensorFlow's runtime cannot abort it half done), then the outbox is sent. An aborted send
@@ -101,16 +101,19 @@ class WorkerGraph:
                     advance = tf.group(self.step.assign_add(1), self.last_reply[0].assign(nbytes(reply)),
                                        self.last_reply[1].assign(reply[-1]))
                 with tf.control_dependencies([advance]):
-                    check = digest(self.local.vector()) if verify_sync else tf.constant(0, tf.int64)
+                    check = digest(method.synced(phase, self.local.vector())) if verify_sync else tf.constant(0, tf.int64)
                     self.pull_ops[phase] = [nbytes(reply), reply[-1], check]
                     self.traced_pull[phase] = reply[:-1]
+                # What an applied reply said, read again after an aborted call (_pull_last): no edge to the
+                # pull above, which would take a reply again.
+                self.read_back[phase] = [self.last_reply[0].read_value(), self.last_reply[1].read_value(),
+                                         digest(method.synced(phase, self.local.vector())) if verify_sync
+                                         else tf.constant(0, tf.int64)]
             train = method.build_local(self.side)
             if train is not None:  # a local step: train, advance the step, nothing on the wire
                 with tf.control_dependencies([train]):
                     self.local_ops = [self.step.assign_add(1), self.loss, self.accuracy]
                     self.traced_local = [self.local.vector()]
-            self.read_back = [self.last_reply[0].read_value(), self.last_reply[1].read_value(),
-                              digest(self.local.vector()) if verify_sync else tf.constant(0, tf.int64)]
             self.init_op = tf.compat.v1.variables_initializer(
                 self.local.variables() + [self.step] + self.side.state + self.side.scratches + self.outbox
                 + self.last_reply)
@@ -244,7 +247,8 @@ class WorkerGraph:
             if trace is not None:
                 trace.append(traced[0])
         fetches = self.pull_ops[phase] + (self.traced_pull[phase] if trace is not None else [])
-        got, control, mine, *traced = self._pull_last(session, fetches, timeout + NOTICE_MARGIN, step, trace is not None)
+        got, control, mine, *traced = self._pull_last(session, fetches, timeout + NOTICE_MARGIN, step, trace is not None,
+                                                      phase)
         if trace is not None:
             trace.append(traced)
         return Pulled(received + int(got), sent, int(control[0]), int(control[1]), int(mine))
@@ -263,7 +267,8 @@ class WorkerGraph:
                 time.sleep(LOOK_AGAIN_SECONDS)
         return False
 
-    def _pull_last(self, session: tf.compat.v1.Session, fetches: list, timeout: float, step: int, traced: bool) -> list:
+    def _pull_last(self, session: tf.compat.v1.Session, fetches: list, timeout: float, step: int, traced: bool,
+                   phase: int) -> list:
         """The run that takes the step's last reply and applies it. If it fails in a way that may or may
         not have taken effect (tferrors.ambiguous): once the reply was applied (the local step moved on),
         what it said is read back; while it waits in down/i, or the PS has not sent it yet (Wire.replied),
@@ -286,7 +291,7 @@ class WorkerGraph:
                 if done == step + 1 and not traced:
                     self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the call that took the PS's "
                              f"reply ({tferrors.explain(e)}); it had been applied: read back")
-                    return list(self._run(session, self.read_back, None, timeout, "reading the applied reply"))
+                    return list(self._run(session, self.read_back[phase], None, timeout, "reading the applied reply"))
                 if reply_gone(waiting, replied, self.exchanges):
                     raise RunStopped(f"step {step + 1}: TensorFlow's runtime aborted the call that took the PS's reply "
                                      f"after the reply had left the PS's queue ({tferrors.explain(e)}); it cannot be "

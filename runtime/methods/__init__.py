@@ -17,10 +17,12 @@ from runtime.methods.mp2 import MP2
 from runtime.methods.powersgd import PowerSGD
 from runtime.methods.sparse import DGC, TopK
 from runtime.methods.sparseloco import SparseLoCo
+from runtime.methods.streaming import Streaming
 from runtime.methods.sync import Sync
 from runtime.methods.wnn import WNN
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, Sync, MP2, TopK, DGC, WNN, LocalSGD, PowerSGD, SparseLoCo)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Baseline, Sync, MP2, TopK, DGC, WNN, LocalSGD, PowerSGD, SparseLoCo,
+                                                          Streaming)}
 
 
 def build(name: str, layout: Layout, opts: Options | Mapping[str, Any], run: RunInfo) -> Method:

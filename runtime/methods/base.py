@@ -189,15 +189,20 @@ def ordered_sum(tensors: list[tf.Tensor]) -> tf.Tensor:
 def outer_step(model: tf.Tensor, target: tf.Tensor, lr: float, momentum: float,
                velocity: tf.Variable | None) -> tuple[tf.Tensor, list[tf.Operation]]:
     """DiLoCo's outer step (Douillard et al., 2023) from the global `model` towards `target` (the workers' average,
-    or MP²'s assembled model): g = model − target, v ← μ·v + g, model − lr·(g + μ·v), as torch.optim.SGD(nesterov=True).
-    Returns the new model and the velocity's update (none without momentum)."""
-    gradient = model - target
-    updates = []
-    if momentum > 0.0:
-        v = momentum * velocity + gradient
-        updates.append(velocity.assign(v))
-        gradient = gradient + momentum * v
-    return model - lr * gradient, updates
+    or MP²'s assembled model), g = model − target (`nesterov`). Returns the new model and the velocity's update
+    (none without momentum)."""
+    new, v = nesterov(model, model - target, lr, momentum, velocity)
+    return new, [] if v is None else [velocity.assign(v)]
+
+
+def nesterov(model: tf.Tensor, gradient: tf.Tensor, lr: float, momentum: float,
+             velocity: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """The outer optimizer, as torch.optim.SGD(nesterov=True): v ← μ·v + g; model − lr·(g + μ·v).
+    Returns (the new model, the new velocity; None without momentum)."""
+    if momentum <= 0.0:
+        return model - lr * gradient, None
+    v = momentum * velocity + gradient
+    return model - lr * (gradient + momentum * v), v
 
 
 def mean(payloads: list[tf.Tensor]) -> tf.Tensor:
@@ -283,6 +288,11 @@ class Method:
     def ps_inputs(self) -> dict:
         """What the PS reads besides its flags (e.g. a predictor file and its hash): a resume must match it."""
         return {}
+
+    def synced(self, phase: int, model: tf.Tensor) -> tf.Tensor:
+        """The part of a flat model that the PS and every worker hold equal after a step of `phase` (what
+        --verify-sync compares): the whole model for most methods; the synced fragment for Streaming DiLoCo."""
+        return model
 
     def phase_name(self, phase: int) -> str:
         return self.phase_names.get(phase, str(phase))

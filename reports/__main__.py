@@ -6,6 +6,7 @@
     python -m reports models results/models
     python -m reports unseen results/unseen/records --readme results/unseen/README.md
     python -m reports soak results/soak/soak.json --readme results/soak/README.md
+    python -m reports scale results/scale
 
 A study's README holds its tables between marker lines (reports/readme.py); the command rewrites them.
 """
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 import argtypes
-from reports import frontier, methods, models, network, soak, unseen
+from reports import frontier, methods, models, network, scale, soak, unseen
 from reports.errors import ReportError
 
 p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m reports", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,6 +44,8 @@ s = commands.add_parser("soak", help="the table of results/soak from benchmarks/
 s.add_argument("soak_json", help="soak.json")
 s.add_argument("--readme", default="results/soak/README.md", help="the README whose table is rewritten")
 s.add_argument("--block", default="table", help="the name of the README's block that holds the table")
+c = commands.add_parser("scale", help="the PS's time per step against the worker count (results/scale)")
+c.add_argument("study", nargs="?", default="results/scale", help="the study's folder (ps_step/results.json, README.md)")
 args = p.parse_args()
 
 try:
@@ -55,6 +58,9 @@ try:
         network.rewrite(Path(args.dir), args.margin, args.target)
         print((Path(args.dir) / "results.md").read_text())
         print(f"reports: wrote results.csv, results.md and the plots in {args.dir}")
+    elif args.command == "scale":
+        print(scale.report(Path(args.study)))
+        print(f"reports: wrote the table of {args.study}/README.md and {args.study}/ps_step.png")
     elif args.command == "methods":
         print(methods.report(Path(args.summaries), Path(args.readme)))
         print(f"reports: wrote the table of {args.readme}")

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# results/scale from nothing: the PS's time per step for 2-16 simulated workers of LeNet-5 (benchmarks/ps_step.py:
+# workers push each method's payloads and do no training), its table and plot (python -m reports scale), and the
+# on-paper page for ResNet-50 and a 1B-parameter model (benchmarks/scale_on_paper.py). About 15 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export TF_CPP_MIN_LOG_LEVEL=2
+PY="${PY:-.venv/bin/python}"
+"$PY" benchmarks/ps_step.py --model lenet5 --workers 2 4 8 16 --methods baseline localsgd sparseloco mp2 \
+    --steps 30 --warmup 3 --out results/scale/ps_step
+"$PY" -m reports scale results/scale
+"$PY" benchmarks/scale_on_paper.py > results/scale/on-paper.md

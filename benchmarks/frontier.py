@@ -76,6 +76,10 @@ LENET5 = {
         {"label": "powersgd-R2", "flags": "--method powersgd --rank 2", "tune": LR},
         # MP² online (the PS trains its predictor during the run) pushing the classifier too, alone and
         # composed with the sync interval.
+        # Streaming DiLoCo: two fragments synced in turn at H=64, outer gradients in 4 bits; its outer rate tuned
+        # as DiLoCo's, at the inner rate plain local SGD at H=64 chose.
+        {"label": "streaming-H64", "family": "streaming DiLoCo", "flags": "--method streaming --sync-every 64 --fragments 2",
+         "tune": OUTER, "inherit": {"--lr": "localsgd-H64"}},
         {"label": "dgc", "flags": "--method dgc", "tune": {"--lr": ["0.05", "0.025", "0.1"]}},  # DGC's own SGD rate
         {"label": "topk-0.01", "flags": "--method topk --ratio 0.01", "tune": LR},
         {"label": "diloco-H16", "family": DILOCO, "flags": "--method localsgd --sync-every 16 --outer-momentum 0.9",

@@ -80,6 +80,12 @@ LENET5 = {
         # as DiLoCo's, at the inner rate plain local SGD at H=64 chose.
         {"label": "streaming-H64", "family": "streaming DiLoCo", "flags": "--method streaming --sync-every 64 --fragments 2",
          "tune": OUTER, "inherit": {"--lr": "localsgd-H64"}},
+        # What Streaming DiLoCo's two changes cost, on the tuning seed: float32 outer gradients, and one fragment
+        # in float32 (DiLoCo itself, computed as Streaming DiLoCo's update).
+        {"label": "streaming-H64-32bit", "family": report.CONTROLS, "flags": "--method streaming --sync-every 64 "
+         "--fragments 2 --outer-bits 32", "inherit": {"--lr": "localsgd-H64", "--outer-lr": "streaming-H64"}, "seeds": [0]},
+        {"label": "streaming-H64-F1-32bit", "family": report.CONTROLS, "flags": "--method streaming --sync-every 64 "
+         "--fragments 1 --outer-bits 32", "inherit": {"--lr": "localsgd-H64", "--outer-lr": "streaming-H64"}, "seeds": [0]},
         {"label": "dgc", "flags": "--method dgc", "tune": {"--lr": ["0.05", "0.025", "0.1"]}},  # DGC's own SGD rate
         {"label": "topk-0.01", "flags": "--method topk --ratio 0.01", "tune": LR},
         {"label": "diloco-H16", "family": DILOCO, "flags": "--method localsgd --sync-every 16 --outer-momentum 0.9",

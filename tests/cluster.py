@@ -1,13 +1,16 @@
 """Helpers for tests that start real PS and worker processes on 127.0.0.1."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from models import PREDICTED
 from runtime.cluster import PORT_RANGE_ENV, free_ports
@@ -62,6 +65,26 @@ SMALL = ["--model", "lenet5", "--dataset", "synthetic", "--worker-batch", "50", 
          "--preset", "paper"]
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any]) -> Any:
+    """What `build(directory)` returns (JSON data: paths as str), built once in the test session.
+
+    For a module fixture that starts processes: on parallel runners (pytest -n) the tests using it may land on
+    both, and each runner would build it. Here the first runner to ask builds it, in a directory of the
+    session's that both runners see; the other waits for it and reads the same value. `name` is unique in
+    the suite."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's base directory, above each runner's own
+    directory, saved = root / f"once-{name}", root / f"once-{name}.json"
+    with open(root / f"once-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, whatever build does
+        if not saved.exists():
+            shutil.rmtree(directory, ignore_errors=True)  # left by a build that failed
+            directory.mkdir()
+            saved.write_text(json.dumps(build(directory)))
+        return json.loads(saved.read_text())
+
+
 def cluster_flags(workers: int) -> list[str]:
     ports = take_ports(workers + 1)
     return [
@@ -93,6 +116,23 @@ def run(script: str, *args: str, timeout: float = 300, cwd: Path = ROOT,
     )
 
 
+def run_in_one(script: str, *cases: list[str], timeout: float = 300, cwd: Path = ROOT, env: dict[str, str] | None = None,
+               merge: bool = True) -> list[subprocess.CompletedProcess]:
+    """`script` (a path in the repository, or "-m MODULE") run once per case (its arguments), all in one Python
+    process (tests/in_one.py): for cases that stop before any cluster forms, whose TensorFlow start-up would
+    otherwise be most of their cost. One CompletedProcess per case: its exit code, and in stdout what it printed
+    (stdout and stderr, as `run` gives them; with merge=False stdout and stderr apart) — TensorFlow's own C++
+    log lines are not among them."""
+    target = script if script.startswith("-m ") else str(ROOT / script)
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "in_one.py"), target, json.dumps([list(c) for c in cases])],
+                          cwd=cwd, env={**launcher_env(), **(env or {})}, text=True, timeout=timeout,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    marked = [line for line in done.stdout.splitlines() if line.startswith("in_one: ")]
+    assert done.returncode == 0 and len(marked) == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    return [subprocess.CompletedProcess([script, *case], r["returncode"], *((r["output"],) if merge else (r["stdout"], r["stderr"])))
+            for case, r in zip(cases, json.loads(marked[0][len("in_one: "):]))]
+
+
 def run_together(*commands: tuple[str, ...], timeout: float = 300) -> list[subprocess.CompletedProcess]:
     """Independent runs (each `(script, *args)`) at the same time: most of a small run is start-up."""
     procs = [start(*command) for command in commands]
@@ -101,6 +141,27 @@ def run_together(*commands: tuple[str, ...], timeout: float = 300) -> list[subpr
         out, _ = proc.communicate(timeout=timeout)
         done.append(subprocess.CompletedProcess(list(command), proc.returncode, out))
     return done
+
+
+def check_resumed(whole: Path, split: Path, saved: dict, again: subprocess.CompletedProcess) -> None:
+    """`split`, run 1 epoch (its summary then: `saved`) and resumed to 2 (`again`), ends as `whole`, the same
+    run's 2 epochs in one go: the same model bit for bit, the same curves, the validation history kept and
+    chosen from alike, epoch 1 kept rather than run again."""
+    import numpy as np
+
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert "resuming after epoch 1" in again.stdout and "warning" not in again.stdout, again.stdout[-4000:]
+    summary, uninterrupted = (json.loads((d / "summary.json").read_text()) for d in (split, whole))
+    assert summary["resumed_from_epoch"] == 1
+    assert summary["test_acc_by_epoch"][0] == saved["test_acc_by_epoch"][0]  # epoch 1 kept, not rerun
+    assert [r["epoch"] for r in read_jsonl(split / "metrics.jsonl")] == [1, 2]
+    np.testing.assert_array_equal(np.load(whole / "checkpoint.npz")["model"], np.load(split / "checkpoint.npz")["model"],
+                                  err_msg=str(split))
+    assert summary["test_acc_by_epoch"] == uninterrupted["test_acc_by_epoch"]
+    for key in ("val_acc_by_epoch", "best_val_epoch", "test_acc_at_best_val"):  # the history kept, chosen alike
+        assert summary[key] == uninterrupted[key], key
+    assert len(summary["val_acc_by_epoch"]) == 2 and None not in summary["val_acc_by_epoch"]
+    assert [r["epoch"] for r in read_jsonl(split / "worker-0.jsonl")] == [1, 2]
 
 
 def check_provenance(record: dict) -> None:

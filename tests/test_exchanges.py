@@ -1,14 +1,17 @@
-"""Steps with no exchange (local SGD) and with two (PowerSGD), with real processes on 127.0.0.1."""
+"""Steps with no exchange (local SGD) and with two (PowerSGD), with real processes on 127.0.0.1; their resume,
+and a shorter run being the first epochs of a longer one."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import data
 import models
-from tests.cluster import SMALL, correction_entries, powersgd_sizes, read_jsonl, run, run_together
+from tests.cluster import SMALL, built_once, check_resumed, correction_entries, powersgd_sizes, read_jsonl, run, run_together
 
 LENET = models.get("lenet5", 10)
 T = LENET.layout.total
@@ -25,25 +28,35 @@ MP2_ONLINE = ["--method", "mp2", "--push", "front+head", "--sync-every", str(H),
               "--switch-tolerance", "1", "--watch-tolerance", "1", "--first-round-steps", "20", "--round-steps", "10"]
 
 
+OUTER = ["--method", "localsgd", "--sync-every", "2", "--outer-lr", "0.7", "--outer-momentum", "0.9", "--trace-steps", "6"]
+POWERSGD = ["--method", "powersgd", "--rank", "2"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
-    """Every independent run of this file at once (most of a small run is start-up)."""
-    root = tmp_path_factory.mktemp("exchanges")
-    plan = {
-        "whole": [*LOCALSGD, "--epochs", "2"],
-        "split": [*LOCALSGD, "--epochs", "1"],
-        "h1": ["--method", "localsgd", "--sync-every", "1", "--epochs", "1"],
-        "baseline": ["--method", "baseline", "--epochs", "1"],
-        "outer": ["--method", "localsgd", "--sync-every", "2", "--outer-lr", "0.7", "--outer-momentum", "0.9",
-                  "--epochs", "1", "--trace-steps", "6"],
-        "powersgd": ["--method", "powersgd", "--rank", "2", "--epochs", "1", "--trace-steps", "2"],
-        "mp2": MP2_ONLINE,
-    }
-    done = run_together(*[("mp2_local.py", *COMMON, *flags, "--out", str(root / name)) for name, flags in plan.items()],
-                        timeout=900)
-    for name, d in zip(plan, done):
-        assert d.returncode == 0, f"{name}: {d.stdout[-4000:]}"
-    return {name: root / name for name in plan}
+    """Every independent run of this file at once (most of a small run is start-up); built once in the session
+    (tests/cluster.py's built_once). "split" and "powersgd-split" are resumed by their tests, in place; the
+    1-epoch summary of "powersgd-split" is kept beside it."""
+    def build(root: Path) -> dict:
+        plan = {
+            "whole": [*LOCALSGD, "--epochs", "2"],
+            "split": [*LOCALSGD, "--epochs", "1"],
+            "h1": ["--method", "localsgd", "--sync-every", "1", "--epochs", "1"],
+            "baseline": ["--method", "baseline", "--epochs", "1"],
+            "outer": [*OUTER, "--epochs", "1"],
+            "outer-long": [*OUTER, "--epochs", "2"],
+            "powersgd": [*POWERSGD, "--epochs", "2", "--trace-steps", "2"],
+            "powersgd-split": [*POWERSGD, "--epochs", "1"],
+            "mp2": MP2_ONLINE,
+        }
+        done = run_together(*[("mp2_local.py", *COMMON, *flags, "--out", str(root / name)) for name, flags in plan.items()],
+                            timeout=900)
+        for name, d in zip(plan, done):
+            assert d.returncode == 0, f"{name}: {d.stdout[-4000:]}"
+        shutil.copy(root / "powersgd-split" / "summary.json", root / "powersgd-split-summary.json")
+        return {name: str(root / name) for name in plan}
+
+    return {name: Path(path) for name, path in built_once(tmp_path_factory, "exchanges-runs", build).items()}
 
 
 def _summary(out) -> dict:
@@ -122,13 +135,35 @@ def test_localsgd_resumed_mid_run_ends_in_the_uninterrupted_model(runs):
 def test_powersgd_bytes_follow_the_layout_and_rank_and_models_stay_in_sync(runs):
     out = runs["powersgd"]
     summary, records = _summary(out), read_jsonl(out / "metrics.jsonl")
-    assert [w["steps_verified_in_sync"] for w in records[0]["workers"]] == [STEPS, STEPS]
+    assert len(records) == 2
+    for record in records:
+        assert [w["steps_verified_in_sync"] for w in record["workers"]] == [STEPS, STEPS]
     p, q, dense = powersgd_sizes(LENET.layout, 2)
     assert (p, q, dense) == (472, 1270, 236)
-    steps = STEPS * 2  # per worker
+    steps = 2 * STEPS * 2  # epochs x steps x workers
     assert summary["bytes_pushed_total"] == 4 * (p + dense + q) * steps  # exchange 1, then exchange 2
     assert summary["bytes_pulled_total"] == (4 * (p + dense) + CONTROL + 4 * q + CONTROL) * steps
     assert summary["test_acc_by_epoch"][-1] > 0.3
+
+
+@pytest.mark.cluster
+def test_powersgd_resumed_gives_what_the_uninterrupted_run_gives(runs):
+    """Same seed: 2 epochs in one go, or 1 and then --resume to 2, end in the same model, bit for bit. PowerSGD's
+    residuals or warm-started Q lost, or mixup draws restarted from the seed, would make the models differ."""
+    split = runs["powersgd-split"]
+    saved = json.loads((split.parent / "powersgd-split-summary.json").read_text())
+    again = run("mp2_local.py", *COMMON, *POWERSGD, "--epochs", "2", "--resume", "--out", str(split))
+    check_resumed(runs["powersgd"], split, saved, again)
+
+
+@pytest.mark.cluster
+def test_a_shorter_budget_is_the_first_epochs_of_a_longer_run(runs):
+    """The frontier reads its 10-epoch budget from the 30-epoch runs: that holds only if nothing before a run's
+    end depends on --epochs (rate schedule, data order, mixup draws, the outer step's state)."""
+    first, prefix = read_jsonl(runs["outer"] / "metrics.jsonl")[0], read_jsonl(runs["outer-long"] / "metrics.jsonl")[0]
+    same = ("test_acc", "val_acc", "loss", "train_acc", "bytes_pushed", "bytes_pulled")
+    assert {k: first[k] for k in same} == {k: prefix[k] for k in same}
+    assert len(read_jsonl(runs["outer-long"] / "metrics.jsonl")) == 2
 
 
 @pytest.mark.cluster

@@ -14,7 +14,7 @@ import pytest
 from benchmarks.grid import GridError, Setting
 from runtime.cmdline import merge as merge_flags
 from reports import frontier
-from tests.cluster import SMALL, launcher_env, read_jsonl, ROOT, run_together
+from tests.cluster import launcher_env, ROOT
 
 MB = 1_000_000
 FRONTIER = str(ROOT / "benchmarks" / "frontier.py")
@@ -274,20 +274,8 @@ def test_a_failed_run_is_reported_and_the_grid_goes_on(tmp_path):
     assert json.loads((out / "frontier.json").read_text())["failed"][0]["exit_code"] == 2
 
 
-@pytest.mark.cluster
-def test_a_shorter_budget_is_the_first_epochs_of_a_longer_run(tmp_path):
-    # The frontier reads its 10-epoch budget from the 30-epoch runs: that holds only if nothing before a
-    # run's end depends on --epochs (rate schedule, data order, the outer step's state).
-    flags = [*SMALL, "--method", "localsgd", "--sync-every", "4", "--outer-lr", "0.7", "--outer-momentum", "0.9",
-             "--mixup", "0", "--seed", "3"]
-    short, long = tmp_path / "short", tmp_path / "long"
-    done = run_together(("mp2_local.py", "--workers", "2", *flags, "--epochs", "1", "--out", str(short)),
-                        ("mp2_local.py", "--workers", "2", *flags, "--epochs", "2", "--out", str(long)))
-    assert all(d.returncode == 0 for d in done), [d.stdout[-2000:] for d in done]
-    first, prefix = read_jsonl(short / "metrics.jsonl")[0], read_jsonl(long / "metrics.jsonl")[0]
-    same = ("test_acc", "val_acc", "loss", "train_acc", "bytes_pushed", "bytes_pulled")
-    assert {k: first[k] for k in same} == {k: prefix[k] for k in same}
-    assert len(read_jsonl(long / "metrics.jsonl")) == 2
+# A shorter budget is the first epochs of a longer run (the frontier reads its 10-epoch budget from the 30-epoch
+# runs): tests/test_exchanges.py's test_a_shorter_budget_is_the_first_epochs_of_a_longer_run, on its runs.
 
 
 @pytest.mark.unit

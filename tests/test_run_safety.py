@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import tensorflow as tf
 
 from runtime import tferrors
 from runtime.ps import _not_admitted, loss_diverged
-from tests.cluster import launcher_env, ROOT, SMALL, take_ports, interruptible, run
+from tests.cluster import launcher_env, ROOT, SMALL, take_ports, interruptible, run, run_in_one
 
 QUICK = [*SMALL, "--epochs", "1"]
 
@@ -163,15 +162,18 @@ def test_resume_of_a_finished_run_says_so_at_once_and_exits_0(tmp_path):
 
 # --- mistakes found before the cluster starts --------------------------------------------------------
 @pytest.mark.cluster
-@pytest.mark.parametrize("flags, says", [
-    (["--method", "mp2", "--push", "all"], "nothing to predict"),
-    (["--method", "mp2", "--predictor", "no/such/predictor.npz"], "does not exist"),
-    (["--push", "conv9"], "conv9 is not a layer"),
-])
-def test_the_launcher_refuses_a_bad_model_push_or_predictor_before_starting_anything(tmp_path, flags, says):
-    done = run("mp2_local.py", "--workers", "2", "--out", str(tmp_path / "run"), *QUICK, *flags, timeout=120)
-    assert done.returncode != 0 and says in done.stdout, done.stdout[-2000:]
-    assert "pids" not in done.stdout and "Traceback" not in done.stdout
+def test_the_launcher_refuses_a_bad_model_push_or_predictor_before_starting_anything(tmp_path):
+    """The cases in one process (tests/cluster.py's run_in_one: TensorFlow starts once for them all)."""
+    cases = [
+        (["--method", "mp2", "--push", "all"], "nothing to predict"),
+        (["--method", "mp2", "--predictor", "no/such/predictor.npz"], "does not exist"),
+        (["--push", "conv9"], "conv9 is not a layer"),
+    ]
+    runs = run_in_one("mp2_local.py", *[["--workers", "2", "--out", str(tmp_path / f"run{i}"), *QUICK, *flags]
+                                        for i, (flags, _) in enumerate(cases)])
+    for (flags, says), done in zip(cases, runs):
+        assert done.returncode != 0 and says in done.stdout, (flags, done.stdout[-2000:])
+        assert "pids" not in done.stdout and "Traceback" not in done.stdout, (flags, done.stdout[-2000:])
 
 
 @pytest.mark.cluster
@@ -182,17 +184,8 @@ def test_a_worker_started_by_hand_with_push_all_for_mp2_is_one_line():
     assert done.returncode != 0 and "nothing to predict" in done.stdout and "Traceback" not in done.stdout, done.stdout
 
 
-@pytest.mark.cluster
-def test_a_worker_facing_a_silent_port_names_itself_the_address_and_what_listens(tmp_path):
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        address = f"127.0.0.1:{silent.getsockname()[1]}"
-        done = run("mp2_worker.py", "--ps_hosts", address, "--worker_hosts", f"127.0.0.1:{take_ports(1)[0]}",
-                   "--task_index", "0", "--out", str(tmp_path), *SMALL[:-2], "--connect-timeout", "5", timeout=150)
-    assert done.returncode != 0 and "Traceback" not in done.stdout
-    line = [l for l in done.stdout.splitlines() if "no answer within" in l][0]
-    assert line.startswith("worker 0: error:") and address in line and "does not answer as a TensorFlow server" in line
+# A worker facing a silent port names itself, the address and what listens: tests/test_runtime.py's
+# test_worker_facing_a_port_without_a_ps_gives_up_with_a_reason.
 
 
 @pytest.mark.cluster

@@ -14,13 +14,17 @@ import data
 import models
 from predictor import Predictor, load_checkpoint, save_checkpoint
 from runtime.methods.mp2_options import MP2Options
-from tests.cluster import (SMALL, cluster_flags, correction_entries, read_jsonl, run, run_together, start, take_ports,
-                           topk_entries)
+from tests.cluster import (SMALL, check_resumed, cluster_flags, correction_entries, read_jsonl, run, run_in_one,
+                           run_together, start, take_ports, topk_entries)
 
 pytestmark = pytest.mark.cluster
 
 LENET = models.get("lenet5", 10)
 STEPS_PER_EPOCH = data.Schedule(2000, 2, 50, 0).steps_per_epoch  # synthetic's default 2000 images
+
+
+def _steps_per_epoch(workers: int) -> int:
+    return data.Schedule(2000, workers, 50, 0).steps_per_epoch
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def _check_records(out, epochs: int = 2, workers: int = 2) -> dict:
     for r in records:
         assert sorted(w["worker"] for w in r["workers"]) == list(range(workers))
         for w in r["workers"]:
-            assert w["steps_verified_in_sync"] == STEPS_PER_EPOCH  # --verify-sync checked every step
+            assert w["steps_verified_in_sync"] == _steps_per_epoch(workers)  # --verify-sync checked every step
         for key in ("loss", "train_acc", "test_acc", "precision", "recall", "f1", "comm_seconds", "step_seconds"):
             assert np.isfinite(r[key])
     assert summary["bytes_pushed_total"] == sum(r["bytes_pushed"] for r in records)
@@ -58,26 +62,40 @@ CONTROL = 16  # bytes of the control word that ends every reply
 SYNC = ["--verify-sync"]
 
 
-def test_baseline_two_workers_learns_and_counts_bytes(tmp_path):
+def test_baseline_learns_counts_bytes_and_keeps_the_best_validation_epoch_with_three_workers(tmp_path):
+    """One run serves both: the baseline's records and bytes, and best.npz following the best validation epoch."""
     out = tmp_path / "run"
-    done = run("mp2_local.py", "--workers", "2", "--method", "baseline", "--epochs", "2", "--out", str(out), *SMALL, *SYNC)
+    workers, epochs = 3, 3
+    done = run("mp2_local.py", "--workers", str(workers), "--method", "baseline", "--epochs", str(epochs),
+               "--out", str(out), *SMALL, *SYNC)
     assert done.returncode == 0, done.stdout
-    summary = _check_records(out)
-    steps = 2 * STEPS_PER_EPOCH * 2  # epochs x steps x workers
+    summary = _check_records(out, epochs=epochs, workers=workers)
+    steps = epochs * _steps_per_epoch(workers) * workers  # epochs x steps x workers
     assert summary["bytes_pushed_total"] == 4 * LENET.layout.total * steps
     assert summary["bytes_pulled_total"] == (4 * LENET.layout.total + CONTROL) * steps
-    first, last = summary["test_acc_by_epoch"]
+    first, last = summary["test_acc_by_epoch"][0], summary["test_acc_by_epoch"][-1]
     assert last > 0.5 and last >= first, summary  # 10 classes: chance is 0.1
     assert (out / "checkpoint.npz").exists() and (out / "best.npz").exists()
     assert list(out.glob("events.out.tfevents.*")), "no TensorBoard events"
+
+    curve = summary["val_acc_by_epoch"]
+    best_meta = json.loads(np.load(out / "best.npz")["__meta__"].tobytes())
+    assert best_meta["epoch"] == 1 + int(np.argmax(curve)) == summary["best_val_epoch"]  # the first of the highest
+    assert summary["test_acc_at_best_val"] == summary["test_acc_by_epoch"][best_meta["epoch"] - 1]
+    assert summary["final_test_acc"] == summary["test_acc_by_epoch"][-1]
 
 
 def test_mp2_pushes_the_pushed_group_and_replies_with_the_prediction_of_the_average(tmp_path, untrained_predictor):
     """Checked on the wire itself: what each worker trained and sent, and what came back — the prediction
     from the average of the pushed groups, plus the correction: Adam's steps (optim.py's update, redone
-    here in numpy) on the mean of the workers' Top-k of their gradient of the predicted group."""
+    here in numpy) on the mean of the workers' Top-k of their gradient of the predicted group.
+
+    The predictor is given as the stage's directory (its predictor.npz inside)."""
+    stage_dir = tmp_path / "stage-out"
+    stage_dir.mkdir()
+    (stage_dir / "predictor.npz").write_bytes(Path(untrained_predictor).read_bytes())
     out = tmp_path / "run"
-    done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--predictor", untrained_predictor,
+    done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--predictor", str(stage_dir),
                "--epochs", "2", "--full-push-epochs", "1", "--trace-steps", "4", "--out", str(out), *SMALL, *SYNC)
     assert done.returncode == 0, done.stdout
     summary = _check_records(out)
@@ -138,7 +156,9 @@ def test_subset_broadcast_workers_read_the_predictor_file_and_get_only_the_avera
     np.testing.assert_allclose(traces[0]["1/reply/0"], (ups[0] + ups[1]) / 2, rtol=1e-6, atol=1e-7)
 
 
-def test_worker_with_another_predictor_file_is_refused(tmp_path, untrained_predictor):
+def test_workers_with_another_predictor_file_or_another_model_are_refused_and_the_ps_waits_on(tmp_path, untrained_predictor):
+    """One PS, two workers in turn, each refused at the handshake with the difference named; the PS keeps waiting
+    for a worker with the right flags."""
     other = tmp_path / "other.npz"
     save_checkpoint(str(other), LENET.layout, Predictor(LENET.layout, seed=1).numpy_weights())
     flags = cluster_flags(1)
@@ -146,12 +166,17 @@ def test_worker_with_another_predictor_file_is_refused(tmp_path, untrained_predi
     ps = start("mp2_ps.py", *flags, *common, "--predictor", untrained_predictor)
     try:
         worker = run("mp2_worker.py", *flags, "--task_index", "0", *common, "--predictor", str(other), timeout=180)
+        assert worker.returncode != 0 and "the PS refused this worker" in worker.stdout, worker.stdout
+        assert f"its --predictor {other}" in worker.stdout and "give it the same file, or none" in worker.stdout
+        assert "Traceback" not in worker.stdout
+        assert ps.poll() is None
+        alexnet = run("mp2_worker.py", *flags, "--task_index", "0", *common, "--model", "alexnet", timeout=180)
+        assert alexnet.returncode != 0
+        assert "refused" in alexnet.stdout and "--model" in alexnet.stdout and "lenet5" in alexnet.stdout, alexnet.stdout
+        assert ps.poll() is None  # the PS keeps waiting for a worker with the right flags
     finally:
         ps.kill()
         ps.wait()
-    assert worker.returncode != 0 and "the PS refused this worker" in worker.stdout, worker.stdout
-    assert f"its --predictor {other}" in worker.stdout and "give it the same file, or none" in worker.stdout
-    assert "Traceback" not in worker.stdout
 
 
 def test_a_predictor_file_on_a_worker_of_online_mp2_is_refused():
@@ -215,11 +240,8 @@ def test_topk_sends_k_entries_per_tensor_and_stays_in_sync(tmp_path):
     assert summary["bytes_pulled_total"] < steps * (8 * 2 * topk_entries(LENET.layout, 0.01) + CONTROL) + 1
 
 
-def test_dgc_sends_biases_dense_and_the_rest_sparse(tmp_path):
-    out = tmp_path / "run"
-    done = run("mp2_local.py", "--workers", "2", "--method", "dgc", "--epochs", "2", "--warmup-epochs", "1",
-               "--trace-steps", "2", "--out", str(out), *SMALL, *SYNC)
-    assert done.returncode == 0, done.stdout
+def _dgc_sends_biases_dense_and_the_rest_sparse(out) -> None:
+    """DGC's payload, checked on its uninterrupted run in test_dgc_resumed_..._and_sends_biases_dense_and_the_rest_sparse."""
     summary = _check_records(out)
     trace = np.load(out / "trace-worker-0.npz")
     biases = sum(p.size for p in LENET.layout.params if len(p.shape) == 1)
@@ -278,51 +300,38 @@ def test_method_options_are_checked(tmp_path):
     finally:
         ps.kill()
         ps.wait()
-    other = run("mp2_ps.py", *cluster_flags(1), "--method", "baseline", "--ratio", "0.1", "--out", str(tmp_path), *SMALL, timeout=120)
-    assert other.returncode != 0 and "--ratio is an option of topk, dgc, not of --method baseline" in other.stdout, other.stdout
-    assert "Traceback" not in other.stdout
 
 
-def test_mp2_options_that_cannot_go_together_are_refused(tmp_path):
-    done = run("mp2_ps.py", *cluster_flags(1), "--method", "mp2", "--prediction", "hold", "--broadcast", "subset",
-               "--out", str(tmp_path), *SMALL, timeout=120)
-    assert done.returncode != 0 and "--broadcast subset needs a predictor" in done.stdout, done.stdout
-    assert "Traceback" not in done.stdout
-
-
-def test_predictor_for_another_model_is_refused(tmp_path):
+def test_the_ps_refuses_bad_settings_before_any_cluster_forms(tmp_path):
+    """Each a one-line refusal of the PS, all in one process (tests/cluster.py's run_in_one): a method option given
+    to another method, MP² options that cannot go together, a predictor of another model, a directory without
+    predictor.npz (a stage's directory with one is the predictor: test_mp2_pushes_...), a port in use (last: it
+    gets as far as starting the server)."""
     alexnet = models.get("alexnet", 10)
     path = tmp_path / "alexnet.npz"
     save_checkpoint(str(path), alexnet.layout, Predictor(alexnet.layout, seed=0).numpy_weights())
-    done = run("mp2_ps.py", *cluster_flags(1), "--method", "mp2", "--predictor", str(path), "--out", str(tmp_path), *SMALL, timeout=120)
-    assert done.returncode != 0
-    assert "alexnet" in done.stdout and "lenet5" in done.stdout, done.stdout
-
-
-def test_predictor_may_be_given_as_the_stage_directory(tmp_path, untrained_predictor):
-    stage_dir = tmp_path / "stage-out"
-    stage_dir.mkdir()
-    (stage_dir / "predictor.npz").write_bytes(Path(untrained_predictor).read_bytes())
-    out = tmp_path / "run"
-    done = run("mp2_local.py", "--workers", "1", "--method", "mp2", "--predictor", str(stage_dir), "--epochs", "1",
-               "--out", str(out), *SMALL)
-    assert done.returncode == 0, done.stdout
-    empty = run("mp2_ps.py", *cluster_flags(1), "--method", "mp2", "--predictor", str(tmp_path), "--out", str(tmp_path), *SMALL, timeout=120)
-    assert empty.returncode != 0 and "without predictor.npz" in empty.stdout, empty.stdout
-
-
-def test_worker_with_other_model_is_refused_with_the_difference(tmp_path):
-    flags = cluster_flags(1)
-    ps = start("mp2_ps.py", *flags, "--epochs", "1", "--out", str(tmp_path), *SMALL)
-    try:
-        worker = run("mp2_worker.py", *flags, "--task_index", "0", "--epochs", "1", "--out", str(tmp_path),
-                     *SMALL[:0], "--model", "alexnet", "--dataset", "synthetic", "--worker-batch", "50", timeout=180)
-        assert worker.returncode != 0
-        assert "refused" in worker.stdout and "--model" in worker.stdout and "lenet5" in worker.stdout, worker.stdout
-        assert ps.poll() is None  # the PS keeps waiting for a worker with the right flags
-    finally:
-        ps.kill()
-        ps.wait()
+    empty = tmp_path / "no-predictor"
+    empty.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cases = {
+            "ratio": [*cluster_flags(1), "--method", "baseline", "--ratio", "0.1"],
+            "hold-subset": [*cluster_flags(1), "--method", "mp2", "--prediction", "hold", "--broadcast", "subset"],
+            "other-model": [*cluster_flags(1), "--method", "mp2", "--predictor", str(path)],
+            "empty-dir": [*cluster_flags(1), "--method", "mp2", "--predictor", str(empty)],
+            "port": ["--ps_hosts", f"127.0.0.1:{port}", "--worker_hosts", "127.0.0.1:1"],
+        }
+        done = dict(zip(cases, run_in_one("mp2_ps.py", *[[*flags, "--out", str(tmp_path / name), *SMALL]
+                                                        for name, flags in cases.items()])))
+    for name, d in done.items():
+        assert d.returncode != 0 and "Traceback" not in d.stdout, (name, d.stdout[-3000:])
+    assert "--ratio is an option of topk, dgc, not of --method baseline" in done["ratio"].stdout, done["ratio"].stdout
+    assert "--broadcast subset needs a predictor" in done["hold-subset"].stdout, done["hold-subset"].stdout
+    assert "alexnet" in done["other-model"].stdout and "lenet5" in done["other-model"].stdout, done["other-model"].stdout
+    assert "without predictor.npz" in done["empty-dir"].stdout, done["empty-dir"].stdout
+    assert f"port {port}" in done["port"].stdout and "in use" in done["port"].stdout, done["port"].stdout
 
 
 def test_killed_worker_stops_everyone_naming_it(tmp_path):
@@ -346,40 +355,37 @@ def test_killed_worker_stops_everyone_naming_it(tmp_path):
             p.wait()
 
 
+def full_steps(steps: int, switch: int, every: int = 10, window: int = 2) -> int:
+    """Steps of online MP²'s schedule (or its control's) that push the whole model: all before `switch`, then
+    the refresh windows (`window` steps of every `every`)."""
+    return sum(1 for s in range(steps) if s < switch or s % every < window)
+
+
+def pushed_bytes(full: int, partial: int, workers: int = 2) -> int:
+    """Full steps push the model; partial ones the pushed group and the correction's Top-k (the default)."""
+    sparse = correction_entries(LENET.layout, MP2Options().for_run(STEPS_PER_EPOCH).correction_ratio)
+    return workers * (4 * LENET.layout.total * full + (4 * LENET.layout.pushed + 8 * sparse) * partial)
+
+
 # DGC's state holds Top-k's (a residual) and more (momentum, sample draws); baseline's is the workers'
-# optimizer and mixup draws, which every method has. Local SGD's resume: tests/test_exchanges.py.
-def test_resume_gives_what_the_uninterrupted_run_gives(tmp_path):
-    """Same seed: 2 epochs in one go, or 1 and then --resume to 2, end in the same model, bit for bit
-    (DGC and PowerSGD, the runs of both at once).
+# optimizer and mixup draws, which every method has. Local SGD's and PowerSGD's resume: tests/test_exchanges.py.
+def test_dgc_resumed_gives_what_the_uninterrupted_run_gives_and_sends_biases_dense_and_the_rest_sparse(tmp_path):
+    """Same seed: 2 epochs in one go, or 1 and then --resume to 2, end in the same model, bit for bit; the
+    resume crosses the end of DGC's warm-up (--warmup-epochs 1).
 
     A PS that ignored its checkpoint, workers that restarted their optimizer, DGC's residuals and
-    momentum or PowerSGD's residuals and warm-started Q, DGC samples drawn afresh, or mixup draws that
-    restarted from the seed would each make the models differ.
+    momentum, DGC samples drawn afresh, or mixup draws that restarted from the seed would each make the
+    models differ. The uninterrupted run (traced) also shows what DGC sends (_dgc_sends_biases_dense_and_the_rest_sparse).
     """
-    methods = ("dgc", "powersgd")
-    flags = {m: ["--workers", "2", "--method", m, "--mixup", "1", *SMALL] for m in methods}
-    whole, split = {m: tmp_path / m / "whole" for m in methods}, {m: tmp_path / m / "split" for m in methods}
-    done = run_together(*[("mp2_local.py", *flags[m], "--epochs", "2", "--out", str(whole[m])) for m in methods],
-                        *[("mp2_local.py", *flags[m], "--epochs", "1", "--out", str(split[m])) for m in methods])
+    flags = ["--workers", "2", "--method", "dgc", "--warmup-epochs", "1", "--mixup", "1", *SMALL, *SYNC]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    done = run_together(("mp2_local.py", *flags, "--epochs", "2", "--trace-steps", "2", "--out", str(whole)),
+                        ("mp2_local.py", *flags, "--epochs", "1", "--out", str(split)))
     assert all(d.returncode == 0 for d in done), "".join(d.stdout[-2000:] for d in done)
-    saved = {m: _summary(split[m]) for m in methods}
-    again = dict(zip(methods, run_together(*[("mp2_local.py", *flags[m], "--epochs", "2", "--resume", "--out",
-                                              str(split[m])) for m in methods])))
-    for m in methods:
-        assert again[m].returncode == 0, again[m].stdout
-        assert "resuming after epoch 1" in again[m].stdout and "warning" not in again[m].stdout, again[m].stdout
-        summary = _summary(split[m])
-        assert summary["resumed_from_epoch"] == 1
-        assert summary["test_acc_by_epoch"][0] == saved[m]["test_acc_by_epoch"][0]  # epoch 1 kept, not rerun
-        assert [r["epoch"] for r in _epochs(split[m])] == [1, 2]
-        np.testing.assert_array_equal(np.load(whole[m] / "checkpoint.npz")["model"],
-                                      np.load(split[m] / "checkpoint.npz")["model"], err_msg=m)
-        assert summary["test_acc_by_epoch"] == _summary(whole[m])["test_acc_by_epoch"], m
-        for key in ("val_acc_by_epoch", "best_val_epoch", "test_acc_at_best_val"):  # the history kept, chosen alike
-            assert summary[key] == _summary(whole[m])[key], (m, key)
-        assert len(summary["val_acc_by_epoch"]) == 2 and None not in summary["val_acc_by_epoch"]
-        worker_log = read_jsonl(split[m] / "worker-0.jsonl")
-        assert [r["epoch"] for r in worker_log] == [1, 2]
+    saved = _summary(split)
+    again = run("mp2_local.py", *flags, "--epochs", "2", "--resume", "--out", str(split))
+    check_resumed(whole, split, saved, again)
+    _dgc_sends_biases_dense_and_the_rest_sparse(whole)
 
 
 def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_path):
@@ -390,9 +396,13 @@ def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_pat
     would change the phases, the bytes or the model.
 
     Beside it, the control on the same schedule (--prediction hold --control-switch-step N, N the MP²
-    run's switch step) pushes the whole model on exactly as many steps of each epoch, the same bytes."""
+    run's switch step) pushes the whole model on exactly as many steps of each epoch, the same bytes: those of
+    full steps until N and in the refresh windows, partial ones with the correction's Top-k elsewhere.
+
+    The uninterrupted run (--verify-sync) is also the full broadcast's case of
+    test_online_mp2_switches_records_the_switch_and_counts_every_byte."""
     schedule = ["--workers", "2", "--method", "mp2", "--refresh-every", "10", "--refresh-steps", "2", *SMALL]
-    flags = [*schedule, "--online-wait", "--warmup-snapshots", "4",
+    flags = [*schedule, *SYNC, "--online-wait", "--warmup-snapshots", "4",
              "--online-snapshot-every", "2", "--retrain-after", "2", "--partial-snapshot-every", "3",
              "--first-round-steps", "20", "--round-steps", "10", "--switch-tolerance", "1", "--watch-tolerance", "1"]
     whole, split, control = tmp_path / "whole", tmp_path / "split", tmp_path / "control"
@@ -421,29 +431,13 @@ def test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends(tmp_pat
     assert [r["phases"]["full"] for r in _epochs(control)] == [r["phases"]["full"] for r in _epochs(whole)]
     assert c["bytes_pushed_total"] == a["bytes_pushed_total"]
     assert c["method_stats"]["steps"]["full"] == a["method_stats"]["steps"]["full"] > 0
+    steps = 2 * STEPS_PER_EPOCH
+    full, partial = c["phases"].get("full", 0), c["phases"].get("partial", 0)
+    assert full + partial == steps and full == full_steps(steps, switch=switch[0] + 1) and partial > 0  # as MP² switching at N
+    assert c["bytes_pushed_total"] == pushed_bytes(full, partial)
+    assert c["method_stats"]["online"]["control_switch_step"] == switch[0]
 
-
-def test_resume_of_a_finished_run(tmp_path):
-    out = tmp_path / "run"
-    assert run("mp2_local.py", "--workers", "1", "--epochs", "2", "--out", str(out), *SMALL).returncode == 0
-    before = (out / "summary.json").read_text()
-    fewer = run("mp2_ps.py", *cluster_flags(1), "--resume", "--epochs", "1", "--out", str(out), *SMALL, timeout=120)
-    assert fewer.returncode != 0 and "already done 2 epochs" in fewer.stdout, fewer.stdout
-    same = run("mp2_ps.py", *cluster_flags(1), "--resume", "--epochs", "2", "--out", str(out), *SMALL, timeout=120)
-    assert same.returncode == 0 and "nothing to do" in same.stdout, same.stdout
-    assert (out / "summary.json").read_text() == before  # untouched, wall time included
-
-
-def test_best_checkpoint_follows_the_best_validation_epoch_with_three_workers(tmp_path):
-    out = tmp_path / "run"
-    done = run("mp2_local.py", "--workers", "3", "--epochs", "3", "--out", str(out), *SMALL)
-    assert done.returncode == 0, done.stdout
-    summary = _summary(out)
-    curve = summary["val_acc_by_epoch"]
-    best_meta = json.loads(np.load(out / "best.npz")["__meta__"].tobytes())
-    assert best_meta["epoch"] == 1 + int(np.argmax(curve)) == summary["best_val_epoch"]  # the first of the highest
-    assert summary["test_acc_at_best_val"] == summary["test_acc_by_epoch"][best_meta["epoch"] - 1]
-    assert summary["final_test_acc"] == summary["test_acc_by_epoch"][-1]
+    _check_online_switch(whole, done.stdout, "full", epochs=2, warmup_steps=8)  # 4 snapshots, one every 2 steps
 
 
 def test_divergence_stops_the_run_naming_step_and_worker(tmp_path):
@@ -454,23 +448,6 @@ def test_divergence_stops_the_run_naming_step_and_worker(tmp_path):
     assert "Traceback" not in done.stdout
     for line in (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []:
         json.loads(line)  # whatever was written is valid JSON
-
-
-def test_resume_refuses_another_configuration(tmp_path):
-    out = tmp_path / "run"
-    assert run("mp2_local.py", "--workers", "1", "--epochs", "1", "--out", str(out), *SMALL).returncode == 0
-    again = run("mp2_ps.py", *cluster_flags(1), "--resume", "--lr", "0.01", "--epochs", "2", "--out", str(out), *SMALL, timeout=120)
-    assert again.returncode != 0 and "another configuration" in again.stdout, again.stdout
-
-
-def test_port_in_use_is_reported(tmp_path):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        done = run("mp2_ps.py", "--ps_hosts", f"127.0.0.1:{port}", "--worker_hosts", "127.0.0.1:1", "--out", str(tmp_path), *SMALL, timeout=120)
-    assert done.returncode != 0
-    assert f"port {port}" in done.stdout and "in use" in done.stdout, done.stdout
 
 
 def test_workers_that_never_come_are_named(tmp_path):
@@ -567,7 +544,10 @@ def test_a_second_process_claiming_a_task_index_stops_everyone_with_the_reason(t
             p.wait()
 
 
-def test_resume_drops_the_snapshots_of_the_abandoned_stretch(tmp_path):
+def test_resume_drops_the_snapshots_of_the_abandoned_stretch_and_a_finished_run_resumes_to_nothing_or_refuses(tmp_path):
+    """A run killed after its checkpoint resumes without the snapshots taken after it. Then, that run finished:
+    the PS resumed to fewer epochs refuses, to as many has nothing to do (and leaves the summary as it was),
+    and in another configuration refuses (the three in one process: tests/cluster.py's run_in_one)."""
     flags = ["--workers", "1", "--snapshot-every", "2", *SMALL]
     whole, split = tmp_path / "whole", tmp_path / "split"
     done = run_together(("mp2_local.py", *flags, "--epochs", "2", "--out", str(whole)),
@@ -585,48 +565,69 @@ def test_resume_drops_the_snapshots_of_the_abandoned_stretch(tmp_path):
     assert [r["step"] for r in manifest(whole)["snapshots"]] == uninterrupted
     assert len(uninterrupted) == 2 * one_worker_steps // 2
 
+    before = (whole / "summary.json").read_text()
+    ps = ["--snapshot-every", "2", "--resume", "--out", str(whole), *SMALL]
+    fewer, same, other = run_in_one("mp2_ps.py", [*cluster_flags(1), *ps, "--epochs", "1"],
+                                    [*cluster_flags(1), *ps, "--epochs", "2"],
+                                    [*cluster_flags(1), *ps, "--epochs", "3", "--lr", "0.01"])
+    assert fewer.returncode != 0 and "already done 2 epochs" in fewer.stdout, fewer.stdout
+    assert same.returncode == 0 and "nothing to do" in same.stdout, same.stdout
+    assert (whole / "summary.json").read_text() == before  # untouched, wall time included
+    assert other.returncode != 0 and "another configuration" in other.stdout, other.stdout
+
 
 def test_worker_facing_a_port_without_a_ps_gives_up_with_a_reason(tmp_path):
-    """Something listens on the PS's port but never speaks gRPC (another program, a frozen PS)."""
+    """Something listens on the PS's port but never speaks gRPC (another program, a frozen PS): the worker
+    names itself, the address and what listens there."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        flags = ["--ps_hosts", f"127.0.0.1:{port}", "--worker_hosts", f"127.0.0.1:{take_ports(1)[0]}"]
+        address = f"127.0.0.1:{port}"
+        flags = ["--ps_hosts", address, "--worker_hosts", f"127.0.0.1:{take_ports(1)[0]}"]
         started = time.monotonic()
         done = run("mp2_worker.py", *flags, "--task_index", "0", "--out", str(tmp_path), *SMALL[:-2],
                    "--connect-timeout", "5", timeout=150)
     assert done.returncode != 0
     assert "no answer within" in done.stdout and "Traceback" not in done.stdout, done.stdout[-2000:]
     assert time.monotonic() - started < 120
+    line = [l for l in done.stdout.splitlines() if "no answer within" in l][0]
+    assert line.startswith("worker 0: error:") and address in line and "does not answer as a TensorFlow server" in line
 
 
-@pytest.mark.parametrize("broadcast", ["full", "subset"])
-def test_online_mp2_switches_records_the_switch_and_counts_every_byte(tmp_path, broadcast):
+def test_online_mp2_switches_records_the_switch_and_counts_every_byte(tmp_path):
     """No predictor file: warm-up, a predictor trained beside the run, the switch, refresh windows.
 
     A tolerance of 1 makes every check pass, so the switch is certain; what is tested is the
     mechanism: the switch announced and recorded, every step's bytes counted by its phase, and
-    (with --verify-sync) every worker's model equal to the PS's, subset broadcast included.
+    (with --verify-sync) every worker's model equal to the PS's, subset broadcast included. Here with a
+    subset broadcast; the full broadcast's case is the uninterrupted run of
+    test_an_online_mp2_run_resumed_ends_where_the_uninterrupted_one_ends.
     """
     out = tmp_path / "run"
-    done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--broadcast", broadcast, "--epochs", "3",
+    done = run("mp2_local.py", "--workers", "2", "--method", "mp2", "--broadcast", "subset", "--epochs", "2",
                "--warmup-snapshots", "6", "--online-snapshot-every", "2", "--refresh-every", "10", "--refresh-steps", "2",
                "--retrain-after", "100", "--switch-tolerance", "1", "--watch-tolerance", "1", "--online-wait",
                "--first-round-steps", "20", "--round-steps", "10",
                "--out", str(out), *SMALL, *SYNC, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:]
-    assert "workers switch to MP²" in done.stdout
-    summary = _check_records(out, epochs=3)
+    _check_online_switch(out, done.stdout, "subset", epochs=2, warmup_steps=12)  # 6 snapshots, one every 2 steps
+
+
+def _check_online_switch(out, stdout: str, broadcast: str, epochs: int, warmup_steps: int) -> None:
+    """Online MP²'s switch announced and recorded, every step counted by its phase and its bytes (with
+    --verify-sync: every worker's model equal to the PS's)."""
+    assert "workers switch to MP²" in stdout
+    summary = _check_records(out, epochs=epochs)
     online = summary["method_stats"]["online"]
     assert online["rounds"] >= 1 and any(e["event"] == "switch to mp2" for e in online["events"])
     assert any(e["event"] == "switch to mp2" for r in _epochs(out) for e in r["events"])
     phases = summary["phases"]
     full, partial, with_weights = phases.get("full", 0), phases.get("partial", 0), phases.get("partial+weights", 0)
-    assert full + partial + with_weights == 3 * STEPS_PER_EPOCH and partial + with_weights > 0 and full >= 12
+    assert full + partial + with_weights == epochs * STEPS_PER_EPOCH and partial + with_weights > 0 and full >= warmup_steps
     steps = summary["method_stats"]["steps"]  # what MP² did, by the PS's own count (and no warning)
-    assert (steps["partial"], steps["full"]) == (partial + with_weights, full) and steps["full_by_reason"]["warm-up"] >= 12
-    assert "never switched" not in done.stdout and f"{partial + with_weights} of {3 * STEPS_PER_EPOCH} steps" in done.stdout
+    assert (steps["partial"], steps["full"]) == (partial + with_weights, full) and steps["full_by_reason"]["warm-up"] >= warmup_steps
+    assert "never switched" not in stdout and f"{partial + with_weights} of {epochs * STEPS_PER_EPOCH} steps" in stdout
     layout, workers = LENET.layout, 2
     # A partial step sends the correction's Top-k too (by default with a full broadcast, never with subset).
     sparse = correction_entries(layout, summary["method_options"]["correction_ratio"]) if broadcast == "full" else 0
@@ -635,7 +636,7 @@ def test_online_mp2_switches_records_the_switch_and_counts_every_byte(tmp_path, 
                                                        + (4 * layout.pushed + 8 * sparse) * (partial + with_weights))
     if broadcast == "full":
         assert with_weights == 0
-        assert summary["bytes_pulled_total"] == workers * (4 * layout.total + CONTROL) * 3 * STEPS_PER_EPOCH
+        assert summary["bytes_pulled_total"] == workers * (4 * layout.total + CONTROL) * epochs * STEPS_PER_EPOCH
     else:
         # The predictor online MP² trains by default (its dense heads through a bottleneck): what is sent.
         online_predictor = Predictor(layout, seed=0, dense_rank=MP2Options().online_dense_rank)

@@ -34,7 +34,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="module")
 def snapshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 snapshots of LeNet-5 trained on synthetic data (Adam, 50-image steps), with their test accuracy:
-    the parameter dataset of the stage's tests (test_train_stage.py, test_warm_start.py)."""
+    the parameter dataset of the stage's tests (test_train_stage.py, test_warm_start.py, test_pipeline.py).
+    Built once in the session (tests/cluster.py's built_once): the fixtures built on it, shared too, name it."""
+    from tests.cluster import built_once
+
+    return Path(built_once(tmp_path_factory, "snapshots", _write_snapshots))
+
+
+def _write_snapshots(base: Path) -> str:
     import numpy as np
     import tensorflow as tf
 
@@ -44,7 +51,7 @@ def snapshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from optim import Adam
 
     lenet = models.get("lenet5", 10)
-    directory = tmp_path_factory.mktemp("paramset") / "snapshots"
+    directory = base / "snapshots"
     ds = data.synthetic((28, 28, 1), 10, seed=0)
     params = {k: tf.Variable(v) for k, v in lenet.init(0).items()}
     opt = Adam(params, 1e-3)
@@ -66,7 +73,23 @@ def snapshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
             vector = lenet.layout.flatten({k: v.numpy() for k, v in params.items()})
             writer.add(vector, step=s, epoch=s * 50 // len(ds.train_y), test_acc=acc)
     writer.flush()
-    return directory
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def one_epoch_predictor(snapshots: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stage's --out of one epoch of training on `snapshots` (tests/test_train_stage.py's small settings):
+    a trained predictor and its report. Built once in the session; copy it to change it."""
+    from tests.cluster import built_once
+    from tests.test_train_stage import SMALL, train_stage
+
+    def train(base: Path) -> str:
+        out = base / "pred"
+        done = train_stage(*SMALL, "--snapshots", str(snapshots), "--out", str(out), "--epochs", "1")
+        assert done.returncode == 0, done.stdout + done.stderr
+        return str(out)
+
+    return Path(built_once(tmp_path_factory, "one-epoch-predictor", train))
 
 
 

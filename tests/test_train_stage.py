@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from paramset import ParamSetWriter
 from predictor import Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.checkpoint import is_trained
 from predictor.stage import state, training
-from tests.cluster import ENV, ROOT, check_provenance, interruptible
+from tests.cluster import ENV, ROOT, built_once, check_provenance, interruptible, run_in_one
 
 LENET = models.get("lenet5", 10)
 # Small settings: 10 image batches of 50 per snapshot, 500 synthetic test images.
@@ -48,6 +49,12 @@ def train_stages(*runs: list[str], at_once: int = 4,
     return done
 
 
+def refusals(*runs: list[str]) -> list[subprocess.CompletedProcess]:
+    """Runs that stop with a one-line error before training, all in one process (tests/cluster.py's
+    run_in_one: TensorFlow starts once for them all); stdout and stderr apart, as train_stage gives them."""
+    return run_in_one("mp2_train_stage.py", *runs, merge=False)
+
+
 def error_line(done: subprocess.CompletedProcess) -> str:
     assert done.returncode != 0, done.stdout
     lines = [l for l in done.stderr.splitlines() if l.startswith("mp2_train_stage: error: ")]
@@ -59,20 +66,24 @@ def error_line(done: subprocess.CompletedProcess) -> str:
 def resumed(snapshots, tmp_path_factory):
     """1 epoch, then --epochs 2 --resume in the same --out; next to it 2 epochs in one go.
 
-    Returns (out, first run's report, final report, final stdout, the uninterrupted run's report)."""
-    base = tmp_path_factory.mktemp("stage")
-    out, straight = base / "pred", base / "straight"
-    common = [*SMALL, "--snapshots", str(snapshots)]
-    first, whole = train_stages([*common, "--out", str(out), "--epochs", "1"],
-                                [*common, "--out", str(straight), "--epochs", "2"])
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert whole.returncode == 0, whole.stdout + whole.stderr
-    report1 = json.loads((out / "report.json").read_text())
-    second = train_stage(*common, "--out", str(out), "--epochs", "2", "--resume")
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "resuming after epoch 1" in second.stdout
-    return (out, report1, json.loads((out / "report.json").read_text()), second.stdout,
-            json.loads((straight / "report.json").read_text()))
+    Returns (out, first run's report, final report, final stdout, the uninterrupted run's report); built once
+    in the session (tests/cluster.py's built_once)."""
+    def build(base: Path) -> list:
+        out, straight = base / "pred", base / "straight"
+        common = [*SMALL, "--snapshots", str(snapshots)]
+        first, whole = train_stages([*common, "--out", str(out), "--epochs", "1"],
+                                    [*common, "--out", str(straight), "--epochs", "2"])
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert whole.returncode == 0, whole.stdout + whole.stderr
+        report1 = json.loads((out / "report.json").read_text())
+        second = train_stage(*common, "--out", str(out), "--epochs", "2", "--resume")
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "resuming after epoch 1" in second.stdout
+        return [str(out), report1, json.loads((out / "report.json").read_text()), second.stdout,
+                json.loads((straight / "report.json").read_text())]
+
+    out, *rest = built_once(tmp_path_factory, "train_stage-resumed", build)
+    return (Path(out), *rest)
 
 
 @pytest.mark.cluster
@@ -183,7 +194,7 @@ def test_errors(snapshots, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = ["--out", str(tmp_path / "out")]
-    model_clash, truncated, nothing, missing, dataset_clash = train_stages(
+    model_clash, truncated, nothing, missing, dataset_clash = refusals(
         [*SMALL, "--snapshots", str(other), *out],
         [*SMALL, "--snapshots", str(damaged), *out],
         [*SMALL, "--snapshots", str(empty), *out],
@@ -265,8 +276,9 @@ def test_holdout_snapshots_from_another_run(snapshots, tmp_path):
     other = tmp_path / "other-run"
     copy_snapshots(snapshots, other, [3, 6])
     out = tmp_path / "out"
-    done, both, same = train_stages(
-        [*SMALL, "--snapshots", str(snapshots), "--holdout-snapshots", str(other), "--out", str(out), "--epochs", "1"],
+    done = train_stage(*SMALL, "--snapshots", str(snapshots), "--holdout-snapshots", str(other), "--out", str(out),
+                       "--epochs", "1")
+    both, same = refusals(
         [*SMALL, "--snapshots", str(snapshots), "--holdout-snapshots", str(other), "--holdout", "0.3",
          "--out", str(tmp_path / "x")],
         [*SMALL, "--snapshots", str(snapshots), "--holdout-snapshots", str(snapshots), "--out", str(tmp_path / "y")],
@@ -292,12 +304,10 @@ def old_predictor(path: Path, layout: models.Layout = LENET.layout) -> bytes:
 
 @pytest.mark.cluster
 def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
-    evaluate_only, interrupted, fresh = tmp_path / "evaluate-only", tmp_path / "interrupted", tmp_path / "fresh"
+    evaluate_only, interrupted = tmp_path / "evaluate-only", tmp_path / "interrupted"
     (evaluate_only / "kept").mkdir(parents=True)
     interrupted.mkdir()
-    fresh.mkdir()
     old_bytes = old_predictor(interrupted / "predictor.npz")
-    old_predictor(fresh / "predictor.npz")
     common = [*SMALL, "--snapshots", str(snapshots)]
 
     # Interrupted in the middle of epoch 1: the old predictor is still there, untouched.
@@ -316,22 +326,15 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
     assert (interrupted / "predictor.npz").read_bytes() == old_bytes  # set aside by --fresh, put back
     assert sorted(p.name for p in interrupted.iterdir()) == ["predictor.npz"]
 
-    only, trained = train_stages([*common, "--out", str(evaluate_only), "--epochs", "0"],
-                                 [*common, "--out", str(fresh), "--epochs", "1", "--fresh"])
+    only = train_stage(*common, "--out", str(evaluate_only), "--epochs", "0")
     # --epochs 0: the report of the untrained predictor, and no predictor.npz or state.
     assert only.returncode == 0, only.stdout + only.stderr
     assert sorted(p.name for p in evaluate_only.iterdir()) == ["kept", "report.csv", "report.json"]
     report = json.loads((evaluate_only / "report.json").read_text())
     assert [r["epoch"] for r in report["rows"]] == [0] and report["best"] is None and report["checkpoint"] is None
     assert "no predictor written" in only.stdout
-    # With --fresh, a finished epoch replaces the old predictor with the trained one.
-    assert trained.returncode == 0, trained.stdout + trained.stderr
-    meta = read_meta(str(fresh / "predictor.npz"))
-    [aside] = fresh.glob("replaced-*")
-    assert read_meta(str(aside / "predictor.npz"))["marker"] == "old"
-    assert "marker" not in meta and meta["trained_epochs"] == 1 and meta["selected_on"] == "validation"
-    assert meta["val_assembled_acc"] == pytest.approx(
-        json.loads((fresh / "report.json").read_text())["rows"][1]["val_assembled_acc"])
+    # With --fresh, a finished epoch replaces the old predictor with the trained one: the guarded "fresh" run
+    # (test_fresh_keeps_the_previous_training_aside).
 
 
 # --- an --out that holds a predictor, an --out that cannot be used, a write that fails -----------------
@@ -358,15 +361,28 @@ def disk_fills_at_1_mb() -> None:
 @pytest.fixture(scope="module")
 def guarded(snapshots, tmp_path_factory) -> dict:
     """Runs into an --out holding a trained predictor, and into --outs that cannot be used, started together.
-    Returns name -> (the run, its --out, the --out's files before the run)."""
-    base = tmp_path_factory.mktemp("guarded")
-    common = [*SMALL, "--snapshots", str(snapshots)]
+    Returns name -> (the run, its --out, the --out's files before the run); built once in the session
+    (tests/cluster.py's built_once), a copy of each --out as it was kept in before/."""
+    def build(base: Path) -> dict:
+        return {n: {"run": [d.args, d.returncode, d.stdout, d.stderr], "out": str(out), "before": before and str(before)}
+                for n, (d, out, before) in run_guarded(base, [*SMALL, "--snapshots", str(snapshots)]).items()}
+
+    built = built_once(tmp_path_factory, "train_stage-guarded", build)
+    return {n: (subprocess.CompletedProcess(*v["run"]), Path(v["out"]), v["before"] and files_of(Path(v["before"])))
+            for n, v in built.items()}
+
+
+def run_guarded(base: Path, common: list[str]) -> dict:
+    """name -> (the run, its --out, a copy of the --out as it was before the run, if it held anything)."""
     (base / "a-file").write_text("not a directory")
     (base / "notes.txt").write_text("a text file, not a predictor\n")
     outs = {"refused": base / "refused", "evaluate": base / "evaluate", "fresh": base / "fresh",
             "full-disk": base / "full-disk", "proc": Path("/proc/x"), "a-file": base / "a-file",
             "text-init": base / "text-init"}
-    before = {name: old_training(outs[name]) for name in ("refused", "evaluate", "fresh", "full-disk")}
+    before = {}
+    for name in ("refused", "evaluate", "fresh", "full-disk"):
+        old_training(outs[name])
+        before[name] = shutil.copytree(outs[name], base / "before" / name)
     runs = {
         "refused": ["--epochs", "1"],
         "evaluate": ["--epochs", "0"],
@@ -376,10 +392,12 @@ def guarded(snapshots, tmp_path_factory) -> dict:
         "a-file": ["--epochs", "1"],
         "text-init": ["--epochs", "0", "--init", str(base / "notes.txt")],
     }
-    names = list(runs)
-    done = train_stages(*[[*common, "--out", str(outs[n]), *runs[n]] for n in names],
-                        preexec={names.index("full-disk"): disk_fills_at_1_mb})
-    return {n: (d, outs[n], before.get(n)) for n, d in zip(names, done)}
+    trains = ["fresh", "full-disk"]  # these train an epoch; the others stop at once, all in one process
+    refused = [n for n in runs if n not in trains]
+    done = dict(zip(trains, train_stages(*[[*common, "--out", str(outs[n]), *runs[n]] for n in trains],
+                                         preexec={trains.index("full-disk"): disk_fills_at_1_mb})))
+    done.update(zip(refused, refusals(*[[*common, "--out", str(outs[n]), *runs[n]] for n in refused])))
+    return {n: (done[n], outs[n], before.get(n)) for n in runs}
 
 
 @pytest.mark.cluster
@@ -407,9 +425,12 @@ def test_fresh_keeps_the_previous_training_aside(guarded):
     [aside] = out.glob("replaced-*")
     assert f"--fresh: the previous training's files are now in {aside}" in done.stdout
     assert files_of(aside) == before
+    # A finished epoch replaced the old predictor with the trained one.
     meta = read_meta(str(out / "predictor.npz"))
-    assert meta["trained_epochs"] == 1 and "marker" not in meta
-    assert json.loads((out / "report.json").read_text())["best_epoch"] == 1
+    assert meta["trained_epochs"] == 1 and "marker" not in meta and meta["selected_on"] == "validation"
+    report = json.loads((out / "report.json").read_text())
+    assert report["best_epoch"] == 1
+    assert meta["val_assembled_acc"] == pytest.approx(report["rows"][1]["val_assembled_acc"])
 
 
 @pytest.mark.cluster
@@ -458,7 +479,7 @@ def test_flag_ranges(snapshots, tmp_path):
         ("--val-images", "1990"): "--image-batch 50 is larger than the images the loss may use (10",
         ("--threads", "nan"): "argument --threads: expected a whole number, got 'nan'",
     }
-    done = train_stages(*[[*common, *flag] for flag in cases])
+    done = refusals(*[[*common, *flag] for flag in cases])
     for (flag, expected), result in zip(cases.items(), done):
         assert expected in error_line(result), (flag, result.stderr)
         assert "Traceback" not in result.stderr

@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +10,6 @@ import tensorflow as tf
 import models
 from models import PREDICTED, PUSHED
 
-ROOT = Path(__file__).resolve().parents[1]
 ALL = ("lenet5", "alexnet", "vgg15", "resnet18", "resnet34", "resnet50")
 
 # (total with 10 classes, pushed) as stated in docs/design/models.md, "Models".
@@ -196,17 +191,13 @@ def test_init_deterministic():
     assert not np.array_equal(a, c)
 
 
-def _cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        [sys.executable, "-m", "models", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.cluster
-def test_cli_describes_resnet18():
-    r = _cli("resnet18")
+def test_the_cli_describes_a_model_takes_push_and_refuses_unknown_names():
+    """`python -m models` four times, in one process (tests/cluster.py's run_in_one: TensorFlow starts once)."""
+    from tests.cluster import run_in_one
+
+    r, unknown, done, bad = run_in_one("-m models", ["resnet18"], ["resnet19"], ["lenet5", "--push", "front+head"],
+                                       ["lenet5", "--push", "nope"], merge=False)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert (d["model"], d["classes"], d["total"], d["pushed"]) == ("resnet18", 10, 3_139_274, 185_664)
@@ -216,13 +207,14 @@ def test_cli_describes_resnet18():
     assert d["tensors"][0] == {"name": "stem/w", "shape": [3, 3, 3, 32], "size": 864, "group": PUSHED}
     assert sum(t["size"] for t in d["tensors"]) == d["total"]
 
-
-@pytest.mark.cluster
-def test_cli_unknown_model():
-    r = _cli("resnet19")
-    assert r.returncode != 0
+    assert unknown.returncode != 0
     for n in ALL:
-        assert n in r.stderr
+        assert n in unknown.stderr
+
+    assert done.returncode == 0, done.stderr
+    described = json.loads(done.stdout)
+    assert described["pushed_layers"] == ["conv1", "conv2", "fc3"] and described["pushed"] == 2572 + 850
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "nope" in bad.stderr
 
 
 # --- the push set is a choice -------------------------------------------------------------------
@@ -274,13 +266,3 @@ def test_split_and_join_are_inverse_for_any_push_set(choice):
     np.testing.assert_array_equal(layout.unflatten(pushed, PUSHED)["conv2/w" if "conv2" in layout.pushed_layers() else "conv1/w"],
                                   named["conv2/w" if "conv2" in layout.pushed_layers() else "conv1/w"])
 
-
-@pytest.mark.cluster
-def test_models_cli_takes_push(capsys):
-    done = subprocess.run([sys.executable, "-m", "models", "lenet5", "--push", "front+head"],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    described = json.loads(done.stdout)
-    assert described["pushed_layers"] == ["conv1", "conv2", "fc3"] and described["pushed"] == 2572 + 850
-    bad = subprocess.run([sys.executable, "-m", "models", "lenet5", "--push", "nope"], capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "nope" in bad.stderr

@@ -1,6 +1,6 @@
 """A model of one's own (`--model path/to/file.py:FUNCTION`): the worked example of docs/examples, copied
-outside the repository, trains with MP² and local SGD on a local cluster (--verify-sync) and through the
-predictor's stage; each bad model file is one line."""
+outside the repository, trains with local SGD on a local cluster (--verify-sync), its snapshots train a
+predictor through the stage, and MP² trains with that predictor (--verify-sync); each bad model file is one line."""
 from __future__ import annotations
 
 import shutil
@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 import models
-from tests.cluster import ROOT, run, run_together
+from tests.cluster import ROOT, run
 
 EXAMPLE = ROOT / "docs" / "examples" / "small_cnn.py"
 
@@ -50,25 +50,28 @@ def test_each_bad_model_file_is_one_line(tmp_path, case):
 
 
 @pytest.mark.cluster
-def test_the_example_trains_with_mp2_and_local_sgd_and_through_the_stage(tmp_path):
+def test_the_example_trains_with_local_sgd_through_the_stage_and_with_mp2(tmp_path):
     shutil.copy(EXAMPLE, tmp_path / "small_cnn.py")
     spec = "small_cnn.py:small_cnn"
     common = ["--workers", "2", "--dataset", "synthetic", "--worker-batch", "50", "--epochs", "2", "--mixup", "0",
               "--verify-sync", "--step-timeout", "120", "--connect-timeout", "120"]
     absolute = ["--model", str(tmp_path / spec), *common]
-    done = run_together(("mp2_local.py", *absolute, "--method", "localsgd", "--sync-every", "4", "--out", str(tmp_path / "ls")),
-                        ("mp2_local.py", *absolute, "--method", "baseline", "--snapshot-every", "2",
-                         "--out", str(tmp_path / "base")))
-    assert all(d.returncode == 0 for d in done), "".join(d.stdout[-2000:] for d in done)
-    # From the user's directory, the file named relative to it: the launcher makes it absolute for the PS and workers.
-    mp2 = run("mp2_local.py", "--model", spec, *common, "--method", "mp2", "--out", str(tmp_path / "mp2"), cwd=tmp_path)
-    assert mp2.returncode == 0, mp2.stdout[-3000:]
-    for name in ("mp2", "ls"):
-        assert "steps_verified_in_sync" in (tmp_path / name / "metrics.jsonl").read_text()
+    # Local SGD, collecting the snapshots the stage trains on.
+    ls = run("mp2_local.py", *absolute, "--method", "localsgd", "--sync-every", "4", "--snapshot-every", "2",
+             "--out", str(tmp_path / "ls"))
+    assert ls.returncode == 0, ls.stdout[-3000:]
     stage = ["mp2_train_stage.py", "--model", f"{tmp_path / spec}", "--dataset", "synthetic",
-             "--snapshots", str(tmp_path / "base" / "snapshots"), "--epochs", "1", "--image-batches", "2"]
+             "--snapshots", str(tmp_path / "ls" / "snapshots"), "--epochs", "1", "--image-batches", "2",
+             "--push", "front+head"]  # MP²'s pushed group (the measured preset's, as the runs above)
     too_big = run(*stage, "--out", str(tmp_path / "big"), "--max-predictor-weights", "1000")
     assert too_big.returncode != 0 and "give --dense-rank 16" in too_big.stdout and "Traceback" not in too_big.stdout
     trained = run(*stage, "--dense-rank", "8", "--out", str(tmp_path / "predictor"))
     assert trained.returncode == 0, trained.stdout[-3000:]
     assert (tmp_path / "predictor" / "predictor.npz").exists()
+    # From the user's directory, the file named relative to it: the launcher makes it absolute for the PS and
+    # workers. MP² predicts with the predictor the stage trained (its dense heads of rank 8).
+    mp2 = run("mp2_local.py", "--model", spec, *common, "--method", "mp2", "--predictor", "predictor",
+              "--out", str(tmp_path / "mp2"), cwd=tmp_path)
+    assert mp2.returncode == 0, mp2.stdout[-3000:]
+    for name in ("mp2", "ls"):
+        assert "steps_verified_in_sync" in (tmp_path / name / "metrics.jsonl").read_text()

@@ -16,7 +16,7 @@ import models
 import npzio
 import paramset
 from paramset import ParamSetWriter, SnapshotCollector
-from tests.cluster import ENV, ROOT, check_provenance
+from tests.cluster import ENV, ROOT, check_provenance, run_in_one
 from wnn import Nowcaster, WnnCheckpointError, checkpoint, features, network, training
 
 LENET = models.get("lenet5", 10)
@@ -241,6 +241,7 @@ def test_script_trains_reports_and_saves(regular_dir, tmp_path):
 
 @pytest.mark.cluster
 def test_script_errors_are_one_line(tmp_path):
+    """The cases in one process (tests/cluster.py's run_in_one: TensorFlow starts once for them all)."""
     irregular = write_paramset(tmp_path / "irr", trajectory(12), [10, 20, 25, 40, 50, 60, 70, 80, 90, 100, 110, 120])
     common = ["--dataset", "synthetic", "--eval-images", "0", "--out", str(tmp_path / "o")]
     cases = [
@@ -249,8 +250,8 @@ def test_script_errors_are_one_line(tmp_path):
         (["--snapshots", str(tmp_path / "nothing")], 1, "does not exist"),
         (["--snapshots", str(irregular), "--horizon", "0"], 2, "--horizon: must be at least 1, got 0"),
     ]
-    for extra, code, text in cases:
-        done = run_script(*common, *extra)
+    runs = run_in_one("mp2_train_wnn.py", *[[*common, *extra] for extra, _, _ in cases], merge=False)
+    for (extra, code, text), done in zip(cases, runs):
         assert done.returncode == code, (extra, done.stderr)
         errors = [l for l in done.stderr.splitlines() if "error:" in l]
         assert len(errors) == 1 and text in errors[0], (extra, done.stderr)

@@ -123,28 +123,10 @@ def test_a_run_whose_loss_explodes_stops_with_a_reason_and_no_false_promise(tmp_
 
 # --- records are never lost ------------------------------------------------------------------------
 @pytest.mark.cluster
-def test_a_fresh_run_never_replaces_a_finished_one_and_fresh_keeps_it_aside(tmp_path):
-    out = tmp_path / "A"
-    assert run("mp2_local.py", "--workers", "1", "--out", str(out), *QUICK).returncode == 0
-    before = (out / "summary.json").read_text()
-    again = run("mp2_local.py", "--workers", "1", "--out", str(out), *QUICK)
-    assert again.returncode != 0 and "holds a finished run" in again.stdout and "--fresh" in again.stdout, again.stdout[-2000:]
-    assert (out / "summary.json").read_text() == before  # untouched
-    logs = (out / "ps.log").read_text()
-    assert logs.count("====") == 2, logs[:500]  # the second start's log was appended, the first kept
-    fresh = run("mp2_local.py", "--workers", "1", "--out", str(out), "--fresh", *QUICK)
-    assert fresh.returncode == 0, fresh.stdout[-2000:]
-    (aside,) = out.glob("replaced-*")
-    assert (aside / "summary.json").read_text() == before
-    assert {p.name for p in aside.iterdir()} >= {"metrics.jsonl", "checkpoint.npz", "best.npz", "worker-0.jsonl"}
-    assert len(list(out.glob("events.out.tfevents.*"))) == 1  # the new run's events alone, not mixed
-    assert "replaced-" in fresh.stdout
-
-
-@pytest.mark.cluster
-def test_resume_of_a_finished_run_says_so_at_once_and_exits_0(tmp_path):
+def test_a_finished_run_resumes_to_nothing_at_once_a_fresh_run_never_replaces_it_and_fresh_keeps_it_aside(tmp_path):
     """Started from another directory with a relative --out: the run lands there (nothing in the
-    repository), and a resume given the same relative path finds it finished."""
+    repository), and a resume given the same relative path finds it finished. A fresh run into that --out
+    is refused, its log appended; --fresh keeps the finished run aside. (One finished run serves all three.)"""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     before = set(os.listdir(ROOT))
@@ -158,6 +140,20 @@ def test_resume_of_a_finished_run_says_so_at_once_and_exits_0(tmp_path):
     done = run("mp2_local.py", "--workers", "2", "--out", "rel/run", "--resume", *QUICK, timeout=120, cwd=elsewhere)
     assert done.returncode == 0 and "nothing to do" in done.stdout, done.stdout[-2000:]
     assert "pids" not in done.stdout and time.monotonic() - started < 30
+
+    finished = (out / "summary.json").read_text()
+    again = run("mp2_local.py", "--workers", "1", "--out", str(out), *QUICK)
+    assert again.returncode != 0 and "holds a finished run" in again.stdout and "--fresh" in again.stdout, again.stdout[-2000:]
+    assert (out / "summary.json").read_text() == finished  # untouched
+    logs = (out / "ps.log").read_text()
+    assert logs.count("====") == 2, logs[:500]  # the second start's log was appended, the first kept
+    fresh = run("mp2_local.py", "--workers", "1", "--out", str(out), "--fresh", *QUICK)
+    assert fresh.returncode == 0, fresh.stdout[-2000:]
+    (aside,) = out.glob("replaced-*")
+    assert (aside / "summary.json").read_text() == finished
+    assert {p.name for p in aside.iterdir()} >= {"metrics.jsonl", "checkpoint.npz", "best.npz", "worker-0.jsonl"}
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1  # the new run's events alone, not mixed
+    assert "replaced-" in fresh.stdout
 
 
 # --- mistakes found before the cluster starts --------------------------------------------------------

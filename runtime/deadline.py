@@ -48,6 +48,12 @@ def run(session: tf.compat.v1.Session, fetches, feed_dict=None, *, seconds: floa
     except tf.errors.OpError as e:
         _last_error.update(text=f"{type(e).__name__}: {tferrors.explain(e, EVIDENCE_LIMIT)}", when=time.time(), what=what)
         raise
+    except UnicodeDecodeError as e:
+        # TensorFlow's Python wrapper decodes an error's message as UTF-8 and fails on one holding other bytes (seen
+        # when a peer went away mid-call): the call failed all the same, so it is one, of unknown cause.
+        text = f"TensorFlow's error message was not UTF-8 ({e.reason} at byte {e.start})"
+        _last_error.update(text=f"UnknownError: {text}", when=time.time(), what=what)
+        raise tf.errors.UnknownError(None, None, text) from None
     finally:
         watchdog.cancel()
 

@@ -311,12 +311,12 @@ def test_no_predictor_before_a_trained_epoch(snapshots, tmp_path):
     common = [*SMALL, "--snapshots", str(snapshots)]
 
     # Interrupted in the middle of epoch 1: the old predictor is still there, untouched.
-    proc = subprocess.Popen([sys.executable, "mp2_train_stage.py", *common, "--image-batches", "200",
+    proc = subprocess.Popen([sys.executable, "mp2_train_stage.py", *common, "--image-batches", "40",
                              "--out", str(interrupted), "--epochs", "1", "--fresh"], cwd=ROOT, env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             preexec_fn=interruptible)
     seen = []
-    for line in proc.stdout:  # the first progress line of epoch 1: 3/4 of the epoch still to go
+    for line in proc.stdout:  # the first progress line of epoch 1: 3/4 of the epoch (240 steps) still to go
         seen.append(line)
         if line.startswith("epoch 1/1 step"):
             proc.send_signal(signal.SIGINT)

@@ -1,11 +1,11 @@
-"""Run a whole MP² cluster on this machine: one PS and N workers as separate processes on 127.0.0.1.
+"""Run a whole MP² cluster on this machine: the PS (one task, or --ps N) and N workers as separate processes on 127.0.0.1.
 
     python mp2_local.py --workers 4 --model lenet5 --dataset fashion_mnist --method baseline --epochs 5
 
 The training flags (model, data, method and its options, epochs, lr, ...) are mp2_ps.py's: list them with
 `python mp2_ps.py --help`, or read docs/usage.md (flags) and docs/methods.md (each method's options).
 
-Every flag other than --workers, --out and --max-recoveries is passed to the PS and the workers as they
+Every flag other than --workers, --ps, --out and --max-recoveries is passed to the PS and the workers as they
 are; the PS-only ones (--predictor, --resume, --checkpoint-every, --snapshot-*) to the PS alone. Output lines
 are prefixed [ps], [w0], ...; logs go to --out too. Paths mean what they mean in the caller's shell, from
 whatever directory this is started.
@@ -30,6 +30,9 @@ PS_REPORT_SECONDS = 10
 
 parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--workers", type=argtypes.positive_int, default=4, help="number of worker processes")
+parser.add_argument("--ps", type=argtypes.positive_int, default=1,
+                    help="number of PS tasks; with several, the model's tensors are partitioned over them (shardable "
+                         "methods only: docs/design/architecture.md)")
 parser.add_argument("--out", default="runs/latest", help="run directory (PS outputs and each process's log)")
 parser.add_argument("--max-recoveries", type=argtypes.nonnegative_int, default=5,
                     help="times a run stalled or failed by TensorFlow's runtime is resumed from its last checkpoint")
@@ -75,16 +78,17 @@ step_timeout = training_parser("").parse_known_args(passthrough)[0].step_timeout
 def launch(flags: list[str], env: dict[str, str]) -> LocalCluster:
     """Start the PS and the workers on free loopback ports (TensorFlow's gRPC server has no authentication)."""
     try:
-        ps_port, *worker_ports = free_ports(args.workers + 1)
+        ports = free_ports(args.ps + args.workers)
     except ValueError as e:  # a malformed or full MP2_PORT_RANGE
         print(f"mp2_local: error: {e}", file=sys.stderr)
         sys.exit(1)
-    ps_host = f"127.0.0.1:{ps_port}"
-    worker_hosts = ",".join(f"127.0.0.1:{port}" for port in worker_ports)
+    ps_host = ",".join(f"127.0.0.1:{port}" for port in ports[:args.ps])
+    worker_hosts = ",".join(f"127.0.0.1:{port}" for port in ports[args.ps:])
     cluster = ["--ps_hosts", ps_host, "--worker_hosts", worker_hosts, "--out", str(out)]
-    # Children keep the caller's cwd and are started by the scripts' absolute paths.
+    # Children keep the caller's cwd and are started by the scripts' absolute paths. The first is PS task 0.
     ps_flags, worker_flags = split(flags)
-    children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *ps_flags])]
+    children = [Child("ps" if k == 0 else f"ps{k}", [str(ROOT / "mp2_ps.py"), *cluster, "--task_index", str(k), *ps_flags])
+                for k in range(args.ps)]
     children += [
         Child(f"w{i}", [str(ROOT / "mp2_worker.py"), *cluster, "--task_index", str(i), *worker_flags])
         for i in range(args.workers)

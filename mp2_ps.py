@@ -18,35 +18,44 @@ from predictor import CheckpointError
 from runtime import cluster, deadline, flags
 from runtime.ps import PSGraph, PSLink
 from runtime.ps_loop import PSLoop, PSSettings, StartError, start_point
+from runtime.ps_tasks import ShardTasks, shard_task
+from runtime.shards import describe, plan
 from runtime.rundir import RunDir
 from runtime.wire import Wire
 
 
+WHO = "ps"  # "ps task K" for the PS tasks that hold a shard
+
+
 def log(message: str) -> None:
-    print(f"ps: {message}", flush=True)
+    print(f"{WHO}: {message}", flush=True)
 
 
 def error(message: str) -> None:
-    print(f"ps: {message}", file=sys.stderr, flush=True)
+    print(f"{WHO}: {message}", file=sys.stderr, flush=True)
 
 
 def fail(message) -> None:
-    sys.exit(f"ps: error: {message}")
+    sys.exit(f"{WHO}: error: {message}")
 
 
 # --- flags ---------------------------------------------------------------------------------------
 args = flags.ps_parser(__doc__).parse_args()
-deadline.WHO = "ps"
 try:
-    spec, _ = cluster.resolve(args, "ps")
+    spec, task = cluster.resolve(args, "ps")
+    WHO = deadline.WHO = f"ps task {task}" if task else "ps"
     dataset, model = flags.load_data_and_model(args)
     n_workers = len(spec.workers)
     steps_per_epoch = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed).steps_per_epoch
     method = flags.build_method(args, model, n_workers, steps_per_epoch)
-    method.prepare_ps(flags.ps_context(args), dataset, log=log)
+    shards = plan(model.layout, method, len(spec.ps))  # the model's partition over the PS tasks
+    if task == 0:
+        method.prepare_ps(flags.ps_context(args), dataset, log=log)
 except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
     fail(e)
-config = flags.run_config(args, model, dataset, n_workers, method)
+config = flags.run_config(args, model, dataset, n_workers, method, len(spec.ps))
+if task > 0:  # a PS task that holds a shard; task 0 drives the run
+    cluster.exit_now(shard_task(spec, task, config, method, args.threads, args.connect_timeout, log, error))
 try:
     run_dir = RunDir(args.out)
 except OSError as e:
@@ -66,10 +75,13 @@ if start is None:
 tf.compat.v1.disable_eager_execution()
 try:
     server = cluster.start_server(spec, "ps", 0, args.threads)
+    for k, address in enumerate(spec.ps[1:], 1):  # a session on a task that is not up would wait without end
+        cluster.wait_for_port(address, args.connect_timeout, f"PS task {k}")
     session = cluster.session(server, "ps", 0, args.threads)
-    wire = Wire(n_workers, method.up_dtypes, method.down_dtypes)
-    graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync)
-    link = PSLink(session, wire)
+    wire = Wire(n_workers, method.up_dtypes, method.down_dtypes, len(spec.ps))
+    graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync, shards)
+    link, tasks = PSLink(session, wire), ShardTasks(session, wire, spec.ps)
+    tasks.admit(config, args.connect_timeout, log)  # before anything runs on their devices
     graph.initialise(session, start.vector, start.state, str(run_dir.checkpoint))
     if start.resumed:  # what the method keeps outside its state variables (online MP²'s schedule, predictors)
         method.restore(session, npzio.under(start.state, "method/"), start.meta.get("method_state", {}), start.step)
@@ -88,11 +100,14 @@ log(f"{config.method} on {model.name}/{dataset.name}: {model.layout.total:,} par
     f"the pushed group: {', '.join(model.layout.pushed_layers())}), {n_workers} workers, {steps_per_epoch} steps per "
     f"epoch; listening on {spec.ps[0]}; devices here: {', '.join(cluster.devices())}")
 log(f"data: {dataset.provenance.get('origin')} {'; '.join(dataset.provenance.get('transforms', []))}")
+if len(shards) > 1:
+    log(f"the model over {len(shards)} PS tasks: {describe(shards)}")
 
 # --- loop ----------------------------------------------------------------------------------------
 settings = PSSettings(epochs=args.epochs, steps_per_epoch=steps_per_epoch, step_timeout=args.step_timeout,
                       connect_timeout=args.connect_timeout, checkpoint_every=args.checkpoint_every)
-loop = PSLoop(method, graph, link, session, run_dir, dataset, config, settings, start, collector, log=log, error=error)
+loop = PSLoop(method, graph, link, session, run_dir, dataset, config, settings, start, collector, log=log, error=error,
+              tasks=tasks)
 code = loop.run()
 if code:
     cluster.exit_now(code)
@@ -107,4 +122,5 @@ log(f"done: final test_acc {summary['final_test_acc']:.4f}{selected}, pushed {su
     f"pulled {summary['bytes_pulled_total']:,} B; wrote {run_dir.summary}")
 for line in method.closing_lines():  # last: what the method did, and a warning if it never engaged
     log(line)
+tasks.release()
 cluster.exit_now(0)

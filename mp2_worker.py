@@ -12,6 +12,7 @@ import data
 from predictor import CheckpointError
 from runtime import cluster, deadline, flags
 from runtime.rundir import RunDir
+from runtime.shards import plan
 from runtime.wire import Wire
 from runtime.worker import WorkerGraph
 from runtime.worker_loop import WorkerLoop, WorkerSettings
@@ -25,11 +26,12 @@ try:
     n_workers = len(spec.workers)
     schedule = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed)
     method = flags.build_method(args, model, n_workers, schedule.steps_per_epoch)
+    shards = plan(model.layout, method, len(spec.ps))  # the model's partition over the PS tasks
     method.prepare_worker(log=lambda s: print(f"{name}: {s}", flush=True))
     server = cluster.start_server(spec, "worker", index, args.threads)
 except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
     sys.exit(f"worker: error: {e}")
-config = flags.run_config(args, model, dataset, n_workers, method)
+config = flags.run_config(args, model, dataset, n_workers, method, len(spec.ps))
 try:
     run_dir = RunDir(args.out)
 except OSError as e:
@@ -38,16 +40,16 @@ deadline.WHO = name
 
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
-wire = Wire(n_workers, method.up_dtypes, method.down_dtypes)
+wire = Wire(n_workers, method.up_dtypes, method.down_dtypes, len(spec.ps))
 graph = WorkerGraph(model, method, wire, index, method.run.lr, args.verify_sync,
-                    log=lambda line: print(f"{name}: {line}", flush=True))
+                    log=lambda line: print(f"{name}: {line}", flush=True), shards=shards)
 session = cluster.session(server, "worker", index, args.threads)
 
 # --- join, train, report ---------------------------------------------------------------------------
 settings = WorkerSettings(epochs=args.epochs, seed=args.seed, mixup=args.mixup, step_timeout=args.step_timeout,
                           connect_timeout=args.connect_timeout, verify_sync=args.verify_sync,
                           trace_steps=args.trace_steps)
-loop = WorkerLoop(graph, session, method, schedule, dataset, index, settings, run_dir, config.to_json(), spec.ps[0],
+loop = WorkerLoop(graph, session, method, schedule, dataset, index, settings, run_dir, config.to_json(), spec.ps,
                   log=lambda s: print(f"{name}: {s}", flush=True),
                   error=lambda s: print(f"{name}: {s}", file=sys.stderr, flush=True))
 code = loop.run()

@@ -30,9 +30,11 @@ class Cluster:
 
 def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("cluster (as in TensorFlow's distributed examples; else TF_CONFIG)")
-    g.add_argument("--ps_hosts", help="host:port of the parameter server, e.g. 10.0.0.1:2222")
+    g.add_argument("--ps_hosts", help="comma-separated host:port of every PS task, e.g. 10.0.0.1:2222; with several, the model's "
+                   "tensors are partitioned over them (task 0 drives the run; runtime/shards.py)")
     g.add_argument("--worker_hosts", help="comma-separated host:port of every worker, in task order")
-    g.add_argument("--task_index", type=int, help="this process's index in its job (workers: 0..N-1)")
+    g.add_argument("--task_index", type=int, help="this process's index in its job (workers: 0..N-1; PS tasks: 0..P-1, "
+                   "default 0)")
 
 
 def resolve(args: argparse.Namespace, job: str) -> tuple[Cluster, int]:
@@ -51,8 +53,6 @@ def resolve(args: argparse.Namespace, job: str) -> tuple[Cluster, int]:
     if not ps or not workers:
         raise ClusterError("no cluster given: pass --ps_hosts and --worker_hosts (or set TF_CONFIG)")
     cluster = Cluster(_hosts(ps, "--ps_hosts"), _hosts(workers, "--worker_hosts"))
-    if len(cluster.ps) != 1:
-        raise ClusterError(f"exactly one parameter server is supported, got {len(cluster.ps)} in --ps_hosts")
     index = 0 if index is None and job == "ps" else index
     if index is None:
         raise ClusterError("a worker needs --task_index (0..N-1)")
@@ -126,8 +126,12 @@ def port_in_use(port: int) -> bool:
 
 
 def session(server: tf.distribute.Server, job: str, index: int, threads: int) -> tf.compat.v1.Session:
-    """A session that only ever contacts the PS and this task, so starting peers cannot stall it."""
-    filters = [PS_DEVICE] if job == "ps" else ["/job:ps", f"/job:worker/task:{index}"]
+    """A session that only ever contacts the PS tasks and this task, so starting peers cannot stall it (a PS task
+    other than 0 only hosts its shard: it contacts task 0 and itself)."""
+    if job == "ps":
+        filters = ["/job:ps"] if index == 0 else [PS_DEVICE, f"/job:ps/task:{index}"]
+    else:
+        filters = ["/job:ps", f"/job:worker/task:{index}"]
     config = tf.compat.v1.ConfigProto(
         device_filters=filters,
         intra_op_parallelism_threads=threads,

@@ -23,6 +23,7 @@ FLAG_OF = {
     "mixup": "--mixup",
     "seed": "--seed",
     "verify_sync": "--verify-sync",
+    "ps_tasks": "--ps_hosts (number of PS tasks, which sets the model's partition)",
 }
 
 
@@ -45,6 +46,7 @@ class RunConfig:
     validation_images: int = 0
     method_options: dict = field(default_factory=dict)
     verify_sync: bool = False
+    ps_tasks: int = 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

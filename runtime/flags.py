@@ -183,7 +183,7 @@ def precheck(argv: list[str]) -> None:
 
 
 def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Dataset, workers: int,
-               method: Method) -> RunConfig:
+               method: Method, ps_tasks: int = 1) -> RunConfig:
     return RunConfig(
         model=model.name,
         classes=model.classes,
@@ -202,6 +202,7 @@ def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Data
         mixup=args.mixup,
         seed=args.seed,
         verify_sync=args.verify_sync,
+        ps_tasks=ps_tasks,
     )
 
 

@@ -20,7 +20,8 @@ from models.evaluate import in_chunks, predicted_labels
 from runtime import deadline, faults, tferrors
 from runtime.config import RunConfig
 from runtime.methods.base import Method, PSSide, restore_state, state_arrays
-from runtime.wire import CONTROL_DTYPE, Wire, as_list, digest, report_of, welcome_queue
+from runtime.shards import Shard, not_shardable, partition
+from runtime.wire import CONTROL_DTYPE, ShardWire, Wire, as_list, digest, report_of, welcome_queue
 
 NOTICE_GRACE = 15.0  # seconds the PS waits for workers to read why it stopped the run (one may be evaluating)
 REFUSED_RETRIES = 3  # times the PS runs an exchange again that its own server refused as a repeated request
@@ -41,58 +42,86 @@ class Diverged(Exception):
 
 
 class PSGraph:
-    def __init__(self, model: Model, method: Method, wire: Wire, device: str, verify_sync: bool = False) -> None:
+    """The PS's step graph. With several PS tasks (`shards`, runtime/shards.py) the model is one variable per task,
+    the method built once per shard on that task, and an exchange runs every task's part at once; task 0 (this
+    process) drives them and evaluates."""
+
+    def __init__(self, model: Model, method: Method, wire: Wire, device: str, verify_sync: bool = False,
+                 shards: list[Shard] | None = None) -> None:
         self.layout, self.wire, self.method = model.layout, wire, method
+        self.shards = shards or partition(self.layout, 1)
+        if len(self.shards) > 1 and not method.shardable:
+            raise ValueError(not_shardable(method.name))
         n = wire.workers
         with tf.device(device):
             self.initial = tf.compat.v1.placeholder(tf.float32, [self.layout.total], name="initial_model")
-            self.model = tf.Variable(self.initial, name="global_model", trainable=False)
             self.step = tf.compat.v1.placeholder(tf.int64, [], name="global_step")
             self.next_phase = tf.compat.v1.placeholder(tf.int64, [], name="next_phase")
             self.exchange = tf.compat.v1.placeholder(tf.int64, [], name="exchange")  # counts exchanges run
-            self._exchanges = 0
-            self.refused = 0  # exchanges this PS's own server refused as repeated requests, and ran again
-            self.delivered = wire.delivered
-            self.side = PSSide(self.layout, self.model, n, self.step, device, self._gather)
-            phases = method.build_ps(self.side)
+        self._exchanges = 0
+        self.refused = 0  # exchanges this PS's own server refused as repeated requests, and ran again
+        self.delivered = [v for s in wire.shards for v in s.delivered]  # task by task, worker by worker
+        self.parts, self.sides, built = [], [], []
+        for shard, links in zip(self.shards, wire.shards):
+            with tf.device(shard.device):
+                whole = len(self.shards) == 1
+                part = tf.Variable(self.initial if whole else self.initial[shard.start:shard.end],
+                                   name="global_model" if whole else f"global_model_t{shard.index}", trainable=False)
+                side = PSSide(shard.layout, part, n, self.step, shard.device,
+                              lambda links=links: self._gather(links))
+                built.append(method.build_ps(side))
+            self.parts.append(part)
+            self.sides.append(side)
+        self.side = self.sides[0]
+        with tf.device(device):
+            self.model = self.parts[0] if len(self.parts) == 1 else tf.concat([p.read_value() for p in self.parts], 0)
             self.step_ops = {}  # phase -> one op per exchange of its steps
-            for phase, built in phases.items():
-                rounds = [built.reply, *built.then]
-                self.step_ops[phase] = [self._enqueue(r, verify_sync and k == len(rounds) - 1, phase)
+            for phase in built[0]:
+                rounds = list(zip(*[[b[phase].reply, *b[phase].then] for b in built]))  # per round: each task's reply
+                if len(self.shards) > 1 and len(rounds) > 1:
+                    raise ValueError(f"{method.name}: a step of several exchanges cannot be split over PS tasks")
+                self.step_ops[phase] = [self._enqueue(list(r), verify_sync and k == len(rounds) - 1, phase)
                                         for k, r in enumerate(rounds)]
             # Evaluation of the global model, here and nowhere else.
             self.images = tf.compat.v1.placeholder(tf.float32, [None, *model.input_shape], name="test_images")
             self.predictions = predicted_labels(model, self.model, self.images)
         self.init_op = tf.compat.v1.variables_initializer([*self._own_variables(), *self._extra_variables()])
 
-    def _enqueue(self, reply: list[tf.Tensor], with_digest: bool, phase: int) -> tf.Operation:
-        """Send `reply` and the control word to every worker. Every reply announces the next phase;
-        the last of a step's also carries the digest of what every side holds equal after it (with
-        --verify-sync: the model, or the method's part of it, Method.synced), which workers check."""
-        with tf.control_dependencies(reply):
-            check = (digest(self.method.synced(phase, self.model.read_value())) if with_digest
+    def _enqueue(self, replies: list[list[tf.Tensor]], with_digest: bool, phase: int) -> tf.Operation:
+        """Send each task's reply and the control word to every worker. Every reply announces the next phase; the
+        last of a step's also carries the digest of what every side holds equal after it (with --verify-sync: the
+        model, or the method's part of it, Method.synced), which workers check: the sum of the tasks' digests,
+        each of its slice at its place in the model, so every task's reply waits for every task's update."""
+        with tf.control_dependencies([t for r in replies for t in r]):
+            check = (tf.add_n([digest(self.method.synced(phase, part.read_value()), shard.start)
+                               for part, shard in zip(self.parts, self.shards)]) if with_digest
                      else tf.constant(0, tf.int64))
-            control = tf.stack([self.next_phase, check])
-        reply = [*reply, tf.cast(control, CONTROL_DTYPE)]
-        with tf.control_dependencies([q.enqueue(reply) for q in self.wire.down]):
-            return self.wire.replied.assign(self.exchange).op
+            control = tf.cast(tf.stack([self.next_phase, check]), CONTROL_DTYPE)
+        done = []
+        for reply, links in zip(replies, self.wire.shards):
+            with tf.device(links.replied.device), tf.control_dependencies([q.enqueue([*reply, control]) for q in links.down]):
+                done.append(links.replied.assign(self.exchange).op)
+        return tf.group(*done)
 
     def _own_variables(self) -> list[tf.Variable]:
         """The PS's variables the runtime made: the model, the wire's counters, the method's state."""
-        return [self.model, *self.delivered, self.wire.replied, *self.side.state, *self.side.scratches]
+        return [*self.parts, *self.wire.counters(), *self._state(), *(v for s in self.sides for v in s.scratches)]
+
+    def _state(self) -> list[tf.Variable]:
+        return [v for s in self.sides for v in s.state]
 
     def _extra_variables(self) -> list[tf.Variable]:
         # Variables a method made itself (e.g. the predictor's weights) are initialised with the rest.
         known = {id(v) for v in self._own_variables()}
         return [v for v in tf.compat.v1.global_variables() if id(v) not in known and "/job:ps" in v.device]
 
-    def _gather(self) -> list[list[tf.Tensor]]:
-        """Every worker's payload for this step (fresh dequeue ops), checked and marked delivered."""
+    def _gather(self, links: ShardWire) -> list[list[tf.Tensor]]:
+        """Every worker's payload to one PS task for this step (fresh dequeue ops), checked and marked delivered."""
         out = []
-        for i, q in enumerate(self.wire.up):
+        for i, q in enumerate(links.up):
             got = as_list(q.dequeue())
             with tf.control_dependencies(got):
-                mark = self.delivered[i].assign(self.exchange)
+                mark = links.delivered[i].assign(self.exchange)
             # A worker whose training diverged sends NaN or infinity: named here, at once. A sum is
             # non-finite exactly when an element is (or when values near 1e38 overflow it: diverged
             # anyway), and one vectorised reduction is far cheaper than CheckNumerics' scan.
@@ -108,13 +137,13 @@ class PSGraph:
                    where: str = "") -> None:
         session.run(self.init_op, {self.initial: vector})
         if saved is not None:
-            restore_state(session, self.side.state, saved, where)
+            restore_state(session, self._state(), saved, where)
 
     def model_value(self, session: tf.compat.v1.Session) -> np.ndarray:
         return session.run(self.model)
 
     def state(self, session: tf.compat.v1.Session) -> dict[str, np.ndarray]:
-        return state_arrays(session, self.side.state)
+        return state_arrays(session, self._state())
 
     def evaluate(self, session: tf.compat.v1.Session, images: np.ndarray, batch: int = 500) -> np.ndarray:
         return in_chunks(lambda x: session.run(self.predictions, {self.images: x}), images, batch)
@@ -141,8 +170,9 @@ class PSGraph:
                         raise
                     self.refused += 1
         except tf.errors.DeadlineExceededError:
-            delivered = session.run(self.delivered)
-            missing = [i for i, s in enumerate(delivered) if s != feed[self.exchange]] or list(range(self.wire.workers))
+            delivered = session.run(self.delivered)  # task by task, worker by worker
+            missing = sorted({k % self.wire.workers for k, s in enumerate(delivered) if s != feed[self.exchange]}) \
+                or list(range(self.wire.workers))
             raise WorkerFailed(f"worker {', '.join(map(str, missing))} sent nothing for {timeout:.0f} s at step "
                                f"{step + 1} (it died or hangs; see its log)", tuple(missing)) from None
         except tf.errors.InvalidArgumentError as e:

@@ -113,8 +113,9 @@ class PSLoop:
 
     def __init__(self, method: Method, graph, link, session, run_dir: RunDir, dataset, config: RunConfig,
                  settings: PSSettings, start: StartPoint, collector=None, log: Callable[[str], None] = print,
-                 error: Callable[[str], None] | None = None) -> None:
+                 error: Callable[[str], None] | None = None, tasks=None) -> None:
         self.method, self.graph, self.link, self.session = method, graph, link, session
+        self.tasks = tasks  # the other PS tasks (runtime.ps_tasks.ShardTasks), told when the run ends; None: one PS
         self.run_dir, self.dataset, self.config, self.settings = run_dir, dataset, config, settings
         self.start, self.collector, self.log, self.error = start, collector, log, error or log
         self.meta = {"config": config.to_json(), "ps_inputs": method.ps_inputs()}
@@ -145,13 +146,16 @@ class PSLoop:
 
     # --- the run ---------------------------------------------------------------------------------
     def run(self) -> int:
-        """The whole run; 0 when it finished, else the exit code after telling every worker why it stopped
-        (deadline.STALLED: a resume from the intact checkpoint can finish it)."""
+        """The whole run; 0 when it finished, else the exit code after telling every worker (and every other PS
+        task) why it stopped (deadline.STALLED: a resume from the intact checkpoint can finish it)."""
         try:
             self._run()
             return 0
         except (WorkerFailed, Diverged) as e:
             self.method.close()
+            lost = self.tasks.lost() if self.tasks and isinstance(e, WorkerFailed) and e.mid_run else ""
+            if lost:  # the workers waited on a PS task that is gone, not the other way round
+                return self._stop_on_error(lost)
             # A step or report that did not come is a stall a resume can cure; refusals at the start and divergence are not.
             resumable = isinstance(e, WorkerFailed) and e.mid_run
             if resumable:
@@ -159,25 +163,33 @@ class PSLoop:
                 self.run_dir.note_interruption(self.step, self.committed, str(e))
             kept = f" (the checkpoint of step {self.committed} in {self.run_dir.path} is intact)" if self.committed else ""
             self.error(f"error: {e}; stopping the run{kept}")
-            self.link.abort(str(e), silent=getattr(e, "workers", ()), resumable=resumable)  # a silent worker never reads why
+            self._abort(str(e), silent=getattr(e, "workers", ()), resumable=resumable)  # a silent worker never reads why
             return deadline.STALLED if resumable else 1
         except tf.errors.OpError as e:  # anything else TensorFlow raises mid-run: still one line, and the workers told
             self.method.close()
-            reason = f"TensorFlow error in the PS: {type(e).__name__}: {tferrors.explain(e)}"
-            deadline.evidence()
-            self.run_dir.note_interruption(self.step, self.committed, reason)
-            self.error(f"error: {reason}; stopping the run (the checkpoint of step {self.committed} is intact)")
-            self.link.abort(reason, resumable=True)
-            return deadline.STALLED
+            lost = self.tasks.lost(e.message or "") if self.tasks else ""
+            return self._stop_on_error(lost or f"TensorFlow error in the PS: {type(e).__name__}: {tferrors.explain(e)}")
         except OSError as e:  # a checkpoint or record that cannot be written (full disk, permissions)
             self.error(f"error: cannot write the run's files in {self.run_dir.path}: {e}; stopping the run")
-            self.link.abort(f"the PS cannot write its files ({e.strerror or e})")
+            self._abort(f"the PS cannot write its files ({e.strerror or e})")
             return 1
         except KeyboardInterrupt:
             self.method.close()
-            self.link.abort("the PS was interrupted")
+            self._abort("the PS was interrupted")
             self.error("interrupted; the workers were told to stop")
             return 130
+
+    def _stop_on_error(self, reason: str) -> int:
+        deadline.evidence()
+        self.run_dir.note_interruption(self.step, self.committed, reason)
+        self.error(f"error: {reason}; stopping the run (the checkpoint of step {self.committed} is intact)")
+        self._abort(reason, resumable=True)
+        return deadline.STALLED
+
+    def _abort(self, reason: str, silent: tuple[int, ...] = (), resumable: bool = False) -> None:
+        if self.tasks:
+            self.tasks.release(reason, resumable)
+        self.link.abort(reason, silent=silent, resumable=resumable)
 
     def _run(self) -> None:
         s, start, method = self.settings, self.start, self.method

@@ -9,6 +9,8 @@ which worker is missing and a timed-out read never swallows another worker's mes
                worker process, so a verdict can never reach another process that claims the same index
     up/i       worker -> PS  what the method sends each step
     down/i     PS -> worker  what the method sends back, then the control word
+               (with several PS tasks each task has its own up/i and down/i, `up/i_tk` on task k, for its shard)
+    ps_hello, ps_notice/k   PS task k -> task 0 (its configuration), task 0 -> PS task k (the run ended)
     report/i   worker -> PS  one JSON record: an epoch's metrics, or "done"
     notice/i   PS -> worker  why the PS stopped the run, read when down/i is closed
     delivered/i  a PS variable: the exchange whose payload the PS last took from up/i
@@ -19,33 +21,64 @@ model when --verify-sync is on, else 0). It travels like any payload and is coun
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 
 from runtime.cluster import PS_DEVICE
+from runtime.shards import ps_device
 
 PREFIX = "mp2"
 CONTROL_DTYPE = tf.int64
 
 
+@dataclass
+class ShardWire:
+    """The step's queues and counters of one PS task (one shard of the model): what a worker sends it and
+    what it sends back. With one PS task there is one, on task 0."""
+
+    task: int
+    up: list[tf.queue.FIFOQueue]     # up/i: worker i's payload (its slice of it, with several tasks)
+    down: list[tf.queue.FIFOQueue]   # down/i: the reply to worker i, then the control word
+    delivered: list[tf.Variable]     # the exchange whose payload the task last took from up/i
+    replied: tf.Variable             # the exchange whose reply the task last put in every down/i
+
+
 class Wire:
-    def __init__(self, workers: int, up: tuple[tf.DType, ...], down: tuple[tf.DType, ...]) -> None:
+    def __init__(self, workers: int, up: tuple[tf.DType, ...], down: tuple[tf.DType, ...], ps_tasks: int = 1) -> None:
         self.workers = workers
         with tf.device(PS_DEVICE):
             self.hello = _queue("hello", 2 * workers, [tf.int32, tf.string])
             self.report = [_queue(f"report/{i}", 2, [tf.string]) for i in range(workers)]
             self.notice = [_queue(f"notice/{i}", 1, [tf.string]) for i in range(workers)]
-            # Shapes stay open: a method may send variable-length (sparse) tensors.
-            self.up_dtypes, self.down_dtypes = list(up), [*down, CONTROL_DTYPE]
-            self.up = [_queue(f"up/{i}", 2, self.up_dtypes) for i in range(workers)]
-            self.down = [_queue(f"down/{i}", 2, self.down_dtypes) for i in range(workers)]
-            # The exchange whose payload the PS last took from up/i (counted from 1 since the PS
-            # started; -1 before any). The PS names a missing worker by it; a worker whose push was
-            # aborted reads it to learn whether the push arrived. Shared by name; the PS initialises it.
-            self.delivered = [tf.Variable(tf.constant(-1, tf.int64), trainable=False, name=f"delivered_{i}")
-                              for i in range(workers)]
-            # The exchange whose reply the PS last enqueued (-1 before any): a worker whose wait for a reply
-            # was aborted, finding down/i empty, learns from it whether the reply is still to come or was lost.
-            self.replied = tf.Variable(tf.constant(-1, tf.int64), trainable=False, name="replied")
+            # PS tasks 1.. say hello to task 0 (their configuration) and learn from it when the run ends.
+            self.ps_hello = _queue("ps_hello", 2 * ps_tasks, [tf.int32, tf.string])
+            self.ps_notice = [_queue(f"ps_notice/{k}", 1, [tf.string]) for k in range(ps_tasks)]
+        # Shapes stay open: a method may send variable-length (sparse) tensors.
+        self.up_dtypes, self.down_dtypes = list(up), [*down, CONTROL_DTYPE]
+        self.shards = [self._shard(k, workers) for k in range(ps_tasks)]
+        # Task 0's, the whole wire with one PS task (methods with several exchanges a step run on one task).
+        self.up, self.down = self.shards[0].up, self.shards[0].down
+        self.delivered, self.replied = self.shards[0].delivered, self.shards[0].replied
+
+    def _shard(self, task: int, workers: int) -> ShardWire:
+        at = "" if task == 0 else f"_t{task}"  # task 0's names are those of a one-task wire
+        with tf.device(ps_device(task)):
+            up = [_queue(f"up/{i}{at}", 2, self.up_dtypes) for i in range(workers)]
+            down = [_queue(f"down/{i}{at}", 2, self.down_dtypes) for i in range(workers)]
+            # The exchange whose payload the PS last took from up/i (counted from 1 since the PS started; -1 before
+            # any). The PS names a missing worker by it; a worker whose push was aborted reads it to learn whether
+            # the push arrived. Shared by name; the PS initialises it.
+            delivered = [tf.Variable(tf.constant(-1, tf.int64), trainable=False, name=f"delivered_{i}{at}")
+                         for i in range(workers)]
+            # The exchange whose reply the PS last enqueued (-1 before any): a worker whose wait for a reply was
+            # aborted, finding down/i empty, learns from it whether the reply is still to come or was lost.
+            replied = tf.Variable(tf.constant(-1, tf.int64), trainable=False, name=f"replied{at}")
+        return ShardWire(task, up, down, delivered, replied)
+
+    def counters(self) -> list[tf.Variable]:
+        """Every task's delivered and replied counters (the PS initialises them)."""
+        return [v for s in self.shards for v in (*s.delivered, s.replied)]
 
 
 def push_arrived(queued: int, delivered: int, exchange: int) -> bool:
@@ -66,6 +99,12 @@ def welcome_queue(index: int, nonce: str) -> tf.queue.FIFOQueue:
         return _queue(f"welcome/{index}/{nonce}", 1, [tf.string, tf.float32, tf.int64])
 
 
+def ps_welcome_queue(task: int, nonce: str) -> tf.queue.FIFOQueue:
+    """The queue on which PS task 0 answers the check-in of the process that came as PS task `task` with `nonce`."""
+    with tf.device(PS_DEVICE):
+        return _queue(f"ps_welcome/{task}/{nonce}", 1, [tf.string])
+
+
 def _queue(name: str, capacity: int, dtypes: list[tf.DType]) -> tf.queue.FIFOQueue:
     return tf.queue.FIFOQueue(capacity, dtypes, shared_name=f"{PREFIX}/{name}", name=name.replace("/", "_"))
 
@@ -80,14 +119,15 @@ def nbytes(tensors: list[tf.Tensor]) -> tf.Tensor:
     return tf.add_n(sizes) if sizes else tf.constant(0, tf.int64)
 
 
-def digest(vector: tf.Tensor) -> tf.Tensor:
+def digest(vector: tf.Tensor, offset: int = 0) -> tf.Tensor:
     """An exact, order-independent fingerprint of a float32 vector's bits (int64).
 
     Integer sums are exact whatever the reduction order, so the PS and a worker agree on it exactly
-    when their models agree bit for bit. Position weights 1..7 make swapped values show too.
+    when their models agree bit for bit. Position weights 1..7 make swapped values show too. `offset`: the
+    vector's position in a longer one, so the digests of a model's slices add up to the whole model's.
     """
     bits = tf.cast(tf.bitcast(vector, tf.int32), tf.int64)
-    weights = tf.math.floormod(tf.range(tf.size(vector, out_type=tf.int64), dtype=tf.int64), 7) + 1
+    weights = tf.math.floormod(tf.range(offset, offset + tf.size(vector, out_type=tf.int64), dtype=tf.int64), 7) + 1
     return tf.reduce_sum(bits * weights)
 
 

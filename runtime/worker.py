@@ -20,6 +20,7 @@ from runtime import deadline, faults, tferrors
 from runtime.cluster import PS_DEVICE
 from runtime.methods.local_model import LocalModel
 from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
+from runtime.shards import Shard, partition
 from optim import learning_rate
 from runtime.wire import (CONTROL_DTYPE, Wire, as_list, digest, nbytes, push_arrived, reply_gone, report_of,
                           welcome_queue)
@@ -51,8 +52,12 @@ class Pulled(NamedTuple):
 
 class WorkerGraph:
     def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, verify_sync: bool = False,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, shards: list[Shard] | None = None) -> None:
         self.index, self.wire, self.layout, self.method, self.log = index, wire, model.layout, method, log
+        # With several PS tasks the payload (one vector of the whole model: Method.shardable) goes out as one slice
+        # per task, each into that task's up/i, all in one session run; the replies come back the same way.
+        self.shards = shards or partition(model.layout, 1)
+        split = len(self.shards) > 1
         self._last_phase: int | None = None
         self.exchanges = 0  # payloads sent since joining: the PS counts them the same way (Wire.delivered)
         self.retries = 0    # aborted calls that were asked about and recovered
@@ -77,12 +82,15 @@ class WorkerGraph:
             # can then be asked about (did it reach up/i?) and sent again only if it did not: never twice.
             self.outbox = [tf.Variable(tf.zeros([0], dtype), shape=tf.TensorShape(None), trainable=False,
                                        name=f"outbox_{k}") for k, dtype in enumerate(method.up_dtypes)]
-            self.send_op = wire.up[index].enqueue([v.read_value() for v in self.outbox])
-            self.landed_probe = [wire.up[index].size(), wire.delivered[index].read_value()]
+            staged = [v.read_value() for v in self.outbox]
+            pieces = [[staged[0][shard.start:shard.end]] for shard in self.shards] if split else [staged]
+            self.send_ops = [links.up[index].enqueue(piece) for links, piece in zip(wire.shards, pieces)]
+            self.landed_probe = [[links.up[index].size(), links.delivered[index].read_value()] for links in wire.shards]
             # What the last reply said, kept here: a pull whose answer was lost after it was applied is read back.
             self.last_reply = [tf.Variable(tf.constant(0, tf.int64), trainable=False, name="last_reply_bytes"),
                                tf.Variable(tf.zeros([2], CONTROL_DTYPE), trainable=False, name="last_reply_control")]
-            self.reply_probe = [wire.down[index].size(), self.step.read_value(), wire.replied.read_value()]
+            self.reply_probe = [[links.down[index].size() for links in wire.shards], self.step.read_value(),
+                                [links.replied.read_value() for links in wire.shards]]
             self.join_op = method.build_join(self.side)
             for phase, built in method.build_worker(self.side).items():
                 self.enter_ops[phase] = built.enter
@@ -96,14 +104,16 @@ class WorkerGraph:
                     up = then(reply[:-1])
                     self.round_ops[phase].append([wire.up[index].enqueue(up), nbytes(reply), nbytes(up)])
                     self.traced_rounds[phase].append([reply[:-1], up])
-                reply = as_list(wire.down[index].dequeue())
-                with tf.control_dependencies([built.apply(reply[:-1])]):
-                    advance = tf.group(self.step.assign_add(1), self.last_reply[0].assign(nbytes(reply)),
-                                       self.last_reply[1].assign(reply[-1]))
+                replies = [as_list(links.down[index].dequeue()) for links in wire.shards]
+                payload = [tf.concat([r[0] for r in replies], 0)] if split else replies[0][:-1]
+                control, got = replies[0][-1], tf.add_n([nbytes(r) for r in replies])  # every task's reply ends with it
+                with tf.control_dependencies([built.apply(payload)]):
+                    advance = tf.group(self.step.assign_add(1), self.last_reply[0].assign(got),
+                                       self.last_reply[1].assign(control))
                 with tf.control_dependencies([advance]):
                     check = digest(method.synced(phase, self.local.vector())) if verify_sync else tf.constant(0, tf.int64)
-                    self.pull_ops[phase] = [nbytes(reply), reply[-1], check]
-                    self.traced_pull[phase] = reply[:-1]
+                    self.pull_ops[phase] = [got, control, check]
+                    self.traced_pull[phase] = payload
                 # What an applied reply said, read again after an aborted call (_pull_last): no edge to the
                 # pull above, which would take a reply again.
                 self.read_back[phase] = [self.last_reply[0].read_value(), self.last_reply[1].read_value(),
@@ -207,26 +217,28 @@ class WorkerGraph:
         return float(loss), float(acc), int(sent)
 
     def _send(self, session: tf.compat.v1.Session, step: int, timeout: float) -> None:
-        """Send the staged payload. A send that may or may not have taken effect (tferrors.ambiguous) is
-        asked about: if it never reached up/i it is sent again (at most RETRIES times), else not."""
+        """Send the staged payload (to every PS task at once). A send that may or may not have taken effect
+        (tferrors.ambiguous) is asked about: what never reached a task's up/i is sent again (at most RETRIES
+        times), what did is not."""
         self.exchanges += 1
+        pending = list(range(len(self.send_ops)))
         for attempt in range(RETRIES + 1):
             try:
                 faults.before_send(self.index, step)
                 hang = faults.hangs(self.index, step)
                 if hang is not None:
                     self._run(session, hang, None, timeout, "pushing to the PS")
-                deadline.run(session, self.send_op, seconds=timeout, what="pushing to the PS")
+                deadline.run(session, [self.send_ops[k] for k in pending], seconds=timeout, what="pushing to the PS")
                 faults.after_send(self.index, step)
                 return
             except tf.errors.AbortedError as e:
                 if not tferrors.ambiguous(e) or attempt == RETRIES:
                     raise self._stopped(session, e, "pushing to the PS", timeout) from None
-                landed = self._landed(session, timeout)
+                pending = [k for k in pending if not self._landed(session, timeout, k)]
                 self.retries += 1
                 self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the push ({tferrors.explain(e)}); "
-                         + ("it had reached the PS: not sent again" if landed else "it had not reached the PS: sent again"))
-                if landed:
+                         + ("it had not reached the PS: sent again" if pending else "it had reached the PS: not sent again"))
+                if not pending:
                     return
             except tf.errors.OpError as e:
                 raise self._stopped(session, e, "pushing to the PS", timeout) from None
@@ -253,13 +265,13 @@ class WorkerGraph:
             trace.append(traced)
         return Pulled(received + int(got), sent, int(control[0]), int(control[1]), int(mine))
 
-    def _landed(self, session: tf.compat.v1.Session, timeout: float) -> bool:
-        """Whether this worker's last payload reached the PS: still queued in up/i, or taken (Wire.delivered).
+    def _landed(self, session: tf.compat.v1.Session, timeout: float, task: int = 0) -> bool:
+        """Whether this worker's last payload reached PS task `task`: still queued in up/i, or taken (Wire.delivered).
 
         The PS marks a payload taken just after it dequeues it; a second look a moment later closes
         that gap, so a payload the PS holds is never taken for lost."""
         for look in range(2):
-            queued, delivered = self._run(session, self.landed_probe, None, timeout,
+            queued, delivered = self._run(session, self.landed_probe[task], None, timeout,
                                           "asking the PS whether an aborted push arrived")
             if push_arrived(queued, delivered, self.exchanges):
                 return True
@@ -292,12 +304,12 @@ class WorkerGraph:
                     self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the call that took the PS's "
                              f"reply ({tferrors.explain(e)}); it had been applied: read back")
                     return list(self._run(session, self.read_back[phase], None, timeout, "reading the applied reply"))
-                if reply_gone(waiting, replied, self.exchanges):
+                if any(reply_gone(w, r, self.exchanges) for w, r in zip(waiting, replied)):
                     raise RunStopped(f"step {step + 1}: TensorFlow's runtime aborted the call that took the PS's reply "
                                      f"after the reply had left the PS's queue ({tferrors.explain(e)}); it cannot be "
                                      f"had again: resume the run from its last checkpoint (--resume)", resumable=True) from None
                 self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the call that takes the PS's reply "
-                         f"({tferrors.explain(e)}); " + ("the reply still waits: taken again" if waiting else
+                         f"({tferrors.explain(e)}); " + ("the reply still waits: taken again" if all(waiting) else
                                                          "the PS has not sent it yet: waited for again"))
             except tf.errors.OpError as e:
                 raise self._stopped(session, e, what, timeout) from None

@@ -40,11 +40,14 @@ class WorkerSettings:
 
 class WorkerLoop:
     def __init__(self, graph, session, method: Method, schedule: data.Schedule, dataset, index: int,
-                 settings: WorkerSettings, run_dir: RunDir, config_json: str, ps_address: str,
+                 settings: WorkerSettings, run_dir: RunDir, config_json: str, ps_address: str | tuple[str, ...],
                  log: Callable[[str], None] = print, error: Callable[[str], None] | None = None) -> None:
         self.graph, self.session, self.method, self.schedule = graph, session, method, schedule
         self.dataset, self.index, self.settings, self.run_dir = dataset, index, settings, run_dir
-        self.config_json, self.ps_address, self.log, self.error = config_json, ps_address, log, error or log
+        # Every PS task's address (task 0 first), or task 0's alone.
+        self.ps_addresses = (ps_address,) if isinstance(ps_address, str) else tuple(ps_address)
+        self.ps_address = self.ps_addresses[0]
+        self.config_json, self.log, self.error = config_json, log, error or log
         self.log_path = run_dir.path / f"worker-{index}.jsonl"
         self.states = checkpoints.WorkerStateFiles(run_dir.path, index)
         self.trace = StepTrace(run_dir.path / f"trace-worker-{index}.npz", settings.trace_steps)
@@ -69,7 +72,8 @@ class WorkerLoop:
 
     def _run(self) -> None:
         s, graph, session = self.settings, self.graph, self.session
-        cluster.wait_for_port(self.ps_address, s.connect_timeout, "the PS")
+        for k, address in enumerate(self.ps_addresses):
+            cluster.wait_for_port(address, s.connect_timeout, "the PS" if k == 0 else f"PS task {k}")
         start, phase, checkpoint_every = graph.join(session, self.config_json, s.connect_timeout, self.ps_address)
         first_epoch, first_step = divmod(start, self.schedule.steps_per_epoch)
         self.log(f"joined; {self.schedule.steps_per_epoch} steps per epoch, starting at step {start}; devices here: "

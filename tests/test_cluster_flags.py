@@ -43,13 +43,23 @@ def test_tf_config_is_used_when_flags_are_absent(monkeypatch):
     (("--ps_hosts", "127.0.0.1", "--worker_hosts", "127.0.0.1:2", "--task_index", "0"), "is not host:port"),
     (("--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2"), "needs --task_index"),
     (("--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2", "--task_index", "3"), "outside 0..0"),
-    (("--ps_hosts", "127.0.0.1:1,127.0.0.1:3", "--worker_hosts", "127.0.0.1:2", "--task_index", "0"), "exactly one parameter server"),
+    (("--ps_hosts", "127.0.0.1:1,127.0.0.1:1", "--worker_hosts", "127.0.0.1:2", "--task_index", "0"), "appears twice"),
     (("--ps_hosts", "127.0.0.1:1", "--worker_hosts", "127.0.0.1:2,127.0.0.1:2", "--task_index", "0"), "appears twice"),
 ])
 def test_bad_clusters_are_explained(monkeypatch, argv, message):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ClusterError, match=message):
         resolve(_args(*argv), "worker")
+
+
+def test_several_ps_tasks_each_with_its_index(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    hosts = ("--ps_hosts", "127.0.0.1:1,127.0.0.1:3", "--worker_hosts", "127.0.0.1:2")
+    cluster, index = resolve(_args(*hosts), "ps")
+    assert cluster.ps == ("127.0.0.1:1", "127.0.0.1:3") and index == 0  # task 0 unless told
+    assert resolve(_args(*hosts, "--task_index", "1"), "ps")[1] == 1
+    with pytest.raises(ClusterError, match=r"outside 0\.\.1 for the 2 ps host"):
+        resolve(_args(*hosts, "--task_index", "2"), "ps")
 
 
 def test_config_differences_name_the_flags():

@@ -235,7 +235,7 @@ def listening():
 def test_the_worker_loop_pushes_on_exchanging_steps_trains_alone_between_and_reports(tmp_path, listening):
     graph = FakeWorkerGraph()
     loop = worker_loop(tmp_path, graph)
-    loop.ps_address = listening
+    loop.ps_addresses = (listening,)
     assert loop.run() == 0
     assert graph.pushed == EXCHANGES and len(graph.local) == 2 * STEPS - len(EXCHANGES)
     epochs, done = graph.reports[:-1], graph.reports[-1]
@@ -251,7 +251,7 @@ def test_the_worker_loop_pushes_on_exchanging_steps_trains_alone_between_and_rep
 def test_the_worker_loop_stops_when_its_model_differs_from_the_pss(tmp_path, listening):
     graph = FakeWorkerGraph(differ_at=15)
     loop = worker_loop(tmp_path, graph)
-    loop.ps_address, errors = listening, []
+    loop.ps_addresses, errors = (listening,), []
     loop.error = errors.append
     assert loop.run() == 1
     assert "after step 16 this worker's model differs from the PS's" in errors[0]
@@ -260,11 +260,11 @@ def test_the_worker_loop_stops_when_its_model_differs_from_the_pss(tmp_path, lis
 
 def test_the_worker_loop_resumes_with_its_saved_state(tmp_path, listening):
     first = worker_loop(tmp_path, FakeWorkerGraph())
-    first.ps_address = listening
+    first.ps_addresses = (listening,)
     assert first.run() == 0
     graph = FakeWorkerGraph(start=STEPS)  # the PS resumes after epoch 1: this worker's state of step 10 is in .prev
     loop = worker_loop(tmp_path, graph)
-    loop.ps_address = listening
+    loop.ps_addresses = (listening,)
     assert loop.run() == 0
     assert graph.restored and graph.pushed == [11, 15, 19]
     assert [json.loads(line)["epoch"] for line in (tmp_path / "worker-1.jsonl").read_text().splitlines()] == [1, 2]

@@ -33,6 +33,11 @@ def build(name: str, layout: Layout, opts: Options | Mapping[str, Any], run: Run
     return method(layout, opts if isinstance(opts, Options) else method.Options.from_json(opts), run)
 
 
+def shardable_methods() -> list[str]:
+    """The methods whose PS update can be split over several PS tasks (`Method.shardable`)."""
+    return [name for name, method in METHODS.items() if method.shardable]
+
+
 def all_options() -> dict[str, list[tuple[str, Option]]]:
     """Every method option flag, with the methods that take it (a flag may serve several)."""
     out: dict[str, list[tuple[str, Option]]] = {}
@@ -42,4 +47,4 @@ def all_options() -> dict[str, list[tuple[str, Option]]]:
     return out
 
 
-__all__ = ["METHODS", "Method", "Option", "Options", "PSContext", "RunInfo", "all_options", "build"]
+__all__ = ["METHODS", "Method", "Option", "Options", "PSContext", "RunInfo", "all_options", "build", "shardable_methods"]

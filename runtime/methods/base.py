@@ -223,6 +223,10 @@ class Method:
     default_lr = 0.003
     paper_lr = 1e-3    # the MP² reference's (--preset paper)
     phase_names: dict[int, str] = {0: "step"}
+    # Whether the PS's update is element-wise in the model, so it can be built once per shard over several PS tasks
+    # (runtime/shards.py): the worker's payload is then one float32 vector of the whole model, sliced by the runtime,
+    # and each shard's reply one float32 vector of its slice, concatenated by the worker; one exchange a step.
+    shardable = False
 
     def __init__(self, layout: Layout, opts: Options, run: RunInfo) -> None:
         if not isinstance(opts, self.Options):

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 
 class Baseline(Method):
+    shardable = True
     name = "baseline"
     summary = "every worker pushes the whole model; the PS averages and sends the average back"
 

@@ -37,6 +37,7 @@ class LocalSGDOptions(Options):
 
 
 class LocalSGD(Method):
+    shardable = True
     name = "localsgd"
     summary = "local Adam on every worker; every H-th step and at epoch ends the PS averages the models"
     Options = LocalSGDOptions
@@ -57,7 +58,7 @@ class LocalSGD(Method):
         lr, momentum = self.opts.outer_lr, self.opts.outer_momentum
         if lr == 1.0 and momentum == 0.0:
             return {0: average_ps(ps)}
-        velocity = ps.variable("outer_velocity", tf.zeros([self.layout.total])) if momentum > 0.0 else None
+        velocity = ps.variable("outer_velocity", tf.zeros([ps.layout.total])) if momentum > 0.0 else None
         new, updates = outer_step(ps.model, mean([p[0] for p in ps.gather()]), lr, momentum, velocity)
         with tf.control_dependencies([ps.model.assign(new), *updates]):
             return {0: PSPhase(reply=[tf.identity(new)])}

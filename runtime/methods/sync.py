@@ -17,6 +17,7 @@ from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSid
 
 
 class Sync(Method):
+    shardable = True
     name = "sync"
     summary = ("synchronous data parallelism: workers send gradients, the PS averages them and takes one Adam "
                "step, every worker takes the new model")

@@ -1,0 +1,94 @@
+"""The global model partitioned over the PS tasks (`--ps_hosts a,b,…`): which task holds which tensors.
+
+Each PS task holds a contiguous run of the layout's tensors, every tensor whole on one task, the runs chosen
+so that the largest task's bytes are as small as they can be (an exact search over the cut points, so the
+partition follows from the layout and the task count alone: every process computes the same one, and the
+handshake compares the count). Contiguous runs keep a shard a slice of the flat model vector: a worker sends
+slice k to task k and concatenates the replies, with no index lists on the wire.
+
+A method whose PS update is element-wise in the model (`Method.shardable`: the baseline, synchronous data
+parallelism, local SGD / DiLoCo) is built once per shard, on that shard's sub-layout and device, and gives the
+same model bit for bit as on one PS. The others need the whole model in one place (MP²'s prediction reads the
+whole pushed group and writes the predicted one; the compressors of Top-k, DGC, PowerSGD and SparseLoCo keep
+per-tensor state built for one PS) and run on one PS task.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models import Layout
+from runtime.methods import shardable_methods
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int      # the PS task that holds it
+    start: int      # its slice of the flat model vector
+    end: int
+    layout: Layout  # its tensors, in layout order
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def device(self) -> str:
+        return ps_device(self.index)
+
+
+def ps_device(task: int) -> str:
+    return f"/job:ps/task:{task}"
+
+
+def partition(layout: Layout, tasks: int) -> list[Shard]:
+    """`layout`'s tensors in `tasks` contiguous runs of the least possible largest size (ties: the earliest cuts).
+
+    ValueError when there are more tasks than tensors (a task would hold nothing)."""
+    sizes = [p.size for p in layout.params]
+    n = len(sizes)
+    if not 1 <= tasks <= n:
+        raise ValueError(f"{tasks} PS tasks for {layout.model}'s {n} tensors: every PS task holds at least one whole "
+                         f"tensor; give at most {n} addresses in --ps_hosts")
+    prefix = [0]
+    for s in sizes:
+        prefix.append(prefix[-1] + s)
+    # best[j][i]: the least largest run when the first i tensors go to j tasks; cut[j][i] the start of the last run.
+    inf = float("inf")
+    best = [[inf] * (n + 1) for _ in range(tasks + 1)]
+    cut = [[0] * (n + 1) for _ in range(tasks + 1)]
+    best[0][0] = 0
+    for j in range(1, tasks + 1):
+        for i in range(j, n - (tasks - j) + 1):
+            for c in range(j - 1, i):
+                cost = max(best[j - 1][c], prefix[i] - prefix[c])
+                if cost < best[j][i]:
+                    best[j][i], cut[j][i] = cost, c
+    bounds, i = [], n
+    for j in range(tasks, 0, -1):
+        bounds.append((cut[j][i], i))
+        i = cut[j][i]
+    shards = []
+    for k, (a, b) in enumerate(reversed(bounds)):
+        shards.append(Shard(k, prefix[a], prefix[b], Layout(layout.model, layout.classes, layout.params[a:b])))
+    return shards
+
+
+def plan(layout: Layout, method, tasks: int) -> list[Shard]:
+    """The partition a run over `tasks` PS tasks uses: ValueError in one line when `method` (a Method) cannot
+    shard, or there are more tasks than tensors."""
+    if tasks > 1 and not method.shardable:
+        raise ValueError(not_shardable(method.name))
+    return partition(layout, tasks)
+
+
+def describe(shards: list[Shard]) -> str:
+    """One line: each task's tensors and share of the model, for the PS's log."""
+    total = sum(s.size for s in shards)
+    return "; ".join(f"task {s.index}: {s.layout.params[0].name}..{s.layout.params[-1].name} "
+                     f"({4 * s.size:,} B, {s.size / total:.0%})" for s in shards)
+
+
+def not_shardable(method: str) -> str:
+    """Why `method` refuses several PS tasks, in one line."""
+    return (f"--method {method} runs on one PS task (its PS update needs the whole model in one place): give one "
+            f"address in --ps_hosts; the methods that shard are {', '.join(shardable_methods())}")

@@ -10,9 +10,9 @@ from pathlib import Path
 import tensorflow as tf
 
 import data
-import npzio
 import provenance
-from npzio import write_json
+from helpers import npzio
+from helpers.npzio import write_json
 from paramset import ParamSetError, ParamSetWriter, SnapshotCollector
 from predictor import CheckpointError
 from runtime import cluster, deadline, flags

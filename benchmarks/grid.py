@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import npzio
+from helpers import npzio
 from reports.frontier import CANDIDATE, FAILED, LOG, MARKER
 from provenance import ROOT, display_command, portable
 from runtime import cmdline

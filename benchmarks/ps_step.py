@@ -465,7 +465,7 @@ def untrained_file(method: str, model_name: str, directory: Path) -> str | None:
 
 
 def run_all(args: argparse.Namespace) -> None:
-    import npzio
+    from helpers import npzio
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import provenance
-from npzio import write_json
+from helpers.npzio import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

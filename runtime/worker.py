@@ -402,6 +402,6 @@ class StepTrace:
 
     def write(self) -> None:
         if self.arrays:
-            import npzio
+            from helpers import npzio
 
             npzio.write(self.path, self.arrays, {"steps": self.steps})

@@ -32,8 +32,8 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
+from helpers.npzio import under
 from models import Model
-from npzio import under
 from optim import Adam
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-import argtypes
+from helpers import argtypes
 from runtime.launcher import (ROOT, Child, LaunchError, LocalCluster, absolute_paths, finished_epochs,
                               import_tensorflow_quietly, make_dir)
 

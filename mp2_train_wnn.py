@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-import argtypes
 import data
 import data.flags
 import paramset
 import provenance
+from helpers import argtypes
 from runtime import flags
 from wnn import checkpoint, features, network, training
 

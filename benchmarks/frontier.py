@@ -29,9 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import argtypes
 from benchmarks.grid import GridError, Setting, check_flags, command_line, plan, recorded_flags, run_one
-from helpers import npzio
+from helpers import argtypes, npzio
 from provenance import commit_label, portable
 from reports import frontier as report
 from runtime import cmdline

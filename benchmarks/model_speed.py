@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-import argtypes
 import models
 import provenance
+from helpers import argtypes
 
 EVAL_BATCH = 500  # the PS's evaluation batch (runtime/ps.py)
 

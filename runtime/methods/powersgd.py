@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-import argtypes
+from helpers import argtypes
 from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from runtime.methods.options import Options, option
 from optim import FlatOptimizer, learning_rate

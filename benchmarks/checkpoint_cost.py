@@ -40,7 +40,7 @@ def median_seconds(fn, repeats: int) -> float:
 def step_seconds(model: models.Model, batch: int) -> float:
     import tensorflow as tf
 
-    from optim import Adam
+    from helpers.optim import Adam
 
     params = {k: tf.Variable(v) for k, v in model.init(0).items()}
     opt = Adam(params, 1e-3)

@@ -37,8 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-import provenance
-from helpers import argtypes
+from helpers import argtypes, provenance
 from runtime.launcher import ROOT, LaunchError, absolute_paths, make_dir, terminal_worthy
 
 # What a run directory of mp2_local.py holds: only such a directory (or an empty one) is emptied for a new run.

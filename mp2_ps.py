@@ -10,8 +10,7 @@ from pathlib import Path
 import tensorflow as tf
 
 import data
-import provenance
-from helpers import npzio
+from helpers import npzio, provenance
 from helpers.npzio import write_json
 from paramset import ParamSetError, ParamSetWriter, SnapshotCollector
 from predictor import CheckpointError

@@ -29,7 +29,7 @@ import tensorflow as tf  # noqa: E402
 import data  # noqa: E402
 import models  # noqa: E402
 import paramset  # noqa: E402
-import provenance  # noqa: E402
+from helpers import provenance  # noqa: E402
 from predictor import CheckpointError, Predictor, load_checkpoint, resolve_path, save_checkpoint  # noqa: E402
 from runtime import flags  # noqa: E402
 from runtime.progress import Progress  # noqa: E402

@@ -29,8 +29,7 @@ import tensorflow as tf
 import data
 import data.flags
 import paramset
-import provenance
-from helpers import argtypes
+from helpers import argtypes, provenance
 from runtime import flags
 from wnn import checkpoint, features, network, training
 

@@ -23,8 +23,7 @@ import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402
-import provenance  # noqa: E402
-from helpers import npzio  # noqa: E402
+from helpers import npzio, provenance  # noqa: E402
 from helpers.npzio import write_json  # noqa: E402
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.grid import GridError, Setting, check_flags, command_line, plan, recorded_flags, run_one
 from helpers import argtypes, npzio
-from provenance import commit_label, portable
+from helpers.provenance import commit_label, portable
 from reports import frontier as report
 from runtime import cmdline
 

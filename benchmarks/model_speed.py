@@ -24,8 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 import models
-import provenance
-from helpers import argtypes
+from helpers import argtypes, provenance
 
 EVAL_BATCH = 500  # the PS's evaluation batch (runtime/ps.py)
 

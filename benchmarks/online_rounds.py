@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import data
-import provenance
+from helpers import provenance
 from helpers.npzio import write_json
 from models import get
 from models.evaluate import predicted_labels

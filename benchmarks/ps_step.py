@@ -60,8 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-import provenance
-from helpers import argtypes
+from helpers import argtypes, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 # Its own PS and worker processes run as a module from ROOT: this checkout's code, installed or not.

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
 
-import provenance  # noqa: E402
+from helpers import provenance  # noqa: E402
 from helpers.npzio import write_json  # noqa: E402
 
 REMEMBERED = 100_000  # ids a TensorFlow 2.21 worker service keeps (its Worker's RecentRequestIds)

@@ -19,8 +19,7 @@ import tensorflow as tf
 import data
 import data.flags
 import models
-import provenance
-from helpers import argtypes
+from helpers import argtypes, provenance
 from runtime.metrics import classification_report
 from runtime.progress import Progress
 

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-import provenance
+from helpers import provenance
 from helpers.npzio import write_json
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ ResNet-18 run that fits about an hour on 2 cores:
 
 Every line of the stages' output is prefixed with the pipeline's elapsed time [h:mm:ss].
 """
-import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import argparse
 import json
 import os

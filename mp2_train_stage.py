@@ -4,7 +4,7 @@
 
 The flags, what is held out and what each figure is for: stage/flags.py (python mp2_train_stage.py --help).
 """
-import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import sys
 import time
 from pathlib import Path

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
 
 import numpy as np  # noqa: E402
 

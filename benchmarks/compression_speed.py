@@ -15,7 +15,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tfstart  # noqa: E402,F401  (before TensorFlow: without Keras)
+from helpers import tfstart  # noqa: E402,F401  (before TensorFlow: without Keras)
 
 import tensorflow as tf  # noqa: E402
 

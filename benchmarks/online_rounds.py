@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import tfstart  # noqa: F401  (TensorFlow without Keras)
+from helpers import tfstart  # noqa: F401  (TensorFlow without Keras)
 import numpy as np
 import tensorflow as tf
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
 
 from helpers import provenance  # noqa: E402
 from helpers.npzio import write_json  # noqa: E402

@@ -12,7 +12,7 @@ from tests.cluster import ROOT
 pytestmark = pytest.mark.unit
 
 # Lower number: lower layer.
-RANK = {"helpers": 0, "tfstart": 0,
+RANK = {"helpers": 0,
         "models": 1, "data": 1,
         "paramset": 2, "compression": 2,
         "predictor": 3, "wnn": 3,

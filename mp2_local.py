@@ -14,12 +14,12 @@ A run that TensorFlow's runtime stalls or fails mid-way (the PS exits with runti
 resumed from its last checkpoint by itself, on fresh ports, up to --max-recoveries times; a process
 killed from outside, or a failure that comes back at the same step, still stops the run.
 """
-import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import argparse
 import os
 import sys
 
-import argtypes
+from helpers import argtypes
 from runtime.launcher import (ROOT, Child, LaunchError, LocalCluster, absolute_paths, finished_epochs,
                               import_tensorflow_quietly, make_dir)
 

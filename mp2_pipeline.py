@@ -27,7 +27,7 @@ ResNet-18 run that fits about an hour on 2 cores:
 
 Every line of the stages' output is prefixed with the pipeline's elapsed time [h:mm:ss].
 """
-import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import argparse
 import json
 import os
@@ -37,8 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-import argtypes
-import provenance
+from helpers import argtypes, provenance
 from runtime.launcher import ROOT, LaunchError, absolute_paths, make_dir, terminal_worthy
 
 # What a run directory of mp2_local.py holds: only such a directory (or an empty one) is emptied for a new run.

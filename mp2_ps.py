@@ -3,16 +3,15 @@
     python mp2_ps.py --ps_hosts 10.0.0.1:2222 --worker_hosts 10.0.0.2:2222,10.0.0.3:2222 \
         --model lenet5 --dataset fashion_mnist --method mp2 --predictor predictors/lenet5-fashion_mnist
 """
-import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import sys
 from pathlib import Path
 
 import tensorflow as tf
 
 import data
-import npzio
-import provenance
-from npzio import write_json
+from helpers import npzio, provenance
+from helpers.npzio import write_json
 from paramset import ParamSetError, ParamSetWriter, SnapshotCollector
 from predictor import CheckpointError
 from runtime import cluster, deadline, flags

@@ -4,7 +4,7 @@
 
 The flags, what is held out and what each figure is for: stage/flags.py (python mp2_train_stage.py --help).
 """
-import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import sys
 import time
 from pathlib import Path
@@ -29,7 +29,7 @@ import tensorflow as tf  # noqa: E402
 import data  # noqa: E402
 import models  # noqa: E402
 import paramset  # noqa: E402
-import provenance  # noqa: E402
+from helpers import provenance  # noqa: E402
 from predictor import CheckpointError, Predictor, load_checkpoint, resolve_path, save_checkpoint  # noqa: E402
 from runtime import flags  # noqa: E402
 from runtime.progress import Progress  # noqa: E402

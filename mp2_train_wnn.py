@@ -14,7 +14,7 @@ models jumped by the WNN against the model at their last recorded snapshot. <out
 the epoch with the lowest held-out loss; <out>/report.json and report.csv hold every epoch
 (epoch 0: untrained).
 """
-import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import argparse
 import csv
 import json
@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-import argtypes
 import data
 import data.flags
 import paramset
-import provenance
+from helpers import argtypes, provenance
 from runtime import flags
 from wnn import checkpoint, features, network, training
 

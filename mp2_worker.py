@@ -3,7 +3,7 @@
     python mp2_worker.py --ps_hosts 10.0.0.1:2222 --worker_hosts 10.0.0.2:2222,10.0.0.3:2222 \
         --task_index 0 --model lenet5 --dataset fashion_mnist --method mp2
 """
-import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401  (first: TensorFlow starts without Keras)
 import sys
 
 import tensorflow as tf

@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
 
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402
-import npzio  # noqa: E402
-import provenance  # noqa: E402
-from npzio import write_json  # noqa: E402
+from helpers import npzio, provenance  # noqa: E402
+from helpers.npzio import write_json  # noqa: E402
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -40,7 +39,7 @@ def median_seconds(fn, repeats: int) -> float:
 def step_seconds(model: models.Model, batch: int) -> float:
     import tensorflow as tf
 
-    from optim import Adam
+    from helpers.optim import Adam
 
     params = {k: tf.Variable(v) for k, v in model.init(0).items()}
     opt = Adam(params, 1e-3)

@@ -15,13 +15,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tfstart  # noqa: E402,F401  (before TensorFlow: without Keras)
+from helpers import tfstart  # noqa: E402,F401  (before TensorFlow: without Keras)
 
 import tensorflow as tf  # noqa: E402
 
-import argtypes  # noqa: E402
 import models  # noqa: E402
 from compression import DGC, TopK  # noqa: E402
+from helpers import argtypes  # noqa: E402
 
 
 def time_steps(make, shapes, steps: int, seed: int) -> tuple[list[float], int]:

@@ -29,10 +29,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import argtypes
-import npzio
 from benchmarks.grid import GridError, Setting, check_flags, command_line, plan, recorded_flags, run_one
-from provenance import commit_label, portable
+from helpers import argtypes, npzio
+from helpers.provenance import commit_label, portable
 from reports import frontier as report
 from runtime import cmdline
 

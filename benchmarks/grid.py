@@ -16,9 +16,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import npzio
+from helpers import npzio
+from helpers.provenance import ROOT, display_command, portable
 from reports.frontier import CANDIDATE, FAILED, LOG, MARKER
-from provenance import ROOT, display_command, portable
 from runtime import cmdline
 from runtime.launcher import Child, LocalCluster
 

@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-import argtypes
 import models
-import provenance
+from helpers import argtypes, provenance
 
 EVAL_BATCH = 500  # the PS's evaluation batch (runtime/ps.py)
 

@@ -41,10 +41,9 @@ import sys
 import time
 from pathlib import Path
 
-import argtypes
-import provenance
 from benchmarks.emulated_hosts import UNSHAPED, SetupError, rate_bits
 from benchmarks.network_run import RunError, RunSpec, run_one
+from helpers import argtypes, provenance
 from reports import accuracy
 from reports import network as report
 from runtime.launcher import ROOT, absolute_paths

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import provenance
 from benchmarks.emulated_hosts import Topology, emulated_hosts, in_namespace, link_counters
+from helpers import provenance
 from runtime.launcher import INTERRUPTED, ROOT, Child, LocalCluster, terminal_worthy
 
 PORT = 2222  # every host's own address, so one port serves them all

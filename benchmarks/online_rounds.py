@@ -16,16 +16,16 @@ from __future__ import annotations
 import argparse
 import time
 
-import tfstart  # noqa: F401  (TensorFlow without Keras)
+from helpers import tfstart  # noqa: F401  (TensorFlow without Keras)
 import numpy as np
 import tensorflow as tf
 
 import data
-import provenance
+from helpers import provenance
+from helpers.npzio import write_json
 from models import get
 from models.evaluate import predicted_labels
 from models.layout import glorot_init
-from npzio import write_json
 from runtime.methods.mp2_options import REFERENCE_STEPS_PER_EPOCH, MP2Options
 from runtime.methods.rounds import ROUND_IMAGE_BATCH, GraphRounds
 

@@ -60,8 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-import argtypes
-import provenance
+from helpers import argtypes, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 # Its own PS and worker processes run as a module from ROOT: this checkout's code, installed or not.
@@ -465,7 +464,7 @@ def untrained_file(method: str, model_name: str, directory: Path) -> str | None:
 
 
 def run_all(args: argparse.Namespace) -> None:
-    import npzio
+    from helpers import npzio
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

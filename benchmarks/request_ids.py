@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
+from helpers import tfstart  # noqa: F401,E402  (first: TensorFlow starts without Keras)
 
-import provenance  # noqa: E402
-from npzio import write_json  # noqa: E402
+from helpers import provenance  # noqa: E402
+from helpers.npzio import write_json  # noqa: E402
 
 REMEMBERED = 100_000  # ids a TensorFlow 2.21 worker service keeps (its Worker's RecentRequestIds)
 ID_SPACE = 2 ** 32    # distinct first ids: the generator of a new thread is seeded with 32 bits

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-import argtypes
 import data
 import data.flags
 import models
-import provenance
+from helpers import argtypes, provenance
 from runtime.metrics import classification_report
 from runtime.progress import Progress
 

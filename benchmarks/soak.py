@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-import provenance
-from npzio import write_json
+from helpers import provenance
+from helpers.npzio import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import argtypes
 from data.dataset import Dataset
 from data.errors import DataError
 from data.loader import NAMES, canonical_name, load
+from helpers import argtypes
 
 
 def dataset_name(text: str) -> str:

@@ -3,8 +3,8 @@ import argparse
 import json
 import sys
 
-import argtypes
 import models
+from helpers import argtypes
 
 parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m models", description=__doc__)
 parser.add_argument("name", help=f"one of: {', '.join(models.NAMES)}")

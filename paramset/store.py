@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-import npzio
+from helpers import npzio
 from models import Layout
 
 FORMAT = "mp2-paramset"

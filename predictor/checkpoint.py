@@ -10,7 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
-import npzio
+from helpers import npzio
 from models.layout import Layout
 from predictor.structure import (
     FAITHFUL_HEAD_RANK, infer_dense_rank, infer_head_rank, infer_stage, weight_problems, weight_specs,

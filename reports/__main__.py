@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import argtypes
+from helpers import argtypes
 from reports import frontier, methods, models, network, scale, soak, unseen
 from reports.errors import ReportError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import provenance
+from helpers import provenance
 from reports import accuracy, cost
 
 COLUMNS = [

@@ -23,9 +23,8 @@ import re
 import statistics
 from pathlib import Path
 
-import npzio
-import provenance
 from data.validation import select_epoch
+from helpers import npzio, provenance
 from reports import cost
 from reports import readme as readme_blocks
 from reports.errors import ReportError

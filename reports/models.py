@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import npzio
+from helpers import npzio
 from reports import accuracy
 from reports.readme import ReportError, read_json, write_blocks
 

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-import npzio
+from helpers import npzio
 from reports.errors import ReportError
 
 

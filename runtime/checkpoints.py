@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-import npzio
+from helpers import npzio
 from runtime.methods.base import Method
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-import argtypes
 import data
 import data.flags
 import data.loader
 import data.validation
 import models
+from helpers import argtypes
 from runtime import cluster
 from runtime.config import RunConfig
 from runtime.methods import METHODS, Method, Options, PSContext, RunInfo, all_options, build

@@ -108,7 +108,7 @@ def absolute_paths(argv: list[str], flags: tuple[str, ...], maybe_paths: tuple[s
 
 def finished_epochs(out: Path) -> int | None:
     """The epochs done by the run whose checkpoint is in `out`, or None if it has none readable."""
-    import npzio
+    from helpers import npzio
 
     try:
         _, meta = npzio.read(out / "checkpoint.npz")

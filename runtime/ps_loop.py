@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-import npzio
 from data.validation import select_epoch
+from helpers import npzio
 from paramset import is_dataset
 from runtime import checkpoints, cluster, deadline, tferrors
 from runtime.config import RunConfig

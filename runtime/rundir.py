@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-import npzio
+from helpers import npzio
 
 
 class RunDir:

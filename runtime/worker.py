@@ -15,13 +15,13 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from helpers.optim import learning_rate
 from models import Model
 from runtime import deadline, faults, tferrors
 from runtime.cluster import PS_DEVICE
 from runtime.methods.local_model import LocalModel
 from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
 from runtime.shards import Shard, partition
-from optim import learning_rate
 from runtime.wire import (CONTROL_DTYPE, Wire, as_list, digest, nbytes, push_arrived, reply_gone, report_of,
                           welcome_queue)
 
@@ -414,6 +414,6 @@ class StepTrace:
 
     def write(self) -> None:
         if self.arrays:
-            import npzio
+            from helpers import npzio
 
             npzio.write(self.path, self.arrays, {"steps": self.steps})

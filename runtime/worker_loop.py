@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 import data
-import npzio
+from helpers import npzio
 from runtime import checkpoints, cluster, deadline
 from runtime.methods.base import LOCAL, Method
 from runtime.progress import Progress

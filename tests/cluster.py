@@ -165,7 +165,7 @@ def check_resumed(whole: Path, split: Path, saved: dict, again: subprocess.Compl
 
 
 def check_provenance(record: dict) -> None:
-    """A record's provenance (provenance.py) is all there and names no absolute path in the repository."""
+    """A record's provenance (helpers/provenance.py) is all there and names no absolute path in the repository."""
     assert {"git", "argv", "cwd", "python", "tensorflow", "numpy", "machine", "date"} <= set(record), record
     assert record["git"]["commit"] is None or len(record["git"]["commit"]) == 40, record["git"]
     assert str(ROOT) + "/" not in json.dumps(record) and str(ROOT) not in record["argv"], record["argv"]

@@ -48,7 +48,7 @@ def _write_snapshots(base: Path) -> str:
     import data
     import models
     from paramset import ParamSetWriter
-    from optim import Adam
+    from helpers.optim import Adam
 
     lenet = models.get("lenet5", 10)
     directory = base / "snapshots"

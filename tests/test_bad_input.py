@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import models
-import npzio
 import paramset
+from helpers import npzio
 from runtime.cluster import Cluster, ClusterError, port_in_use, start_server
 from runtime.metrics import classification_report
 from tests.cluster import launcher_env, ROOT, SMALL

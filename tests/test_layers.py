@@ -1,5 +1,5 @@
 """Imports point down the layers only: entry scripts → reports, benchmarks → runtime → runtime.methods →
-predictor, wnn → paramset, compression → models, data → the helper modules. A module may import its own
+predictor, wnn → paramset, compression → models, data → helpers. A module may import its own
 package and anything below it, never above (read from the source, imports inside functions included)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.cluster import ROOT
 pytestmark = pytest.mark.unit
 
 # Lower number: lower layer.
-RANK = {"npzio": 0, "argtypes": 0, "optim": 0, "provenance": 0, "tfstart": 0,
+RANK = {"helpers": 0,
         "models": 1, "data": 1,
         "paramset": 2, "compression": 2,
         "predictor": 3, "wnn": 3,

@@ -11,7 +11,7 @@ import pytest
 
 import data
 import models
-import npzio
+from helpers import npzio
 from runtime import deadline
 from runtime.config import RunConfig
 from runtime.methods import RunInfo, build

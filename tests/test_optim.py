@@ -1,12 +1,12 @@
-"""The project's one Adam (optim.py): the textbook update, over named variables (ε 1e-7, the predictor's) and over
-a flat vector (ε 1e-8, the model's, as the workers' own Adam)."""
+"""The project's one Adam (helpers/optim.py): the textbook update, over named variables (ε 1e-7, the predictor's)
+and over a flat vector (ε 1e-8, the model's, as the workers' own Adam)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from optim import MODEL_EPSILON, PREDICTOR_EPSILON, Adam, FlatOptimizer
+from helpers.optim import MODEL_EPSILON, PREDICTOR_EPSILON, Adam, FlatOptimizer
 
 pytestmark = pytest.mark.unit
 

@@ -228,7 +228,7 @@ def test_whole_cost_routes_count_every_part_and_mark_a_reused_predictor():
 
 
 def _load_model(path):
-    import npzio
+    from helpers import npzio
 
     arrays, meta = npzio.read(path)
     return arrays["model"], meta

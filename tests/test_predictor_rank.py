@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import models
-import npzio
+from helpers import npzio
 from predictor import CheckpointError, Predictor, load_checkpoint, read_meta, save_checkpoint
 from predictor.init import encode
 from predictor.structure import (

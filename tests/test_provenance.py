@@ -1,4 +1,4 @@
-"""provenance.py: the commit and its dirty flag, the portable command line, versions, machine and date."""
+"""helpers/provenance.py: the commit and its dirty flag, the portable command line, versions, machine and date."""
 from __future__ import annotations
 
 import datetime
@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-import provenance
-from provenance import ROOT, RUN
+from helpers import provenance
+from helpers.provenance import ROOT, RUN
 
 pytestmark = pytest.mark.unit
 

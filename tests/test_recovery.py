@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import npzio
+from helpers import npzio
 from runtime import checkpoints, deadline, tferrors
 from tests.cluster import SMALL, run, start
 

@@ -230,7 +230,7 @@ def test_aborted_pushes_and_pulls_are_recovered_without_sending_or_applying_twic
     for step in (7, 13):
         assert re.search(rf"step {step}: .*(the reply still waits: taken again|the PS has not sent it yet: waited for "
                          rf"again)", faulty.stdout), faulty.stdout[-3000:]
-    import npzio
+    from helpers import npzio
 
     models = [npzio.read(tmp_path / name / "checkpoint.npz")[0]["model"] for name in ("plain", "faulty")]
     assert models[0].tobytes() == models[1].tobytes()  # bit for bit: nothing sent or applied twice

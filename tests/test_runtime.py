@@ -87,7 +87,7 @@ def test_baseline_learns_counts_bytes_and_keeps_the_best_validation_epoch_with_t
 
 def test_mp2_pushes_the_pushed_group_and_replies_with_the_prediction_of_the_average(tmp_path, untrained_predictor):
     """Checked on the wire itself: what each worker trained and sent, and what came back — the prediction
-    from the average of the pushed groups, plus the correction: Adam's steps (optim.py's update, redone
+    from the average of the pushed groups, plus the correction: Adam's steps (helpers/optim.py's update, redone
     here in numpy) on the mean of the workers' Top-k of their gradient of the predicted group.
 
     The predictor is given as the stage's directory (its predictor.npz inside)."""

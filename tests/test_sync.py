@@ -31,7 +31,7 @@ def test_sync_keeps_every_side_equal_counts_its_bytes_resumes_exactly_and_steps_
     the mean of the two workers' traced gradients (one worker's gradient, or no step, would differ); and with
     one worker, a PS Adam step on its gradient is its own Adam step: the two methods end bit for bit alike (a
     PS at the wrong rate or on a stale model would not)."""
-    from optim import BETA1, BETA2, MODEL_EPSILON
+    from helpers.optim import BETA1, BETA2, MODEL_EPSILON
 
     common = ["--method", "sync", *SMALL, "--verify-sync", "--mixup", "0"]
     whole, split = tmp_path / "whole", tmp_path / "split"

@@ -13,8 +13,8 @@ import tensorflow as tf
 
 import data
 import models
-import npzio
 import paramset
+from helpers import npzio
 from paramset import ParamSetWriter, SnapshotCollector
 from tests.cluster import ENV, ROOT, check_provenance, run_in_one
 from wnn import Nowcaster, WnnCheckpointError, checkpoint, features, network, training

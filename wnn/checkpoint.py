@@ -10,7 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
-import npzio
+from helpers import npzio
 from wnn import features, network
 
 FORMAT = "mp2-wnn"

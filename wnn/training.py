@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from helpers.optim import Adam
 from models import Layout
 from models.evaluate import VectorAccuracy
 from paramset import Snapshots
-from optim import Adam
 from wnn import features, network
 
 TARGET_CLIP = 1.0

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import argtypes
 import data.flags
+from helpers import argtypes
 
 LOSSES = ("result", "mse")
 DEFAULT_HOLDOUT = 0.2

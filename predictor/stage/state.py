@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-import npzio
+from helpers import npzio
 
 LAST = "last.npz"
 BEST = "predictor.npz"

@@ -13,10 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 import data
+from helpers.optim import Adam
 from models import Model
 from models.evaluate import VectorAccuracy
 from predictor import Predictor
-from optim import Adam
 
 from predictor.stage.flags import LOSSES
 # The validation images are fixed by this seed alone: predictors trained with different --seed are

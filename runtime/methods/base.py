@@ -29,8 +29,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from helpers.optim import BETA1, BETA2, MODEL_EPSILON
 from models import Layout
-from optim import BETA1, BETA2, MODEL_EPSILON
 from runtime.methods.local_model import LocalModel
 from runtime.methods.options import Options
 
@@ -84,7 +84,7 @@ class WorkerSide:
         """
         if clock not in self._adams:
             name = "local_adam" if clock == "shared" else f"local_adam_{clock}"
-            # TensorFlow's Adam runs optim.py's kernel; the same constants, from there.
+            # TensorFlow's Adam runs helpers/optim.py's kernel; the same constants, from there.
             self._adams[clock] = tf.compat.v1.train.AdamOptimizer(self.lr, beta1=BETA1, beta2=BETA2,
                                                                   epsilon=MODEL_EPSILON, name=name)
         optimizer = self._adams[clock]

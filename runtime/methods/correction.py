@@ -21,7 +21,7 @@ from typing import Sequence
 import tensorflow as tf
 
 from compression.common import Compressed
-from optim import FlatOptimizer, learning_rate
+from helpers.optim import FlatOptimizer, learning_rate
 from runtime.methods.base import PSSide, WorkerSide, mean
 
 

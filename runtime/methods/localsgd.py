@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-import argtypes
+from helpers import argtypes
 from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, outer_step, syncs_at
 from runtime.methods.baseline import average_ps, full_push_worker
 from runtime.methods.options import Options, option

@@ -38,7 +38,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-import argtypes
+from helpers import argtypes
 from predictor.stage.flags import check_round_flags
 from runtime.methods.options import Options, option
 

@@ -44,11 +44,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from helpers.npzio import under
 from models import Model
 from models.evaluate import predicted_labels
 from runtime.methods import schedule
 from runtime.methods.mp2_options import MP2Options
-from npzio import under
 from runtime.methods.rounds import GraphRounds, RoundResult, Rounds, StageRounds
 
 

@@ -4,7 +4,7 @@ Exchange 1: every worker sends P = M·Q of every matrix and the 1-D gradients; t
 P̂ (Gram–Schmidt of the mean) and the 1-D means. Exchange 2: every worker sends Q = Mᵀ·P̂; the PS
 replies with the mean Q̄. Then the PS applies the optimizer to the global model with the gradient
 P̂·Q̄ᵀ, and every worker applies the same step to its own copy with the same ops on the same values,
-as Top-k and DGC do (optim.py), so the models stay equal bit for bit and the reply
+as Top-k and DGC do (helpers/optim.py), so the models stay equal bit for bit and the reply
 never carries the model.
 
 The optimizer is Adam on both sides (as Top-k here); the reference trains with SGD and Nesterov
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-import argtypes
+from helpers import argtypes
+from helpers.optim import FlatOptimizer, learning_rate
 from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from runtime.methods.options import Options, option
-from optim import FlatOptimizer, learning_rate
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
+from helpers.npzio import under
+from helpers.optim import Adam
 from models import Model
-from npzio import under
-from optim import Adam
 
 ROOT = Path(__file__).resolve().parents[2]
 # The first round: 1,500 steps at 4e-3 kept online MP² within half a point of the baseline in every seed, in

@@ -3,7 +3,7 @@
 Workers send sparse gradients (float32 values + int32 positions in the flat model); the PS averages
 them into one sparse gradient, applies the optimizer to the global model, and sends back that
 sparse average — not the model. Every worker then applies the same optimizer step to its own copy
-(optim.py computes it identically on both sides), so all models stay equal while the
+(helpers/optim.py computes it identically on both sides), so all models stay equal while the
 reply stays sparse: at most N·k entries instead of the whole model.
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-import argtypes
+from helpers import argtypes
+from helpers.optim import FlatOptimizer, learning_rate
 from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from runtime.methods.options import Options, option
-from optim import FlatOptimizer, learning_rate
 
 
 class _Sparse(Method):

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-import argtypes
 from compression import sparseloco as sl
+from helpers import argtypes
 from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, ordered_sum, syncs_at
 from runtime.methods.options import Options, option
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-import argtypes
+from helpers import argtypes
 from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, nesterov
 from runtime.methods.options import Options, option
 

@@ -4,7 +4,7 @@ one Adam step on the global model, and every worker takes that model back. All r
 model after every step (`--verify-sync` checks it), unlike the MP² paper's baseline (`baseline`), where
 each worker steps its own Adam and the PS averages the models.
 
-The PS's Adam is TensorFlow's (optim.py's constants, as the workers' local Adam), its learning rate the
+The PS's Adam is TensorFlow's (helpers/optim.py's constants, as the workers' local Adam), its learning rate the
 same schedule of the global step; its moments are PS state, saved in the checkpoint. The bytes are the
 baseline's: the whole model's size up and down every step.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from optim import BETA1, BETA2, MODEL_EPSILON, learning_rate
+from helpers.optim import BETA1, BETA2, MODEL_EPSILON, learning_rate
 from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 
 

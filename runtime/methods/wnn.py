@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-import argtypes
+from helpers import argtypes
 from runtime.methods.base import Method, PSContext, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 from runtime.methods.baseline import full_push_worker
 from runtime.methods.options import Options, option

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-ROOT = Path(__file__).resolve().parent  # the repository (this file lives at its top)
+ROOT = Path(__file__).resolve().parent.parent  # the repository (this file lives in its helpers/)
 RUN = "<run>"  # what the run directory's own path is written as when it lies outside the repository
 GIT_SECONDS = 10.0
 

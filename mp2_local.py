@@ -67,7 +67,7 @@ from runtime.flags import precheck  # noqa: E402
 from runtime.rundir import RunDir  # noqa: E402
 
 try:  # a wrong model, pushed group, predictor file or method flag: said now, not after the cluster started
-    precheck(passthrough + ["--out", str(out)])
+    precheck(passthrough + ["--out", str(out)], args.ps)
 except (ValueError, DataError, CheckpointError) as e:
     print(f"mp2_local: error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -140,6 +140,16 @@ def session(server: tf.distribute.Server, job: str, index: int, threads: int) ->
     return tf.compat.v1.Session(server.target, config=config)
 
 
+def reachable(address: str) -> bool:
+    """Whether something accepts TCP connections at `address` now (a PS task that died does not)."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_for_port(address: str, timeout: float, what: str) -> None:
     """Block until `address` accepts TCP connections.
 

@@ -12,6 +12,7 @@ from helpers import argtypes
 from runtime import cluster
 from runtime.config import RunConfig
 from runtime.methods import METHODS, Method, Options, PSContext, RunInfo, all_options, build
+from runtime.shards import plan
 
 
 # The shared flags a preset decides when they are not given. "measured": the setting the tuned frontier
@@ -173,13 +174,16 @@ def build_method(args: argparse.Namespace, model: models.Model, workers: int, st
     return build(args.method, model.layout, opts, RunInfo(workers, steps_per_epoch, args.epochs, lr, args.seed))
 
 
-def precheck(argv: list[str]) -> None:
+def precheck(argv: list[str], ps_tasks: int = 1) -> None:
     """The mistakes a launcher can find in a second, before it starts any process: flags, model, pushed
-    group, the method's options and files. Raises ValueError, DataError or CheckpointError (one line);
-    argparse exits with its own message. The PS and the workers check everything again."""
+    group, the method's options and files, a partition over `ps_tasks` PS tasks. Raises ValueError, DataError
+    or CheckpointError (one line); argparse exits with its own message. The PS and the workers check everything
+    again."""
     args = ps_parser("").parse_args(argv)
     model = models.get(args.model, data.loader.class_count(args.dataset), push=args.push)
-    build_method(args, model, workers=1, steps_per_epoch=1).precheck()
+    method = build_method(args, model, workers=1, steps_per_epoch=1)
+    method.precheck()
+    plan(model.layout, method, ps_tasks)
 
 
 def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Dataset, workers: int,

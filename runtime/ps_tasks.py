@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import socket
 import time
 from typing import Callable
 
@@ -25,15 +24,6 @@ from runtime.wire import Wire, ps_welcome_queue
 
 POLL_SECONDS = 5.0
 NOTICE_GRACE = 10.0  # seconds task 0 waits for the other PS tasks to read that the run ended
-
-
-def reachable(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-        return True
-    except OSError:
-        return False
 
 
 class ShardTasks:
@@ -90,7 +80,7 @@ class ShardTasks:
         text when it names one, else by trying each task's port."""
         named = {int(k) for k in re.findall(r"/job:ps/replica:0/task:(\d+)", error)} - {0}
         for k in sorted(named) or range(1, len(self.addresses)):
-            if k < len(self.addresses) and not reachable(self.addresses[k]):
+            if k < len(self.addresses) and not cluster.reachable(self.addresses[k]):
                 return f"PS task {k} at {self.addresses[k]} stopped answering (it died or was stopped; see its log)"
         return ""
 
@@ -102,16 +92,18 @@ class ShardTasks:
                 deadline.run(self.session, notify, {self._text: text}, seconds=2, what="notifying the PS tasks")
             except tf.errors.OpError:
                 pass  # already told
-        # The notices live in this process: stay until each task has read its own (a dead one never will).
+        # The notices live in this process: stay until each task alive has read its own (a dead one never will).
+        readers = [size for k, size in enumerate(self._unread) if k > 0 and cluster.reachable(self.addresses[k])]
         end = time.monotonic() + NOTICE_GRACE
-        while self._unread[1:] and time.monotonic() < end:
+        while readers and time.monotonic() < end:
             try:
-                if sum(self.session.run(self._unread[1:])) == 0:
+                if sum(self.session.run(readers)) == 0:
                     break
             except tf.errors.OpError:
                 break
             time.sleep(0.1)
-        time.sleep(0.5)  # a notice dequeued is still on its way to the task
+        if readers:
+            time.sleep(0.5)  # a notice dequeued is still on its way to its task
 
 
 def serve_shard(session: tf.compat.v1.Session, wire: Wire, task: int, config: RunConfig, addresses: tuple[str, ...],
@@ -137,7 +129,7 @@ def serve_shard(session: tf.compat.v1.Session, wire: Wire, task: int, config: Ru
         try:
             ended = json.loads(deadline.run(session, notice, seconds=POLL_SECONDS, what="holding the shard"))
         except tf.errors.DeadlineExceededError:
-            if reachable(addresses[0]):
+            if cluster.reachable(addresses[0]):
                 continue
             error(f"error: PS task 0 at {addresses[0]} is gone; stopping (its log says why)")
             return 1

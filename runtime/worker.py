@@ -8,6 +8,7 @@ taking a reply and sending the next payload; a local step (`Method.is_local`) is
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from typing import Callable, NamedTuple
@@ -362,7 +363,9 @@ class WorkerGraph:
         # Another process holds this task, or the run never started: no resume.
         resumable = self.joined and "handle is not found" not in (e.message or "")
         if isinstance(e, tf.errors.UnavailableError):
-            return RunStopped(f"{what}: lost the connection to the PS ({tferrors.explain(e)})"
+            task = re.search(r"/job:ps/replica:0/task:([1-9]\d*)", e.message or "")  # a PS task that holds a shard
+            peer = f"PS task {task.group(1)}" if task else "the PS"
+            return RunStopped(f"{what}: lost the connection to {peer} ({tferrors.explain(e)})"
                               + (f" — {cause}" if cause else ""), resumable=resumable)
         return RunStopped(f"{what}: TensorFlow's runtime failed the call: {type(e).__name__}: "
                           f"{tferrors.explain(e)}" + (f" — {cause}" if cause else ""), resumable=resumable)

@@ -1,0 +1,183 @@
+"""Several PS tasks (runtime/shards.py, runtime/ps_tasks.py): the partition, and real clusters of two PS tasks that end
+in the one-PS model bit for bit, resume exactly, refuse another partition by name and stop when a PS task dies."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import models
+from helpers import npzio
+from models import Layout, ParamSpec
+from runtime.config import RunConfig
+from runtime.methods import METHODS, shardable_methods
+from runtime.shards import partition, plan
+from tests.cluster import SMALL, cluster_flags, read_jsonl, run, run_together, start
+
+CONTROL_BYTES = 16  # the control word every PS task's reply ends with (int64 [2])
+
+
+def _layout(sizes: list[int]) -> Layout:
+    return Layout("toy", 10, tuple(ParamSpec(f"l{i}/w", (s,), "pushed", f"l{i}", "dense") for i, s in enumerate(sizes)))
+
+
+# --- the partition ------------------------------------------------------------------------------------
+@pytest.mark.unit
+@pytest.mark.parametrize("seed", range(6))
+def test_the_partition_is_contiguous_whole_and_its_largest_task_as_small_as_any_cut_allows(seed):
+    sizes = list(np.random.default_rng(seed).integers(1, 1000, size=7))
+    for tasks in (1, 2, 3, 4):
+        shards = partition(_layout(sizes), tasks)
+        assert [s.index for s in shards] == list(range(tasks))
+        assert shards[0].start == 0 and shards[-1].end == sum(sizes)
+        assert all(a.end == b.start for a, b in zip(shards, shards[1:]))  # contiguous, in layout order
+        assert [p.size for s in shards for p in s.layout.params] == sizes  # every tensor whole, once
+        assert all(s.size == s.layout.total for s in shards)
+        best = min(max(sum(sizes[a:b]) for a, b in zip((0, *cuts), (*cuts, len(sizes))))
+                   for cuts in itertools.combinations(range(1, len(sizes)), tasks - 1))
+        assert max(s.size for s in shards) == best
+
+
+@pytest.mark.unit
+def test_more_tasks_than_tensors_and_methods_that_cannot_shard_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="at most 3 addresses in --ps_hosts"):
+        partition(_layout([5, 6, 7]), 4)
+    model = models.get("lenet5")
+    assert set(shardable_methods()) == {"baseline", "sync", "localsgd"}
+    for name, method in METHODS.items():
+        if not method.shardable:
+            with pytest.raises(ValueError, match=rf"--method {name} runs on one PS task .* give one address in "
+                                                  r"--ps_hosts; the methods that shard are baseline, sync, localsgd"):
+                plan(model.layout, method, 2)
+    assert len(plan(model.layout, METHODS["mp2"], 1)) == 1  # one task: every method
+
+
+@pytest.mark.unit
+def test_a_run_with_another_number_of_ps_tasks_differs_by_name():
+    one = RunConfig("lenet5", 10, "abc", "fashion_mnist", "baseline", 4, 125, 10, 1e-3, 0.0, 0)
+    two = RunConfig(**{**json.loads(one.to_json()), "ps_tasks": 2})
+    assert one.differences(two) == ["--ps_hosts (number of PS tasks, which sets the model's partition): worker has 2, "
+                                    "the PS has 1"]
+    assert RunConfig.from_json(json.dumps({k: v for k, v in json.loads(one.to_json()).items() if k != "ps_tasks"})) == one
+
+
+@pytest.mark.unit
+def test_the_digests_of_a_models_slices_add_up_to_the_whole_models():
+    import tensorflow as tf
+
+    from runtime.wire import digest
+
+    vector = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    whole = int(digest(tf.constant(vector)))
+    assert sum(int(digest(tf.constant(vector[a:b]), a)) for a, b in ((0, 333), (333, 334), (334, 1000))) == whole
+    moved = vector.copy()
+    moved[[10, 11]] = moved[[11, 10]]
+    assert int(digest(tf.constant(moved))) != whole
+
+
+# --- clusters of two PS tasks -----------------------------------------------------------------------
+def _model(directory) -> np.ndarray:
+    return npzio.read(directory / "checkpoint.npz")[0]["model"]
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("method, hang, resumed", [
+    (["--method", "sync"], 12, 10),
+    # Exchanges at steps 4, 8, 12, ...: the checkpoint taken after step 12 is committed once step 16's pushes are in.
+    (["--method", "localsgd", "--sync-every", "4", "--outer-lr", "0.7", "--outer-momentum", "0.9"], 16, 8),
+], ids=["sync", "diloco"])
+def test_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_and_a_resumed_stall(tmp_path, method,
+                                                                                                     hang, resumed):
+    """The same run on one PS task and on two (--verify-sync on: every worker checks the sum of the tasks'
+    digests after every exchange). The two-task run has aborted pushes and pulls and a push that never returns
+    (an exchanging step), which the launcher resumes from the last committed checkpoint: it ends in the one-task
+    model bit for bit, with the same curves and pushed bytes; each reply carries one control word per PS task."""
+    flags = ["--workers", "2", *SMALL, "--epochs", "2", "--checkpoint-every", "5", "--verify-sync", "--step-timeout", "8",
+             *method]
+    faults = f"0/4/push-lost,1/4/pull-waiting,1/8/push-landed,0/8/pull-applied,1/{hang}/push-hang"  # the first attempt's
+    one = start("mp2_local.py", *flags, "--out", str(tmp_path / "one"))
+    two = run("mp2_local.py", *flags, "--ps", "2", "--out", str(tmp_path / "two"), env={"MP2_INJECT_ABORT": faults})
+    out, _ = one.communicate(timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, out[-3000:] + two.stdout[-5000:]
+    assert f"recovery 1/5: the run stopped at step {hang}" in two.stdout, two.stdout[-4000:]
+    assert f"resuming from its checkpoint of step {resumed}" in two.stdout
+    for warning in ("push (injected fault (MP2_INJECT_ABORT): push-lost); it had not reached the PS: sent again",
+                    "push (injected fault (MP2_INJECT_ABORT): push-landed); it had reached the PS: not sent again",
+                    "(injected fault (MP2_INJECT_ABORT): pull-waiting); ", "pull-applied); it had been applied: read back"):
+        assert warning in two.stdout, warning
+    assert "the model over 2 PS tasks: task 0: conv1/w..fc1/w" in two.stdout
+    assert "[ps1] ps task 1: the run finished" in two.stdout
+    assert _model(tmp_path / "one").tobytes() == _model(tmp_path / "two").tobytes()
+    runs = [read_jsonl(tmp_path / name / "metrics.jsonl") for name in ("one", "two")]
+    assert [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[0]] == \
+           [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[1]]
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
+    exchanges = summaries[0]["phases"].get("sync", summaries[0]["phases"].get("step"))
+    assert summaries[1]["bytes_pulled_total"] - summaries[0]["bytes_pulled_total"] == exchanges * 2 * CONTROL_BYTES
+    assert all(r["steps_verified_in_sync"] > 0 for r in read_jsonl(tmp_path / "two" / "worker-0.jsonl"))
+    assert summaries[1]["resumed_from_step"] == resumed
+
+
+@pytest.mark.cluster
+def test_a_ps_task_or_a_worker_with_another_partition_is_refused_by_name(tmp_path):
+    """A PS task 1 with another --lr is refused by task 0 (both say why); then, with a right PS task 1, a worker
+    that names one PS task (another partition) is refused by the PS with the flag that differs."""
+    hosts = cluster_flags(1)
+    ps_hosts = hosts[1]
+    ports = cluster_flags(0)[1]  # one more port, for PS task 1
+    both = ["--ps_hosts", f"{ps_hosts},{ports}", hosts[2], hosts[3]]
+    common = [*SMALL, "--epochs", "1", "--connect-timeout", "8"]
+    ps0, ps1 = run_together(("mp2_ps.py", *both, *common, "--out", str(tmp_path / "a")),
+                            ("mp2_ps.py", *both, "--task_index", "1", *common, "--lr", "0.01", "--out", str(tmp_path / "a")))
+    assert ps0.returncode == 1 and ps1.returncode == 1, ps0.stdout[-2000:] + ps1.stdout[-2000:]
+    assert "refused PS task 1: --lr: PS task 1 has 0.01, PS task 0 has 0.001" in ps0.stdout, ps0.stdout[-2000:]
+    assert "PS task 0 refused this task: --lr: PS task 1 has 0.01" in ps1.stdout, ps1.stdout[-2000:]
+    ps0, ps1, worker = run_together(("mp2_ps.py", *both, *common, "--out", str(tmp_path / "b")),
+                                    ("mp2_ps.py", *both, "--task_index", "1", *common, "--out", str(tmp_path / "b")),
+                                    ("mp2_worker.py", "--ps_hosts", ps_hosts, hosts[2], hosts[3], "--task_index", "0",
+                                     *common, "--out", str(tmp_path / "b")))
+    assert "PS task 1 at" in ps0.stdout and "checked in" in ps0.stdout, ps0.stdout[-2000:]
+    assert ("the PS refused this worker: --ps_hosts (number of PS tasks, which sets the model's partition): worker "
+            "has 1, the PS has 2") in worker.stdout, worker.stdout[-2000:]
+    assert worker.returncode == 1 and ps0.returncode == 1 and "Traceback" not in ps0.stdout + worker.stdout
+    assert "ps task 1: error: PS task 0 stopped the run: worker 0 was refused" in ps1.stdout, ps1.stdout[-2000:]
+
+
+@pytest.mark.cluster
+def test_a_ps_task_killed_mid_run_stops_every_process_naming_it_and_leaves_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    launcher = start("mp2_local.py", "--ps", "2", "--workers", "2", *SMALL, "--epochs", "40", "--out", str(out))
+    end = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text().strip():
+        assert time.monotonic() < end and launcher.poll() is None
+        time.sleep(0.5)
+    os.kill(_pid_of(out, "1"), signal.SIGKILL)
+    text, _ = launcher.communicate(timeout=120)
+    assert launcher.returncode != 0
+    named = "PS task 1 at 127.0.0.1:"
+    assert f"ps: error: {named}" in text and "stopped answering" in text, text[-4000:]
+    assert "the checkpoint of step" in text and "is intact" in text
+    saved, meta = npzio.read(out / "checkpoint.npz")
+    assert meta["steps_done"] >= 20 and saved["model"].size == models.get("lenet5").layout.total
+    lasts = [(out / f"{w}.log").read_text().strip().splitlines()[-1] for w in ("w0", "w1")]
+    # A worker names it (from its own lost call or the PS's notice) unless the launcher stopped it first.
+    assert any("PS task 1" in line for line in lasts), lasts
+
+
+def _pid_of(out, task: str) -> int:
+    """The pid of the PS task `task` started for the run in `out`."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().decode().split("\0")
+            except OSError:
+                continue
+            if any(a.endswith("mp2_ps.py") for a in argv) and str(out) in argv and "--task_index" in argv \
+                    and argv[argv.index("--task_index") + 1] == task:
+                return int(entry)
+    raise AssertionError(f"no PS task {task} for {out}")

@@ -17,21 +17,20 @@ from predictor import CheckpointError
 from runtime import cluster, deadline, flags
 from runtime.ps import PSGraph, PSLink
 from runtime.ps_loop import PSLoop, PSSettings, StartError, start_point
-from runtime.ps_tasks import ShardTasks, shard_task
-from runtime.shards import describe, plan
+from runtime.ps_tasks import ShardTasks, driving_session, shard_task
 from runtime.rundir import RunDir
+from runtime.shards import describe, plan
 from runtime.wire import Wire
-
 
 WHO = "ps"  # "ps task K" for the PS tasks that hold a shard
 
 
-def log(message: str) -> None:
-    print(f"{WHO}: {message}", flush=True)
+def log(message: str, file=sys.stdout) -> None:
+    print(f"{WHO}: {message}", file=file, flush=True)
 
 
 def error(message: str) -> None:
-    print(f"{WHO}: {message}", file=sys.stderr, flush=True)
+    log(message, sys.stderr)
 
 
 def fail(message) -> None:
@@ -73,10 +72,7 @@ if start is None:
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
 try:
-    server = cluster.start_server(spec, "ps", 0, args.threads)
-    for k, address in enumerate(spec.ps[1:], 1):  # a session on a task that is not up would wait without end
-        cluster.wait_for_port(address, args.connect_timeout, f"PS task {k}")
-    session = cluster.session(server, "ps", 0, args.threads)
+    session = driving_session(spec, args.threads, args.connect_timeout)  # once every PS task is up
     wire = Wire(n_workers, method.up_dtypes, method.down_dtypes, len(spec.ps))
     graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync, shards)
     link, tasks = PSLink(session, wire), ShardTasks(session, wire, spec.ps)
@@ -98,17 +94,15 @@ except (cluster.ClusterError, CheckpointError, ParamSetError, ValueError) as e:
 log(f"{config.method} on {model.name}/{dataset.name}: {model.layout.total:,} parameters ({model.layout.pushed:,} in "
     f"the pushed group: {', '.join(model.layout.pushed_layers())}), {n_workers} workers, {steps_per_epoch} steps per "
     f"epoch; listening on {spec.ps[0]}; devices here: {', '.join(cluster.devices())}")
-log(f"data: {dataset.provenance.get('origin')} {'; '.join(dataset.provenance.get('transforms', []))}")
-if len(shards) > 1:
-    log(f"the model over {len(shards)} PS tasks: {describe(shards)}")
+log(f"data: {dataset.provenance.get('origin')} {'; '.join(dataset.provenance.get('transforms', []))}"
+    + (f"\n{WHO}: the model over {len(shards)} PS tasks: {describe(shards)}" if len(shards) > 1 else ""))
 
 # --- loop ----------------------------------------------------------------------------------------
 settings = PSSettings(epochs=args.epochs, steps_per_epoch=steps_per_epoch, step_timeout=args.step_timeout,
                       connect_timeout=args.connect_timeout, checkpoint_every=args.checkpoint_every)
 loop = PSLoop(method, graph, link, session, run_dir, dataset, config, settings, start, collector, log=log, error=error,
               tasks=tasks)
-code = loop.run()
-if code:
+if code := loop.run():
     cluster.exit_now(code)
 
 # --- report --------------------------------------------------------------------------------------

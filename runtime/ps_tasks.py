@@ -143,6 +143,15 @@ def serve_shard(session: tf.compat.v1.Session, wire: Wire, task: int, config: Ru
         return STALLED if ended["resumable"] else 1
 
 
+def driving_session(spec: cluster.Cluster, threads: int, timeout: float) -> tf.compat.v1.Session:
+    """PS task 0's server and its session, made once every other PS task's port is up: a session on a task that is
+    not up yet would wait without end."""
+    server = cluster.start_server(spec, "ps", 0, threads)
+    for k, address in enumerate(spec.ps[1:], 1):
+        cluster.wait_for_port(address, timeout, f"PS task {k}")
+    return cluster.session(server, "ps", 0, threads)
+
+
 def shard_task(spec: cluster.Cluster, task: int, config: RunConfig, method, threads: int, timeout: float,
                log: Callable[[str], None], error: Callable[[str], None]) -> int:
     """mp2_ps.py --task_index K (K ≥ 1): start this task's server, check in with task 0, hold the shard; the exit code."""

@@ -1,5 +1,5 @@
-"""Emulated hosts for the network benchmark: the PS and each worker in a network namespace of its own,
-each cabled by a veth pair to a switch (a bridge in one more namespace), both ends of every cable
+"""Emulated hosts for the network benchmark: the PS (each PS task) and each worker in a network namespace of
+its own, each cabled by a veth pair to a switch (a bridge in one more namespace), both ends of every cable
 shaped with tc (tbf at a rate, netem for a delay), and the interface counters of a host's card.
 
 Needs root (ip netns, tc). Every namespace made is deleted on every way out of `emulated_hosts`.
@@ -14,7 +14,10 @@ from typing import Callable, Iterator, Sequence
 
 # Addresses inside the namespaces this module creates, and nowhere else.
 SUBNET = "10.213.0"
-PS_ADDRESS = f"{SUBNET}.1"
+PS_ADDRESS = f"{SUBNET}.1"  # PS task 0; task k is .(1 + k)
+FIRST_WORKER = 10  # worker i is .(10 + i)
+MAX_PS_TASKS = FIRST_WORKER - 1
+MAX_WORKERS = 254 - FIRST_WORKER + 1
 HOST_IF = "eth0"  # the host's end of its cable, inside its own namespace
 UNSHAPED = "unshaped"  # the rate of a cable tc leaves alone
 
@@ -62,27 +65,56 @@ def shaping_commands(namespace: str, device: str, rate: str, delay: str | None) 
 
 @dataclass
 class Topology:
-    """The namespaces and cables of one run: a switch, the PS and `workers` hosts."""
+    """The namespaces and cables of one run: a switch, the PS task(s) and `workers` hosts.
+
+    Hosts in order: PS task 0 (`PREFIXps`, .1), PS tasks 1.. (`PREFIXps1`, .2, ...), then the workers
+    (`PREFIXw0`, .10, ...). With one PS task (the default) that is the PS, then the workers, as before."""
     prefix: str
     workers: int
     rate: str
     delay: str | None = None
+    ps_tasks: int = 1  # each PS task on a host of its own, with its own cable
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.ps_tasks <= MAX_PS_TASKS:
+            raise ValueError(f"{self.ps_tasks} PS tasks: the emulated hosts have addresses for 1 to {MAX_PS_TASKS}")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"{self.workers} workers: the emulated hosts have addresses for 0 to {MAX_WORKERS}")
 
     @property
     def switch(self) -> str:
         return f"{self.prefix}sw"
 
     @property
+    def ps_hosts(self) -> list[str]:
+        """PS task k's namespace: task 0's is `PREFIXps` (the one PS of a one-task run), task k's `PREFIXps{k}`."""
+        return [f"{self.prefix}ps{k or ''}" for k in range(self.ps_tasks)]
+
+    @property
+    def worker_hosts(self) -> list[str]:
+        return [f"{self.prefix}w{i}" for i in range(self.workers)]
+
+    @property
     def hosts(self) -> list[str]:
-        return [f"{self.prefix}ps", *(f"{self.prefix}w{i}" for i in range(self.workers))]
+        return [*self.ps_hosts, *self.worker_hosts]
 
     @property
     def namespaces(self) -> list[str]:
         return [self.switch, *self.hosts]
 
     def address(self, host_index: int) -> str:
-        """Host 0 is the PS (.1); worker i is .(10 + i)."""
-        return PS_ADDRESS if host_index == 0 else f"{SUBNET}.{9 + host_index}"
+        """The address of hosts[host_index]: PS task k is .(1 + k); worker i is .(10 + i)."""
+        if not 0 <= host_index < self.ps_tasks + self.workers:
+            raise IndexError(f"host {host_index} of {self.ps_tasks + self.workers}")
+        if host_index < self.ps_tasks:
+            return self.ps_address(host_index)
+        return self.worker_address(host_index - self.ps_tasks)
+
+    def ps_address(self, task: int) -> str:
+        return PS_ADDRESS if task == 0 else f"{SUBNET}.{1 + task}"
+
+    def worker_address(self, index: int) -> str:
+        return f"{SUBNET}.{FIRST_WORKER + index}"
 
     def setup_steps(self) -> Iterator[tuple[str | None, list[list[str]]]]:
         """(namespace this step creates or None, its commands), in order; cleanup deletes those created."""
@@ -152,3 +184,13 @@ def link_counters(namespace: str, device: str = HOST_IF) -> dict[str, int]:
     done = subprocess.run([*in_namespace(namespace), "cat", *(f"/sys/class/net/{device}/statistics/{n}" for n in names)],
                           capture_output=True, text=True, check=True)
     return dict(zip(names, (int(v) for v in done.stdout.split())))
+
+
+def port_counters(topology: Topology) -> dict[str, dict[str, int]]:
+    """Every host's cable as the switch sees it, read in one command: {host: {"sent", "received"}} in bytes
+    (the switch port's rx is what the host sent, its tx what the host received)."""
+    files = [f"/sys/class/net/p{index}/statistics/{name}" for index in range(len(topology.hosts))
+             for name in ("rx_bytes", "tx_bytes")]
+    done = subprocess.run([*in_namespace(topology.switch), "cat", *files], capture_output=True, text=True, check=True)
+    values = [int(v) for v in done.stdout.split()]
+    return {host: {"sent": values[2 * i], "received": values[2 * i + 1]} for i, host in enumerate(topology.hosts)}

@@ -39,13 +39,21 @@ class RunSpec:
         return (self.rate, self.workers, self.method)
 
 
-def run_children(spec: RunSpec, ps_host: str, worker_hosts: list[str], namespaces: list[str] | None) -> list[Child]:
-    """The PS and each worker of `spec`; each run inside its host's namespace if given."""
+def run_children(spec: RunSpec, ps_host: str | list[str], worker_hosts: list[str],
+                 namespaces: list[str] | None) -> list[Child]:
+    """The PS and each worker of `spec`; each run inside its host's namespace if given (in the children's
+    order: the PS tasks, then the workers). `ps_host` a list of several: PS task k (child `ps` for task 0,
+    `psK` for the others) at ps_host[k], each started with --task_index K."""
     from runtime.cmdline import split  # imports TensorFlow: only when a run is built
 
-    cluster = ["--ps_hosts", ps_host, "--worker_hosts", ",".join(worker_hosts), "--out", str(spec.run_dir)]
+    ps_hosts = [ps_host] if isinstance(ps_host, str) else list(ps_host)
+    cluster = ["--ps_hosts", ",".join(ps_hosts), "--worker_hosts", ",".join(worker_hosts), "--out", str(spec.run_dir)]
     ps_flags, worker_flags = split(spec.flags)
-    children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *ps_flags])]
+    if len(ps_hosts) == 1:
+        children = [Child("ps", [str(ROOT / "mp2_ps.py"), *cluster, *ps_flags])]
+    else:
+        children = [Child("ps" if k == 0 else f"ps{k}", [str(ROOT / "mp2_ps.py"), *cluster, "--task_index", str(k),
+                                                           *ps_flags]) for k in range(len(ps_hosts))]
     children += [Child(f"w{i}", [str(ROOT / "mp2_worker.py"), *cluster, "--task_index", str(i), *worker_flags])
                  for i in range(spec.workers)]
     if namespaces:
@@ -107,14 +115,15 @@ def curve_rows(spec: RunSpec, records: list[dict]) -> list[dict]:
     return rows
 
 
-def supervise(children: list[Child], log_dir: Path, timeout: float) -> None:
+def supervise(children: list[Child], log_dir: Path, timeout: float, echo=progress_line) -> None:
     """Run `children` to the end under the launcher's supervision, their lines in log_dir/NAME.log
-    (started afresh) and their progress on the terminal. RunError if one fails or time runs out;
-    KeyboardInterrupt on Ctrl-C; every process is stopped on every way out."""
+    (started afresh) and their progress on the terminal (what `echo(name, line)` returns; it sees every
+    line as it comes). RunError if one fails or time runs out; KeyboardInterrupt on Ctrl-C; every process
+    is stopped on every way out."""
     for child in children:
         (log_dir / f"{child.name}.log").unlink(missing_ok=True)
     # No grace for the PS after a worker fails: the failed process's log says why, and the grid goes on.
-    cluster = LocalCluster(children, log_dir=log_dir, ps_grace=0, echo=progress_line, env=CHILD_ENV, cwd=ROOT)
+    cluster = LocalCluster(children, log_dir=log_dir, ps_grace=0, echo=echo, env=CHILD_ENV, cwd=ROOT)
     try:
         cluster.start()
         code = cluster.wait(timeout)

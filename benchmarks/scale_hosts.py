@@ -243,6 +243,7 @@ CSV_COLUMNS = ["workers", "ps_tasks", "method", "rate", "steps", "exchanges", "w
 def write_outputs(out: Path, rows: list[dict], computes: list[dict], origin: dict, failures: list[str],
                   model: str, rate: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    failures = [provenance.portable(f) for f in failures]  # results/ is committed: no path of this machine
     (out / "results.json").write_text(json.dumps({"provenance": origin, "rows": rows, "compute_alone": computes,
                                                   "failures": failures}, indent=1) + "\n")
     with open(out / "results.csv", "w", newline="") as f:
@@ -283,9 +284,9 @@ def plot(path: Path, rows: list[dict], model: str, rate: str) -> None:
             xs = [r["workers"] for r in pts]
             c = colours.get(tasks, None)
             ax.plot(xs, [r["s_per_step"] for r in pts], "o-", color=c, label=f"{tasks} PS: measured")
-            ax.plot(xs, [r["bound_push_then_reply_s_per_step"] for r in pts], "--", color=c,
+            ax.plot(xs, [r["bound_push_then_reply_s_per_step"] for r in pts], "_--", color=c, markersize=14,
                     label=f"{tasks} PS: bound, push then reply")
-            ax.plot(xs, [r["bound_both_directions_s_per_step"] for r in pts], ":", color=c,
+            ax.plot(xs, [r["bound_both_directions_s_per_step"] for r in pts], "_:", color=c, markersize=14,
                     label=f"{tasks} PS: bound, both directions")
             if all(r.get("compute_s_per_step") is not None for r in pts):
                 ax.plot(xs, [r["compute_s_per_step"] for r in pts], "x", color=c, markersize=9,
@@ -318,11 +319,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="results/scale/hosts")
     p.add_argument("--runs", default="runs/scale-hosts")
     p.add_argument("--run-timeout", type=float, default=1200.0)
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: rewrite results.csv, results.md and the plot in --out from its results.json")
     return p.parse_args(argv)
+
+
+def report_only(out: Path) -> int:
+    saved = json.loads((out / "results.json").read_text())
+    rows = saved["rows"]
+    rate = rows[0]["rate"] if rows else "100mbit"
+    model = re.search(r"--model (\S+)", " ".join(saved["provenance"]["argv"]))
+    write_outputs(out, rows, saved["compute_alone"], saved["provenance"], saved["failures"],
+                  model[1] if model else "resnet18", rate)
+    print(f"scale_hosts: rewrote {out / 'results.csv'}, {out / 'results.md'} and {out / 'scale-hosts.png'}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        return report_only(Path(args.out))
     if os.geteuid() != 0:
         print("scale_hosts: error: needs root (ip netns, tc)", file=sys.stderr)
         return 2

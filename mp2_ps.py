@@ -46,7 +46,7 @@ try:
     n_workers = len(spec.workers)
     steps_per_epoch = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed).steps_per_epoch
     method = flags.build_method(args, model, n_workers, steps_per_epoch)
-    shards = plan(model.layout, method, len(spec.ps))  # the model's partition over the PS tasks
+    shards = plan(model.layout, method, len(spec.ps), args.chunks)  # the model's partition over the PS tasks
     if task == 0:
         method.prepare_ps(flags.ps_context(args), dataset, log=log)
 except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
@@ -73,7 +73,7 @@ if start is None:
 tf.compat.v1.disable_eager_execution()
 try:
     session = driving_session(spec, args.threads, args.connect_timeout)  # once every PS task is up
-    wire = Wire(n_workers, method.up_dtypes, method.down_dtypes, len(spec.ps))
+    wire = Wire(n_workers, method.up_dtypes, method.down_dtypes, len(spec.ps), [s.index for s in shards])
     graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync, shards)
     link, tasks = PSLink(session, wire), ShardTasks(session, wire, spec.ps)
     tasks.admit(config, args.connect_timeout, log)  # before anything runs on their devices
@@ -95,7 +95,7 @@ log(f"{config.method} on {model.name}/{dataset.name}: {model.layout.total:,} par
     f"the pushed group: {', '.join(model.layout.pushed_layers())}), {n_workers} workers, {steps_per_epoch} steps per "
     f"epoch; listening on {spec.ps[0]}; devices here: {', '.join(cluster.devices())}")
 log(f"data: {dataset.provenance.get('origin')} {'; '.join(dataset.provenance.get('transforms', []))}"
-    + (f"\n{WHO}: the model over {len(shards)} PS tasks: {describe(shards)}" if len(shards) > 1 else ""))
+    + (f"\n{WHO}: the model over the PS tasks: {describe(shards)}" if len(shards) > 1 else ""))
 
 # --- loop ----------------------------------------------------------------------------------------
 settings = PSSettings(epochs=args.epochs, steps_per_epoch=steps_per_epoch, step_timeout=args.step_timeout,

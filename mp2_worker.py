@@ -26,7 +26,7 @@ try:
     n_workers = len(spec.workers)
     schedule = data.Schedule(len(dataset.train_x), n_workers, args.worker_batch, args.seed)
     method = flags.build_method(args, model, n_workers, schedule.steps_per_epoch)
-    shards = plan(model.layout, method, len(spec.ps))  # the model's partition over the PS tasks
+    shards = plan(model.layout, method, len(spec.ps), args.chunks)  # the model's partition over the PS tasks
     method.prepare_worker(log=lambda s: print(f"{name}: {s}", flush=True))
     server = cluster.start_server(spec, "worker", index, args.threads)
 except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
@@ -40,7 +40,7 @@ deadline.WHO = name
 
 # --- build ---------------------------------------------------------------------------------------
 tf.compat.v1.disable_eager_execution()
-wire = Wire(n_workers, method.up_dtypes, method.down_dtypes, len(spec.ps))
+wire = Wire(n_workers, method.up_dtypes, method.down_dtypes, len(spec.ps), [s.index for s in shards])
 graph = WorkerGraph(model, method, wire, index, method.run.lr, args.verify_sync,
                     log=lambda line: print(f"{name}: {line}", flush=True), shards=shards)
 session = cluster.session(server, "worker", index, args.threads)

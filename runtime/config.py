@@ -24,6 +24,7 @@ FLAG_OF = {
     "seed": "--seed",
     "verify_sync": "--verify-sync",
     "ps_tasks": "--ps_hosts (number of PS tasks, which sets the model's partition)",
+    "chunks": "--chunks",
 }
 
 
@@ -47,6 +48,7 @@ class RunConfig:
     method_options: dict = field(default_factory=dict)
     verify_sync: bool = False
     ps_tasks: int = 1
+    chunks: int = 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -70,6 +70,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--seed", type=argtypes.nonnegative_int, default=0)
     g.add_argument("--verify-sync", action="store_true",
                    help="every step, check that each worker's model equals the PS's bit for bit (a digest rides in the reply)")
+    g.add_argument("--chunks", type=argtypes.positive_int, default=1, metavar="C",
+                   help="cut each PS task's part of an exchange into C pieces of whole tensors: a worker sends them in "
+                        "turn and takes the replies while it still sends, so both directions of the PS's link are busy "
+                        "at once (baseline, sync, localsgd; docs/design/architecture.md)")
     add_method_options(p)
     g = p.add_argument_group("runtime")
     g.add_argument("--trace-steps", type=argtypes.nonnegative_int, default=0, metavar="N",
@@ -183,7 +187,7 @@ def precheck(argv: list[str], ps_tasks: int = 1) -> None:
     model = models.get(args.model, data.loader.class_count(args.dataset), push=args.push)
     method = build_method(args, model, workers=1, steps_per_epoch=1)
     method.precheck()
-    plan(model.layout, method, ps_tasks)
+    plan(model.layout, method, ps_tasks, args.chunks)
 
 
 def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Dataset, workers: int,
@@ -207,6 +211,7 @@ def run_config(args: argparse.Namespace, model: models.Model, dataset: data.Data
         seed=args.seed,
         verify_sync=args.verify_sync,
         ps_tasks=ps_tasks,
+        chunks=args.chunks,
     )
 
 

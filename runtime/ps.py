@@ -90,13 +90,15 @@ class PSGraph:
     def _enqueue(self, replies: list[list[tf.Tensor]], with_digest: bool, phase: int) -> tf.Operation:
         """Send each task's reply and the control word to every worker. Every reply announces the next phase; the
         last of a step's also carries the digest of what every side holds equal after it (with --verify-sync: the
-        model, or the method's part of it, Method.synced), which workers check: the sum of the tasks' digests,
-        each of its slice at its place in the model, so every task's reply waits for every task's update."""
-        with tf.control_dependencies([t for r in replies for t in r]):
-            check = (tf.add_n([digest(self.method.synced(phase, part.read_value()), shard.start)
-                               for part, shard in zip(self.parts, self.shards)]) if with_digest
-                     else tf.constant(0, tf.int64))
-            control = tf.cast(tf.stack([self.next_phase, check]), CONTROL_DTYPE)
+        model, or the method's part of it, Method.synced), which workers check: the sum of the pieces' digests,
+        each of its slice at its place in the model, so with it every piece's reply waits for every piece's update;
+        without it a piece's reply leaves as soon as it is made (--chunks: while later pieces still come in)."""
+        check = tf.constant(0, tf.int64)
+        if with_digest:
+            with tf.control_dependencies([t for r in replies for t in r]):
+                check = tf.add_n([digest(self.method.synced(phase, part.read_value()), shard.start)
+                                  for part, shard in zip(self.parts, self.shards)])
+        control = tf.cast(tf.stack([self.next_phase, check]), CONTROL_DTYPE)
         done = []
         for reply, links in zip(replies, self.wire.shards):
             with tf.device(links.replied.device), tf.control_dependencies([q.enqueue([*reply, control]) for q in links.down]):

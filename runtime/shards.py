@@ -73,22 +73,46 @@ def partition(layout: Layout, tasks: int) -> list[Shard]:
     return shards
 
 
-def plan(layout: Layout, method, tasks: int) -> list[Shard]:
-    """The partition a run over `tasks` PS tasks uses: ValueError in one line when `method` (a Method) cannot
-    shard, or there are more tasks than tensors."""
-    if tasks > 1 and not method.shardable:
+def plan(layout: Layout, method, tasks: int, chunks: int = 1) -> list[Shard]:
+    """The pieces of an exchange in a run over `tasks` PS tasks, each task's part cut into `chunks` pieces (the same
+    search within the task's tensors): task by task, in layout order. ValueError in one line when `method` (a
+    Method) cannot shard, or a task or a piece would hold no tensor."""
+    if (tasks > 1 or chunks > 1) and not method.shardable:
         raise ValueError(not_shardable(method.name))
-    return partition(layout, tasks)
+    shards = partition(layout, tasks)
+    if chunks == 1:
+        return shards
+    pieces = []
+    for shard in shards:
+        if chunks > len(shard.layout.params):
+            raise ValueError(f"--chunks {chunks}: PS task {shard.index} holds {len(shard.layout.params)} of "
+                             f"{layout.model}'s tensors, and a piece holds at least one whole tensor: give at most "
+                             f"{min(len(s.layout.params) for s in shards)}")
+        pieces += [Shard(shard.index, shard.start + c.start, shard.start + c.end, c.layout)
+                   for c in partition(shard.layout, chunks)]
+    return pieces
+
+
+def chunked(shards: list[Shard]) -> bool:
+    """Whether some PS task takes its part of an exchange in several pieces (sent in turn, replied to in turn)."""
+    return len({s.index for s in shards}) < len(shards)
 
 
 def describe(shards: list[Shard]) -> str:
-    """One line: each task's tensors and share of the model, for the PS's log."""
+    """One line: each task's tensors and share of the model (and its pieces), for the PS's log."""
     total = sum(s.size for s in shards)
-    return "; ".join(f"task {s.index}: {s.layout.params[0].name}..{s.layout.params[-1].name} "
-                     f"({4 * s.size:,} B, {s.size / total:.0%})" for s in shards)
+    tasks = sorted({s.index for s in shards})
+    out = []
+    for task in tasks:
+        own = [s for s in shards if s.index == task]
+        size = sum(s.size for s in own)
+        pieces = f", {len(own)} pieces" if len(own) > 1 else ""
+        out.append(f"task {task}: {own[0].layout.params[0].name}..{own[-1].layout.params[-1].name} "
+                   f"({4 * size:,} B, {size / total:.0%}{pieces})")
+    return "; ".join(out)
 
 
 def not_shardable(method: str) -> str:
     """Why `method` refuses several PS tasks, in one line."""
-    return (f"--method {method} runs on one PS task (its PS update needs the whole model in one place): give one "
-            f"address in --ps_hosts; the methods that shard are {', '.join(shardable_methods())}")
+    return (f"--method {method} runs on one PS task in one piece (its PS update needs the whole model in one place): "
+            f"give one address in --ps_hosts and no --chunks; the methods that shard are {', '.join(shardable_methods())}")

@@ -9,7 +9,7 @@ which worker is missing and a timed-out read never swallows another worker's mes
                worker process, so a verdict can never reach another process that claims the same index
     up/i       worker -> PS  what the method sends each step
     down/i     PS -> worker  what the method sends back, then the control word
-               (with several PS tasks each task has its own up/i and down/i, `up/i_tk` on task k, for its shard)
+               (with several PS tasks or --chunks, each piece of the model has its own, `up/i_pP` on its task)
     ps_hello, ps_notice/k   PS task k -> task 0 (its configuration), task 0 -> PS task k (the run ended)
     report/i   worker -> PS  one JSON record: an epoch's metrics, or "done"
     notice/i   PS -> worker  why the PS stopped the run, read when down/i is closed
@@ -34,8 +34,8 @@ CONTROL_DTYPE = tf.int64
 
 @dataclass
 class ShardWire:
-    """The step's queues and counters of one PS task (one shard of the model): what a worker sends it and
-    what it sends back. With one PS task there is one, on task 0."""
+    """The step's queues and counters of one piece of the model on its PS task: what a worker sends it and
+    what it sends back. With one PS task and no --chunks there is one, on task 0."""
 
     task: int
     up: list[tf.queue.FIFOQueue]     # up/i: worker i's payload (its slice of it, with several tasks)
@@ -45,7 +45,9 @@ class ShardWire:
 
 
 class Wire:
-    def __init__(self, workers: int, up: tuple[tf.DType, ...], down: tuple[tf.DType, ...], ps_tasks: int = 1) -> None:
+    def __init__(self, workers: int, up: tuple[tf.DType, ...], down: tuple[tf.DType, ...], ps_tasks: int = 1,
+                 pieces: list[int] | None = None) -> None:
+        """`pieces`: the PS task of each piece of an exchange (runtime/shards.py; default: one piece per task)."""
         self.workers = workers
         with tf.device(PS_DEVICE):
             self.hello = _queue("hello", 2 * workers, [tf.int32, tf.string])
@@ -56,13 +58,13 @@ class Wire:
             self.ps_notice = [_queue(f"ps_notice/{k}", 1, [tf.string]) for k in range(ps_tasks)]
         # Shapes stay open: a method may send variable-length (sparse) tensors.
         self.up_dtypes, self.down_dtypes = list(up), [*down, CONTROL_DTYPE]
-        self.shards = [self._shard(k, workers) for k in range(ps_tasks)]
+        self.shards = [self._shard(p, task, workers) for p, task in enumerate(pieces or range(ps_tasks))]
         # Task 0's, the whole wire with one PS task (methods with several exchanges a step run on one task).
         self.up, self.down = self.shards[0].up, self.shards[0].down
         self.delivered, self.replied = self.shards[0].delivered, self.shards[0].replied
 
-    def _shard(self, task: int, workers: int) -> ShardWire:
-        at = "" if task == 0 else f"_t{task}"  # task 0's names are those of a one-task wire
+    def _shard(self, piece: int, task: int, workers: int) -> ShardWire:
+        at = "" if piece == 0 else f"_p{piece}"  # the first piece's names are those of a one-piece wire
         with tf.device(ps_device(task)):
             up = [_queue(f"up/{i}{at}", 2, self.up_dtypes) for i in range(workers)]
             down = [_queue(f"down/{i}{at}", 2, self.down_dtypes) for i in range(workers)]

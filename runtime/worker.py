@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import time
 from typing import Callable, NamedTuple
 
@@ -22,7 +23,7 @@ from runtime import deadline, faults, tferrors
 from runtime.cluster import PS_DEVICE
 from runtime.methods.local_model import LocalModel
 from runtime.methods.base import Method, WorkerSide, restore_state, state_arrays
-from runtime.shards import Shard, partition
+from runtime.shards import Shard, chunked, partition
 from runtime.wire import (CONTROL_DTYPE, Wire, as_list, digest, nbytes, push_arrived, reply_gone, report_of,
                           welcome_queue)
 
@@ -85,7 +86,19 @@ class WorkerGraph:
                                        name=f"outbox_{k}") for k, dtype in enumerate(method.up_dtypes)]
             staged = [v.read_value() for v in self.outbox]
             pieces = [[staged[0][shard.start:shard.end]] for shard in self.shards] if split else [staged]
-            self.send_ops = [links.up[index].enqueue(piece) for links, piece in zip(wire.shards, pieces)]
+            self.send_ops = [links.up[index].enqueue(piece) for links, piece in zip(wire.shards, pieces)]  # one each
+            # All pieces at once: to each PS task in parallel, and with --chunks a task's pieces in turn (a piece leaves
+            # once the task took the one before), so its first pieces arrive, and are answered, while the rest are on
+            # the way; the reply is then taken while the send still runs (push/pull: both directions of a link busy).
+            self.overlap = chunked(self.shards)
+            self.send_all = self.send_ops
+            if self.overlap:
+                self.send_all, last = [], {}
+                for shard, links, piece in zip(self.shards, wire.shards, pieces):
+                    with tf.control_dependencies([last[shard.index]] if shard.index in last else []):
+                        last[shard.index] = links.up[index].enqueue([tf.identity(t) for t in piece])
+                    self.send_all.append(last[shard.index])
+            self._sending: _Sending | None = None
             self.landed_probe = [[links.up[index].size(), links.delivered[index].read_value()] for links in wire.shards]
             # What the last reply said, kept here: a pull whose answer was lost after it was applied is read back.
             self.last_reply = [tf.Variable(tf.constant(0, tf.int64), trainable=False, name="last_reply_bytes"),
@@ -212,7 +225,11 @@ class WorkerGraph:
         feed = {self.images: images, self.labels: labels}
         fetches = self.push_ops[phase] + (self.traced_push[phase] if trace is not None else [])
         _, loss, acc, sent, *traced = self._run_local(session, fetches, feed, timeout, "training", step)
-        self._send(session, step, timeout)
+        self.exchanges += 1
+        if self.overlap:  # the pull starts while this runs; it collects the send's outcome (_finish_send)
+            self._sending = _Sending(lambda: self._send(session, step, timeout))
+        else:
+            self._send(session, step, timeout)
         if trace is not None:
             trace.append(traced)
         return float(loss), float(acc), int(sent)
@@ -221,7 +238,6 @@ class WorkerGraph:
         """Send the staged payload (to every PS task at once). A send that may or may not have taken effect
         (tferrors.ambiguous) is asked about: what never reached a task's up/i is sent again (at most RETRIES
         times), what did is not."""
-        self.exchanges += 1
         pending = list(range(len(self.send_ops)))
         for attempt in range(RETRIES + 1):
             try:
@@ -229,7 +245,9 @@ class WorkerGraph:
                 hang = faults.hangs(self.index, step)
                 if hang is not None:
                     self._run(session, hang, None, timeout, "pushing to the PS")
-                deadline.run(session, [self.send_ops[k] for k in pending], seconds=timeout, what="pushing to the PS")
+                # Again after an abort: only the pieces that did not arrive, each on its own (no chain to the others).
+                ops = self.send_all if attempt == 0 else [self.send_ops[k] for k in pending]
+                deadline.run(session, ops, seconds=timeout, what="pushing to the PS")
                 faults.after_send(self.index, step)
                 return
             except tf.errors.AbortedError as e:
@@ -249,8 +267,23 @@ class WorkerGraph:
         """Wait for the PS's reply, go through the step's further exchanges, and apply the last reply.
 
         The PS judges which worker is missing within `timeout`; a worker waits a little longer,
-        so that the PS's notice naming the culprit reaches it before its own deadline passes.
+        so that the PS's notice naming the culprit reaches it before its own deadline passes. With a send still
+        running beside it (--chunks), the step ends when both did; a send that failed is the reason the run stops.
         """
+        try:
+            pulled = self._pull(session, phase, timeout, trace, step)
+        except RunStopped as e:
+            raise self._finish_send() or e from None
+        failed = self._finish_send()
+        if failed:
+            raise failed
+        return pulled
+
+    def _finish_send(self) -> RunStopped | None:
+        sending, self._sending = self._sending, None
+        return sending.outcome() if sending else None
+
+    def _pull(self, session: tf.compat.v1.Session, phase: int, timeout: float, trace: list | None, step: int) -> Pulled:
         received = sent = 0
         for fetches, traced_round in zip(self.round_ops[phase], self.traced_rounds[phase]):
             self.exchanges += 1  # a further exchange's payload: counted like the PS counts it (no retry here)
@@ -381,6 +414,25 @@ class WorkerGraph:
             cause = tferrors.known_cause(e, self.index)
             return RunStopped(f"the PS stopped the run: {cause}" if cause else
                               "the PS stopped the run (no reason given; see the PS's log)")
+
+
+class _Sending(threading.Thread):
+    """A send running beside the pull; `outcome` waits for it and gives the RunStopped it raised, if any."""
+
+    def __init__(self, send: Callable[[], None]) -> None:
+        super().__init__(daemon=True, name="send")
+        self._send, self._failed = send, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._send()
+        except RunStopped as e:
+            self._failed = e
+
+    def outcome(self) -> RunStopped | None:
+        self.join()
+        return self._failed
 
 
 class StepTrace:

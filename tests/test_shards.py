@@ -16,7 +16,7 @@ from helpers import npzio
 from models import Layout, ParamSpec
 from runtime.config import RunConfig
 from runtime.methods import METHODS, shardable_methods
-from runtime.shards import partition, plan
+from runtime.shards import chunked, partition, plan
 from tests.cluster import SMALL, cluster_flags, read_jsonl, run, run_together, start
 
 CONTROL_BYTES = 16  # the control word every PS task's reply ends with (int64 [2])
@@ -44,6 +44,24 @@ def test_the_partition_is_contiguous_whole_and_its_largest_task_as_small_as_any_
 
 
 @pytest.mark.unit
+def test_chunks_cut_each_tasks_part_into_pieces_of_whole_tensors_in_turn():
+    model = models.get("lenet5")
+    tasks = partition(model.layout, 2)
+    pieces = plan(model.layout, METHODS["baseline"], 2, 3)
+    assert [p.index for p in pieces] == [0, 0, 0, 1, 1, 1] and chunked(pieces) and not chunked(tasks)
+    for task in tasks:  # a task's pieces are its part, cut as partition() cuts it
+        own = [p for p in pieces if p.index == task.index]
+        assert [(p.start - task.start, p.end - task.start) for p in own] == \
+               [(p.start, p.end) for p in partition(task.layout, 3)]
+    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
+    assert len(plan(model.layout, METHODS["sync"], 1, 4)) == 4
+    with pytest.raises(ValueError, match="--chunks 6: PS task 0 holds 5 of lenet5's tensors.*give at most 5"):
+        plan(model.layout, METHODS["baseline"], 2, 6)
+    with pytest.raises(ValueError, match="--method mp2 runs on one PS task in one piece"):
+        plan(model.layout, METHODS["mp2"], 1, 2)
+
+
+@pytest.mark.unit
 def test_more_tasks_than_tensors_and_methods_that_cannot_shard_are_refused_in_one_line():
     with pytest.raises(ValueError, match="at most 3 addresses in --ps_hosts"):
         partition(_layout([5, 6, 7]), 4)
@@ -51,8 +69,9 @@ def test_more_tasks_than_tensors_and_methods_that_cannot_shard_are_refused_in_on
     assert set(shardable_methods()) == {"baseline", "sync", "localsgd"}
     for name, method in METHODS.items():
         if not method.shardable:
-            with pytest.raises(ValueError, match=rf"--method {name} runs on one PS task .* give one address in "
-                                                  r"--ps_hosts; the methods that shard are baseline, sync, localsgd"):
+            with pytest.raises(ValueError, match=rf"--method {name} runs on one PS task in one piece .* give one "
+                                                  r"address in --ps_hosts and no --chunks; the methods that shard are "
+                                                  r"baseline, sync, localsgd"):
                 plan(model.layout, method, 2)
     assert len(plan(model.layout, METHODS["mp2"], 1)) == 1  # one task: every method
 
@@ -86,13 +105,14 @@ def _model(directory) -> np.ndarray:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("method, hang, resumed", [
-    (["--method", "sync"], 12, 10),
+@pytest.mark.parametrize("method, pieces, hang, resumed", [
+    # Each task's part in two pieces (--chunks 2): a worker sends them in turn and takes the replies while it sends.
+    (["--method", "sync"], 2, 12, 10),
     # Exchanges at steps 4, 8, 12, ...: the checkpoint taken after step 12 is committed once step 16's pushes are in.
-    (["--method", "localsgd", "--sync-every", "4", "--outer-lr", "0.7", "--outer-momentum", "0.9"], 16, 8),
-], ids=["sync", "diloco"])
+    (["--method", "localsgd", "--sync-every", "4", "--outer-lr", "0.7", "--outer-momentum", "0.9"], 1, 16, 8),
+], ids=["sync-chunks", "diloco"])
 def test_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_and_a_resumed_stall(tmp_path, method,
-                                                                                                     hang, resumed):
+                                                                                                     pieces, hang, resumed):
     """The same run on one PS task and on two (--verify-sync on: every worker checks the sum of the tasks'
     digests after every exchange). The two-task run has aborted pushes and pulls and a push that never returns
     (an exchanging step), which the launcher resumes from the last committed checkpoint: it ends in the one-task
@@ -101,7 +121,8 @@ def test_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_
              *method]
     faults = f"0/4/push-lost,1/4/pull-waiting,1/8/push-landed,0/8/pull-applied,1/{hang}/push-hang"  # the first attempt's
     one = start("mp2_local.py", *flags, "--out", str(tmp_path / "one"))
-    two = run("mp2_local.py", *flags, "--ps", "2", "--out", str(tmp_path / "two"), env={"MP2_INJECT_ABORT": faults})
+    two = run("mp2_local.py", *flags, "--ps", "2", "--chunks", str(pieces), "--out", str(tmp_path / "two"),
+              env={"MP2_INJECT_ABORT": faults})
     out, _ = one.communicate(timeout=300)
     assert one.returncode == 0 and two.returncode == 0, out[-3000:] + two.stdout[-5000:]
     assert f"recovery 1/5: the run stopped at step {hang}" in two.stdout, two.stdout[-4000:]
@@ -110,7 +131,7 @@ def test_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_
                     "push (injected fault (MP2_INJECT_ABORT): push-landed); it had reached the PS: not sent again",
                     "(injected fault (MP2_INJECT_ABORT): pull-waiting); ", "pull-applied); it had been applied: read back"):
         assert warning in two.stdout, warning
-    assert "the model over 2 PS tasks: task 0: conv1/w..fc1/w" in two.stdout
+    assert "the model over the PS tasks: task 0: conv1/w..fc1/w" in two.stdout
     assert "[ps1] ps task 1: the run finished" in two.stdout
     assert _model(tmp_path / "one").tobytes() == _model(tmp_path / "two").tobytes()
     runs = [read_jsonl(tmp_path / name / "metrics.jsonl") for name in ("one", "two")]
@@ -118,7 +139,8 @@ def test_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_
            [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[1]]
     summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
     exchanges = summaries[0]["phases"].get("sync", summaries[0]["phases"].get("step"))
-    assert summaries[1]["bytes_pulled_total"] - summaries[0]["bytes_pulled_total"] == exchanges * 2 * CONTROL_BYTES
+    extra = exchanges * 2 * (2 * pieces - 1) * CONTROL_BYTES  # a control word from every piece, not one
+    assert summaries[1]["bytes_pulled_total"] - summaries[0]["bytes_pulled_total"] == extra
     assert all(r["steps_verified_in_sync"] > 0 for r in read_jsonl(tmp_path / "two" / "worker-0.jsonl"))
     assert summaries[1]["resumed_from_step"] == resumed
 

@@ -54,8 +54,12 @@ CONTROL_BYTES = 16  # the control word each PS task puts at the end of each repl
 METHODS = {
     "baseline": ["--method", "baseline"],
     "localsgd": ["--method", "localsgd", "--sync-every", "16"],
+    # Each PS task's part in 4 pieces sent in turn, the replies taken while the send runs (--chunks): both
+    # directions of the PS's link busy at once.
+    "baseline-c4": ["--method", "baseline", "--chunks", "4"],
 }
-SYNC_EVERY = {"baseline": 1, "localsgd": 16}
+SYNC_EVERY = {"baseline": 1, "localsgd": 16, "baseline-c4": 1}
+CHUNKS = {"baseline-c4": 4}  # pieces of each PS task's part of an exchange; 1 for the others
 PS_LINE = re.compile(r"^ps epoch (\d+)/(\d+) step (\d+)/(\d+)\b")
 
 
@@ -69,14 +73,15 @@ class LinkLoad:
     out: int
 
 
-def link_loads(shard_sizes: Sequence[int], workers: int) -> list[LinkLoad]:
+def link_loads(shard_sizes: Sequence[int], workers: int, chunks: int = 1) -> list[LinkLoad]:
     """Each PS task's cable (ps0, ps1, ...) and a worker's (every worker's is the same) in one exchange of a
     method that pushes the whole model and gets it back (baseline, local SGD's syncs): every worker sends each
-    task its slice (4 bytes a float) and each task sends every worker the slice and its control word."""
+    task its slice (4 bytes a float) and each task sends every worker the slice and a control word per piece
+    (`chunks` pieces a task with --chunks, else one)."""
     tasks, total = len(shard_sizes), sum(shard_sizes)
-    loads = [LinkLoad(f"ps{k}", workers * FLOAT_BYTES * size, workers * (FLOAT_BYTES * size + CONTROL_BYTES))
+    loads = [LinkLoad(f"ps{k}", workers * FLOAT_BYTES * size, workers * (FLOAT_BYTES * size + CONTROL_BYTES * chunks))
              for k, size in enumerate(shard_sizes)]
-    loads.append(LinkLoad("worker", FLOAT_BYTES * total + CONTROL_BYTES * tasks, FLOAT_BYTES * total))
+    loads.append(LinkLoad("worker", FLOAT_BYTES * total + CONTROL_BYTES * tasks * chunks, FLOAT_BYTES * total))
     return loads
 
 
@@ -185,7 +190,7 @@ class Interrupted(Exception):
 
 
 def flags_for(args: argparse.Namespace, method: str, workers: int) -> list[str]:
-    steps = args.steps if method == "baseline" else args.local_steps
+    steps = args.local_steps if method == "localsgd" else args.steps
     return ["--model", args.model, "--fit-input", "--dataset", args.dataset, "--epochs", "1", "--validation-images", "0",
             "--worker-batch", str(args.worker_batch), "--train-images", str(steps * workers * args.worker_batch),
             "--seed", "0", *METHODS[method]]
@@ -194,7 +199,7 @@ def flags_for(args: argparse.Namespace, method: str, workers: int) -> list[str]:
 def derive(row: dict, compute: dict | None, model: str, rate: str) -> dict:
     """The bound's columns for a shaped run's row (and the compute-alone run's time, if it ran)."""
     sizes = shard_sizes(model, row["ps_tasks"])
-    loads = {l.link: l for l in link_loads(sizes, row["workers"])}
+    loads = {l.link: l for l in link_loads(sizes, row["workers"], CHUNKS.get(row["method"], 1))}
     bounds = link_bounds(list(loads.values()), rate_bits(rate))
     per_step = row["window_exchanges"] / row["window_steps"]
     out = dict(row)
@@ -240,25 +245,30 @@ CSV_COLUMNS = ["workers", "ps_tasks", "method", "rate", "steps", "exchanges", "w
                "comm_s_per_step_records", "elapsed_s"]
 
 
-def write_outputs(out: Path, rows: list[dict], computes: list[dict], origin: dict, failures: list[str],
+def write_outputs(out: Path, rows: list[dict], computes: list[dict], origins: list[dict], failures: list[str],
                   model: str, rate: str) -> None:
+    """results.json, results.csv, results.md and the plot. `origins`: the provenance of each invocation whose runs
+    are here (a row's "made_by" is its index; --add appends one)."""
     out.mkdir(parents=True, exist_ok=True)
     failures = [provenance.portable(f) for f in failures]  # results/ is committed: no path of this machine
-    (out / "results.json").write_text(json.dumps({"provenance": origin, "rows": rows, "compute_alone": computes,
+    (out / "results.json").write_text(json.dumps({"provenance": origins, "rows": rows, "compute_alone": computes,
                                                   "failures": failures}, indent=1) + "\n")
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
-    lines = provenance.markdown_lines(origin) + [
-        "", f"{model} at {rate}; s/step measured in the steady-state window of PS task 0's progress lines.", "",
-        "| workers | PS tasks | method | s/step | compute alone | bound: push then reply | bound: both directions "
+    lines = []
+    for i, origin in enumerate(origins):
+        lines += [f"Run set {i + 1}:", "", *provenance.markdown_lines(origin), ""]
+    lines += [
+        f"{model} at {rate}; s/step measured in the steady-state window of PS task 0's progress lines.", "",
+        "| set | workers | PS tasks | method | s/step | compute alone | bound: push then reply | bound: both directions "
         "| measured / push-then-reply | measured / both | most loaded link |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         compute = f"{r['compute_s_per_step']:.2f}" if r.get("compute_s_per_step") is not None else ""
-        lines.append(f"| {r['workers']} | {r['ps_tasks']} | {r['method']} | {r['s_per_step']:.2f} | {compute} | "
+        lines.append(f"| {r.get('made_by', 0) + 1} | {r['workers']} | {r['ps_tasks']} | {r['method']} | {r['s_per_step']:.2f} | {compute} | "
                      f"{r['bound_push_then_reply_s_per_step']:.2f} | {r['bound_both_directions_s_per_step']:.2f} | "
                      f"{r['vs_push_then_reply']:.2f} | {r['vs_both_directions']:.2f} | {r['bound_link']} |")
     if failures:
@@ -319,16 +329,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="results/scale/hosts")
     p.add_argument("--runs", default="runs/scale-hosts")
     p.add_argument("--run-timeout", type=float, default=1200.0)
+    p.add_argument("--add", action="store_true",
+                   help="keep the runs already in OUT/results.json of grid points this invocation does not run")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: rewrite results.csv, results.md and the plot in --out from its results.json")
     return p.parse_args(argv)
 
 
-def report_only(out: Path) -> int:
+def load(out: Path) -> dict:
+    """OUT/results.json, its provenance a list (one per invocation; a file of one invocation has it bare)."""
     saved = json.loads((out / "results.json").read_text())
+    if isinstance(saved["provenance"], dict):
+        saved["provenance"] = [saved["provenance"]]
+    return saved
+
+
+def report_only(out: Path) -> int:
+    saved = load(out)
     rows = saved["rows"]
     rate = rows[0]["rate"] if rows else "100mbit"
-    model = re.search(r"--model (\S+)", " ".join(saved["provenance"]["argv"]))
+    model = re.search(r"--model (\S+)", " ".join(saved["provenance"][0]["argv"]))
     write_outputs(out, rows, saved["compute_alone"], saved["provenance"], saved["failures"],
                   model[1] if model else "resnet18", rate)
     print(f"scale_hosts: rewrote {out / 'results.csv'}, {out / 'results.md'} and {out / 'scale-hosts.png'}")
@@ -351,10 +371,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, on_signal)
     out, runs = Path(args.out), Path(args.runs).resolve()
     runs.mkdir(parents=True, exist_ok=True)
-    origin = provenance.record(runs)
     commands = [f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join([sys.executable, *sys.argv])}"]
-    rows, computes, failures = [], [], []
     grid = [(w, p, m) for m in args.methods for w in args.workers for p in args.ps_tasks]
+    origins, rows, computes, failures = [provenance.record(runs)], [], [], []
+    if args.add and (out / "results.json").exists():  # keep the earlier runs of every other grid point
+        saved = load(out)
+        made = {f"{m}-w{w}-ps{p}-" for w, p, m in grid}
+        other = lambda r: f"{r['method']}-w{r['workers']}-ps{r['ps_tasks']}-" not in made  # noqa: E731
+        origins = [*saved["provenance"], *origins]
+        rows = [r for r in saved["rows"] if other(r)]
+        computes = [r for r in saved["compute_alone"] if other(r)]
+        failures = [f for f in saved["failures"] if not any(f.startswith(k) for k in made)]
+    made_by = len(origins) - 1
     try:
         for i, (workers, tasks, method) in enumerate(grid, 1):
             flags = flags_for(args, method, workers)
@@ -372,19 +400,20 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print(f"scale_hosts: {name}: {row['s_per_step']:.2f} s/step ({row['window']}), records "
                       f"{row['s_per_step_records']:.2f}, elapsed {row['elapsed_s']:.0f} s", flush=True)
+                row["made_by"] = made_by
                 if rate == UNSHAPED:
                     compute = row
                     computes.append(row)
                 else:
                     rows.append(derive(row, compute, args.model, args.rate))
-                write_outputs(out, rows, computes, origin, failures, args.model, args.rate)
+                write_outputs(out, rows, computes, origins, failures, args.model, args.rate)
     except (KeyboardInterrupt, Interrupted) as e:
         failures.append(f"interrupted ({e or 'SIGINT'}) after {len(rows)} shaped runs")
         print(f"scale_hosts: {failures[-1]}", flush=True)
     finally:
         with open(runs / "commands.txt", "a") as f:
             f.write("\n".join(commands) + "\n\n")
-        write_outputs(out, rows, computes, origin, failures, args.model, args.rate)
+        write_outputs(out, rows, computes, origins, failures, args.model, args.rate)
     print((out / "results.md").read_text())
     return 1 if failures else 0
 

@@ -33,6 +33,12 @@ def test_each_ps_task_gets_its_slice_and_every_worker_a_control_word_per_task():
     assert link_bounds(list(loads.values()), 8)["push_then_reply_link"] == "ps1"  # the largest shard's task
 
 
+def test_with_chunks_every_piece_carries_its_control_word():
+    loads = {l.link: l for l in link_loads([300, 500], workers=2, chunks=4)}
+    assert loads["ps0"] == LinkLoad("ps0", 2 * 1200, 2 * (1200 + 4 * 16))
+    assert loads["worker"] == LinkLoad("worker", 3200 + 2 * 4 * 16, 3200)
+
+
 def test_with_more_ps_tasks_than_workers_the_workers_link_is_the_bound():
     loads = link_loads([250, 250, 250, 250], workers=2)
     bounds = link_bounds(loads, 8)  # 8 bit/s: seconds equal bytes

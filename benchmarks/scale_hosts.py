@@ -246,13 +246,14 @@ CSV_COLUMNS = ["workers", "ps_tasks", "method", "rate", "steps", "exchanges", "w
 
 
 def write_outputs(out: Path, rows: list[dict], computes: list[dict], origins: list[dict], failures: list[str],
-                  model: str, rate: str) -> None:
+                  model: str, rate: str, retried: list[str] | None = None) -> None:
     """results.json, results.csv, results.md and the plot. `origins`: the provenance of each invocation whose runs
     are here (a row's "made_by" is its index; --add appends one)."""
     out.mkdir(parents=True, exist_ok=True)
     failures = [provenance.portable(f) for f in failures]  # results/ is committed: no path of this machine
-    (out / "results.json").write_text(json.dumps({"provenance": origins, "rows": rows, "compute_alone": computes,
-                                                  "failures": failures}, indent=1) + "\n")
+    record = {"provenance": origins, "rows": rows, "compute_alone": computes, "failures": failures,
+              "retried": [provenance.portable(f) for f in retried or []]}
+    (out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -273,6 +274,8 @@ def write_outputs(out: Path, rows: list[dict], computes: list[dict], origins: li
                      f"{r['vs_push_then_reply']:.2f} | {r['vs_both_directions']:.2f} | {r['bound_link']} |")
     if failures:
         lines += ["", "Failed runs:", *(f"- {f}" for f in failures)]
+    if retried:
+        lines += ["", "Failed attempts of runs started again (results.json \"retried\"):", *(f"- {f}" for f in retried)]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(out / "scale-hosts.png", rows, model, rate)
 
@@ -329,6 +332,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="results/scale/hosts")
     p.add_argument("--runs", default="runs/scale-hosts")
     p.add_argument("--run-timeout", type=float, default=1200.0)
+    p.add_argument("--retries", type=int, default=0,
+                   help="start a run that failed again, up to this many times (the failures are kept in results.json)")
     p.add_argument("--add", action="store_true",
                    help="keep the runs already in OUT/results.json of grid points this invocation does not run")
     p.add_argument("--report-only", action="store_true",
@@ -350,7 +355,7 @@ def report_only(out: Path) -> int:
     rate = rows[0]["rate"] if rows else "100mbit"
     model = re.search(r"--model (\S+)", " ".join(saved["provenance"][0]["argv"]))
     write_outputs(out, rows, saved["compute_alone"], saved["provenance"], saved["failures"],
-                  model[1] if model else "resnet18", rate)
+                  model[1] if model else "resnet18", rate, saved.get("retried"))
     print(f"scale_hosts: rewrote {out / 'results.csv'}, {out / 'results.md'} and {out / 'scale-hosts.png'}")
     return 0
 
@@ -374,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = [f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join([sys.executable, *sys.argv])}"]
     grid = [(w, p, m) for m in args.methods for w in args.workers for p in args.ps_tasks]
     origins, rows, computes, failures = [provenance.record(runs)], [], [], []
+    retried: list[str] = []  # attempts that failed before one that ran
     if args.add and (out / "results.json").exists():  # keep the earlier runs of every other grid point
         saved = load(out)
         made = {f"{m}-w{w}-ps{p}-" for w, p, m in grid}
@@ -382,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in saved["rows"] if other(r)]
         computes = [r for r in saved["compute_alone"] if other(r)]
         failures = [f for f in saved["failures"] if not any(f.startswith(k) for k in made)]
+        retried = [*saved.get("retried", []), *(f for f in saved["failures"] if any(f.startswith(k) for k in made))]
     made_by = len(origins) - 1
     try:
         for i, (workers, tasks, method) in enumerate(grid, 1):
@@ -390,14 +397,24 @@ def main(argv: list[str] | None = None) -> int:
             for rate in ([args.rate] if args.no_compute_alone else [UNSHAPED, args.rate]):
                 name = f"{method}-w{workers}-ps{tasks}-{rate}"
                 spec = RunSpec(method, rate, workers, flags, runs / name)
-                print(f"scale_hosts: [{i}/{len(grid)}] {name}", flush=True)
-                try:
-                    row = run_point(spec, tasks, rate, args.run_timeout, commands)
-                except (SetupError, RunError, OSError, subprocess.CalledProcessError, json.JSONDecodeError,
-                        KeyError) as e:
-                    failures.append(f"{name}: {e}")
-                    print(f"scale_hosts: FAILED: {failures[-1]}", flush=True)
+                row = None
+                for attempt in range(1, args.retries + 2):
+                    print(f"scale_hosts: [{i}/{len(grid)}] {name}" + (f" (attempt {attempt})" if attempt > 1 else ""),
+                          flush=True)
+                    try:
+                        row = run_point(spec, tasks, rate, args.run_timeout, commands)
+                        break
+                    except (SetupError, RunError, OSError, subprocess.CalledProcessError, json.JSONDecodeError,
+                            KeyError) as e:
+                        failed = f"{name}: {e}" + (f" (attempt {attempt})" if args.retries else "")
+                        print(f"scale_hosts: FAILED: {failed}", flush=True)
+                        if attempt == args.retries + 1:
+                            failures.append(failed)
+                        else:
+                            retried.append(failed)
+                if row is None:
                     continue
+                row["attempts"] = attempt
                 print(f"scale_hosts: {name}: {row['s_per_step']:.2f} s/step ({row['window']}), records "
                       f"{row['s_per_step_records']:.2f}, elapsed {row['elapsed_s']:.0f} s", flush=True)
                 row["made_by"] = made_by
@@ -406,14 +423,14 @@ def main(argv: list[str] | None = None) -> int:
                     computes.append(row)
                 else:
                     rows.append(derive(row, compute, args.model, args.rate))
-                write_outputs(out, rows, computes, origins, failures, args.model, args.rate)
+                write_outputs(out, rows, computes, origins, failures, args.model, args.rate, retried)
     except (KeyboardInterrupt, Interrupted) as e:
         failures.append(f"interrupted ({e or 'SIGINT'}) after {len(rows)} shaped runs")
         print(f"scale_hosts: {failures[-1]}", flush=True)
     finally:
         with open(runs / "commands.txt", "a") as f:
             f.write("\n".join(commands) + "\n\n")
-        write_outputs(out, rows, computes, origins, failures, args.model, args.rate)
+        write_outputs(out, rows, computes, origins, failures, args.model, args.rate, retried)
     print((out / "results.md").read_text())
     return 1 if failures else 0
 

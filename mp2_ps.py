@@ -53,7 +53,7 @@ except (cluster.ClusterError, data.DataError, CheckpointError, ValueError) as e:
     fail(e)
 config = flags.run_config(args, model, dataset, n_workers, method, len(spec.ps))
 if task > 0:  # a PS task that holds a shard; task 0 drives the run
-    cluster.exit_now(shard_task(spec, task, config, method, args.threads, args.connect_timeout, log, error))
+    cluster.exit_now(shard_task(spec, task, config, args.threads, args.connect_timeout, log, error))
 try:
     run_dir = RunDir(args.out)
 except OSError as e:

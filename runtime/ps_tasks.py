@@ -17,10 +17,10 @@ from typing import Callable
 
 import tensorflow as tf
 
-from runtime import cluster, deadline
+from runtime import cluster, deadline, tferrors
 from runtime.config import RunConfig
 from runtime.exits import STALLED
-from runtime.wire import Wire, ps_welcome_queue
+from runtime.wire import Wire, ps_hello_queue, ps_notice_queue, ps_welcome_queue
 
 POLL_SECONDS = 5.0
 NOTICE_GRACE = 10.0  # seconds task 0 waits for the other PS tasks to read that the run ended
@@ -106,20 +106,21 @@ class ShardTasks:
             time.sleep(0.5)  # a notice dequeued is still on its way to its task
 
 
-def serve_shard(session: tf.compat.v1.Session, wire: Wire, task: int, config: RunConfig, addresses: tuple[str, ...],
+def serve_shard(session: tf.compat.v1.Session, task: int, config: RunConfig, addresses: tuple[str, ...],
                 timeout: float, log: Callable[[str], None], error: Callable[[str], None]) -> int:
     """A PS task's life after its server started: check in with task 0, then hold the shard until the run ends.
     Returns the exit code: 0 when the run finished, STALLED when task 0 stopped it for a resume, else 1."""
     nonce = secrets.token_hex(8)
     verdict_q = ps_welcome_queue(task, nonce).dequeue()
-    hello = wire.ps_hello.enqueue([tf.constant(task, tf.int32), tf.constant(json.dumps({"config": config.to_json(),
-                                                                                      "nonce": nonce}))])
-    notice = wire.ps_notice[task].dequeue()
+    hello = ps_hello_queue(len(addresses)).enqueue([tf.constant(task, tf.int32),
+                                                    tf.constant(json.dumps({"config": config.to_json(), "nonce": nonce}))])
+    notice = ps_notice_queue(task).dequeue()
     try:
         deadline.run(session, hello, seconds=timeout, what="checking in with PS task 0")
         verdict = json.loads(deadline.run(session, verdict_q, seconds=timeout, what="waiting for PS task 0's answer"))
     except tf.errors.OpError as e:
-        error(f"error: PS task 0 at {addresses[0]} did not answer ({type(e).__name__}); start it, or check --ps_hosts")
+        error(f"error: PS task 0 at {addresses[0]} did not answer ({type(e).__name__}: {tferrors.explain(e)}); start it, "
+              f"or check --ps_hosts")
         return 1
     if verdict["status"] != "ok":
         error(f"error: PS task 0 refused this task: {verdict['reason']} — start it with task 0's flags")
@@ -152,7 +153,7 @@ def driving_session(spec: cluster.Cluster, threads: int, timeout: float) -> tf.c
     return cluster.session(server, "ps", 0, threads)
 
 
-def shard_task(spec: cluster.Cluster, task: int, config: RunConfig, method, threads: int, timeout: float,
+def shard_task(spec: cluster.Cluster, task: int, config: RunConfig, threads: int, timeout: float,
                log: Callable[[str], None], error: Callable[[str], None]) -> int:
     """mp2_ps.py --task_index K (K ≥ 1): start this task's server, check in with task 0, hold the shard; the exit code."""
     try:
@@ -162,7 +163,6 @@ def shard_task(spec: cluster.Cluster, task: int, config: RunConfig, method, thre
         error(f"error: {e}")
         return 1
     tf.compat.v1.disable_eager_execution()
-    wire = Wire(len(spec.workers), method.up_dtypes, method.down_dtypes, len(spec.ps))
     session = cluster.session(server, "ps", task, threads)
     log(f"PS task {task} listening on {spec.ps[task]}; checking in with PS task 0 at {spec.ps[0]}")
-    return serve_shard(session, wire, task, config, spec.ps, timeout, log, error)
+    return serve_shard(session, task, config, spec.ps, timeout, log, error)

@@ -53,9 +53,9 @@ class Wire:
             self.hello = _queue("hello", 2 * workers, [tf.int32, tf.string])
             self.report = [_queue(f"report/{i}", 2, [tf.string]) for i in range(workers)]
             self.notice = [_queue(f"notice/{i}", 1, [tf.string]) for i in range(workers)]
-            # PS tasks 1.. say hello to task 0 (their configuration) and learn from it when the run ends.
-            self.ps_hello = _queue("ps_hello", 2 * ps_tasks, [tf.int32, tf.string])
-            self.ps_notice = [_queue(f"ps_notice/{k}", 1, [tf.string]) for k in range(ps_tasks)]
+        # PS tasks 1.. say hello to task 0 (their configuration) and learn from it when the run ends.
+        self.ps_hello = ps_hello_queue(ps_tasks)
+        self.ps_notice = [ps_notice_queue(k) for k in range(ps_tasks)]
         # Shapes stay open: a method may send variable-length (sparse) tensors.
         self.up_dtypes, self.down_dtypes = list(up), [*down, CONTROL_DTYPE]
         self.shards = [self._shard(p, task, workers) for p, task in enumerate(pieces or range(ps_tasks))]
@@ -99,6 +99,19 @@ def welcome_queue(index: int, nonce: str) -> tf.queue.FIFOQueue:
     """The welcome queue of the worker process that said hello as `index` with `nonce`."""
     with tf.device(PS_DEVICE):
         return _queue(f"welcome/{index}/{nonce}", 1, [tf.string, tf.float32, tf.int64])
+
+
+def ps_hello_queue(ps_tasks: int) -> tf.queue.FIFOQueue:
+    """Where PS tasks 1.. check in with task 0 (task index, JSON: its RunConfig and a nonce). A PS task builds this
+    and its own queues only: its session sees task 0 and itself, and every op of its graph must be placeable there."""
+    with tf.device(PS_DEVICE):
+        return _queue("ps_hello", 2 * ps_tasks, [tf.int32, tf.string])
+
+
+def ps_notice_queue(task: int) -> tf.queue.FIFOQueue:
+    """Where task 0 tells PS task `task` that the run ended (JSON: the reason, "" when it finished; resumable)."""
+    with tf.device(PS_DEVICE):
+        return _queue(f"ps_notice/{task}", 1, [tf.string])
 
 
 def ps_welcome_queue(task: int, nonce: str) -> tf.queue.FIFOQueue:

@@ -105,23 +105,23 @@ def _model(directory) -> np.ndarray:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("method, pieces, hang, resumed", [
+@pytest.mark.parametrize("method, tasks, pieces, hang, resumed", [
     # Each task's part in two pieces (--chunks 2): a worker sends them in turn and takes the replies while it sends.
-    (["--method", "sync"], 2, 12, 10),
+    (["--method", "sync"], 2, 2, 12, 10),
     # Exchanges at steps 4, 8, 12, ...: the checkpoint taken after step 12 is committed once step 16's pushes are in.
-    (["--method", "localsgd", "--sync-every", "4", "--outer-lr", "0.7", "--outer-momentum", "0.9"], 1, 16, 8),
-], ids=["sync-chunks", "diloco"])
-def test_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_and_a_resumed_stall(tmp_path, method,
-                                                                                                     pieces, hang, resumed):
-    """The same run on one PS task and on two (--verify-sync on: every worker checks the sum of the tasks'
-    digests after every exchange). The two-task run has aborted pushes and pulls and a push that never returns
+    (["--method", "localsgd", "--sync-every", "4", "--outer-lr", "0.7", "--outer-momentum", "0.9"], 3, 1, 16, 8),
+], ids=["sync-2tasks-chunks", "diloco-3tasks"])
+def test_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_and_a_resumed_stall(tmp_path, method, tasks,
+                                                                                                pieces, hang, resumed):
+    """The same run on one PS task and on several (--verify-sync on: every worker checks the sum of the pieces'
+    digests after every exchange). The sharded run has aborted pushes and pulls and a push that never returns
     (an exchanging step), which the launcher resumes from the last committed checkpoint: it ends in the one-task
     model bit for bit, with the same curves and pushed bytes; each reply carries one control word per PS task."""
     flags = ["--workers", "2", *SMALL, "--epochs", "2", "--checkpoint-every", "5", "--verify-sync", "--step-timeout", "8",
              *method]
     faults = f"0/4/push-lost,1/4/pull-waiting,1/8/push-landed,0/8/pull-applied,1/{hang}/push-hang"  # the first attempt's
     one = start("mp2_local.py", *flags, "--out", str(tmp_path / "one"))
-    two = run("mp2_local.py", *flags, "--ps", "2", "--chunks", str(pieces), "--out", str(tmp_path / "two"),
+    two = run("mp2_local.py", *flags, "--ps", str(tasks), "--chunks", str(pieces), "--out", str(tmp_path / "two"),
               env={"MP2_INJECT_ABORT": faults})
     out, _ = one.communicate(timeout=300)
     assert one.returncode == 0 and two.returncode == 0, out[-3000:] + two.stdout[-5000:]
@@ -131,15 +131,15 @@ def test_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_
                     "push (injected fault (MP2_INJECT_ABORT): push-landed); it had reached the PS: not sent again",
                     "(injected fault (MP2_INJECT_ABORT): pull-waiting); ", "pull-applied); it had been applied: read back"):
         assert warning in two.stdout, warning
-    assert "the model over the PS tasks: task 0: conv1/w..fc1/w" in two.stdout
-    assert "[ps1] ps task 1: the run finished" in two.stdout
+    assert "the model over the PS tasks: task 0: conv1/w.." in two.stdout and f"task {tasks - 1}: " in two.stdout
+    assert all(f"[ps{k}] ps task {k}: the run finished" in two.stdout for k in range(1, tasks))
     assert _model(tmp_path / "one").tobytes() == _model(tmp_path / "two").tobytes()
     runs = [read_jsonl(tmp_path / name / "metrics.jsonl") for name in ("one", "two")]
     assert [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[0]] == \
            [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[1]]
     summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
     exchanges = summaries[0]["phases"].get("sync", summaries[0]["phases"].get("step"))
-    extra = exchanges * 2 * (2 * pieces - 1) * CONTROL_BYTES  # a control word from every piece, not one
+    extra = exchanges * 2 * (tasks * pieces - 1) * CONTROL_BYTES  # a control word from every piece, not one
     assert summaries[1]["bytes_pulled_total"] - summaries[0]["bytes_pulled_total"] == extra
     assert all(r["steps_verified_in_sync"] > 0 for r in read_jsonl(tmp_path / "two" / "worker-0.jsonl"))
     assert summaries[1]["resumed_from_step"] == resumed

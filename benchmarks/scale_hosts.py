@@ -9,10 +9,12 @@ namespace of its own, cabled by a veth pair to a switch, both ends of every cabl
 --rate, and unshaped on the same namespaces ("compute alone": the same processes, steps and exchanges, the
 cables as fast as the machine copies bytes).
 
-Time per step is measured in the steady state, from the PS's own progress lines: the benchmark notes its clock
-when PS task 0 prints "step a/N" and "step b/N" (a = N/4, b = 3N/4: the first step's start-up and the last
-step's end are outside), and reads every cable's counters (at the switch ports) at the same two moments. So the
-time per step and the bytes per link are those of the same window of steps. The worker records' own figure
+Time per step is measured in the steady state, from worker 0's progress lines: the benchmark notes its clock
+when worker 0 prints "a/N" and "b/N" (a = N/4, b = 3N/4, each after that step's pull: the first step's start-up
+and the last step's end are outside), and reads every cable's counters (at the switch ports) at the same two
+moments. So the time per step and the bytes per link are those of the same window of steps (row "window_clock";
+rows without it were timed on PS task 0's progress lines, which is the same for the baseline, every step a
+barrier, and not for local SGD, whose PS passes the local steps at once). The worker records' own figure
 (metrics.jsonl step_seconds over the steps, every step of the run) is kept beside it.
 
 The link bound is computed from the exact bytes of one exchange: each worker pushes its slice of the model
@@ -60,7 +62,11 @@ METHODS = {
 }
 SYNC_EVERY = {"baseline": 1, "localsgd": 16, "baseline-c4": 1}
 CHUNKS = {"baseline-c4": 4}  # pieces of each PS task's part of an exchange; 1 for the others
-PS_LINE = re.compile(r"^ps epoch (\d+)/(\d+) step (\d+)/(\d+)\b")
+# Worker 0's progress lines ("worker 0 epoch 1/1 8/32 loss=... (5.9s)"): printed after its step's pull, so a
+# window between two of them holds whole steps as a worker lives them. (PS task 0's own lines would do for the
+# baseline, whose every step is a barrier, but not for local SGD: the PS passes the local steps at once.)
+CLOCK = "w0"
+PROGRESS_LINE = re.compile(r"^worker 0 epoch (\d+)/(\d+) (\d+)/(\d+)\b")
 
 
 # --- the bound ----------------------------------------------------------------------------------------
@@ -112,14 +118,14 @@ def shard_sizes(model: str, tasks: int) -> list[int]:
 
 @dataclass
 class Probe:
-    """Watches PS task 0's lines: at its progress lines notes the time and every cable's counters."""
+    """Watches worker 0's lines: at its progress lines notes the time and every cable's counters."""
     topology: Topology
     marks: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, name: str, line: str) -> str | None:
-        if name == "ps":
-            match = PS_LINE.match(line.strip())
+        if name == CLOCK:
+            match = PROGRESS_LINE.match(line.strip())
             if match:
                 now = time.monotonic()
                 counters = port_counters(self.topology)
@@ -133,7 +139,7 @@ def window(marks: list[dict]) -> tuple[dict, dict]:
     """The first and last progress marks of the run's first epoch: the steady-state window."""
     first = [m for m in marks if m["epoch"] == 1]
     if len(first) < 2:
-        raise RunError(f"the PS printed {len(first)} progress line(s) in its first epoch; need 2 (more steps)")
+        raise RunError(f"worker 0 printed {len(first)} progress line(s) in its first epoch; need 2 (more steps)")
     return first[0], first[-1]
 
 
@@ -165,7 +171,7 @@ def run_point(spec: RunSpec, ps_tasks: int, rate: str, timeout: float, commands:
     row = {
         "workers": spec.workers, "ps_tasks": ps_tasks, "method": spec.method, "rate": rate,
         "steps": summary["steps"], "exchanges": run_exchanges,
-        "window": f"{a['step']}..{b['step']}", "window_steps": steps, "window_exchanges": exchanges,
+        "window": f"{a['step']}..{b['step']}", "window_clock": CLOCK, "window_steps": steps, "window_exchanges": exchanges,
         "s_per_step": (b["t"] - a["t"]) / steps,
         # The workers' own records: every step of the run (the first one's start-up included), mean over workers.
         "s_per_step_records": sum(r["step_seconds"] for r in records) / summary["steps"],
@@ -228,13 +234,18 @@ def derive(row: dict, compute: dict | None, model: str, rate: str) -> dict:
     if compute:
         out["vs_compute_plus_push_then_reply"] = row["s_per_step"] / (compute["s_per_step"]
                                                                       + out["bound_push_then_reply_s_per_step"])
+        # An exchanging step's time, the window's other steps taken to cost what they cost unshaped (local SGD's
+        # local steps); the baseline's steps all exchange, so it is its s/step.
+        local = row["window_steps"] - row["window_exchanges"]
+        out["exchanging_step_s"] = ((row["s_per_step"] * row["window_steps"] - compute["s_per_step"] * local)
+                                    / row["window_exchanges"])
     return out
 
 
 CSV_COLUMNS = ["workers", "ps_tasks", "method", "rate", "steps", "exchanges", "window", "window_steps",
                "window_exchanges", "s_per_step", "s_per_step_records", "compute_s_per_step",
                "bound_push_then_reply_s_per_step", "bound_both_directions_s_per_step", "bound_link",
-               "vs_push_then_reply", "vs_both_directions", "vs_compute_plus_push_then_reply",
+               "vs_push_then_reply", "vs_both_directions", "vs_compute_plus_push_then_reply", "exchanging_step_s",
                "wire_bound_push_then_reply_s_per_step", "wire_bound_both_directions_s_per_step", "wire_over_formula_bytes",
                "bound_exchange_push_then_reply_s", "bound_exchange_both_directions_s", "largest_shard_floats",
                "formula_ps0_in_per_exchange", "measured_ps0_in_per_exchange",
@@ -263,15 +274,29 @@ def write_outputs(out: Path, rows: list[dict], computes: list[dict], origins: li
     for i, origin in enumerate(origins):
         lines += [f"Run set {i + 1}:", "", *provenance.markdown_lines(origin), ""]
     lines += [
-        f"{model} at {rate}; s/step measured in the steady-state window of PS task 0's progress lines.", "",
-        "| set | workers | PS tasks | method | s/step | compute alone | bound: push then reply | bound: both directions "
-        "| measured / push-then-reply | measured / both | most loaded link |",
-        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+        f"{model} at {rate}. s/step: the steady-state window of worker 0's progress lines (of PS task 0's where a "
+        "row in results.json has no window_clock; every step, local ones too). Exchanging step: the window's time less its local steps at their unshaped cost, per exchange (the "
+        "baseline's s/step). Bounds: one exchange's most loaded link at the rate (the CSV has them per step too).", "",
+        "| set | workers | PS tasks | method | s/step | compute alone (s/step, unshaped) | exchanging step (s) "
+        "| bound: push then reply (s) | bound: both directions (s) | exchanging / push-then-reply | exchanging / both "
+        "| most loaded link | bytes on it in / out, counters over formula |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+
+    def cell(value, digits=2):
+        return "" if value is None else f"{value:.{digits}f}"
+
     for r in rows:
-        compute = f"{r['compute_s_per_step']:.2f}" if r.get("compute_s_per_step") is not None else ""
-        lines.append(f"| {r.get('made_by', 0) + 1} | {r['workers']} | {r['ps_tasks']} | {r['method']} | {r['s_per_step']:.2f} | {compute} | "
-                     f"{r['bound_push_then_reply_s_per_step']:.2f} | {r['bound_both_directions_s_per_step']:.2f} | "
-                     f"{r['vs_push_then_reply']:.2f} | {r['vs_both_directions']:.2f} | {r['bound_link']} |")
+        exchanging = r.get("exchanging_step_s")
+        link = r["bound_link"] if r["bound_link"].startswith("ps") else "w0"
+        wire = [r.get(f"measured_{link}_{d}_per_exchange") for d in ("in", "out")]
+        formula = [r.get(f"formula_{link}_{d}_per_exchange") for d in ("in", "out")]
+        ratio = " / ".join(f"{w / f:.3f}" for w, f in zip(wire, formula) if w is not None and f) if link in ("ps0", "w0") else ""
+        lines.append(f"| {r.get('made_by', 0) + 1} | {r['workers']} | {r['ps_tasks']} | {r['method']} | "
+                     f"{cell(r['s_per_step'])} | {cell(r.get('compute_s_per_step'))} | {cell(exchanging)} | "
+                     f"{cell(r['bound_exchange_push_then_reply_s'])} | {cell(r['bound_exchange_both_directions_s'])} | "
+                     f"{cell(exchanging and exchanging / r['bound_exchange_push_then_reply_s'])} | "
+                     f"{cell(exchanging and exchanging / r['bound_exchange_both_directions_s'])} | {r['bound_link']} | "
+                     f"{ratio} |")
     if failures:
         lines += ["", "Failed runs:", *(f"- {f}" for f in failures)]
     if retried:
@@ -351,9 +376,11 @@ def load(out: Path) -> dict:
 
 def report_only(out: Path) -> int:
     saved = load(out)
-    rows = saved["rows"]
-    rate = rows[0]["rate"] if rows else "100mbit"
+    rate = saved["rows"][0]["rate"] if saved["rows"] else "100mbit"
     model = re.search(r"--model (\S+)", " ".join(saved["provenance"][0]["argv"]))
+    computes = {(c["workers"], c["ps_tasks"], c["method"]): c for c in saved["compute_alone"]}
+    rows = [derive(r, computes.get((r["workers"], r["ps_tasks"], r["method"])), model[1] if model else "resnet18", rate)
+            for r in saved["rows"]]
     write_outputs(out, rows, saved["compute_alone"], saved["provenance"], saved["failures"],
                   model[1] if model else "resnet18", rate, saved.get("retried"))
     print(f"scale_hosts: rewrote {out / 'results.csv'}, {out / 'results.md'} and {out / 'scale-hosts.png'}")

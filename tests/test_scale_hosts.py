@@ -135,3 +135,18 @@ def test_each_ps_task_runs_in_its_own_namespace_with_its_task_index(tmp_path):
     assert children[1].argv[0].endswith("mp2_ps.py") and children[2].argv[0].endswith("mp2_worker.py")
     one = network_run.run_children(spec, ["10.213.0.1:2222"], ["10.213.0.10:2222", "10.213.0.11:2222"], None)
     assert [c.name for c in one] == ["ps", "w0", "w1"] and "--task_index" not in one[0].argv
+
+
+# --- the window -------------------------------------------------------------------------------------
+
+def test_the_window_is_worker_0s_first_and_last_progress_line_of_the_first_epoch():
+    line = "worker 0 epoch 1/1 8/32 loss=2.292 acc=0.1562 (3.2s)"
+    match = scale_hosts.PROGRESS_LINE.match(line)
+    assert match and (match[1], match[3], match[4]) == ("1", "8", "32")
+    assert not scale_hosts.PROGRESS_LINE.match("worker 10 epoch 1/1 8/32 (3.2s)")
+    assert not scale_hosts.PROGRESS_LINE.match("worker 0: epoch 1/1 loss 2.8161 train_acc 0.1328 comm 2.6s")
+    marks = [{"epoch": 1, "step": s, "t": float(s)} for s in (8, 16, 24)] + [{"epoch": 2, "step": 8, "t": 99.0}]
+    first, last = scale_hosts.window(marks)
+    assert (first["step"], last["step"]) == (8, 24)
+    with pytest.raises(scale_hosts.RunError, match="progress line"):
+        scale_hosts.window(marks[:1])

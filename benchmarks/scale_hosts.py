@@ -38,6 +38,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +49,7 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmarks.emulated_hosts import UNSHAPED, SetupError, Topology, emulated_hosts, port_counters, rate_bits
-from benchmarks.network_run import PORT, STALE, RunError, RunSpec, progress_line, read_run, run_children, supervise
+from benchmarks.network_run import PORT, RunError, RunSpec, progress_line, read_run, run_children, supervise
 from helpers import provenance
 
 FLOAT_BYTES = 4
@@ -145,9 +146,9 @@ def window(marks: list[dict]) -> tuple[dict, dict]:
 
 def run_point(spec: RunSpec, ps_tasks: int, rate: str, timeout: float, commands: list[str]) -> dict:
     """One run of `spec` over `ps_tasks` PS tasks on emulated hosts at `rate`: what it measured."""
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in STALE:
-        (spec.run_dir / stale).unlink(missing_ok=True)
+    # Afresh: an earlier run's files (its workers' states too) would make the PS refuse or resume.
+    shutil.rmtree(spec.run_dir, ignore_errors=True)
+    spec.run_dir.mkdir(parents=True)
     topology = Topology(f"mp2s{os.getpid() % 10**5}x{time.monotonic_ns() % 10**4}", spec.workers, rate,
                         ps_tasks=ps_tasks)
     setup: list[list[str]] = []

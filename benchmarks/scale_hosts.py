@@ -372,6 +372,8 @@ def load(out: Path) -> dict:
     saved = json.loads((out / "results.json").read_text())
     if isinstance(saved["provenance"], dict):
         saved["provenance"] = [saved["provenance"]]
+    for row in [*saved["rows"], *saved["compute_alone"]]:
+        row.setdefault("made_by", 0)  # the first invocation's rows, written before rows named theirs
     return saved
 
 

@@ -216,7 +216,7 @@ def derive(row: dict, compute: dict | None, model: str, rate: str) -> dict:
     out["bound_link"] = bounds["push_then_reply_link"]
     out["bound_push_then_reply_s_per_step"] = bounds["push_then_reply_s"] * per_step
     out["bound_both_directions_s_per_step"] = bounds["both_directions_s"] * per_step
-    for link, load in (("ps0", loads["ps0"]), ("w0", loads["worker"])):
+    for link, load in (*((k, l) for k, l in loads.items() if k != "worker"), ("w0", loads["worker"])):
         out[f"formula_{link}_in_per_exchange"] = load.into
         out[f"formula_{link}_out_per_exchange"] = load.out
     # The same bound from the bytes the cables carried (counters: headers, framing and ACKs included).
@@ -229,6 +229,11 @@ def derive(row: dict, compute: dict | None, model: str, rate: str) -> dict:
         out["wire_bound_both_directions_s_per_step"] = wire["both_directions_s"] * per_step
         out["wire_over_formula_bytes"] = ((row["measured_ps0_in_per_exchange"] + row["measured_ps0_out_per_exchange"])
                                           / (loads["ps0"].into + loads["ps0"].out))
+    # The most loaded link's bytes each way: the formula's and the counters' (per exchange).
+    measured_name = "w0" if bounds["push_then_reply_link"] == "worker" else bounds["push_then_reply_link"]
+    for d in ("in", "out"):
+        out[f"bound_link_formula_{d}"] = out.get(f"formula_{measured_name}_{d}_per_exchange")
+        out[f"bound_link_measured_{d}"] = row.get(f"measured_{measured_name}_{d}_per_exchange")
     out["compute_s_per_step"] = compute["s_per_step"] if compute else None
     out["vs_push_then_reply"] = row["s_per_step"] / out["bound_push_then_reply_s_per_step"]
     out["vs_both_directions"] = row["s_per_step"] / out["bound_both_directions_s_per_step"]
@@ -243,12 +248,14 @@ def derive(row: dict, compute: dict | None, model: str, rate: str) -> dict:
     return out
 
 
-CSV_COLUMNS = ["workers", "ps_tasks", "method", "rate", "steps", "exchanges", "window", "window_steps",
+CSV_COLUMNS = ["made_by", "workers", "ps_tasks", "method", "rate", "steps", "exchanges", "window", "window_clock",
+               "window_steps",
                "window_exchanges", "s_per_step", "s_per_step_records", "compute_s_per_step",
                "bound_push_then_reply_s_per_step", "bound_both_directions_s_per_step", "bound_link",
                "vs_push_then_reply", "vs_both_directions", "vs_compute_plus_push_then_reply", "exchanging_step_s",
                "wire_bound_push_then_reply_s_per_step", "wire_bound_both_directions_s_per_step", "wire_over_formula_bytes",
                "bound_exchange_push_then_reply_s", "bound_exchange_both_directions_s", "largest_shard_floats",
+               "bound_link_formula_in", "bound_link_measured_in", "bound_link_formula_out", "bound_link_measured_out",
                "formula_ps0_in_per_exchange", "measured_ps0_in_per_exchange",
                "formula_ps0_out_per_exchange", "measured_ps0_out_per_exchange",
                "formula_w0_in_per_exchange", "measured_w0_in_per_exchange",
@@ -275,8 +282,8 @@ def write_outputs(out: Path, rows: list[dict], computes: list[dict], origins: li
     for i, origin in enumerate(origins):
         lines += [f"Run set {i + 1}:", "", *provenance.markdown_lines(origin), ""]
     lines += [
-        f"{model} at {rate}. s/step: the steady-state window of worker 0's progress lines (of PS task 0's where a "
-        "row in results.json has no window_clock; every step, local ones too). Exchanging step: the window's time less its local steps at their unshaped cost, per exchange (the "
+        f"{model} at {rate}. s/step: the steady-state window of worker 0's progress lines (of PS task 0's where the "
+        "row's window_clock is ps; every step, local ones too). Exchanging step: the window's time less its local steps at their unshaped cost, per exchange (the "
         "baseline's s/step). Bounds: one exchange's most loaded link at the rate (the CSV has them per step too).", "",
         "| set | workers | PS tasks | method | s/step | compute alone (s/step, unshaped) | exchanging step (s) "
         "| bound: push then reply (s) | bound: both directions (s) | exchanging / push-then-reply | exchanging / both "
@@ -291,7 +298,7 @@ def write_outputs(out: Path, rows: list[dict], computes: list[dict], origins: li
         link = r["bound_link"] if r["bound_link"].startswith("ps") else "w0"
         wire = [r.get(f"measured_{link}_{d}_per_exchange") for d in ("in", "out")]
         formula = [r.get(f"formula_{link}_{d}_per_exchange") for d in ("in", "out")]
-        ratio = " / ".join(f"{w / f:.3f}" for w, f in zip(wire, formula) if w is not None and f) if link in ("ps0", "w0") else ""
+        ratio = " / ".join(f"{w / f:.3f}" for w, f in zip(wire, formula) if w is not None and f)
         lines.append(f"| {r.get('made_by', 0) + 1} | {r['workers']} | {r['ps_tasks']} | {r['method']} | "
                      f"{cell(r['s_per_step'])} | {cell(r.get('compute_s_per_step'))} | {cell(exchanging)} | "
                      f"{cell(r['bound_exchange_push_then_reply_s'])} | {cell(r['bound_exchange_both_directions_s'])} | "
@@ -374,6 +381,7 @@ def load(out: Path) -> dict:
         saved["provenance"] = [saved["provenance"]]
     for row in [*saved["rows"], *saved["compute_alone"]]:
         row.setdefault("made_by", 0)  # the first invocation's rows, written before rows named theirs
+        row.setdefault("window_clock", "ps")  # rows written before the window was timed on worker 0's lines
     return saved
 
 

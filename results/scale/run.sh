@@ -3,7 +3,8 @@
 # workers push each method's payloads and do no training), its table and plot (python -m reports scale), and the
 # on-paper page for ResNet-50 and a 1B-parameter model (benchmarks/scale_on_paper.py). About 15 minutes on 2 cores.
 # Then, as root only, hosts/: ResNet-18 on emulated hosts at 100 Mbit/s, 4 and 8 workers, 1, 2 and 4 PS tasks,
-# baseline and local SGD (H=16), each also unshaped (benchmarks/scale_hosts.py). About 35 minutes more.
+# baseline and local SGD (H=16), then the baseline with --chunks 4 at 1 and 2 PS tasks, each also unshaped
+# (benchmarks/scale_hosts.py). About 40 minutes more.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export TF_CPP_MIN_LOG_LEVEL=2
@@ -14,7 +15,9 @@ PY="${PY:-.venv/bin/python}"
 "$PY" benchmarks/scale_on_paper.py > results/scale/on-paper.md
 if [ "$(id -u)" = 0 ]; then
     nice -n 10 "$PY" benchmarks/scale_hosts.py --workers 4 8 --ps-tasks 1 2 4 --methods baseline localsgd \
-        --out results/scale/hosts --runs runs/scale-hosts
+        --retries 2 --out results/scale/hosts --runs runs/scale-hosts
+    nice -n 10 "$PY" benchmarks/scale_hosts.py --add --workers 4 8 --ps-tasks 1 2 --methods baseline-c4 \
+        --retries 2 --out results/scale/hosts --runs runs/scale-hosts
 else
     echo "run.sh: skipping results/scale/hosts (emulated hosts need root: ip netns, tc)" >&2
 fi

@@ -60,9 +60,11 @@ METHODS = {
     # Each PS task's part in 4 pieces sent in turn, the replies taken while the send runs (--chunks): both
     # directions of the PS's link busy at once.
     "baseline-c4": ["--method", "baseline", "--chunks", "4"],
+    "baseline-c8": ["--method", "baseline", "--chunks", "8"],
+    "baseline-c16": ["--method", "baseline", "--chunks", "16"],
 }
-SYNC_EVERY = {"baseline": 1, "localsgd": 16, "baseline-c4": 1}
-CHUNKS = {"baseline-c4": 4}  # pieces of each PS task's part of an exchange; 1 for the others
+SYNC_EVERY = {"baseline": 1, "localsgd": 16, "baseline-c4": 1, "baseline-c8": 1, "baseline-c16": 1}
+CHUNKS = {"baseline-c4": 4, "baseline-c8": 8, "baseline-c16": 16}  # pieces of each PS task's part of an exchange; 1 for the others
 # Worker 0's progress lines ("worker 0 epoch 1/1 8/32 loss=... (5.9s)"): printed after its step's pull, so a
 # window between two of them holds whole steps as a worker lives them. (PS task 0's own lines would do for the
 # baseline, whose every step is a barrier, but not for local SGD: the PS passes the local steps at once.)

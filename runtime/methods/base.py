@@ -24,7 +24,7 @@ measured from the tensors sent, so a method never reports its own traffic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf

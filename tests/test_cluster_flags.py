@@ -62,6 +62,15 @@ def test_several_ps_tasks_each_with_its_index(monkeypatch):
         resolve(_args(*hosts, "--task_index", "2"), "ps")
 
 
+def test_tf_config_names_every_ps_task_and_this_ones_index(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"ps": ["10.0.0.1:2222", "10.0.0.4:2222"], "worker": ["10.0.0.2:2222"]},
+        "task": {"type": "ps", "index": 1},
+    }))
+    cluster, index = resolve(_args(), "ps")
+    assert cluster.ps == ("10.0.0.1:2222", "10.0.0.4:2222") and index == 1
+
+
 def test_config_differences_name_the_flags():
     ps = RunConfig("lenet5", 10, "abc", "fashion_mnist", "mp2", 4, 125, 10, 1e-3, 1.0, 0)
     worker = RunConfig("alexnet", 10, "def", "fashion_mnist", "mp2", 4, 125, 10, 1e-2, 1.0, 0)

@@ -52,8 +52,12 @@ class ShardTasks:
                                 f"PS task {k} at {self.addresses[k]} did not check in" for k in sorted(waiting))
                 raise ValueError(f"{why} within {timeout:.0f} s: start every PS task with task 0's flags "
                                  f"(mp2_ps.py --task_index K)") from None
-            hello = json.loads(text.decode())
-            task, nonce = int(task), str(hello["nonce"])
+            try:
+                hello = json.loads(text.decode())
+                task, nonce = int(task), str(hello["nonce"])
+            except (ValueError, KeyError, TypeError):
+                log(f"ignored a check-in from PS task {task} that is not from this version of mp2_ps.py")
+                continue
             problem = ""
             if task not in waiting:
                 problem = f"PS task {task} has already checked in, or is not 1..{len(self.addresses) - 1}"

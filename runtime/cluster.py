@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-PS_DEVICE = "/job:ps/task:0"
+def ps_device(task: int) -> str:
+    """The device of PS task `task` (several: --ps_hosts a,b,…; runtime/shards.py)."""
+    return f"/job:ps/task:{task}"
+
+
+PS_DEVICE = ps_device(0)  # task 0: the one that drives the run, and holds the queues outside the step
 
 
 class ClusterError(Exception):
@@ -156,19 +161,17 @@ def wait_for_port(address: str, timeout: float, what: str) -> None:
     A session.run against a task that is not up yet blocks without honouring its deadline, so a
     worker first waits here for the PS's port, which has a deadline of its own.
     """
-    host, _, port = address.rpartition(":")
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host, int(port)), timeout=2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise ClusterError(
-                    f"{what} at {address} did not come up within {timeout:.0f} s "
-                    f"(start it, or raise --connect-timeout)"
-                ) from None
-            time.sleep(0.5)
+    while not reachable(address):
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{what} at {address} did not come up within {timeout:.0f} s "
+                               f"(start it, or raise --connect-timeout)")
+        time.sleep(0.5)
+
+
+def gone_ps_tasks(addresses: tuple[str, ...], among: set[int] | None = None) -> list[int]:
+    """The PS tasks 1.. (of `among`, if given) whose port no longer accepts connections: a task that died."""
+    return [k for k in range(1, len(addresses)) if (among is None or k in among) and not reachable(addresses[k])]
 
 
 # Ports for a local cluster come from the kernel's ephemeral range unless this names another, LO-HI: a range

@@ -20,7 +20,7 @@ from models.evaluate import in_chunks, predicted_labels
 from runtime import deadline, faults, tferrors
 from runtime.config import RunConfig
 from runtime.methods.base import Method, PSSide, restore_state, state_arrays
-from runtime.shards import Shard, not_shardable, partition
+from runtime.shards import Shard, partition
 from runtime.wire import CONTROL_DTYPE, ShardWire, Wire, as_list, digest, report_of, welcome_queue
 
 NOTICE_GRACE = 15.0  # seconds the PS waits for workers to read why it stopped the run (one may be evaluating)
@@ -49,9 +49,8 @@ class PSGraph:
     def __init__(self, model: Model, method: Method, wire: Wire, device: str, verify_sync: bool = False,
                  shards: list[Shard] | None = None) -> None:
         self.layout, self.wire, self.method = model.layout, wire, method
-        self.shards = shards or partition(self.layout, 1)
-        if len(self.shards) > 1 and not method.shardable:
-            raise ValueError(not_shardable(method.name))
+        self.shards = shards or partition(self.layout, 1)  # from shards.plan, which refuses a method that cannot shard
+        whole = len(self.shards) == 1
         n = wire.workers
         with tf.device(device):
             self.initial = tf.compat.v1.placeholder(tf.float32, [self.layout.total], name="initial_model")
@@ -64,7 +63,6 @@ class PSGraph:
         self.parts, self.sides, built = [], [], []
         for shard, links in zip(self.shards, wire.shards):
             with tf.device(shard.device):
-                whole = len(self.shards) == 1
                 part = tf.Variable(self.initial if whole else self.initial[shard.start:shard.end],
                                    name="global_model" if whole else f"global_model_t{shard.index}", trainable=False)
                 side = PSSide(shard.layout, part, n, self.step, shard.device,
@@ -74,11 +72,11 @@ class PSGraph:
             self.sides.append(side)
         self.side = self.sides[0]
         with tf.device(device):
-            self.model = self.parts[0] if len(self.parts) == 1 else tf.concat([p.read_value() for p in self.parts], 0)
+            self.model = self.parts[0] if whole else tf.concat([p.read_value() for p in self.parts], 0)
             self.step_ops = {}  # phase -> one op per exchange of its steps
             for phase in built[0]:
                 rounds = list(zip(*[[b[phase].reply, *b[phase].then] for b in built]))  # per round: each task's reply
-                if len(self.shards) > 1 and len(rounds) > 1:
+                if not whole and len(rounds) > 1:
                     raise ValueError(f"{method.name}: a step of several exchanges cannot be split over PS tasks")
                 self.step_ops[phase] = [self._enqueue(list(r), verify_sync and k == len(rounds) - 1, phase)
                                         for k, r in enumerate(rounds)]

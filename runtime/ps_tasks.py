@@ -83,10 +83,9 @@ class ShardTasks:
         """The PS task that is gone ("PS task K at ADDRESS stopped answering"), or "": from a TensorFlow error's
         text when it names one, else by trying each task's port."""
         named = {int(k) for k in re.findall(r"/job:ps/replica:0/task:(\d+)", error)} - {0}
-        for k in sorted(named) or range(1, len(self.addresses)):
-            if k < len(self.addresses) and not cluster.reachable(self.addresses[k]):
-                return f"PS task {k} at {self.addresses[k]} stopped answering (it died or was stopped; see its log)"
-        return ""
+        gone = cluster.gone_ps_tasks(self.addresses, named or None)
+        return f"PS task {gone[0]} at {self.addresses[gone[0]]} stopped answering (it died or was stopped; see its log)" \
+            if gone else ""
 
     def release(self, reason: str = "", resumable: bool = False) -> None:
         """Tell every PS task 1.. that the run ended ("" : it finished), so each exits with the matching code."""

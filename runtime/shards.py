@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models import Layout
+from runtime.cluster import ps_device
 from runtime.methods import shardable_methods
 
 
@@ -34,10 +35,6 @@ class Shard:
     @property
     def device(self) -> str:
         return ps_device(self.index)
-
-
-def ps_device(task: int) -> str:
-    return f"/job:ps/task:{task}"
 
 
 def partition(layout: Layout, tasks: int) -> list[Shard]:

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from runtime.cluster import PS_DEVICE
-from runtime.shards import ps_device
+from runtime.cluster import PS_DEVICE, ps_device
 
 PREFIX = "mp2"
 CONTROL_DTYPE = tf.int64

@@ -59,9 +59,9 @@ class WorkerLoop:
             return 0
         except RunStopped as e:
             # With several PS tasks, one that died is named, whatever call of this worker noticed first.
-            gone = [(k, a) for k, a in enumerate(self.ps_addresses) if k > 0 and not cluster.reachable(a)]
-            self.error(f"error: {e}" + "".join(f" — PS task {k} at {a} is not reachable (it died or was stopped)"
-                                               for k, a in gone if f"PS task {k}" not in str(e)))
+            gone = cluster.gone_ps_tasks(self.ps_addresses)
+            self.error(f"error: {e}" + "".join(f" — PS task {k} at {self.ps_addresses[k]} is not reachable (it died or "
+                                               f"was stopped)" for k in gone if f"PS task {k}" not in str(e)))
             return deadline.STALLED if e.resumable else 1
         except cluster.ClusterError as e:
             self.error(f"error: {e}")

@@ -209,6 +209,19 @@ def loss_diverged(reports: list[dict], epoch: int) -> str:
             f"(above {LOSS_LIMIT:g}); lower --lr")
 
 
+def wait_until_read(session: tf.compat.v1.Session, unread: list[tf.Tensor], seconds: float) -> None:
+    """Wait, at most `seconds`, until the queues whose sizes are `unread` are empty: the notices this process holds
+    have been read (a reader that died never will, hence the bound; a queue that is gone ends the wait)."""
+    end = time.monotonic() + seconds
+    while unread and time.monotonic() < end:
+        try:
+            if sum(session.run(unread)) == 0:
+                return
+        except tf.errors.OpError:
+            return
+        time.sleep(0.1)
+
+
 class PSLink:
     """Admission, reports and aborting: the parts of the wire outside the step."""
 
@@ -337,7 +350,5 @@ class PSLink:
             pass
         # The notices live in this process: stay until the workers have read them (a dead one never
         # will, hence the bound), or they would only learn that the PS is gone, not why.
-        readers = [size for i, size in enumerate(self._unread_notices) if i not in silent]
-        end = time.monotonic() + NOTICE_GRACE
-        while readers and time.monotonic() < end and sum(self.session.run(readers)) > 0:
-            time.sleep(0.1)
+        wait_until_read(self.session, [size for i, size in enumerate(self._unread_notices) if i not in silent],
+                        NOTICE_GRACE)

@@ -20,6 +20,7 @@ import tensorflow as tf
 from runtime import cluster, deadline, tferrors
 from runtime.config import RunConfig
 from runtime.exits import STALLED
+from runtime.ps import wait_until_read
 from runtime.wire import Wire, ps_hello_queue, ps_notice_queue, ps_welcome_queue
 
 POLL_SECONDS = 5.0
@@ -96,15 +97,9 @@ class ShardTasks:
             except tf.errors.OpError:
                 pass  # already told
         # The notices live in this process: stay until each task alive has read its own (a dead one never will).
-        readers = [size for k, size in enumerate(self._unread) if k > 0 and cluster.reachable(self.addresses[k])]
-        end = time.monotonic() + NOTICE_GRACE
-        while readers and time.monotonic() < end:
-            try:
-                if sum(self.session.run(readers)) == 0:
-                    break
-            except tf.errors.OpError:
-                break
-            time.sleep(0.1)
+        gone = cluster.gone_ps_tasks(self.addresses)
+        readers = [size for k, size in enumerate(self._unread) if k > 0 and k not in gone]
+        wait_until_read(self.session, readers, NOTICE_GRACE)
         if readers:
             time.sleep(0.5)  # a notice dequeued is still on its way to its task
 

@@ -63,8 +63,16 @@ METHODS = {
     "baseline-c8": ["--method", "baseline", "--chunks", "8"],
     "baseline-c16": ["--method", "baseline", "--chunks", "16"],
 }
-SYNC_EVERY = {"baseline": 1, "localsgd": 16, "baseline-c4": 1, "baseline-c8": 1, "baseline-c16": 1}
-CHUNKS = {"baseline-c4": 4, "baseline-c8": 8, "baseline-c16": 16}  # pieces of each PS task's part of an exchange; 1 for the others
+
+
+def _flag(method: str, flag: str) -> int:
+    """A setting's value in METHODS[method]'s flags, 1 when it is not given (every step syncs; one piece a task)."""
+    flags = METHODS[method]
+    return int(flags[flags.index(flag) + 1]) if flag in flags else 1
+
+
+SYNC_EVERY = {m: _flag(m, "--sync-every") for m in METHODS}
+CHUNKS = {m: _flag(m, "--chunks") for m in METHODS}  # pieces of each PS task's part of an exchange
 # Worker 0's progress lines ("worker 0 epoch 1/1 8/32 loss=... (5.9s)"): printed after its step's pull, so a
 # window between two of them holds whole steps as a worker lives them. (PS task 0's own lines would do for the
 # baseline, whose every step is a barrier, but not for local SGD: the PS passes the local steps at once.)
@@ -105,9 +113,10 @@ def link_bounds(loads: Sequence[LinkLoad], rate: int) -> dict:
 
 
 def exchanges_between(first: int, last: int, steps_per_epoch: int, every: int) -> int:
-    """Exchanging steps among global steps first..last-1 (runtime.methods.base.syncs_at: every `every`-th
-    step and the last of each epoch)."""
-    return sum(1 for g in range(first, last) if (g + 1) % every == 0 or (g + 1) % steps_per_epoch == 0)
+    """Exchanging steps among global steps first..last-1 (every `every`-th step and the last of each epoch)."""
+    from runtime.methods.base import syncs_at
+
+    return sum(1 for g in range(first, last) if syncs_at(g, steps_per_epoch, every))
 
 
 def shard_sizes(model: str, tasks: int) -> list[int]:

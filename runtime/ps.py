@@ -60,24 +60,24 @@ class PSGraph:
         self._exchanges = 0
         self.refused = 0  # exchanges this PS's own server refused as repeated requests, and ran again
         self.delivered = [v for s in wire.shards for v in s.delivered]  # task by task, worker by worker
-        self.parts, self.sides, built = [], [], []
+        self.parts, self.sides, self.methods, built = [], [], [], []  # per piece of the model
         for shard, links in zip(self.shards, wire.shards):
             with tf.device(shard.device):
                 part = tf.Variable(self.initial if whole else self.initial[shard.start:shard.end],
                                    name="global_model" if whole else f"global_model_t{shard.index}", trainable=False)
                 side = PSSide(shard.layout, part, n, self.step, shard.device,
                               lambda links=links: self._gather(links))
-                built.append(method.build_ps(side))
+                own = method if whole else method.for_part(shard.layout)  # the method over the piece's tensors
+                built.append(own.build_ps(side))
             self.parts.append(part)
             self.sides.append(side)
+            self.methods.append(own)
         self.side = self.sides[0]
         with tf.device(device):
             self.model = self.parts[0] if whole else tf.concat([p.read_value() for p in self.parts], 0)
             self.step_ops = {}  # phase -> one op per exchange of its steps
             for phase in built[0]:
-                rounds = list(zip(*[[b[phase].reply, *b[phase].then] for b in built]))  # per round: each task's reply
-                if not whole and len(rounds) > 1:
-                    raise ValueError(f"{method.name}: a step of several exchanges cannot be split over PS tasks")
+                rounds = list(zip(*[[b[phase].reply, *b[phase].then] for b in built]))  # per round: each piece's reply
                 self.step_ops[phase] = [self._enqueue(list(r), verify_sync and k == len(rounds) - 1, phase)
                                         for k, r in enumerate(rounds)]
             # Evaluation of the global model, here and nowhere else.
@@ -89,13 +89,16 @@ class PSGraph:
         """Send each task's reply and the control word to every worker. Every reply announces the next phase; the
         last of a step's also carries the digest of what every side holds equal after it (with --verify-sync: the
         model, or the method's part of it, Method.synced), which workers check: the sum of the pieces' digests,
-        each of its slice at its place in the model, so with it every piece's reply waits for every piece's update;
+        each of its part at its place in the whole, so with it every piece's reply waits for every piece's update;
         without it a piece's reply leaves as soon as it is made (--chunks: while later pieces still come in)."""
         check = tf.constant(0, tf.int64)
         if with_digest:
             with tf.control_dependencies([t for r in replies for t in r]):
-                check = tf.add_n([digest(self.method.synced(phase, part.read_value()), shard.start)
-                                  for part, shard in zip(self.parts, self.shards)])
+                synced = [own.synced(phase, part.read_value()) for own, part in zip(self.methods, self.parts)]
+                at = [0]
+                for s in synced:  # a piece's synced part starts where the pieces' before it end
+                    at.append(at[-1] + s.shape[0])
+                check = tf.add_n([digest(s, offset) for s, offset in zip(synced, at)])
         control = tf.cast(tf.stack([self.next_phase, check]), CONTROL_DTYPE)
         done = []
         for reply, links in zip(replies, self.wire.shards):

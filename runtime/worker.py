@@ -56,10 +56,10 @@ class WorkerGraph:
     def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, verify_sync: bool = False,
                  log: Callable[[str], None] = print, shards: list[Shard] | None = None) -> None:
         self.index, self.wire, self.layout, self.method, self.log = index, wire, model.layout, method, log
-        # With several PS tasks the payload (one vector of the whole model: Method.shardable) goes out as one slice
-        # per task, each into that task's up/i, all in one session run; the replies come back the same way.
+        # With several PS tasks (or --chunks) the payload goes out as one piece per piece of the model
+        # (Method.split), each into its own up/i, all in one session run; the pieces' replies are put together
+        # again (Method.join) before the method takes them.
         self.shards = shards or partition(model.layout, 1)
-        split = len(self.shards) > 1
         self._last_phase: int | None = None
         self.exchanges = 0  # payloads sent since joining: the PS counts them the same way (Wire.delivered)
         self.retries = 0    # aborted calls that were asked about and recovered
@@ -82,10 +82,11 @@ class WorkerGraph:
             # A push is two runs: training stages the payload in this worker's outbox (nothing remote, so
             # TensorFlow's runtime cannot abort it half done), then the outbox is sent. An aborted send
             # can then be asked about (did it reach up/i?) and sent again only if it did not: never twice.
-            self.outbox = [tf.Variable(tf.zeros([0], dtype), shape=tf.TensorShape(None), trainable=False,
-                                       name=f"outbox_{k}") for k, dtype in enumerate(method.up_dtypes)]
-            staged = [v.read_value() for v in self.outbox]
-            pieces = [[staged[0][shard.start:shard.end]] for shard in self.shards] if split else [staged]
+            # One outbox a piece (the first's names are those of a one-piece run).
+            self.outbox = [[tf.Variable(tf.zeros([0], dtype), shape=tf.TensorShape(None), trainable=False,
+                                        name=f"outbox_{k}" + (f"_p{p}" if p else "")) for k, dtype in enumerate(method.up_dtypes)]
+                           for p in range(len(self.shards))]
+            pieces = [[v.read_value() for v in box] for box in self.outbox]
             self.send_ops = [links.up[index].enqueue(piece) for links, piece in zip(wire.shards, pieces)]  # one each
             # All pieces at once: to each PS task in parallel, and with --chunks a task's pieces in turn (a piece leaves
             # once the task took the one before), so its first pieces arrive, and are answered, while the rest are on
@@ -108,18 +109,25 @@ class WorkerGraph:
             self.join_op = method.build_join(self.side)
             for phase, built in method.build_worker(self.side).items():
                 self.enter_ops[phase] = built.enter
-                stage = tf.group(*[tf.compat.v1.assign(v, t, validate_shape=False) for v, t in zip(self.outbox, built.up)])
-                self.push_ops[phase] = [stage, self.loss, self.accuracy, nbytes(built.up)]
+                staged = self._pieces(built.up, phase, 0)
+                stage = tf.group(*[tf.compat.v1.assign(v, t, validate_shape=False)
+                                   for box, piece in zip(self.outbox, staged) for v, t in zip(box, piece)])
+                self.push_ops[phase] = [stage, self.loss, self.accuracy, nbytes([t for piece in staged for t in piece])]
                 with tf.control_dependencies(built.up):  # the model as trained, before the reply lands
                     self.traced_push[phase] = [self.local.vector(), *built.up]
                 self.round_ops[phase], self.traced_rounds[phase] = [], []
-                for then in built.then:  # every exchange but the last: its reply makes the next payload
-                    reply = as_list(wire.down[index].dequeue())
-                    up = then(reply[:-1])
-                    self.round_ops[phase].append([wire.up[index].enqueue(up), nbytes(reply), nbytes(up)])
-                    self.traced_rounds[phase].append([reply[:-1], up])
+                for exchange, then in enumerate(built.then):  # every exchange but the last: its reply makes the next payload
+                    replies = [as_list(links.down[index].dequeue()) for links in wire.shards]
+                    reply = self._joined([r[:-1] for r in replies], phase, exchange)
+                    up = then(reply)
+                    ups = self._pieces(up, phase, exchange + 1)
+                    sends = [links.up[index].enqueue(piece) for links, piece in zip(wire.shards, ups)]
+                    self.round_ops[phase].append([sends[0] if len(sends) == 1 else tf.group(*sends),
+                                                  tf.add_n([nbytes(r) for r in replies]),
+                                                  nbytes([t for piece in ups for t in piece])])
+                    self.traced_rounds[phase].append([reply, up])
                 replies = [as_list(links.down[index].dequeue()) for links in wire.shards]
-                payload = [tf.concat([r[0] for r in replies], 0)] if split else replies[0][:-1]
+                payload = self._joined([r[:-1] for r in replies], phase, len(built.then))
                 control, got = replies[0][-1], tf.add_n([nbytes(r) for r in replies])  # every task's reply ends with it
                 with tf.control_dependencies([built.apply(payload)]):
                     advance = tf.group(self.step.assign_add(1), self.last_reply[0].assign(got),
@@ -139,8 +147,8 @@ class WorkerGraph:
                     self.local_ops = [self.step.assign_add(1), self.loss, self.accuracy]
                     self.traced_local = [self.local.vector()]
             self.init_op = tf.compat.v1.variables_initializer(
-                self.local.variables() + [self.step] + self.side.state + self.side.scratches + self.outbox
-                + self.last_reply)
+                self.local.variables() + [self.step] + self.side.state + self.side.scratches
+                + [v for box in self.outbox for v in box] + self.last_reply)
 
             self.hello_json = tf.compat.v1.placeholder(tf.string, [])
             self.hello_op = wire.hello.enqueue([tf.constant(index, tf.int32), self.hello_json])
@@ -158,6 +166,14 @@ class WorkerGraph:
                 self.record = tf.compat.v1.placeholder(tf.string, [])
             self.report_op = wire.report[index].enqueue([self.record])
             self.notice = wire.notice[index].dequeue()
+
+    def _pieces(self, up: list[tf.Tensor], phase: int, exchange: int) -> list[list[tf.Tensor]]:
+        """The payload of exchange `exchange` of a `phase` step as one payload per piece of the model."""
+        return self.method.split(up, self.shards, phase, exchange) if len(self.shards) > 1 else [up]
+
+    def _joined(self, replies: list[list[tf.Tensor]], phase: int, exchange: int) -> list[tf.Tensor]:
+        """The pieces' replies to exchange `exchange` (control words taken off) as the method's one reply."""
+        return self.method.join(replies, self.shards, phase, exchange) if len(self.shards) > 1 else replies[0]
 
     # --- lifecycle ---------------------------------------------------------------------------
     def join(self, session: tf.compat.v1.Session, config_json: str, timeout: float,

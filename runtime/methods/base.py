@@ -223,15 +223,34 @@ class Method:
     default_lr = 0.003
     paper_lr = 1e-3    # the MP² reference's (--preset paper)
     phase_names: dict[int, str] = {0: "step"}
-    # Whether the PS's update is element-wise in the model, so it can be built once per shard over several PS tasks
-    # (runtime/shards.py): the worker's payload is then one float32 vector of the whole model, sliced by the runtime,
-    # and each shard's reply one float32 vector of its slice, concatenated by the worker; one exchange a step.
+    # Whether the PS's update can be built once per piece of the model over several PS tasks or --chunks
+    # (runtime/shards.py): per tensor, so that the method over a piece's tensors alone (`for_part`) computes, on its
+    # piece, what the method over the whole model does. A worker cuts its payload into the pieces' payloads
+    # (`split`) and puts the pieces' replies together again (`join`).
     shardable = False
 
     def __init__(self, layout: Layout, opts: Options, run: RunInfo) -> None:
         if not isinstance(opts, self.Options):
             raise TypeError(f"{self.name} takes {self.Options.__name__}, not {type(opts).__name__}")
         self.layout, self.opts, self.run = layout, opts, run
+
+    # --- pieces of the model (several PS tasks, --chunks) --------------------------------------------
+    def for_part(self, layout: Layout) -> "Method":
+        """The method as the PS builds it for one piece of the model: over `layout`, a contiguous run of this
+        method's tensors. Its payloads and replies are those of `split` and `join`."""
+        return type(self)(layout, self.opts, self.run)
+
+    def split(self, payload: list[tf.Tensor], parts: list, phase: int, exchange: int) -> list[list[tf.Tensor]]:
+        """A worker's payload for exchange `exchange` (0: the first) of a `phase` step, cut into the payloads of the
+        pieces `parts` (runtime.shards.Shard: a contiguous run of the layout's tensors, `start`..`end` in the
+        flat model, in layout order): piece k's is what a worker of `for_part(parts[k].layout)` sends. By default
+        the payload is one float32 vector of the whole model, and a piece's its slice."""
+        return [[payload[0][part.start:part.end]] for part in parts]
+
+    def join(self, replies: list[list[tf.Tensor]], parts: list, phase: int, exchange: int) -> list[tf.Tensor]:
+        """The reply to exchange `exchange` made of every piece's (the inverse of `split` for replies). By default
+        one float32 vector of the whole model, the pieces' slices one after another."""
+        return [tf.concat([r[0] for r in replies], 0)]
 
     # --- both sides ---------------------------------------------------------------------------
     def handshake_options(self) -> dict:
@@ -334,6 +353,17 @@ class Method:
 
     def close(self) -> None:
         """Stop whatever the method started (a background process)."""
+
+
+def tensors_of(layout: Layout, part) -> range:
+    """The indices in `layout.params` of the tensors of `part` (a runtime.shards.Shard of `layout`)."""
+    first = next(i for i, p in enumerate(layout.params) if layout.offset(p.name)[0] == part.start)
+    return range(first, first + len(part.layout.params))
+
+
+def spans(sizes: list[int], indices: range) -> tuple[int, int]:
+    """[start, end) of the items `indices` (a contiguous range) in the concatenation of items of `sizes`."""
+    return sum(sizes[:indices.start]), sum(sizes[:indices.stop])
 
 
 def state_arrays(session: tf.compat.v1.Session, variables: list[tf.Variable]) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from helpers import argtypes
 from helpers.optim import FlatOptimizer, learning_rate
-from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, spans, tensors_of
 from runtime.methods.options import Options, option
 
 
@@ -33,11 +33,41 @@ class PowerSGD(Method):
     Options = PowerSGDOptions
     opts: PowerSGDOptions
     optimizer = "adam"
+    # Per matrix on both sides, element-wise in the optimizer: a piece's PS builds its matrices' P̂ and Q̄ alone.
+    shardable = True
 
-    def plan(self):
+    def plan(self, layout=None):
         from compression.powersgd import Plan
 
-        return Plan([p.shape for p in self.layout.params], self.opts.rank)
+        return Plan([p.shape for p in (layout or self.layout).params], self.opts.rank)
+
+    # --- pieces of the model ----------------------------------------------------------------------------
+    def _spans(self, parts: list, exchange: int) -> list[list[tuple[int, int]]]:
+        """Per piece, its slices of an exchange's vector: of exchange 0's, its matrices' P and its 1-D tensors
+        (two runs: every P comes before every 1-D tensor); of exchange 1's, its matrices' Q."""
+        plan, out = self.plan(), []
+        kind = {x.index: x for x in plan.matrices}
+        p_sizes = [kind[i].n * kind[i].rank if i in kind else 0 for i in range(len(plan.shapes))]
+        q_sizes = [kind[i].m * kind[i].rank if i in kind else 0 for i in range(len(plan.shapes))]
+        d_sizes = [0 if i in kind else p.size for i, p in enumerate(self.layout.params)]
+        for part in parts:
+            tensors = tensors_of(self.layout, part)
+            if exchange == 0:
+                d0, d1 = spans(d_sizes, tensors)
+                out.append([spans(p_sizes, tensors), (plan.p_size + d0, plan.p_size + d1)])
+            else:
+                out.append([spans(q_sizes, tensors)])
+        return out
+
+    def split(self, payload: list[tf.Tensor], parts: list, phase: int, exchange: int) -> list[list[tf.Tensor]]:
+        return [[tf.concat([payload[0][a:b] for a, b in runs], 0)] for runs in self._spans(parts, exchange)]
+
+    def join(self, replies: list[list[tf.Tensor]], parts: list, phase: int, exchange: int) -> list[tf.Tensor]:
+        if exchange == 1:
+            return [tf.concat([r[0] for r in replies], 0)]
+        # Exchange 0's replies: every piece's P̂, then every piece's 1-D means (the whole vector's order).
+        firsts = [self.plan(part.layout).p_size for part in parts]
+        return [tf.concat([r[0][:n] for r, n in zip(replies, firsts)] + [r[0][n:] for r, n in zip(replies, firsts)], 0)]
 
     # --- worker ---------------------------------------------------------------------------------
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from helpers import argtypes
 from helpers.optim import FlatOptimizer, learning_rate
-from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
+from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, spans, tensors_of
 from runtime.methods.options import Options, option
 
 
@@ -22,6 +22,7 @@ class _Sparse(Method):
     up_dtypes = (tf.float32, tf.int32, tf.float32)   # values, indices, dense tensors (DGC's biases)
     down_dtypes = (tf.float32, tf.int32)             # the averaged gradient's non-zero values, positions
     optimizer = "adam"
+    shardable = True  # per tensor on the worker, element-wise on the PS
 
     def shapes(self) -> list[tuple[int, ...]]:
         return [p.shape for p in self.layout.params]
@@ -63,6 +64,26 @@ class _Sparse(Method):
         new, slots = optimizer.apply(ps.model, average, learning_rate(self.run.lr, ps.step), ps.step)
         with tf.control_dependencies([ps.model.assign(new), *slots]):
             return {0: PSPhase(reply=[tf.identity(values), tf.identity(positions)])}
+
+
+    # --- pieces of the model ----------------------------------------------------------------------------
+    def split(self, payload: list[tf.Tensor], parts: list, phase: int, exchange: int) -> list[list[tf.Tensor]]:
+        """Each piece's entries, positions counted from the piece's start, and its dense tensors. A worker's
+        entries come tensor by tensor in layout order, so a piece's are the run of them whose positions fall in
+        its slice of the model: the entries before it are those at positions below its start."""
+        values, indices, dense = payload
+        dense_sizes = [p.size if d else 0 for p, d in zip(self.layout.params, self.dense_mask())]
+        out = []
+        for part in parts:
+            first, last = [tf.reduce_sum(tf.cast(indices < at, tf.int32)) for at in (part.start, part.end)]
+            d0, d1 = spans(dense_sizes, tensors_of(self.layout, part))
+            out.append([values[first:last], indices[first:last] - part.start, dense[d0:d1]])
+        return out
+
+    def join(self, replies: list[list[tf.Tensor]], parts: list, phase: int, exchange: int) -> list[tf.Tensor]:
+        # Each piece's non-zero positions in increasing order, its pieces in order: the whole model's, in order.
+        return [tf.concat([r[0] for r in replies], 0),
+                tf.concat([r[1] + part.start for r, part in zip(replies, parts)], 0)]
 
 
 def _scatter(values: tf.Tensor, positions: tf.Tensor, size: int) -> tf.Tensor:

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from compression import sparseloco as sl
 from helpers import argtypes
-from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, ordered_sum, syncs_at
+from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, ordered_sum, spans, syncs_at, tensors_of
 from runtime.methods.options import Options, option
 
 
@@ -49,6 +49,7 @@ class SparseLoCo(Method):
     down_dtypes = (tf.uint8, tf.uint8, tf.float32)  # every worker's three, one after another in worker order
     phase_names = {0: "sync"}
     default_lr = 0.0015  # the tuned frontier's choice at 30 epochs for H=16 and H=64 (0.003 at 10 epochs)
+    shardable = True  # encoded and decoded per tensor; a piece's PS relays its tensors' parts of the payloads
 
     def __init__(self, layout, opts: SparseLoCoOptions, run) -> None:
         super().__init__(layout, opts, run)
@@ -104,6 +105,24 @@ class SparseLoCo(Method):
         n_f = sl.PARAMS * len(self.plans)
         return [[reply[0][w * n_i:(w + 1) * n_i], reply[1][w * n_b:(w + 1) * n_b], reply[2][w * n_f:(w + 1) * n_f]]
                 for w in range(self.run.workers)]
+
+    # --- pieces of the model ----------------------------------------------------------------------------
+    def _piece_spans(self, parts: list) -> list[list[tuple[int, int]]]:
+        """Per piece, its slice of each of a payload's three arrays (each holds the tensors' parts in layout order,
+        each tensor's of a size fixed by its plan, as `_decode` reads them)."""
+        sizes = [[sl.index_bytes(p.entries) for p in self.plans], [sl.bin_bytes(p.entries) for p in self.plans],
+                 [sl.PARAMS] * len(self.plans)]
+        return [[spans(s, tensors_of(self.layout, part)) for s in sizes] for part in parts]
+
+    def split(self, payload: list[tf.Tensor], parts: list, phase: int, exchange: int) -> list[list[tf.Tensor]]:
+        return [[x[a:b] for x, (a, b) in zip(payload, runs)] for runs in self._piece_spans(parts)]
+
+    def join(self, replies: list[list[tf.Tensor]], parts: list, phase: int, exchange: int) -> list[tf.Tensor]:
+        """A piece's reply is every worker's part for it, worker after worker; the whole reply every worker's
+        payload, worker after worker: each worker's parts put together in piece order."""
+        sizes = [[b - a for a, b in runs] for runs in self._piece_spans(parts)]  # [piece][array]: one worker's part
+        return [tf.concat([r[k][w * size[k]:(w + 1) * size[k]] for w in range(self.run.workers)
+                           for r, size in zip(replies, sizes)], 0) for k in range(3)]
 
     # --- worker ---------------------------------------------------------------------------------
     def build_join(self, w: WorkerSide) -> tf.Operation:

@@ -19,6 +19,7 @@ inner steps (τ = 0 here: the barrier waits), and the quantized reduce (the repl
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -72,6 +73,11 @@ def unpack(packed: tf.Tensor, n: int) -> tf.Tensor:
     return tf.reshape(tf.stack([low, high], 1), [-1])[:n]
 
 
+def _concat(parts: list[tf.Tensor], dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """The parts one after another; an empty vector for none (a piece of the model may hold no tensor of a fragment)."""
+    return tf.concat(parts, 0) if parts else tf.zeros([0], dtype)
+
+
 class Streaming(Method):
     name = "streaming"
     summary = ("Streaming DiLoCo: local Adam; the model's fragments synced in turn, each every H steps, its outer "
@@ -80,6 +86,7 @@ class Streaming(Method):
     opts: StreamingOptions
     up_dtypes = (tf.uint8, tf.float32)  # the packed codes (or nothing at 32 bits); per tensor a float (or the values)
     default_lr = 0.006  # the tuned frontier's inner rate of local SGD and DiLoCo at H=64
+    shardable = True  # per tensor: a piece's PS takes the outer step on its tensors of the fragment
 
     def __init__(self, layout, opts: StreamingOptions, run) -> None:
         super().__init__(layout, opts, run)
@@ -98,6 +105,29 @@ class Streaming(Method):
         self.phase_names = {**{i: f"fragment{i}" for i in range(opts.fragments)}, self.ALL: "all"}
         self.offsets = [opts.sync_every * (i + 1) // opts.fragments for i in range(opts.fragments)]
 
+    # --- pieces of the model ----------------------------------------------------------------------------
+    def for_part(self, layout) -> "Streaming":
+        """The fragments are the whole model's (layers dealt over the whole layout), restricted to the piece."""
+        part = copy.copy(self)
+        names = {p.name for p in layout.params}
+        part.layout, part.members = layout, [[p for p in m if p.name in names] for m in self.members]
+        return part
+
+    def _piece_tensors(self, parts: list, phase: int) -> list[list]:
+        """Per piece, the phase's tensors it holds (layout order)."""
+        return [[p for p in self._params(phase) if p.name in {q.name for q in part.layout.params}] for part in parts]
+
+    def split(self, payload: list[tf.Tensor], parts: list, phase: int, exchange: int) -> list[list[tf.Tensor]]:
+        """Each piece's values and (at 4 bits) tensors' largest magnitudes; its codes packed on their own."""
+        held = self._piece_tensors(parts, phase)
+        counts = [sum(p.size for p in ps) for ps in held]
+        ends = [sum(counts[:k + 1]) for k in range(len(counts))]
+        if self.opts.outer_bits == 32:
+            return [[tf.zeros([0], tf.uint8), payload[1][end - n:end]] for n, end in zip(counts, ends)]
+        codes = unpack(payload[0], ends[-1])
+        tops = [sum(len(ps) for ps in held[:k]) for k in range(len(held) + 1)]
+        return [[pack(codes[end - n:end]), payload[1][tops[k]:tops[k + 1]]] for k, (n, end) in enumerate(zip(counts, ends))]
+
     # --- the schedule, from the options alone (both sides) -------------------------------------------
     def _fragment_at(self, step: int) -> int | None:
         done = step + 1
@@ -113,7 +143,7 @@ class Streaming(Method):
         return self.layout.params if phase == self.ALL else self.members[phase]
 
     def _slice(self, vector: tf.Tensor, phase: int) -> tf.Tensor:
-        return tf.concat([vector[slice(*self.layout.offset(p.name))] for p in self._params(phase)], 0)
+        return _concat([vector[slice(*self.layout.offset(p.name))] for p in self._params(phase)])
 
     def _replace(self, vector: tf.Tensor, phase: int, values: tf.Tensor) -> tf.Tensor:
         """`vector` with the phase's fragment taken from `values` (the fragment's concatenation)."""
@@ -151,7 +181,7 @@ class Streaming(Method):
         for t, p in enumerate(params):
             parts.append(dequantize(codes[at:at + p.size], payload[1][t]))
             at += p.size
-        return tf.concat(parts, 0)
+        return _concat(parts)
 
     def payload_bytes(self, phase: int) -> int:
         n = sum(p.size for p in self._params(phase))

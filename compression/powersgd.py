@@ -78,6 +78,8 @@ class Plan:
         return [tf.reshape(p, [x.n, x.rank]) for p, x in zip(parts, self.matrices)], parts[-1]
 
     def split_second(self, second: tf.Tensor) -> list[tf.Tensor]:
+        if not self.matrices:  # 1-D tensors only (a piece of the model over several PS tasks may hold no matrix)
+            return []
         return [tf.reshape(q, [x.m, x.rank]) for q, x in zip(tf.split(second, [x.m * x.rank for x in self.matrices]), self.matrices)]
 
     def orthonormalise(self, first: tf.Tensor) -> tf.Tensor:

@@ -3,14 +3,14 @@
 Each PS task holds a contiguous run of the layout's tensors, every tensor whole on one task, the runs chosen
 so that the largest task's bytes are as small as they can be (an exact search over the cut points, so the
 partition follows from the layout and the task count alone: every process computes the same one, and the
-handshake compares the count). Contiguous runs keep a shard a slice of the flat model vector: a worker sends
-slice k to task k and concatenates the replies, with no index lists on the wire.
+handshake compares the count). Contiguous runs keep a shard a slice of the flat model vector and a run of the
+layout's tensors, so a payload's piece needs no index list on the wire.
 
-A method whose PS update is element-wise in the model (`Method.shardable`: the baseline, synchronous data
-parallelism, local SGD / DiLoCo) is built once per shard, on that shard's sub-layout and device, and gives the
-same model bit for bit as on one PS. The others need the whole model in one place (MP²'s prediction reads the
-whole pushed group and writes the predicted one; the compressors of Top-k, DGC, PowerSGD and SparseLoCo keep
-per-tensor state built for one PS) and run on one PS task.
+A method whose PS update is per tensor (`Method.shardable`: all but MP² and the WNN) is built once per piece,
+as the method over the piece's tensors (`Method.for_part`) on that piece's device; a worker cuts its payload
+into the pieces' (`Method.split`) and joins their replies (`Method.join`), and the run ends in the one-PS
+model bit for bit. MP²'s prediction reads the whole pushed group and writes the predicted one, and the WNN's
+nowcaster runs over the whole model: those run on one PS task (docs/design/architecture.md).
 """
 from __future__ import annotations
 

@@ -242,15 +242,16 @@ class WorkerGraph:
         fetches = self.push_ops[phase] + (self.traced_push[phase] if trace is not None else [])
         _, loss, acc, sent, *traced = self._run_local(session, fetches, feed, timeout, "training", step)
         self.exchanges += 1
+        exchange = self.exchanges  # a send beside the pull asks about its own exchange, whatever the pull counts
         if self.overlap:  # the pull starts while this runs; it collects the send's outcome (_finish_send)
-            self._sending = _Sending(lambda: self._send(session, step, timeout))
+            self._sending = _Sending(lambda: self._send(session, step, timeout, exchange))
         else:
-            self._send(session, step, timeout)
+            self._send(session, step, timeout, exchange)
         if trace is not None:
             trace.append(traced)
         return float(loss), float(acc), int(sent)
 
-    def _send(self, session: tf.compat.v1.Session, step: int, timeout: float) -> None:
+    def _send(self, session: tf.compat.v1.Session, step: int, timeout: float, exchange: int) -> None:
         """Send the staged payload (to every PS task at once). A send that may or may not have taken effect
         (tferrors.ambiguous) is asked about: what never reached a task's up/i is sent again (at most RETRIES
         times), what did is not."""
@@ -269,7 +270,7 @@ class WorkerGraph:
             except tf.errors.AbortedError as e:
                 if not tferrors.ambiguous(e) or attempt == RETRIES:
                     raise self._stopped(session, e, "pushing to the PS", timeout) from None
-                pending = [k for k in pending if not self._landed(session, timeout, k)]
+                pending = [k for k in pending if not self._landed(session, timeout, exchange, k)]
                 self.retries += 1
                 self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the push ({tferrors.explain(e)}); "
                          + ("it had not reached the PS: sent again" if pending else "it had reached the PS: not sent again"))
@@ -315,15 +316,16 @@ class WorkerGraph:
             trace.append(traced)
         return Pulled(received + int(got), sent, int(control[0]), int(control[1]), int(mine))
 
-    def _landed(self, session: tf.compat.v1.Session, timeout: float, task: int = 0) -> bool:
-        """Whether this worker's last payload reached PS task `task`: still queued in up/i, or taken (Wire.delivered).
+    def _landed(self, session: tf.compat.v1.Session, timeout: float, exchange: int, task: int = 0) -> bool:
+        """Whether this worker's payload of exchange `exchange` reached piece `task`'s up/i: still queued there, or
+        taken (Wire.delivered).
 
         The PS marks a payload taken just after it dequeues it; a second look a moment later closes
         that gap, so a payload the PS holds is never taken for lost."""
         for look in range(2):
             queued, delivered = self._run(session, self.landed_probe[task], None, timeout,
                                           "asking the PS whether an aborted push arrived")
-            if push_arrived(queued, delivered, self.exchanges):
+            if push_arrived(queued, delivered, exchange):
                 return True
             if look == 0:
                 time.sleep(LOOK_AGAIN_SECONDS)

@@ -134,45 +134,59 @@ def _compressed(c) -> list:
 
 def _run_ps(method, pieces, payloads: list, split: bool) -> tuple[list, np.ndarray]:
     """The PS's graph over `pieces`, each built by the method over its tensors (or the whole method on one piece),
-    fed the workers' payloads split by the method: every round's (joined) reply and the model after the last."""
+    fed the workers' payloads split by the method through queues, as on the wire: every round's (joined) reply and
+    the model after the last. Every payload must have been taken in its round (a dequeue that no reply depends on
+    never runs, and would leave the payload to the next exchange)."""
     import tensorflow as tf
 
     from runtime.methods.base import PSSide
+    from runtime.wire import as_list
 
     graph = tf.Graph()
     with graph.as_default():
         start = np.random.default_rng(1).standard_normal(LENET.layout.total).astype(np.float32)
-        models_, rounds = [], []
+        models_, rounds, queues, fill = [], [], [], []
         for k, piece in enumerate(pieces):
             part = tf.Variable(start[piece.start:piece.end])
-            given = iter([[method.split([tf.constant(t) for t in p], pieces, phase, exchange)[k] if split
-                           else [tf.constant(t) for t in p] for p in round_]
-                          for (phase, exchange), round_ in payloads])
+            given = []  # per round, one queue a worker
+            for (phase, exchange), round_ in payloads:
+                given.append([])
+                for p in round_:
+                    tensors = [tf.constant(t) for t in p]
+                    mine = method.split(tensors, pieces, phase, exchange)[k] if split else tensors
+                    q = tf.queue.FIFOQueue(1, [t.dtype for t in mine])
+                    fill.append(q.enqueue(mine))
+                    given[-1].append(q)
+            queues += [q for g in given for q in g]
+            taken = iter(given)
             own = method.for_part(piece.layout) if split else method
-            built = own.build_ps(PSSide(piece.layout, part, 2, tf.constant(0, tf.int64), "/cpu:0", lambda: next(given)))
+            built = own.build_ps(PSSide(piece.layout, part, 2, tf.constant(0, tf.int64), "/cpu:0",
+                                        lambda: [as_list(q.dequeue()) for q in next(taken)]))
             rounds.append([r for phase in sorted(built) for r in (built[phase].reply, *built[phase].then)])
             models_.append(part)
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
+            session.run(fill)
             replies = []
             for r, ((phase, exchange), _) in enumerate(payloads):  # a round a session run, every piece's at once
                 got = session.run([built_[r] for built_ in rounds])
                 replies.append(session.run(method.join([[tf.constant(t) for t in g] for g in got], pieces, phase,
                                                        exchange)) if split else got[0])
+            assert session.run([q.size() for q in queues]) == [0] * len(queues)  # every payload taken in its round
             return replies, np.concatenate(session.run(models_))
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("name", list(NEW))
 def test_every_piece_built_over_its_tensors_gives_the_whole_models_update_and_reply_bit_for_bit(name):
-    """Each newly shardable method: the workers' payloads split over 2 tasks × 2 pieces (4 pieces: some hold no
-    tensor of a Streaming fragment), each piece's PS built by the method over its tensors, the replies joined:
-    the replies and the model are the one-PS ones bit for bit, and the split payloads carry its bytes (Streaming's
-    4-bit codes pad a piece with an odd count by half a byte: none of LeNet-5's tensors has one)."""
+    """Each newly shardable method: the workers' payloads split over 2 tasks × 3 pieces (6 pieces: one holds only a
+    bias, some no tensor of a Streaming fragment), each piece's PS built by the method over its tensors, the replies
+    joined: the replies and the model are the one-PS ones bit for bit, and the split payloads carry its bytes
+    (Streaming's 4-bit codes pad a piece with an odd count by half a byte: none of LeNet-5's tensors has one)."""
     method_name = "streaming" if name.startswith("streaming") else name
     method = METHODS[method_name](LENET.layout, METHODS[method_name].Options.from_json(NEW[name]), RunInfo(2, 8, 1, 1e-3, 0))
-    pieces = plan(LENET.layout, method, 2, 2)
-    assert len(pieces) == 4
+    pieces = plan(LENET.layout, method, 2, 3)
+    assert len(pieces) == 6 and any(all(len(p.shape) == 1 for p in piece.layout.params) for piece in pieces)
     rounds = _payloads(name, method, np.random.default_rng(0))
     keys = [(0, e) for e in range(len(rounds))] if method_name != "streaming" else [(p, 0) for p in method.phase_names]
     payloads = list(zip(keys, rounds))
@@ -234,6 +248,37 @@ def test_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_and_
     assert summaries[1]["bytes_pulled_total"] - summaries[0]["bytes_pulled_total"] == extra
     assert all(r["steps_verified_in_sync"] > 0 for r in read_jsonl(tmp_path / "two" / "worker-0.jsonl"))
     assert summaries[1]["resumed_from_step"] == resumed
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("method, chunks, exchanges", [
+    # Variable-length entries, the biases dense (DGC's mask), positions rebased per piece.
+    (["--method", "dgc", "--ratio", "0.01"], 2, 1),
+    # Two exchanges a step, each split over the pieces; P̂ and the 1-D means put back in the whole vector's order.
+    (["--method", "powersgd"], 2, 2),
+    # Three packed payloads of different dtypes cut per tensor; the relayed replies rebuilt worker by worker.
+    (["--method", "sparseloco", "--sync-every", "4"], 1, 1),
+    # The fragments dealt over the whole model's layers; a piece may hold none of a fragment (an empty exchange).
+    (["--method", "streaming", "--sync-every", "4", "--fragments", "2"], 2, 1),
+], ids=["dgc-chunks", "powersgd-chunks", "sparseloco", "streaming-chunks"])
+def test_per_tensor_methods_on_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit(tmp_path, method, chunks, exchanges):
+    """A method built per piece of the model (Method.for_part, split, join) over 2 PS tasks (and --chunks) ends in the
+    one-PS run's model bit for bit, with its curves and pushed bytes; every exchange's reply carries one control word
+    a piece (--verify-sync: every worker checks the sum of the pieces' digests at every exchange)."""
+    flags = ["--workers", "2", *SMALL, "--epochs", "1", "--verify-sync", *method]
+    one = start("mp2_local.py", *flags, "--out", str(tmp_path / "one"))
+    two = run("mp2_local.py", *flags, "--ps", "2", "--chunks", str(chunks), "--out", str(tmp_path / "two"))
+    out, _ = one.communicate(timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, out[-3000:] + two.stdout[-5000:]
+    assert _model(tmp_path / "one").tobytes() == _model(tmp_path / "two").tobytes()
+    runs = [read_jsonl(tmp_path / name / "metrics.jsonl") for name in ("one", "two")]
+    assert [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[0]] == \
+           [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[1]]
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
+    steps = sum(n for phase, n in summaries[0]["phases"].items() if phase != "local")
+    assert summaries[1]["bytes_pulled_total"] - summaries[0]["bytes_pulled_total"] == \
+        steps * exchanges * 2 * (2 * chunks - 1) * CONTROL_BYTES
+    assert [r["steps_verified_in_sync"] for r in read_jsonl(tmp_path / "two" / "worker-0.jsonl")] == [steps]
 
 
 @pytest.mark.cluster

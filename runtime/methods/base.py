@@ -244,7 +244,9 @@ class Method:
         """A worker's payload for exchange `exchange` (0: the first) of a `phase` step, cut into the payloads of the
         pieces `parts` (runtime.shards.Shard: a contiguous run of the layout's tensors, `start`..`end` in the
         flat model, in layout order): piece k's is what a worker of `for_part(parts[k].layout)` sends. By default
-        the payload is one float32 vector of the whole model, and a piece's its slice."""
+        the payload is one float32 vector of the whole model, and a piece's its slice. A piece's reply must depend
+        on the payloads it gathers even when they are empty (a piece with none of the tensors an exchange
+        concerns): a dequeue that nothing fetched depends on never runs, and the next exchange would read them."""
         return [[payload[0][part.start:part.end]] for part in parts]
 
     def join(self, replies: list[list[tf.Tensor]], parts: list, phase: int, exchange: int) -> list[tf.Tensor]:

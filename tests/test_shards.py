@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from models import Layout, ParamSpec
 from runtime.config import RunConfig
 from runtime.methods import METHODS, RunInfo, shardable_methods
 from runtime.shards import chunked, partition, plan
-from tests.cluster import SMALL, cluster_flags, read_jsonl, run, run_together, start
+from tests.cluster import SMALL, built_once, cluster_flags, read_jsonl, run, run_together, start
 
 CONTROL_BYTES = 16  # the control word every PS task's reply ends with (int64 [2])
 
@@ -250,35 +251,54 @@ def test_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_and_
     assert summaries[1]["resumed_from_step"] == resumed
 
 
-@pytest.mark.cluster
-@pytest.mark.parametrize("method, chunks, exchanges", [
+# Each per-tensor method on one PS and on 2 PS tasks (--chunks C): (flags, C, exchanges a step).
+PER_TENSOR = {
     # Variable-length entries, the biases dense (DGC's mask), positions rebased per piece.
-    (["--method", "dgc", "--ratio", "0.01"], 2, 1),
+    "dgc": (["--method", "dgc", "--ratio", "0.01"], 2, 1),
     # Two exchanges a step, each split over the pieces; P̂ and the 1-D means put back in the whole vector's order.
-    (["--method", "powersgd"], 2, 2),
+    "powersgd": (["--method", "powersgd"], 2, 2),
     # Three packed payloads of different dtypes cut per tensor; the relayed replies rebuilt worker by worker.
-    (["--method", "sparseloco", "--sync-every", "4"], 1, 1),
+    "sparseloco": (["--method", "sparseloco", "--sync-every", "4"], 1, 1),
     # The fragments dealt over the whole model's layers; a piece may hold none of a fragment (an empty exchange).
-    (["--method", "streaming", "--sync-every", "4", "--fragments", "2"], 2, 1),
-], ids=["dgc-chunks", "powersgd-chunks", "sparseloco", "streaming-chunks"])
-def test_per_tensor_methods_on_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit(tmp_path, method, chunks, exchanges):
+    "streaming": (["--method", "streaming", "--sync-every", "4", "--fragments", "2"], 2, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def per_tensor_runs(tmp_path_factory) -> dict:
+    """Every run of PER_TENSOR at once (most of a small run is start-up), built once in the session."""
+    def build(root: Path) -> dict:
+        commands = {}
+        for name, (method, chunks, _) in PER_TENSOR.items():
+            flags = ["--workers", "2", *SMALL, "--epochs", "1", "--verify-sync", *method]
+            commands[f"{name}-one"] = ("mp2_local.py", *flags, "--out", str(root / f"{name}-one"))
+            commands[f"{name}-two"] = ("mp2_local.py", *flags, "--ps", "2", "--chunks", str(chunks),
+                                       "--out", str(root / f"{name}-two"))
+        done = run_together(*commands.values(), timeout=900)
+        for name, d in zip(commands, done):
+            assert d.returncode == 0, f"{name}: {d.stdout[-4000:]}"
+        return {name: str(root / name) for name in commands}
+
+    return {name: Path(path) for name, path in built_once(tmp_path_factory, "shards-per-tensor", build).items()}
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("name", list(PER_TENSOR))
+def test_per_tensor_methods_on_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit(per_tensor_runs, name):
     """A method built per piece of the model (Method.for_part, split, join) over 2 PS tasks (and --chunks) ends in the
     one-PS run's model bit for bit, with its curves and pushed bytes; every exchange's reply carries one control word
     a piece (--verify-sync: every worker checks the sum of the pieces' digests at every exchange)."""
-    flags = ["--workers", "2", *SMALL, "--epochs", "1", "--verify-sync", *method]
-    one = start("mp2_local.py", *flags, "--out", str(tmp_path / "one"))
-    two = run("mp2_local.py", *flags, "--ps", "2", "--chunks", str(chunks), "--out", str(tmp_path / "two"))
-    out, _ = one.communicate(timeout=300)
-    assert one.returncode == 0 and two.returncode == 0, out[-3000:] + two.stdout[-5000:]
-    assert _model(tmp_path / "one").tobytes() == _model(tmp_path / "two").tobytes()
-    runs = [read_jsonl(tmp_path / name / "metrics.jsonl") for name in ("one", "two")]
+    _, chunks, exchanges = PER_TENSOR[name]
+    one, two = per_tensor_runs[f"{name}-one"], per_tensor_runs[f"{name}-two"]
+    assert _model(one).tobytes() == _model(two).tobytes()
+    runs = [read_jsonl(d / "metrics.jsonl") for d in (one, two)]
     assert [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[0]] == \
            [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[1]]
-    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (one, two)]
     steps = sum(n for phase, n in summaries[0]["phases"].items() if phase != "local")
     assert summaries[1]["bytes_pulled_total"] - summaries[0]["bytes_pulled_total"] == \
         steps * exchanges * 2 * (2 * chunks - 1) * CONTROL_BYTES
-    assert [r["steps_verified_in_sync"] for r in read_jsonl(tmp_path / "two" / "worker-0.jsonl")] == [steps]
+    assert [r["steps_verified_in_sync"] for r in read_jsonl(two / "worker-0.jsonl")] == [steps]
 
 
 @pytest.mark.cluster

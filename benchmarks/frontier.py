@@ -211,6 +211,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--baseline", default="baseline", help="the setting the bytes fractions are taken against")
     p.add_argument("--dry-run", action="store_true", help="print each run's command (marking those done) and run nothing")
     p.add_argument("--report-only", action="store_true", help="run nothing: write the report of what ROOT holds")
+    p.add_argument("--carry", help="an earlier frontier.json: its rows are kept for the rows with no run under ROOT")
     args = p.parse_args(own)
 
     def fail(message: str) -> int:
@@ -320,7 +321,8 @@ def main(argv: list[str]) -> int:
     if args.dry_run:
         return 0
     try:
-        result = report.report(root, Path(args.out), [sys.executable, *sys.argv[:1], *argv], args.baseline)
+        result = report.report(root, Path(args.out), [sys.executable, *sys.argv[:1], *argv], args.baseline,
+                               carried_record=args.carry)
     except (report.ReportError, OSError) as e:
         return fail(f"no report: {e}")
     print(f"frontier: wrote frontier.json, frontier.csv, frontier.md and frontier.png in {args.out}")

@@ -34,7 +34,8 @@ GIVEN = {
             "--refresh-every", "50", "--refresh-steps", "3", "--switch-tolerance", "0.1", "--check-images", "200",
             "--watch-every", "5", "--watch-tolerance", "0.2", "--no-online-wait", "--round-lag", "7",
             "--online-rounds", "stage", "--first-round-steps", "100", "--round-steps", "50", "--dense-rank", "8",
-            "--online-stage-flags=--epochs 1", "--predictor-init", "q.npz", "--control-switch-step", "9"],
+            "--online-stage-flags=--epochs 1", "--predictor-init", "q.npz", "--control-switch-step", "9",
+            "--push-codec", "sparseloco", "--push-error-decay", "0.9", "--push-top-k", "64"],
 }
 
 

@@ -90,6 +90,9 @@ LENET5 = {
         {"label": "diloco-H16", "family": DILOCO, "flags": "--method localsgd --sync-every 16 --outer-momentum 0.9",
          "tune": OUTER, "inherit": {"--lr": "localsgd-H16"}},
         {"label": "mp2-online", "family": "mp2", "flags": "--method mp2 --push front+head", "tune": LR},
+        # MP² inside SparseLoCo: the pushed group sent SparseLoCo's way at its H, the rest predicted by online MP².
+        {"label": "mp2-sparseloco-H64", "family": "mp2", "flags": "--method mp2 --push front+head --sync-every 64 "
+         "--push-codec sparseloco", "tune": LR},
     ],
 }
 # ResNet-18 on 30,000 Fashion-MNIST images fitted to 32×32×3 (the timeouts are mp2_pipeline.py's for

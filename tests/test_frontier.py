@@ -319,3 +319,24 @@ def test_an_earlier_records_rows_are_carried_for_rows_without_runs_and_ranked_wi
         bad = tmp_path / "bad.json"
         bad.write_text("{}")
         frontier.build(later, ["x"], carried_record=bad)
+
+
+@pytest.mark.cluster
+def test_a_kept_record_is_read_back_where_the_run_root_is_gone_and_the_report_made_from_records_alone(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "out"
+    # One run finished in an earlier session: its root is gone, its record kept (committed) in OUT/runs.
+    _run(out / "runs", "baseline", 0, _summary("baseline", 0.8, MB, MB, 1.0), flags=["--method", "baseline"])
+    # One finished here, by another grid process: its record is kept at the end.
+    _run(root, "topk", 0, _summary("topk", 0.7, MB // 10, MB // 10, 1.0), flags=["--method", "topk"])
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"common": "--model lenet5 --dataset synthetic --epochs 3",
+                                "settings": ["baseline=--method baseline", "topk=--method topk"]}))
+    done = _frontier("--grid", str(grid), "--root", str(root), "--out", str(out), "--seeds", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 finished run(s) read back" in done.stdout and "started" not in done.stdout
+    assert (root / "baseline" / "seed0" / "summary.json").exists()
+    kept = sorted(str(p.relative_to(out / "runs")) for p in (out / "runs").rglob("*.json*"))
+    assert kept == ["baseline/seed0/frontier-run.json", "baseline/seed0/metrics.jsonl", "baseline/seed0/summary.json",
+                    "topk/seed0/frontier-run.json", "topk/seed0/metrics.jsonl", "topk/seed0/summary.json"]
+    again = frontier.build(out / "runs", ["x"])
+    assert {r["row"] for r in again["budgets"][0]["rows"]} == {"baseline", "topk"}

@@ -25,9 +25,9 @@ the test set itself.
 
 Not a method option, so not here: the pushed group. The measured setting pushes the classifier too
 (--push front+head). --push is shared by the PS and every worker, and a worker cannot tell online MP²
-from a run whose PS alone holds the predictor file, so online MP² does not change it: pass
---push front+head yourself (the PS says so in one line when it runs online with the classifier
-predicted). The measured command is printed by
+from a run whose PS alone holds the predictor file, so the shared flags' preset sets it (--preset
+measured, the default, gives --method mp2 front+head; runtime/flags.py), not this class; the PS says in
+one line when it runs online with the classifier predicted. The measured command is printed by
 
     python -m runtime.methods mp2 --defaults [--steps-per-epoch N]
 """

@@ -1,6 +1,6 @@
 """Run a whole MP² cluster on this machine: the PS (one task, or --ps N) and N workers as separate processes on 127.0.0.1.
 
-    python mp2_local.py --workers 4 --model lenet5 --dataset fashion_mnist --method baseline --epochs 5
+    python mp2_local.py --workers 4 --model lenet5 --dataset fashion_mnist --method localsgd --epochs 30
 
 The training flags (model, data, method and its options, epochs, lr, ...) are mp2_ps.py's: list them with
 `python mp2_ps.py --help`, or read docs/usage.md (flags) and docs/methods.md (each method's options).

@@ -89,7 +89,8 @@ class MP2Options(Options):
         None, "on partial steps every worker also sends this fraction of each predicted tensor's gradient (Top-k with "
         "error feedback); the PS learns from them a correction it adds to every prediction; 0: off (the paper's MP²). "
         f"Default: {CORRECTION_RATIO} with --broadcast full and --sync-every 1; 0 with subset (its workers predict "
-        "without the PS's correction) or a sync interval (measured worse there)", argtypes.fraction)
+        "without the PS's correction) or a sync interval (about a point worse there, by best test epoch: "
+        "results/online-rounds)", argtypes.fraction)
     outer_lr: float = option(1.0, "DiLoCo's outer step on the model the PS assembles (the averaged pushed group and "
                              "the prediction) at each exchange: θ ← θ − lr·(g + μ·v), g = θ − assembled (1 with momentum "
                              "0: the assembled model itself, MP² as published)", argtypes.positive_float)

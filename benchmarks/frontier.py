@@ -118,7 +118,7 @@ _BIG_COMMON = "--dataset fashion_mnist --fit-input --train-images 30000 --epochs
 RESNET18 = {"common": f"--model resnet18 {_BIG_COMMON}", "budgets": [12], "seeds": [0, 1, 2], "tune_seed": 0,
             "settings": _BIG_ROWS}
 VGG15 = {"common": f"--model vgg15 {_BIG_COMMON}", "budgets": [12], "seeds": [0], "tune_seed": 0, "settings": _BIG_ROWS}
-# Online MP²'s own study (issue: online MP² a user can just run): its defaults against the baseline, four seeds.
+# Online MP²'s own study (results/online-rounds: online MP² a user can just run): its defaults against the baseline, four seeds.
 ONLINE = {
     "common": "--model lenet5 --dataset fashion_mnist --epochs 10 --lr 0.003 --mixup 0",
     "seeds": [0, 1, 2, 3],

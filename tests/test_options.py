@@ -25,7 +25,7 @@ GIVEN = {
     "topk": ["--ratio", "0.05"],
     "dgc": ["--ratio", "0.01", "--momentum", "0.5", "--clip-norm", "1", "--warmup-epochs", "2"],
     "powersgd": ["--rank", "3"],
-    "streaming": ["--sync-every", "32", "--fragments", "3", "--outer-lr", "0.35", "--outer-momentum", "0.5",
+    "streaming": ["--sync-every", "32", "--fragments", "3", "--outer-lr", "0.5", "--outer-momentum", "0.5",
                   "--outer-bits", "32"],
     "wnn": ["--wnn", "w.npz", "--jump-every", "3"],
     "mp2": ["--predictor", "p.npz", "--prediction", "hold", "--full-push-epochs", "1", "--sync-every", "4",

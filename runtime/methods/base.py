@@ -218,8 +218,10 @@ class Method:
     Options: type[Options] = Options  # the method's typed options (runtime/methods/options.py)
     up_dtypes: tuple[tf.DType, ...] = (tf.float32,)
     down_dtypes: tuple[tf.DType, ...] = (tf.float32,)
-    # The rate a user who names the method gets: the tuned frontier's choice on the main task (results/frontier,
-    # LeNet-5 / Fashion-MNIST, validation-selected) where it has tuned the method, else the frontier's common 0.003.
+    # The rate a user who names the method gets: the tuned frontier's choice on the main task at the measured
+    # preset's 30 epochs (results/frontier, LeNet-5 / Fashion-MNIST, validation-selected) where it has tuned the
+    # method, else the frontier's common 0.003 (baseline, sync and PowerSGD rank 2 chose it; MP² at H=1 and the
+    # WNN are not tuned yet).
     default_lr = 0.003
     paper_lr = 1e-3    # the MP² reference's (--preset paper)
     phase_names: dict[int, str] = {0: "step"}

@@ -25,9 +25,9 @@ the test set itself.
 
 Not a method option, so not here: the pushed group. The measured setting pushes the classifier too
 (--push front+head). --push is shared by the PS and every worker, and a worker cannot tell online MP²
-from a run whose PS alone holds the predictor file, so online MP² does not change it: pass
---push front+head yourself (the PS says so in one line when it runs online with the classifier
-predicted). The measured command is printed by
+from a run whose PS alone holds the predictor file, so the shared flags' preset sets it (--preset
+measured, the default, gives --method mp2 front+head; runtime/flags.py), not this class; the PS says in
+one line when it runs online with the classifier predicted. The measured command is printed by
 
     python -m runtime.methods mp2 --defaults [--steps-per-epoch N]
 """
@@ -90,7 +90,8 @@ class MP2Options(Options):
         None, "on partial steps every worker also sends this fraction of each predicted tensor's gradient (Top-k with "
         "error feedback); the PS learns from them a correction it adds to every prediction; 0: off (the paper's MP²). "
         f"Default: {CORRECTION_RATIO} with --broadcast full and --sync-every 1; 0 with subset (its workers predict "
-        "without the PS's correction) or a sync interval (measured worse there)", argtypes.fraction)
+        "without the PS's correction) or a sync interval (about a point worse there, by best test epoch: "
+        "results/online-rounds)", argtypes.fraction)
     outer_lr: float = option(1.0, "DiLoCo's outer step on the model the PS assembles (the averaged pushed group and "
                              "the prediction) at each exchange: θ ← θ − lr·(g + μ·v), g = θ − assembled (1 with momentum "
                              "0: the assembled model itself, MP² as published)", argtypes.positive_float)

@@ -71,6 +71,9 @@ class WorkerSide:
     state: list[tf.Variable] = field(default_factory=list)  # saved and restored with the run
     scratches: list[tf.Variable] = field(default_factory=list)  # live within a step only
     _adams: dict[str, Adam] = field(default_factory=dict)
+    # What `gradients` returns in place of backpropagating `loss` (None: backpropagation). Set only for a stand-in
+    # worker (WorkerGraph's `simulated`, benchmarks/ps_step.py): the method's graph built on it stays its own.
+    stand_in: Callable[[list[tf.Variable]], list[tf.Tensor]] | None = None
 
     def adam(self, var_list: list[tf.Variable], grads: list[tf.Tensor] | None = None, clock: str = "shared") -> tf.Operation:
         """A local Adam step on `var_list` (helpers/optim.py's Adam, the model's ε); its state is worker state.
@@ -99,7 +102,10 @@ class WorkerSide:
         return tf.group(*[m.assign(tf.zeros_like(m)) for m in slots if m is not None])
 
     def gradients(self, var_list: list[tf.Variable] | None = None) -> list[tf.Tensor]:
+        """The gradients of the loss on this step's batch, in var_list's order (default: the whole model)."""
         var_list = var_list or self.local.variables()
+        if self.stand_in is not None:
+            return self.stand_in(var_list)
         return [tf.convert_to_tensor(g) for g in tf.gradients(self.loss, var_list)]
 
     def variable(self, name: str, value, dtype=tf.float32) -> tf.Variable:

@@ -112,7 +112,7 @@ def setup(model_name: str, method_name: str, workers: int, exchanges: int, metho
     from runtime import flags
 
     argv = ["--model", model_name, "--method", method_name, "--dataset", "synthetic", "--epochs", "1",
-            "--worker-batch", "1", "--validation-images", "0", "--checkpoint-every", "0"]
+            "--worker-batch", "1", "--validation-images", "0"]
     if method_file:
         argv += [FILE_FLAG[method_name], method_file]
     args = flags.ps_parser("").parse_args(argv)

@@ -1,6 +1,6 @@
 """Run a whole MP² cluster on this machine: the PS (one task, or --ps N) and N workers as separate processes on 127.0.0.1.
 
-    python mp2_local.py --workers 4 --model lenet5 --dataset fashion_mnist --method baseline --epochs 5
+    python mp2_local.py --workers 4 --model lenet5 --dataset fashion_mnist --method localsgd --epochs 30
 
 The training flags (model, data, method and its options, epochs, lr, ...) are mp2_ps.py's: list them with
 `python mp2_ps.py --help`, or read docs/usage.md (flags) and docs/methods.md (each method's options).
@@ -20,6 +20,7 @@ import os
 import sys
 
 from helpers import argtypes
+from runtime import presets
 from runtime.launcher import (ROOT, Child, LaunchError, LocalCluster, absolute_paths, finished_epochs,
                               import_tensorflow_quietly, make_dir)
 
@@ -48,9 +49,12 @@ except LaunchError as e:
 passthrough = absolute_paths(passthrough, PATH_FLAGS)
 if "--resume" in passthrough:  # a finished run: say so here, rather than start workers the PS never takes
     epochs_parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
-    epochs_parser.add_argument("--epochs", type=int, default=5)
+    epochs_parser.add_argument("--epochs", type=int, default=None)
+    epochs_parser.add_argument("--preset", default=None)
+    given = epochs_parser.parse_known_args(passthrough)[0]
+    wanted = given.epochs or presets.EPOCHS.get(given.preset or presets.DEFAULT)  # a bad --preset: said below
     done = finished_epochs(out)
-    if done is not None and done >= epochs_parser.parse_known_args(passthrough)[0].epochs:
+    if done is not None and wanted is not None and done >= wanted:
         print(f"[launcher] the run in {out} has already finished its {done} epochs; nothing to do "
               f"(raise --epochs to train on)", flush=True)
         sys.exit(0)

@@ -59,7 +59,8 @@ p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_c
 p.add_argument("--model", default="lenet5")
 p.add_argument("--dataset", default="fashion_mnist")
 p.add_argument("--workers", type=argtypes.positive_int, default=4)
-p.add_argument("--epochs", type=argtypes.positive_int, default=10, help="epochs of baseline and of MP² training (the same for both)")
+p.add_argument("--epochs", type=argtypes.positive_int, default=10, help="epochs of baseline and of MP² training (the same for both); 10, the main job's recorded budget "
+                    "(results/main-job), where a run of mp2_local.py alone trains the measured preset's 30")
 p.add_argument("--out", default="runs/pipeline", help="directory of the three stages' outputs and the comparison")
 p.add_argument("--snapshot-every", type=argtypes.positive_int, default=10, metavar="K", help="collection: a snapshot per K steps")
 p.add_argument("--stage-epochs", type=argtypes.positive_int, default=6, help="epochs of predictor training")

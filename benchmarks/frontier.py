@@ -14,6 +14,11 @@ skipped, so a grid resumes and grows across sessions; a run that fails is record
 (frontier-failed.json), named, and the grid goes on. The report (reports/frontier.py, also
 `python -m reports frontier ROOT`) covers every run under ROOT.
 
+Each finished run's record (summary.json, metrics.jsonl, frontier-run.json: a few tens of KB, none of
+its checkpoints) is also kept in OUT/runs/ (--records), and read back into ROOT when a grid starts: with
+OUT committed, a grid goes on in another session or on another machine where ROOT is gone, and
+`python -m reports frontier OUT/runs` makes the report again from the record alone.
+
 A grid file's setting may name "prior_run" (the run directory its --predictor's snapshots came from)
 and "predictor_report" (that predictor's report.json): their bytes and wall time are added to the
 setting's cost, labelled. Its "flags" are a string or a list; "family" names its curve in the plot.
@@ -90,6 +95,9 @@ LENET5 = {
         {"label": "diloco-H16", "family": DILOCO, "flags": "--method localsgd --sync-every 16 --outer-momentum 0.9",
          "tune": OUTER, "inherit": {"--lr": "localsgd-H16"}},
         {"label": "mp2-online", "family": "mp2", "flags": "--method mp2 --push front+head", "tune": LR},
+        # MP² inside SparseLoCo: the pushed group sent SparseLoCo's way at its H, the rest predicted by online MP².
+        {"label": "mp2-sparseloco-H64", "family": "mp2", "flags": "--method mp2 --push front+head --sync-every 64 "
+         "--push-codec sparseloco", "tune": LR},
     ],
 }
 # ResNet-18 on 30,000 Fashion-MNIST images fitted to 32×32×3 (the timeouts are mp2_pipeline.py's for
@@ -110,7 +118,7 @@ _BIG_COMMON = "--dataset fashion_mnist --fit-input --train-images 30000 --epochs
 RESNET18 = {"common": f"--model resnet18 {_BIG_COMMON}", "budgets": [12], "seeds": [0, 1, 2], "tune_seed": 0,
             "settings": _BIG_ROWS}
 VGG15 = {"common": f"--model vgg15 {_BIG_COMMON}", "budgets": [12], "seeds": [0], "tune_seed": 0, "settings": _BIG_ROWS}
-# Online MP²'s own study (issue: online MP² a user can just run): its defaults against the baseline, four seeds.
+# Online MP²'s own study (results/online-rounds: online MP² a user can just run): its defaults against the baseline, four seeds.
 ONLINE = {
     "common": "--model lenet5 --dataset fashion_mnist --epochs 10 --lr 0.003 --mixup 0",
     "seeds": [0, 1, 2, 3],
@@ -196,6 +204,24 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+RECORD_FILES = ("summary.json", "metrics.jsonl", report.MARKER)  # what the report reads of a finished run
+
+
+def copy_finished(source: Path, target: Path) -> int:
+    """Every finished run under `source` (SOURCE/LABEL/seedS/summary.json) that has not finished under `target`,
+    its record (RECORD_FILES) copied there; the number copied. From the run root to the kept records, and back."""
+    count = 0
+    for run_dir in sorted(source.glob("*/seed*")) if source.is_dir() else []:
+        there = target / run_dir.parent.name / run_dir.name
+        if (run_dir / "summary.json").exists() and not (there / "summary.json").exists():
+            there.mkdir(parents=True, exist_ok=True)
+            for name in RECORD_FILES:
+                if (run_dir / name).exists():
+                    npzio.write_bytes(there / name, (run_dir / name).read_bytes())
+            count += 1
+    return count
+
+
 def main(argv: list[str]) -> int:
     # --- flags -----------------------------------------------------------------------------------
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
@@ -211,6 +237,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--baseline", default="baseline", help="the setting the bytes fractions are taken against")
     p.add_argument("--dry-run", action="store_true", help="print each run's command (marking those done) and run nothing")
     p.add_argument("--report-only", action="store_true", help="run nothing: write the report of what ROOT holds")
+    p.add_argument("--carry", help="an earlier frontier.json: its rows are kept for the rows with no run under ROOT")
+    p.add_argument("--records", help="where each finished run's record (summary.json, metrics.jsonl, frontier-run.json) "
+                   "is copied, and read back into ROOT at the start (default: OUT/runs): committed, it lets a grid "
+                   "resume on another machine and the report be made again from it alone")
     args = p.parse_args(own)
 
     def fail(message: str) -> int:
@@ -248,6 +278,12 @@ def main(argv: list[str]) -> int:
     def finished() -> list[dict]:
         return report.read_root(root)[0] if root.is_dir() else []
 
+    records = Path(args.records or Path(args.out) / "runs")
+    if not args.dry_run:
+        restored = copy_finished(records, root)
+        if restored:
+            print(f"frontier: {restored} finished run(s) read back from {portable(str(records))}", flush=True)
+
     # --- loop --------------------------------------------------------------------------------------
     # Setting by setting: a tuned one's candidates on the tuning seed, then the candidate chosen at each
     # budget on the other seeds; a setting that inherits a rate waits for the row it names.
@@ -280,6 +316,7 @@ def main(argv: list[str]) -> int:
             # The code a run uses is the tree's when it starts (its processes import it then): named per run.
             outcome = run_one(run, commit_label(), sys.executable)
             if outcome.ok:
+                copy_finished(root, records)
                 selected = "" if outcome.selected is None else f", test acc at the best validation epoch {outcome.selected:.4f}"
                 print(f"{where}: finished in {outcome.seconds:.0f} s, final test acc {outcome.final:.4f}{selected}", flush=True)
             else:
@@ -319,8 +356,10 @@ def main(argv: list[str]) -> int:
     # --- report ----------------------------------------------------------------------------------
     if args.dry_run:
         return 0
+    copy_finished(root, records)  # runs another grid process finished under ROOT too
     try:
-        result = report.report(root, Path(args.out), [sys.executable, *sys.argv[:1], *argv], args.baseline)
+        result = report.report(root, Path(args.out), [sys.executable, *sys.argv[:1], *argv], args.baseline,
+                               carried_record=args.carry)
     except (report.ReportError, OSError) as e:
         return fail(f"no report: {e}")
     print(f"frontier: wrote frontier.json, frontier.csv, frontier.md and frontier.png in {args.out}")

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 import models
 from helpers import argtypes, provenance
+from helpers.optim import MODEL_EPSILON, Adam
 
 EVAL_BATCH = 500  # the PS's evaluation batch (runtime/ps.py)
 
@@ -39,7 +40,7 @@ def time_model(name: str, classes: int, batch: int, steps: int, threads: int, se
         labels = tf.compat.v1.placeholder(tf.int32, [None])
         logits = model.forward(params, images)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-        train = tf.compat.v1.train.AdamOptimizer(1e-3).minimize(loss, var_list=list(params.values()))
+        train = Adam(params, 1e-3, epsilon=MODEL_EPSILON).apply(tf.gradients(loss, list(params.values())))
         predictions = tf.argmax(logits, axis=1)
         init = tf.compat.v1.global_variables_initializer()
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)

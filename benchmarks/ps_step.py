@@ -1,46 +1,38 @@
-"""The PS's time per step, for any of the project's methods: runtime.ps.PSGraph against real worker processes.
+"""The PS's time per step, for any of the project's methods: the runtime's own PS and worker loops, the workers'
+training replaced by a cheap stand-in.
 
     .venv/bin/python benchmarks/ps_step.py --model resnet18 --workers 4 8 --methods baseline mp2 topk dgc powersgd --steps 20
 
-The PS is the real one, built as mp2_ps.py builds it: its flags, flags.build_method (each method
-with its default options), method.prepare_ps, the queues of runtime.wire.Wire and runtime.ps.PSGraph.
-MP² runs with an untrained predictor checkpoint (predictor.Predictor(layout, seed=0)) and WNN with an
-untrained nowcaster that records every step (so its steps are records, every fifth a jump): the
-timing does not depend on their weights. The one-time study of the PS before and after its redesign
-(results/ps_step/) was made by this script's earlier form, which had the old PS too
-(`git show f6324a8:benchmarks/ps_step.py`).
+What runs. One PS process and N worker processes, each with its own tf.distribute.Server on 127.0.0.1, built
+as mp2_ps.py and mp2_worker.py build them (the training flags, flags.build_method with the method's default
+options, runtime.wire.Wire, runtime.ps.PSGraph and PSLink, runtime.worker.WorkerGraph) and driven by the same
+loops: runtime/ps_loop.py's PSLoop and runtime/worker_loop.py's WorkerLoop (admission, each step's exchanges,
+the epoch's reports, evaluation and checkpoint, the workers' "done"). The run is one epoch of synthetic images,
+one per worker and step, sized so that it has --warmup + --steps + 1 exchanging steps (local SGD's, SparseLoCo's
+and Streaming DiLoCo's steps between syncs run too, without exchange). MP² runs with an untrained predictor
+checkpoint (predictor.Predictor(layout, seed=0)) and WNN with an untrained nowcaster that records every step (so
+its steps are records, every fifth a jump): the timing does not depend on their weights. The one-time study of
+the PS before and after its redesign (results/ps_step/) was made by this script's earliest form, which had the
+old PS too (`git show f6324a8:benchmarks/ps_step.py`).
 
-What "PS time per step" means here. The workers are real processes, each with its own
-tf.distribute.Server on 127.0.0.1, that do no training: they enqueue a precomputed payload of the
-method's shapes (held in variables on the worker, as a real worker's model is) and wait for the
-reply, as fast as they can. What a worker pushes:
+The workers do not train: WorkerGraph(simulated=True) builds no forward or backward pass, and every gradient
+the method asks for is a fixed random tensor drawn once per worker. Everything after that is the method's own
+worker graph (its optimizer step, compression and error feedback, its payload) and the runtime's exchange, so
+each method's payload and reply are its own (DGC's counts vary with the gradients, as in a run). Each worker's
+gradients differ, so the sparse methods' average, and with it their reply, has up to N·k entries.
 
-    baseline, local SGD, WNN, MP²'s full steps   the whole model
-    sync                                         a gradient of the whole model's size
-    MP²'s partial steps                          the pushed group (--push front)
-    Top-k                                        per tensor topk_count(ratio, n) values and positions
-    DGC                                          per tensor of 2+ dimensions its target count
-                                                 max(1, ceil(ratio n)) values and positions (the real
-                                                 count lies within 0.8-1.3 of it; the ratio after the
-                                                 warm-up), the 1-D tensors dense
-    PowerSGD                                     P of every matrix and the 1-D tensors, then Q of every
-                                                 matrix: two exchanges per step
-
-Each worker draws its own positions, so the sparse methods' average, and with it their reply, has up
-to N·k entries: the most they can send back. Local SGD's steps between syncs have no exchange; only
-its sync steps are timed.
-
-Timing the PS from when it starts waiting would charge it the workers' pushes; pre-filling cannot help
-either, since a worker sends step s+1 only after it has its reply to step s. So before each exchange
-the PS polls the sizes of the workers' queues until every payload of that exchange is on the PS, and
-times from there until the exchange's session run has enqueued the last reply: pure PS work (dequeue,
-aggregate, update, predict, reply), with every worker idle and waiting. A step's time is the sum over
-its exchanges. The workers time push -> reply over the whole step and count the bytes they push and
-receive, as the runtime counts them (the reply's control word included). One extra step, unmeasured,
-is traced op by op to show where its time goes. A call that gRPC delivered twice, or that TensorFlow
-aborted without naming a cause, is asked about and recovered as runtime/worker.py recovers it (the PS's
-`delivered` and `replied` counters); results.json counts such calls per configuration (`recovered_calls`,
-0 in a clean run: a step with one is slower by the asking).
+What "PS time per step" means here. Timing the PS from when it starts waiting would charge it the workers'
+pushes; pre-filling cannot help either, since a worker sends step s+1 only after it has its reply to step s.
+So before each exchange the PS (PSGraph.execute, the hook this script overrides) polls the sizes of the workers'
+queues until every payload of that exchange is on the PS, and times from there until the exchange's session run
+has enqueued the last reply: pure PS work (dequeue, aggregate, update, predict, reply), with every worker idle
+and waiting. A step's time is the sum over its exchanges, plus the method's bookkeeping after it
+(Method.after_step). The workers time each exchanging step from the start of its push (the stand-in update,
+staging, sending) to the reply applied, and count the bytes they push and receive as the runtime counts them
+(the reply's control word included). The last exchanging step, unmeasured, is traced op by op to show where its
+time goes. A call that gRPC delivered twice, or that TensorFlow aborted without naming a cause, is asked about
+and recovered by the runtime's worker (runtime/worker.py); results.json counts such calls per configuration
+(`recovered_calls`, 0 in a clean run: a step with one is slower by the asking).
 
 Writes results.json (with provenance) and README.md (the command, the machine, the table) to --out.
 """
@@ -48,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -56,7 +47,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -66,98 +59,70 @@ ROOT = Path(__file__).resolve().parent.parent
 # Its own PS and worker processes run as a module from ROOT: this checkout's code, installed or not.
 SELF = [sys.executable, "-m", "benchmarks.ps_step"]
 
-METHOD_NAMES = ("baseline", "sync", "mp2", "topk", "dgc", "powersgd", "localsgd", "sparseloco", "streaming", "wnn")
 FILE_FLAG = {"mp2": "--predictor", "wnn": "--wnn"}  # the methods that read a file, and its flag
 CLASSES = 10  # CIFAR-10 / Fashion-MNIST: ResNet-18 then has 3,139,274 parameters
+TEST_IMAGES = 10  # the PS evaluates the model once, at the epoch's end: untimed, kept short
 RESULT_TAG = "ps_step result: "
 TIMEOUT = 300.0  # seconds any one blocking call may take before the run is declared stuck
-POLL_SECONDS = 0.0005
-STEPS_PER_EPOCH_PER_STEP = 64  # the RunInfo's epoch length per timed step: room for local SGD's syncs
 
 
-def build_method(model_name: str, method_name: str, workers: int, timed_steps: int, method_file: str | None):
-    """(args, model, method) as mp2_ps.py makes them from its flags, with the method's default options."""
+def method_names() -> tuple[str, ...]:
+    from runtime.methods import METHODS
+
+    return tuple(METHODS)
+
+
+@dataclass
+class Setup:
+    """What the PS and every worker build alike from the same flags (their RunConfigs then agree)."""
+
+    args: argparse.Namespace
+    model: Any
+    method: Any
+    dataset: Any
+    config: Any
+    steps_per_epoch: int
+
+
+def epoch_length(build: Callable[[int], Any], exchanges: int) -> int:
+    """The fewest steps S for which an epoch of S steps of the method `build(S)` has `exchanges` exchanging steps.
+
+    An epoch's last step always exchanges, and one more step adds at most one exchange, so the count grows by 0
+    or 1 with S and every count is met exactly."""
+    def count(steps: int) -> int:
+        method = build(steps)
+        return sum(not method.is_local(s) for s in range(steps))
+
+    high = exchanges
+    while count(high) < exchanges:
+        high *= 2
+    low = exchanges  # count(S) <= S
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if count(middle) < exchanges else (low, middle)
+    return low
+
+
+def setup(model_name: str, method_name: str, workers: int, exchanges: int, method_file: str | None) -> Setup:
+    """The run's flags, model, method (its default options), data and RunConfig, as mp2_ps.py and mp2_worker.py
+    make them, for one epoch with `exchanges` exchanging steps."""
+    import data.validation
     import models
+    from data.synthesis import synthetic
     from runtime import flags
 
-    argv = ["--model", model_name, "--method", method_name]
+    argv = ["--model", model_name, "--method", method_name, "--dataset", "synthetic", "--epochs", "1",
+            "--worker-batch", "1", "--validation-images", "0"]
     if method_file:
         argv += [FILE_FLAG[method_name], method_file]
     args = flags.ps_parser("").parse_args(argv)
     model = models.get(args.model, CLASSES, push=args.push)
-    method = flags.build_method(args, model, workers, steps_per_epoch=STEPS_PER_EPOCH_PER_STEP * timed_steps)
-    return args, model, method
-
-
-def exchanging_steps(method, count: int) -> list[int]:
-    """The first `count` global steps that exchange with the PS (all of them but local SGD's local steps)."""
-    end = method.run.epochs * method.run.steps_per_epoch
-    steps = [s for s in range(end) if not method.is_local(s)][:count]
-    if len(steps) < count:
-        raise ValueError(f"{method.name} exchanges on only {len(steps)} of {end} steps; ps_step needs {count}")
-    return steps
-
-
-def payloads(method, phase: int, rng: np.random.Generator) -> list[list[np.ndarray]]:
-    """What one worker pushes in each exchange of a step of `phase`: arrays of the shapes and dtypes the
-    method's worker sends (its up_dtypes), values drawn from `rng`."""
-    layout = method.layout
-
-    def floats(n: int) -> np.ndarray:
-        return rng.standard_normal(n, dtype=np.float32) * np.float32(0.01)
-
-    if method.name in ("baseline", "sync", "localsgd", "wnn"):
-        return [[floats(layout.total)]]
-    def sparse(sizes: list[int], counts: list[int]) -> list[np.ndarray]:
-        """Values and int32 positions (in the tensors' concatenation) of counts[i] distinct entries of tensor i."""
-        offsets = np.cumsum([0, *sizes[:-1]])
-        positions = [rng.choice(n, k, replace=False).astype(np.int32) + np.int32(o)
-                     for n, k, o in zip(sizes, counts, offsets)]
-        return [floats(sum(counts)), np.concatenate([np.zeros(0, np.int32), *positions])]
-
-    if method.name == "mp2":
-        from compression.topk import topk_count
-        from models import PREDICTED
-        from runtime.methods.mp2 import FULL
-
-        sent = [floats(layout.total if phase == FULL else layout.pushed)]
-        ratio = method.opts.correction_ratio
-        if ratio > 0:  # the predicted group's Top-k gradient, none on full steps
-            sizes = [spec.size for spec in layout.params if spec.group == PREDICTED]
-            sent += sparse(sizes, [0 if phase == FULL else topk_count(ratio, n) for n in sizes])
-        return [sent]
-    if method.name in ("topk", "dgc"):
-        dense = method.dense_mask()
-        biases = sum(spec.size for spec, is_dense in zip(layout.params, dense) if is_dense)
-        return [[*sparse([spec.size for spec in layout.params], sparse_counts(method)), floats(biases)]]
-    if method.name == "sparseloco":  # per tensor: 12-bit indices within a chunk, 2-bit bins, five floats
-        from compression import sparseloco as sl
-
-        indices, bins = [], []
-        for plan in method.plans:
-            i = rng.integers(0, plan.chunk_len, plan.entries + plan.entries % 2).reshape(-1, 2)
-            a, b = i[:, 0], i[:, 1]
-            indices.append(np.stack([a & 0xFF, (a >> 8) | ((b & 0xF) << 4), b >> 4], axis=1).reshape(-1).astype(np.uint8))
-            bins.append(rng.integers(0, 256, sl.bin_bytes(plan.entries), dtype=np.uint8))
-        return [[np.concatenate(indices), np.concatenate(bins), floats(sl.PARAMS * len(method.plans))]]
-    if method.name == "streaming":  # the fragment's outer gradient: packed 4-bit codes and a float per tensor
-        n = method.payload_bytes(phase) - 4 * len(method._params(phase))
-        return [[rng.integers(0, 256, n, dtype=np.uint8), floats(len(method._params(phase)))]]
-    if method.name == "powersgd":
-        plan = method.plan()
-        return [[floats(plan.first_size)], [floats(plan.q_size)]]
-    raise ValueError(f"ps_step does not know what a {method.name} worker pushes; add it to payloads()")
-
-
-def sparse_counts(method) -> list[int]:
-    """Entries a Top-k or DGC worker sends of each tensor (0 for a tensor DGC sends dense)."""
-    from compression.topk import topk_count
-
-    ratio = method.opts.ratio
-    if method.name == "topk":
-        return [topk_count(ratio, spec.size) for spec in method.layout.params]
-    return [0 if is_dense else min(spec.size, max(1, math.ceil(ratio * spec.size)))  # DGC's target k
-            for spec, is_dense in zip(method.layout.params, method.dense_mask())]
+    steps = epoch_length(lambda s: flags.build_method(args, model, workers, s), exchanges)
+    method = flags.build_method(args, model, workers, steps)
+    images = synthetic(model.input_shape, CLASSES, train_size=steps * workers * args.worker_batch,
+                       test_size=TEST_IMAGES, seed=args.seed)
+    dataset = data.validation.hold_out(images, 0)
+    return Setup(args, model, method, dataset, flags.run_config(args, model, dataset, workers, method), steps)
 
 
 def summarize(seconds: list[float]) -> dict:
@@ -171,107 +136,59 @@ def spread(values: list[int]) -> dict:
     return {"median": statistics.median_low(values), "min": min(values), "max": max(values)}
 
 
-# --- a worker that only pushes and pulls ----------------------------------------------------------
-def work(ps_host: str, worker_hosts: list[str], index: int, model_name: str, method_name: str, steps: int,
-         first_phase: int) -> None:
+# --- a worker: the runtime's worker loop, training replaced by a stand-in --------------------------
+def work(ps_host: str, worker_hosts: list[str], index: int, model_name: str, method_name: str, exchanges: int,
+         method_file: str | None, log_dir: Path) -> None:
     import tensorflow as tf
 
-    from runtime import cluster, deadline, faults, tferrors
-    from runtime.wire import Wire, as_list, nbytes, push_arrived, reply_gone
-    from runtime.worker import LOOK_AGAIN_SECONDS, RETRIES
+    import data
+    from benchmarks.ps_step_timing import TimedWorker
+    from runtime import cluster, deadline
+    from runtime.rundir import RunDir
+    from runtime.wire import Wire
+    from runtime.worker import WorkerGraph
+    from runtime.worker_loop import WorkerLoop, WorkerSettings
+
+    def log(line: str) -> None:
+        print(f"worker {index}: {line}", file=sys.stderr, flush=True)
 
     tf.compat.v1.disable_eager_execution()
+    deadline.WHO = f"worker {index}"
     spec = cluster.Cluster((ps_host,), tuple(worker_hosts))
     server = cluster.start_server(spec, "worker", index, 1)
-    _, _, method = build_method(model_name, method_name, len(worker_hosts), steps, None)
+    built = setup(model_name, method_name, len(worker_hosts), exchanges, method_file)
+    args, method = built.args, built.method
+    method.prepare_worker(log=log)
     wire = Wire(len(worker_hosts), method.up_dtypes, method.down_dtypes)
-    rng = np.random.default_rng(index)
-    pushes: dict[int, list[tf.Operation]] = {}  # phase -> one enqueue per exchange
-    up_bytes: dict[int, int] = {}
-    feeds, initializers = {}, []
-    with tf.device(f"/job:worker/task:{index}"):
-        for phase in method.phase_names:
-            pushes[phase] = []
-            exchanges = payloads(method, phase, rng)
-            up_bytes[phase] = sum(a.nbytes for arrays in exchanges for a in arrays)
-            for k, arrays in enumerate(exchanges):
-                held = []
-                for j, array in enumerate(arrays):
-                    initial = tf.compat.v1.placeholder(array.dtype, array.shape)
-                    held.append(tf.Variable(initial, trainable=False, name=f"payload_{phase}_{k}_{j}"))
-                    feeds[initial] = array
-                    initializers.append(held[-1].initializer)
-                pushes[phase].append(wire.up[index].enqueue([v.read_value() for v in held]))
-        # The reply lands in worker memory (an identity on the worker device pulls it over); only its size
-        # and the control word come back to Python.
-        landed = [tf.identity(t) for t in as_list(wire.down[index].dequeue())]
-        pull = [nbytes(landed), landed[-1]]
-    # Where this worker's calls stand on the PS, for a call gRPC delivered twice or TensorFlow aborted
-    # without a cause (tferrors.ambiguous): asked about as runtime/worker.py asks, with the same counters.
-    push_probe = [wire.up[index].size(), wire.delivered[index].read_value()]
-    pull_probe = [wire.down[index].size(), wire.replied.read_value()]
-    cluster.wait_for_port(ps_host, 60, "the PS")
+    graph = TimedWorker(WorkerGraph(built.model, method, wire, index, method.run.lr, args.verify_sync, log=log,
+                                    simulated=True))
     session = cluster.session(server, "worker", index, 1)
-    session.run(initializers, feeds)
-    exchanges, recovered = 0, 0
-
-    def call(fetches, what: str, probe: list, settled, before, after) -> list:
-        """Run `fetches`; after an ambiguous abort, run again unless `settled(*probe)` says it took effect.
-        `before`, `after`: runtime/faults.py's hooks, which the tests use to fail a call on purpose."""
-        nonlocal recovered
-        for attempt in range(RETRIES + 1):
-            try:
-                before()
-                got = deadline.run(session, fetches, seconds=TIMEOUT, what=what)
-                after()
-                return got
-            except tf.errors.AbortedError as e:
-                if not tferrors.ambiguous(e) or attempt == RETRIES:
-                    raise
-                recovered += 1
-                time.sleep(LOOK_AGAIN_SECONDS)  # the first copy of the call may still be settling on the PS
-                done = settled(*deadline.run(session, probe, seconds=TIMEOUT, what=f"{what}: asking the PS"))
-                print(f"ps_step: worker {index}: {what}: aborted ({tferrors.explain(e)}); "
-                      + ("it had taken effect" if done else "run again"), file=sys.stderr, flush=True)
-                if done:
-                    return []
-
-    def pushed_already(queued: int, delivered: int) -> bool:
-        return push_arrived(queued, delivered, exchanges)
-
-    def reply_lost(waiting: int, replied: int) -> bool:
-        if reply_gone(waiting, replied, exchanges):  # taken from down/i, and lost on the way: nothing to wait for
-            raise RuntimeError(f"worker {index}: the PS's reply to exchange {exchanges} was taken and lost")
-        return False
-
-    times, pushed, received = [], [], []
-    phase = first_phase
-    for step in range(steps):
-        started, down = time.perf_counter(), 0
-        for k, push in enumerate(pushes[phase]):
-            exchanges += 1
-            call(push, f"worker {index} pushing step {step + 1}", push_probe, pushed_already,
-                 lambda: faults.before_send(index, step), lambda: faults.after_send(index, step))
-            got, control = call(pull, f"worker {index} waiting for reply {step + 1}", pull_probe, reply_lost,
-                                lambda: faults.before_pull(index, step), lambda: None)
-            down += int(got)
-        times.append(time.perf_counter() - started)
-        pushed.append(up_bytes[phase])
-        received.append(down)
-        phase = int(control[0])  # the reply announces the next step's phase
-    print(RESULT_TAG + json.dumps({"index": index, "step_seconds": times, "bytes_up": pushed, "bytes_down": received,
-                                   "recovered_calls": recovered}), flush=True)
-    cluster.exit_now(0)
+    settings = WorkerSettings(epochs=args.epochs, seed=args.seed, mixup=args.mixup, step_timeout=TIMEOUT,
+                              connect_timeout=TIMEOUT, verify_sync=args.verify_sync, trace_steps=0)
+    schedule = data.Schedule(len(built.dataset.train_x), len(worker_hosts), args.worker_batch, args.seed)
+    code = WorkerLoop(graph, session, method, schedule, built.dataset, index, settings, RunDir(log_dir / "run"),
+                      built.config.to_json(), ps_host, log=log).run()
+    if code == 0:
+        (log_dir / f"worker-{index}.json").write_text(json.dumps({
+            "index": index, "step_seconds": graph.step_seconds, "bytes_up": graph.bytes_up,
+            "bytes_down": graph.bytes_down, "recovered_calls": graph.retries}))
+    cluster.exit_now(code)
 
 
-# --- the PS ---------------------------------------------------------------------------------------
+# --- the PS: the runtime's PS loop, its exchanges timed ------------------------------------------------
 def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: int, method_file: str | None,
           log_dir: Path) -> dict:
     import tensorflow as tf
 
-    from runtime import cluster, deadline, flags
-    from runtime.ps import PSGraph
+    from benchmarks.ps_step_timing import TimedPSGraph
+    from runtime import cluster, flags
+    from runtime.ps import PSLink
+    from runtime.ps_loop import PSLoop, PSSettings, StartPoint
+    from runtime.rundir import RunDir
     from runtime.wire import Wire
+
+    def log(line: str) -> None:
+        print(f"ps: {line}", flush=True)
 
     tf.compat.v1.disable_eager_execution()
     ports = cluster.free_ports(workers + 1)
@@ -279,57 +196,47 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
     server = cluster.start_server(spec, "ps", 0, 1)
     session = cluster.session(server, "ps", 0, 1)  # mp2_ps.py's default --threads
 
-    # Built as mp2_ps.py builds it: its flags, its method factory, its graph.
-    total_steps = warmup + steps + 1  # the last one, unmeasured, traced op by op
-    args, model, method = build_method(model_name, method_name, workers, total_steps, method_file)
-    method.prepare_ps(flags.ps_context(args), dataset=None)  # a predictor or nowcaster file (or none) needs no data
+    exchanges = warmup + steps + 1  # the last one, unmeasured, traced op by op
+    built = setup(model_name, method_name, workers, exchanges, method_file)
+    args, model, method = built.args, built.model, built.method
+    method.prepare_ps(flags.ps_context(args), built.dataset, log=log)
     wire = Wire(workers, method.up_dtypes, method.down_dtypes)
-    graph = PSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync)
-    graph.initialise(session, model.init_vector(args.seed))
-    all_present = tf.reduce_all(tf.stack([q.size() for q in wire.up]) >= 1)
-    plan = exchanging_steps(method, total_steps)
-    phase = method.next_phase(plan[0])  # what the PS's welcome would announce
+    procs: list[subprocess.Popen] = []
+    graph = TimedPSGraph(model, method, wire, cluster.PS_DEVICE, args.verify_sync, traced=exchanges - 1,
+                         alive=lambda: all(p.poll() is None for p in procs))
+    vector = model.init_vector(args.seed)
+    graph.initialise(session, vector)
+    after_step = method.after_step  # the method's bookkeeping after a step is PS work too: timed with it
 
-    procs = []
+    def timed_after_step(session_, step: int, phase: int) -> None:
+        started = time.perf_counter()
+        after_step(session_, step, phase)
+        graph.add(time.perf_counter() - started)
+
+    method.after_step = timed_after_step
     for index in range(workers):
-        with open(log_dir / f"worker-{index}.log", "w") as log:  # the child keeps its own handle
+        with open(log_dir / f"worker-{index}.log", "w") as out:  # the child keeps its own handle
             procs.append(subprocess.Popen(
                 [*SELF, "--role", "worker", "--ps-host", spec.ps[0], "--worker-hosts", ",".join(spec.workers),
-                 "--index", str(index), "--model", model_name, "--methods", method_name, "--steps", str(total_steps),
-                 "--phase", str(phase)],
-                cwd=ROOT, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True))
+                 "--index", str(index), "--model", model_name, "--methods", method_name, "--steps", str(steps),
+                 "--warmup", str(warmup), "--log-dir", str(log_dir)] + (["--method-file", method_file] if method_file else []),
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    settings = PSSettings(epochs=args.epochs, steps_per_epoch=built.steps_per_epoch, step_timeout=TIMEOUT,
+                          connect_timeout=TIMEOUT, checkpoint_every=0)
+    loop = PSLoop(method, graph, PSLink(session, wire), session, RunDir(log_dir / "run"), built.dataset,
+                  built.config, settings, StartPoint(vector), log=log)
     try:
-        ps_seconds, phases, traces, exchanges = [], [], [], 0
-        for i, step in enumerate(plan):
-            following = method.next_phase(plan[i + 1]) if i + 1 < len(plan) else phase
-            traced = i == len(plan) - 1
-            seconds = 0.0
-            for op in graph.step_ops[phase]:
-                exchanges += 1
-                end = time.monotonic() + TIMEOUT
-                while not session.run(all_present):
-                    if time.monotonic() > end or any(p.poll() is not None for p in procs):
-                        raise RuntimeError(f"step {i + 1}: a worker stopped pushing (see {log_dir}/worker-*.log)")
-                    time.sleep(POLL_SECONDS)
-                feed = {graph.step: step, graph.next_phase: following, graph.exchange: exchanges}
-                started = time.perf_counter()
-                if traced:
-                    traces.append(tf.compat.v1.RunMetadata())
-                    session.run(op, feed, options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
-                                run_metadata=traces[-1])
-                else:
-                    deadline.run(session, op, feed, seconds=TIMEOUT, what=f"step {i + 1}")
-                seconds += time.perf_counter() - started
-            started = time.perf_counter()
-            method.after_step(session, step, phase)
-            ps_seconds.append(seconds + time.perf_counter() - started)
-            phases.append(method.phase_name(phase))
-            phase = following
-        worker_results = [_worker_result(p, log_dir) for p in procs]
+        code = loop.run()
+        if code:
+            raise RuntimeError(f"the PS's loop stopped with exit code {code} (see {log_dir}/worker-*.log)")
+        worker_results = [_worker_result(p, index, log_dir) for index, p in enumerate(procs)]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+    if len(graph.seconds) != exchanges:
+        raise RuntimeError(f"the PS timed {len(graph.seconds)} exchanging steps, expected {exchanges}")
+    ps_seconds, phases = graph.seconds, graph.phases
     measured = range(warmup, warmup + steps)
     by_phase = {name: summarize([ps_seconds[s] for s in measured if phases[s] == name])
                 for name in dict.fromkeys(phases[s] for s in measured)}
@@ -337,6 +244,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
                for k, v in method.opts.to_json().items()}  # the file is a temporary one
     return {"model": model_name, "parameters": model.layout.total, "pushed": model.layout.pushed, "workers": workers,
             "method": method_name, "method_options": options, "warmup_steps": warmup, "measured_steps": steps,
+            "steps_per_epoch": built.steps_per_epoch,
             "exchanges_per_step": {method.phase_name(p): len(ops) for p, ops in graph.step_ops.items()},
             "ps": summarize([ps_seconds[s] for s in measured]), "ps_by_phase": by_phase,
             "worker": summarize([w["step_seconds"][s] for w in worker_results for s in measured]),
@@ -347,7 +255,7 @@ def serve(model_name: str, method_name: str, workers: int, warmup: int, steps: i
             # is slower by the asking): 0 in a clean run.
             "recovered_calls": sum(w["recovered_calls"] for w in worker_results),
             "ps_step_seconds": [ps_seconds[s] for s in measured],
-            "traced_step": {"ms": 1000 * ps_seconds[-1], "ms_by_op_type": op_times(session.graph, traces)}}
+            "traced_step": {"ms": 1000 * ps_seconds[-1], "ms_by_op_type": op_times(session.graph, graph.traces)}}
 
 
 def predictor_weights(method) -> int | None:
@@ -375,12 +283,12 @@ def op_times(graph, traces: list) -> dict[str, float]:
     return dict(sorted(by_type.items(), key=lambda item: -item[1]))
 
 
-def _worker_result(proc: subprocess.Popen, log_dir: Path) -> dict:
-    out, _ = proc.communicate(timeout=TIMEOUT)
-    lines = [line for line in out.splitlines() if line.startswith(RESULT_TAG)]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"a worker exited with code {proc.returncode} without its times (see {log_dir}/worker-*.log)")
-    return json.loads(lines[-1][len(RESULT_TAG):])
+def _worker_result(proc: subprocess.Popen, index: int, log_dir: Path) -> dict:
+    code = proc.wait(timeout=TIMEOUT)
+    result = log_dir / f"worker-{index}.json"
+    if code != 0 or not result.exists():
+        raise RuntimeError(f"worker {index} exited with code {code} without its times (see {log_dir}/worker-{index}.log)")
+    return json.loads(result.read_text())
 
 
 # --- the whole benchmark ----------------------------------------------------------------------------
@@ -398,7 +306,7 @@ def _bytes(spread_: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | workers | method | PS ms/step median | PS ms/step p90 | worker push->reply ms median | "
+    lines = ["| model | workers | method | PS ms/step median | PS ms/step p90 | worker step ms median | "
              "bytes up per worker step | bytes down per worker step | predictor weights |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -413,20 +321,23 @@ def _steps(n: int) -> str:
     return f"{n} step" + ("" if n == 1 else "s")
 
 
-def readme(command: str, host: dict, rows: list[dict], steps: int, warmup: int) -> str:
+def readme(command: str, host: dict, rows: list[dict], steps: int, warmup: int, origin: dict) -> str:
     phased = [f"- {r['model']}, {r['workers']} workers, {r['method']}: "
               + ", ".join(f"{name} {s['median_ms']:.1f} ms ({_steps(s['steps'])})" for name, s in r["ps_by_phase"].items())
               for r in rows if len(r["ps_by_phase"]) > 1]
+    commit = (origin["git"].get("commit") or "unknown") + (" (with uncommitted changes)" if origin["git"].get("dirty") else "")
     return "\n".join([
         "# PS time per step", "",
         "Produced by `benchmarks/ps_step.py` (its docstring says exactly what is timed and why). Command:", "",
         "```", command, "```", "",
-        f"Machine: {host['cpu']}, {host['cores']} cores, {host['gpus']} GPUs; Python {host['python']}, "
+        f"Commit: {commit}. Machine: {host['cpu']}, {host['cores']} cores, {host['gpus']} GPUs; Python {host['python']}, "
         f"TensorFlow {host['tensorflow']}, numpy {host['numpy']}; {host['os']}. 1-minute load average "
         f"{host['load_average_1min']['start']:.1f} at the start, {host['load_average_1min']['end']:.1f} at the end.", "",
         f"Over {_steps(steps)} measured (after {warmup} warm-up). \"PS ms/step\" is the PS's time from every payload "
-        f"being on the PS to the last reply enqueued, summed over a step's exchanges; the worker column is what a worker "
-        f"sees from its first push to its last reply (all workers, all measured steps); bytes are one worker's per step, "
+        f"being on the PS to the last reply enqueued, summed over a step's exchanges, plus the method's bookkeeping after "
+        f"it; the worker column is what a worker sees from the start of its push (a stand-in for training, then the "
+        f"method's own update and payload) to its last reply applied (all workers, all measured steps); bytes are one "
+        f"worker's per step, "
         f"each way, the reply's control word included; predictor weights: MP²'s predictor, WNN's three nowcasters.", "",
         table(rows), "",
         *(["PS ms/step by phase (median):", "", *phased, ""] if phased else []),
@@ -491,12 +402,12 @@ def run_all(args: argparse.Namespace) -> None:
                 rows.append(json.loads(lines[-1][len(RESULT_TAG):]))
                 r = rows[-1]
                 print(f"ps_step:   PS {r['ps']['median_ms']:.1f} ms per step (p90 {r['ps']['p90_ms']:.1f}), "
-                      f"worker push->reply {r['worker']['median_ms']:.1f} ms", flush=True)
+                      f"worker step {r['worker']['median_ms']:.1f} ms", flush=True)
     host = {**machine(), "load_average_1min": {"start": load_at_start, "end": os.getloadavg()[0]}}
     print(table(rows), flush=True)
-    npzio.write_json(out / "results.json", {"command": command, "machine": host, "results": rows,
-                                           "provenance": provenance.record(out)})
-    (out / "README.md").write_text(readme(command, host, rows, args.steps, args.warmup))
+    origin = provenance.record(out)
+    npzio.write_json(out / "results.json", {"command": command, "machine": host, "results": rows, "provenance": origin})
+    (out / "README.md").write_text(readme(command, host, rows, args.steps, args.warmup, origin))
     print(f"ps_step: wrote {out / 'results.json'} and {out / 'README.md'}", flush=True)
 
 
@@ -506,13 +417,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resnet18", choices=models.NAMES)
     p.add_argument("--workers", type=argtypes.positive_int, nargs="+", default=[4, 8], help="worker counts to measure")
-    p.add_argument("--methods", nargs="+", choices=METHOD_NAMES, default=["baseline", "mp2"],
+    p.add_argument("--methods", nargs="+", choices=method_names(), default=["baseline", "mp2"],
                    help="methods to measure, each with its default options")
     p.add_argument("--steps", type=argtypes.positive_int, default=20, help="measured steps per configuration")
     p.add_argument("--warmup", type=argtypes.nonnegative_int, default=3, help="unmeasured steps first")
     p.add_argument("--out", default=str(ROOT / "runs" / "ps_step"), help="where results.json and README.md go")
     # Internal: the processes this script starts for itself.
-    for flag in ("--role", "--ps-host", "--worker-hosts", "--index", "--method-file", "--log-dir", "--phase"):
+    for flag in ("--role", "--ps-host", "--worker-hosts", "--index", "--method-file", "--log-dir"):
         p.add_argument(flag, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -522,7 +433,7 @@ if __name__ == "__main__":
     options = parse()
     if options.role == "worker":
         work(options.ps_host, options.worker_hosts.split(","), int(options.index), options.model, options.methods[0],
-             options.steps, int(options.phase))
+             options.warmup + options.steps + 1, options.method_file, Path(options.log_dir))
     elif options.role == "ps":
         outcome = serve(options.model, options.methods[0], options.workers[0], options.warmup, options.steps,
                         options.method_file, Path(options.log_dir))

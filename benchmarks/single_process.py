@@ -3,8 +3,8 @@
     python benchmarks/single_process.py --model lenet5 --dataset fashion_mnist --epochs 1
     python benchmarks/single_process.py --model resnet18 --fit-input --train-images 10000 --epochs 1
 
-No PS, no workers: Adam on mini-batches, eagerly with tf.function. Prints test accuracy and the
-time per step, and writes them as JSON (--out). Useful to check a model and a dataset before a
+No PS, no workers: Adam (the workers', helpers/optim.py) on mini-batches, eagerly with tf.function.
+Prints test accuracy and the time per step, and writes them as JSON (--out). Useful to check a model and a dataset before a
 distributed run, and as the speed of one step without communication.
 """
 import argparse
@@ -20,6 +20,7 @@ import data
 import data.flags
 import models
 from helpers import argtypes, provenance
+from helpers.optim import MODEL_EPSILON, Adam
 from runtime.metrics import classification_report
 from runtime.progress import Progress
 
@@ -43,7 +44,7 @@ try:
 except (data.DataError, ValueError) as e:
     sys.exit(f"single_process: error: {e}")
 params = {name: tf.Variable(value) for name, value in model.init(args.seed).items()}
-optimizer = tf.keras.optimizers.Adam(args.lr)
+optimizer = Adam(params, args.lr, epsilon=MODEL_EPSILON)  # the workers' Adam (helpers/optim.py)
 variables = list(params.values())
 
 
@@ -52,7 +53,7 @@ def train_step(images, labels):
     with tf.GradientTape() as tape:
         logits = model.forward(params, images)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    optimizer.apply(tape.gradient(loss, variables))
     return loss
 
 

@@ -33,14 +33,14 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     parser.add_argument("--data-dir", metavar="DIR",
                         help="the folder holding the dataset's files, and the only place looked "
                              "in when given; else $MP2_DATA, /usr/share/datasets/<name>, then "
-                             "the Keras cache")
+                             "the Keras cache%(default).0s")
     parser.add_argument("--fit-input", action="store_true",
                         help="fit the dataset's images to the model's input: zero-pad them "
                              "(centred, e.g. 28x28 to 32x32) and repeat a grey channel 3 times; "
                              "digits are upscaled straight to the model's size. Never shrinks")
     parser.add_argument("--train-images", type=argtypes.positive_int, default=None, metavar="N",
                         help="train on a fixed subset of N training images, stratified by "
-                             "class and chosen by the seed (default: all of them)")
+                             "class and chosen by the seed (default: all of them)%(default).0s")
 
 
 def from_args(args: argparse.Namespace, image_shape: tuple[int, int, int] | None,

@@ -26,6 +26,8 @@ f.add_argument("--out", default="results/frontier", help="where frontier.json, .
 f.add_argument("--baseline", default="baseline", help="the setting the bytes fractions are taken against")
 f.add_argument("--readme", action="append", default=[], help="a README whose block 'frontier summary' gets the summary "
                "table (repeatable; e.g. README.md and results/frontier/README.md)")
+f.add_argument("--carry", default=None, help="an earlier frontier.json whose rows are kept for the rows with no run "
+               "under ROOT (marked as carried, with that record's commit)")
 n = commands.add_parser("network", help="time to target over emulated hosts, re-derived from the CSVs of "
                                         "benchmarks/network.py")
 n.add_argument("dir", help="the benchmark's --out: its results.csv and curves.csv are read, and every file rewritten")
@@ -51,7 +53,7 @@ args = p.parse_args()
 try:
     if args.command == "frontier":
         result = frontier.report(args.root, args.out, [sys.executable, "-m", "reports", *sys.argv[1:]], args.baseline,
-                                 tuple(Path(r) for r in args.readme))
+                                 tuple(Path(r) for r in args.readme), args.carry)
         print(frontier.markdown(result))
         print(f"reports: wrote frontier.json, frontier.csv, frontier.md and frontier.png in {args.out}")
     elif args.command == "network":

@@ -12,7 +12,11 @@ frontier-failed.json for a run that failed, and mp2_local.log. A tuned row's can
 ROW__TAG (e.g. baseline__lr0.003); ROOT/frontier-tuning.json (written by the grid) lists each row's
 candidates in the grid's order, the tuning seed and the budgets.
 
-    python -m reports frontier runs/frontier --out results/frontier
+A grid's runs need not all be on this machine: `--carry RECORD` (an earlier frontier.json) keeps that
+record's rows for every row that has no run under ROOT, marked as carried with the record's commit, so a
+grid can add rows in a later session without rerunning the ones it already reported.
+
+    python -m reports frontier runs/frontier --out results/frontier [--carry results/frontier/frontier.json]
 """
 from __future__ import annotations
 
@@ -292,7 +296,7 @@ def markdown(result: dict) -> str:
             bound = "" if r["cost_complete"] else "≥ "
             spread = "—" if r["sel_acc_min"] is None else f"{r['sel_acc_min']:.4f}–{r['sel_acc_max']:.4f}"
             lines.append(
-                f"| {r['row']} | {_chosen(r)} | {r['seeds']} | {_acc(r['sel_acc_mean'], r['sel_acc_std'])} | {spread} | "
+                f"| {r['row']}{' (carried)' if r.get('carried_from') else ''} | {_chosen(r)} | {r['seeds']} | {_acc(r['sel_acc_mean'], r['sel_acc_std'])} | {spread} | "
                 f"{_acc(r['final_acc_mean'], r['final_acc_std'])} | {r['bytes_up_mean'] / 1e6:.1f} | "
                 f"{r['bytes_down_mean'] / 1e6:.1f} | {bound}{r['total_bytes'] / 1e6:.1f} | "
                 f"{bound}{_pct(r['bytes_vs_baseline'])} | {bound}{r['total_wall_seconds']:.1f} | {r['cost_counted']} | "
@@ -332,6 +336,10 @@ def notes(sections: list[dict], runs: list[dict], failed: list[dict], tuning: di
             out.append(f"At {s['budget_epochs']} epochs, no row yet for: {', '.join(missing)}.")
     if not any(r["row"] == baseline for s in sections for r in s["rows"]):
         out.append(f"No finished run of the baseline row {baseline!r}: no bytes fractions.")
+    carried = sorted({(r["row"], r["carried_from"][:7]) for s in sections for r in s["rows"] if r.get("carried_from")})
+    if carried:
+        out.append("Carried from an earlier record (their runs are not under this root; figures as that record, made at "
+                   "the commit named, reported them): " + ", ".join(f"{row} ({commit})" for row, commit in carried) + ".")
     for s in sections:
         for r in s["rows"]:
             if r["flags_differ"]:
@@ -354,18 +362,48 @@ def _portable_text(text: str, run: dict) -> str:
     return text.replace(str(Path(run["dir"]).resolve()), provenance.portable(str(run["dir"])))
 
 
-def build(root: Path, argv: list[str], baseline: str = "baseline", base: Path = Path(".")) -> dict:
-    """The whole report of `root` as one dict (what frontier.json holds)."""
+def read_carried(path: Path) -> dict:
+    """An earlier report's rows by budget, each marked with the commit that report was made at."""
+    record = _read_json(path)
+    try:
+        git = record["provenance"]["git"]
+        commit = git["commit"] + ("+dirty" if git.get("dirty") else "")
+        carried = {s["budget_epochs"]: [{**r, "carried_from": r.get("carried_from") or commit} for r in s["rows"]]
+                   for s in record["budgets"]}
+    except (KeyError, TypeError):
+        raise ReportError(f"{path} is not a frontier record (python -m reports frontier writes one)") from None
+    return {"budgets": carried, "tuning_rows": record.get("tuning", {}).get("rows", {})}
+
+
+def carry(rows: list[dict], carried: list[dict], runs: list[dict], baseline: str) -> list[dict]:
+    """`rows` and every carried row whose row has no run here; the bytes fractions taken again against the
+    baseline of the merged rows."""
+    here = {row_of(r["label"]) for r in runs}
+    rows = rows + [dict(r) for r in carried if r["row"] not in here]
+    ref = next((r for r in rows if r["row"] == baseline), None)
+    for r in rows:
+        r["bytes_vs_baseline"] = r["total_bytes"] / ref["total_bytes"] if ref else None
+    return sorted(rows, key=lambda r: (r["total_bytes"], r["row"]))
+
+
+def build(root: Path, argv: list[str], baseline: str = "baseline", base: Path = Path("."),
+          carried_record: Path | None = None) -> dict:
+    """The whole report of `root` as one dict (what frontier.json holds), with an earlier record's rows for the
+    rows that have no run here (`carried_record`)."""
     runs, failed = read_root(root)
     tuning = read_tuning(root)
-    budgets = tuning.get("budgets") or sorted({epochs_of(r) for r in runs})[-1:]
+    carried = read_carried(carried_record) if carried_record else {"budgets": {}, "tuning_rows": {}}
+    if carried["tuning_rows"]:
+        tuning = {**tuning, "rows": {**carried["tuning_rows"], **tuning.get("rows", {})}}
+    budgets = tuning.get("budgets") or sorted({epochs_of(r) for r in runs})[-1:] or sorted(carried["budgets"])
     sections = []
     for budget in budgets:
-        rows = aggregate(runs, budget, tuning, baseline, base)
+        rows = carry(aggregate(runs, budget, tuning, baseline, base), carried["budgets"].get(budget, []), runs, baseline)
         steps = strongest_by_budget(rows)
         sections.append({"budget_epochs": budget, "summary_line": budget_line(steps, budget),
                          "strongest_by_budget": steps, "rows": rows})
     return {"root": provenance.portable(str(root)), "baseline": baseline, "provenance": provenance.record(argv=argv),
+            "carried_from": None if carried_record is None else provenance.portable(str(carried_record)),
             "tuning": tuning, "budgets": sections,
             "summary_line": " ".join(s["summary_line"] for s in sections),
             "failed": [{"label": f["label"], "seed": f["seed"], **f["failure"], "reason": _portable_text(
@@ -450,10 +488,12 @@ def summary_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def report(root: Path, out: Path, argv: list[str], baseline: str = "baseline", readmes: tuple[Path, ...] = ()) -> dict:
-    """Build the report of `root` and write it to `out` (and its summary table into each of `readmes`' block
-    "frontier summary"); ReportError for a root or record that cannot be read."""
-    result = build(Path(root), argv, baseline)
+def report(root: Path, out: Path, argv: list[str], baseline: str = "baseline", readmes: tuple[Path, ...] = (),
+           carried_record: Path | None = None) -> dict:
+    """Build the report of `root` (with `carried_record`'s rows for rows without runs here) and write it to `out`
+    (and its summary table into each of `readmes`' block "frontier summary"); ReportError for a root or record
+    that cannot be read."""
+    result = build(Path(root), argv, baseline, carried_record=None if carried_record is None else Path(carried_record))
     if not any(s["rows"] for s in result["budgets"]) and not result["failed"]:
         raise ReportError(f"{root} holds no finished or failed run (ROOT/LABEL/seedN/summary.json)")
     write(Path(out), result)

@@ -32,8 +32,8 @@ DIGITS = [
     ("digits-scratch", "online MP², the same flags without `--predictor-init` (ablation)"),
     ("digits-online-fh", "online MP², no predictor file, no partial snapshots"),
 ]
-# The issue's table: (predictor trained on, used on, baseline, MP², control).
-ISSUE = [
+# The transfer table: (predictor trained on, used on, baseline, MP², control).
+TRANSFER = [
     ("Fashion-MNIST, seed 0", "Fashion-MNIST, seed 0", MAIN_BASELINE, "fashion-s0-warm", "fashion-s0-warm-control"),
     ("Fashion-MNIST, seed 0", "Fashion-MNIST, seed 1", "fashion-s1-baseline", "fashion-s1-warm", "fashion-s1-warm-control"),
     ("Fashion-MNIST", "digits", DIGITS_BASELINE, "digits-warm", "digits-warm-control"),
@@ -118,12 +118,12 @@ def digits_table(records: Path) -> str:
     return accuracy.with_footnote(lines, kinds)
 
 
-def issue_table(records: Path) -> str:
+def transfer_table(records: Path) -> str:
     lines = [f"| predictor trained on | used on | baseline {accuracy.HEADER} | MP² (vs baseline) | control (vs baseline) "
              "| pushed (control) |",
              "|---|---|---|---|---|---|"]
     kinds = []
-    for trained_on, used_on, base_name, mp2_name, control_name in ISSUE:
+    for trained_on, used_on, base_name, mp2_name, control_name in TRANSFER:
         base, mp2, control = (read_run(records, n) for n in (base_name, mp2_name, control_name))
         kinds += [accuracy.honest_accuracy(s)[1] for s in (base, mp2, control)]
         gap = lambda s: points(accuracy.honest_accuracy(s)[0] - accuracy.honest_accuracy(base)[0])  # noqa: E731
@@ -181,7 +181,7 @@ def report(records: Path, readme: Path) -> dict[str, str]:
     records = Path(records)
     if not records.is_dir():
         raise ReportError(f"{records} is not a directory of run records (NAME/summary.json)")
-    blocks = {"digits": digits_table(records), "issue": issue_table(records), "seeds": seeds_table(records),
+    blocks = {"digits": digits_table(records), "transfer": transfer_table(records), "seeds": seeds_table(records),
               "variants": variants_table(records)}
     write_blocks(Path(readme), STUDY, blocks)
     return blocks

@@ -36,10 +36,10 @@ class Cluster:
 def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("cluster (as in TensorFlow's distributed examples; else TF_CONFIG)")
     g.add_argument("--ps_hosts", help="comma-separated host:port of every PS task, e.g. 10.0.0.1:2222; with several, the model's "
-                   "tensors are partitioned over them (task 0 drives the run; runtime/shards.py)")
-    g.add_argument("--worker_hosts", help="comma-separated host:port of every worker, in task order")
+                   "tensors are partitioned over them (task 0 drives the run; runtime/shards.py)%(default).0s")
+    g.add_argument("--worker_hosts", help="comma-separated host:port of every worker, in task order%(default).0s")
     g.add_argument("--task_index", type=int, help="this process's index in its job (workers: 0..N-1; PS tasks: 0..P-1, "
-                   "default 0)")
+                   "default 0)%(default).0s")
 
 
 def resolve(args: argparse.Namespace, job: str) -> tuple[Cluster, int]:

@@ -12,18 +12,18 @@ from helpers import argtypes
 from runtime import cluster
 from runtime.config import RunConfig
 from runtime.methods import METHODS, Method, Options, PSContext, RunInfo, all_options, build
+from runtime.presets import DEFAULT as DEFAULT_PRESET, PRESETS, epochs_of
 from runtime.shards import plan
 
 
 # The shared flags a preset decides when they are not given. "measured": the setting the tuned frontier
-# measured best on the main task (results/frontier: no mixup; each method's rate, Method.default_lr; MP²
-# pushing the classifier too); "paper": the MP² reference's worker settings (lr 1e-3, or DGC's 0.05;
-# mixup 1; the front layers pushed).
-PRESETS = ("measured", "paper")
+# measured best on the main task (results/frontier: 30 epochs; no mixup; each method's rate, Method.default_lr;
+# MP² pushing the classifier too); "paper": the MP² reference's worker settings (5 epochs; lr 1e-3, or DGC's
+# 0.05; mixup 1; the front layers pushed). runtime/presets.py says why 30 epochs.
 
 
 class TrainingParser(argparse.ArgumentParser):
-    """The PS's and a worker's flags; after parsing, --preset fills --lr, --mixup and --push where not given."""
+    """The PS's and a worker's flags; after parsing, --preset fills --epochs, --lr, --mixup and --push where not given."""
 
     def parse_known_args(self, args=None, namespace=None):
         namespace, extra = super().parse_known_args(args, namespace)
@@ -35,6 +35,8 @@ class TrainingParser(argparse.ArgumentParser):
 def apply_preset(args: argparse.Namespace) -> None:
     method = METHODS[args.method]
     measured = args.preset == "measured"
+    if args.epochs is None:
+        args.epochs = epochs_of(args.preset)
     if args.lr is None:
         args.lr = method.default_lr if measured else method.paper_lr
     if args.mixup is None:
@@ -48,25 +50,28 @@ def parser(description: str) -> argparse.ArgumentParser:
     cluster.add_cluster_flags(p)
     g = p.add_argument_group("training (the PS and every worker must agree)")
     g.add_argument("--model", default="lenet5", help=f"one of {', '.join(models.NAMES)}")
-    g.add_argument("--preset", choices=PRESETS, default="measured",
-                   help="what --lr, --mixup and --push are when not given: measured (the best measured setting: each "
-                        "method's rate, no mixup, MP² pushing the classifier too) or paper (the MP² reference's: lr 1e-3, "
-                        "mixup 1, the front layers)")
-    g.add_argument("--push", default=None, help=models.PUSH_HELP + " (default: the preset's)")
+    g.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
+                   help="what --epochs, --lr, --mixup and --push are when not given: measured (the best measured setting "
+                        "on LeNet-5 / Fashion-MNIST, results/frontier: 30 epochs, each method's tuned rate, no mixup, MP² "
+                        "pushing the classifier too) or paper (the MP² reference's: 5 epochs, lr 1e-3, mixup 1, the front "
+                        "layers)")
+    g.add_argument("--push", default=None, help=models.PUSH_HELP + " (default: the preset's)%(default).0s")
     data.flags.add_flags(g)
     g.add_argument("--validation-images", type=argtypes.nonnegative_int, default=None, metavar="N",
                    help="training images held out (a fixed split, never trained on) that the PS measures every "
                         "epoch to choose one without looking at the test set; default: one in "
-                        f"{data.validation.FRACTION} (5,000 of Fashion-MNIST's 60,000); 0: none")
+                        f"{data.validation.FRACTION} (5,000 of Fashion-MNIST's 60,000); 0: none%(default).0s")
     g.add_argument("--method", default="baseline", choices=sorted(METHODS),
                    help="; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()))
-    g.add_argument("--epochs", type=argtypes.positive_int, default=5)
+    g.add_argument("--epochs", type=argtypes.positive_int, default=None,
+                   help="passes over the training images (default: the preset's, measured "
+                        f"{epochs_of('measured')}, paper {epochs_of('paper')})%(default).0s")
     g.add_argument("--worker-batch", type=argtypes.positive_int, default=125, help="images per worker per step")
     g.add_argument("--lr", type=argtypes.positive_float, default=None,
                    help="learning rate (decays 0.999 every 50 steps); default: the method's measured one "
-                        + ", ".join(f"{n} {m.default_lr:g}" for n, m in METHODS.items()) + " (--preset paper: 1e-3, dgc 0.05)")
+                        + ", ".join(f"{n} {m.default_lr:g}" for n, m in METHODS.items()) + " (--preset paper: 1e-3, dgc 0.05)%(default).0s")
     g.add_argument("--mixup", type=argtypes.nonnegative_float, default=None,
-                   help="mixup alpha on worker batches; 0 turns it off (default: the preset's, measured 0, paper 1)")
+                   help="mixup alpha on worker batches; 0 turns it off (default: the preset's, measured 0, paper 1)%(default).0s")
     g.add_argument("--seed", type=argtypes.nonnegative_int, default=0)
     g.add_argument("--verify-sync", action="store_true",
                    help="every step, check that each worker's model equals the PS's bit for bit (a digest rides in the reply)")
@@ -103,13 +108,18 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
             registered.add(option.flag)
             owners = owners_of[option.flag]
             if len(owners) == 1:
-                text = f"{option.help} (default: {option.default})"
+                text = option.help + _default_note(option.default)
             else:
-                text = "; ".join(f"[{n}] {o.help} (default: {o.default})" for n, o in owners)
+                text = "; ".join(f"[{n}] {o.help}{_default_note(o.default)}" for n, o in owners)
             # A switch: --flag and --no-flag (a default of True must be possible to turn off).
             kind = {"action": argparse.BooleanOptionalAction} if option.type is bool else {"type": option.type}
             g.add_argument(option.flag, **kind, default=None, dest=option.dest,
                            help=text.replace("%", "%%") + "%(default).0s")
+
+
+def _default_note(default: object) -> str:
+    """' (default: X)', or nothing for None: such an option's help says what its absence means."""
+    return "" if default is None else f" (default: {default})"
 
 
 CHECKPOINT_EVERY = 100  # steps: a save costs 0.5 % of LeNet-5's 100 steps, 0.14 % of ResNet-18's (results/reliability)
@@ -130,7 +140,7 @@ def ps_parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--snapshot-every", type=argtypes.nonnegative_int, default=0, metavar="K", help="snapshot the model at a random step of every K; 0: off")
     g.add_argument("--snapshot-regular", action="store_true",
                    help="snapshot at the last step of every K instead (even spacing, what mp2_train_wnn.py needs)")
-    g.add_argument("--snapshot-dir", help="where the snapshots go (default: OUT/snapshots)")
+    g.add_argument("--snapshot-dir", help="where the snapshots go (default: OUT/snapshots)%(default).0s")
     g.add_argument("--snapshot-eval-images", type=argtypes.positive_int, default=1000, help="test images each snapshot's accuracy is measured on")
     return p
 

@@ -159,12 +159,18 @@ class PSGraph:
             self._run_exchange(session, op, {self.step: step, self.next_phase: next_phase, self.exchange: self._exchanges},
                                step, timeout)
 
+    def execute(self, session: tf.compat.v1.Session, op: tf.Operation, feed: dict, seconds: float, what: str) -> None:
+        """One exchange's session run, with its deadline. The hook a benchmark overrides to time exchanges
+        (benchmarks/ps_step.py waits until every payload is on the PS, then times this run); the retries and the
+        naming of a missing worker around it (`_run_exchange`) stay the runtime's."""
+        deadline.run(session, op, feed, seconds=seconds, what=what)
+
     def _run_exchange(self, session: tf.compat.v1.Session, op: tf.Operation, feed: dict, step: int, timeout: float) -> None:
         try:
             for attempt in range(REFUSED_RETRIES + 1):
                 try:
                     faults.before_exchange(step)
-                    deadline.run(session, op, feed, seconds=timeout, what=f"step {step + 1}")
+                    self.execute(session, op, feed, timeout, f"step {step + 1}")
                     return
                 except tf.errors.AbortedError as e:
                     # The exchange runs on the PS alone, and TensorFlow refuses a call whose request id it saw

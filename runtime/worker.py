@@ -53,8 +53,17 @@ class Pulled(NamedTuple):
 
 
 class WorkerGraph:
+    """A worker's graph and its calls (join, push, pull, train_locally, report, state), which WorkerLoop drives.
+
+    `simulated`: a stand-in for training, for benchmarks/ps_step.py, which times the PS against many workers on
+    one machine: no forward or backward pass is built (the loss and accuracy read 0), and every gradient the
+    method asks for (WorkerSide.gradients) is a fixed random tensor, drawn once per worker and variable. The
+    rest is the method's own graph (its optimizer step, compression, error feedback, payload) and the runtime's
+    exchange, so what the worker sends and takes back is what a training worker would.
+    """
+
     def __init__(self, model: Model, method: Method, wire: Wire, index: int, lr: float, verify_sync: bool = False,
-                 log: Callable[[str], None] = print, shards: list[Shard] | None = None) -> None:
+                 log: Callable[[str], None] = print, shards: list[Shard] | None = None, simulated: bool = False) -> None:
         self.index, self.wire, self.layout, self.method, self.log = index, wire, model.layout, method, log
         # With several PS tasks (or --chunks) the payload goes out as one piece per piece of the model
         # (Method.split), each into its own up/i, all in one session run; the pieces' replies are put together
@@ -70,13 +79,18 @@ class WorkerGraph:
         with tf.device(device):
             self.images = tf.compat.v1.placeholder(tf.float32, [None, h, w, c], name="images")
             self.labels = tf.compat.v1.placeholder(tf.float32, [None, model.classes], name="soft_labels")
-            logits = model.forward(self.local.vars, self.images)
-            self.loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=self.labels, logits=logits))
-            hits = tf.equal(tf.argmax(logits, 1), tf.argmax(self.labels, 1))
-            self.accuracy = tf.reduce_mean(tf.cast(hits, tf.float32))
+            if simulated:  # the fed batch goes unused (see the class docstring)
+                self.loss = self.accuracy = tf.constant(0.0)
+            else:
+                logits = model.forward(self.local.vars, self.images)
+                self.loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=self.labels, logits=logits))
+                hits = tf.equal(tf.argmax(logits, 1), tf.argmax(self.labels, 1))
+                self.accuracy = tf.reduce_mean(tf.cast(hits, tf.float32))
             # The global step, set at the welcome and advanced after each reply is applied.
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.side = WorkerSide(self.local, self.loss, learning_rate(lr, self.step), self.step, device)
+            if simulated:
+                self.side.stand_in = _stand_in_gradients(self.side, index)
             self.push_ops, self.pull_ops, self.enter_ops, self.round_ops, self.read_back = {}, {}, {}, {}, {}
             self.traced_push, self.traced_pull, self.traced_rounds = {}, {}, {}
             # A push is two runs: training stages the payload in this worker's outbox (nothing remote, so
@@ -432,6 +446,23 @@ class WorkerGraph:
             cause = tferrors.known_cause(e, self.index)
             return RunStopped(f"the PS stopped the run: {cause}" if cause else
                               "the PS stopped the run (no reason given; see the PS's log)")
+
+
+def _stand_in_gradients(side: WorkerSide, index: int) -> Callable[[list[tf.Variable]], list[tf.Tensor]]:
+    """Gradients for a simulated worker: per variable a fixed random tensor (scale 0.01, seeded by the worker and
+    the variable's place in the model), held in a variable made on first use and set by the worker's init."""
+    made: dict = {}
+    order = {v.ref(): k for k, v in enumerate(side.local.variables())}
+
+    def gradients(var_list: list[tf.Variable]) -> list[tf.Tensor]:
+        for v in var_list:
+            if v.ref() not in made:
+                k = order.get(v.ref(), len(order) + len(made))
+                noise = 0.01 * tf.random.stateless_normal(v.shape, seed=[index, k], dtype=v.dtype)
+                made[v.ref()] = side.scratch(f"stand_in_gradient_{k}", noise, v.dtype)
+        return [made[v.ref()].read_value() for v in var_list]
+
+    return gradients
 
 
 class _Sending(threading.Thread):

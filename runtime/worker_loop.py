@@ -5,7 +5,8 @@ exchange as the method says, report each epoch.
     code = loop.run()   # 0 when the PS said the run is done; else the exit code (deadline.STALLED: resumable)
 
 The loop talks to the PS only through `graph` (runtime.worker.WorkerGraph: join, push, pull, train_locally,
-report, state), so a test can drive it with a fake, and mp2_worker.py and the tests run this one copy.
+report, state), so a test can drive it with a fake, and mp2_worker.py, benchmarks/ps_step.py (its workers'
+training a stand-in: WorkerGraph's `simulated`) and the tests run this one copy.
 """
 from __future__ import annotations
 

@@ -293,3 +293,50 @@ def test_the_readmes_show_the_frontier_as_its_record_has_it():
         assert text.count(begin) == 1 and text.count(end) == 1, path
         shown = text[text.index(begin) + len(begin):text.index(end)].strip()
         assert shown == expected.strip(), path
+
+
+@pytest.mark.unit
+def test_an_earlier_records_rows_are_carried_for_rows_without_runs_and_ranked_with_the_new(grid_root, tmp_path):
+    earlier = frontier.build(grid_root, ["python", "-m", "reports", "frontier", "ROOT"])
+    earlier["provenance"]["git"] = {"commit": "abc1234def", "dirty": False}
+    record = tmp_path / "earlier.json"
+    record.write_text(json.dumps(earlier))
+    # A later session holds only a new row and a rerun of topk (its figures replace the carried ones).
+    later = tmp_path / "later"
+    _run(later, "sparse-new", 0, _summary("sparseloco", 0.90, 1 * MB, 1 * MB, 5.0))
+    _run(later, "topk-0.01", 0, _summary("topk", 0.60, 10 * MB, 10 * MB, 8.0))
+    result = frontier.build(later, ["python", "-m", "reports", "frontier", "ROOT"], carried_record=record)
+    rows = {r["row"]: r for r in result["budgets"][0]["rows"]}
+    assert set(rows) == {"baseline", "topk-0.01", "mp2-trained", "mp2-unnamed", "sparse-new"}
+    assert rows["baseline"]["carried_from"] == "abc1234def" and "carried_from" not in rows["sparse-new"]
+    assert rows["topk-0.01"].get("carried_from") is None and rows["topk-0.01"]["sel_acc_mean"] == pytest.approx(0.60)
+    # Fractions are taken against the carried baseline, and the new row leads the cheapest budget.
+    assert rows["sparse-new"]["bytes_vs_baseline"] == pytest.approx(2 / 200)
+    assert result["budgets"][0]["strongest_by_budget"][0]["row"] == "sparse-new"
+    assert any("Carried from an earlier record" in n and "baseline (abc1234)" in n for n in result["notes"])
+    assert "| baseline (carried) |" in frontier.markdown(result)
+    with pytest.raises(frontier.ReportError, match="not a frontier record"):
+        bad = tmp_path / "bad.json"
+        bad.write_text("{}")
+        frontier.build(later, ["x"], carried_record=bad)
+
+
+@pytest.mark.cluster
+def test_a_kept_record_is_read_back_where_the_run_root_is_gone_and_the_report_made_from_records_alone(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "out"
+    # One run finished in an earlier session: its root is gone, its record kept (committed) in OUT/runs.
+    _run(out / "runs", "baseline", 0, _summary("baseline", 0.8, MB, MB, 1.0), flags=["--method", "baseline"])
+    # One finished here, by another grid process: its record is kept at the end.
+    _run(root, "topk", 0, _summary("topk", 0.7, MB // 10, MB // 10, 1.0), flags=["--method", "topk"])
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"common": "--model lenet5 --dataset synthetic --epochs 3",
+                                "settings": ["baseline=--method baseline", "topk=--method topk"]}))
+    done = _frontier("--grid", str(grid), "--root", str(root), "--out", str(out), "--seeds", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 finished run(s) read back" in done.stdout and "started" not in done.stdout
+    assert (root / "baseline" / "seed0" / "summary.json").exists()
+    kept = sorted(str(p.relative_to(out / "runs")) for p in (out / "runs").rglob("*.json*"))
+    assert kept == ["baseline/seed0/frontier-run.json", "baseline/seed0/metrics.jsonl", "baseline/seed0/summary.json",
+                    "topk/seed0/frontier-run.json", "topk/seed0/metrics.jsonl", "topk/seed0/summary.json"]
+    again = frontier.build(out / "runs", ["x"])
+    assert {r["row"] for r in again["budgets"][0]["rows"]} == {"baseline", "topk"}

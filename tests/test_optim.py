@@ -97,3 +97,69 @@ def test_flat_sgd_and_unknown_kinds():
     assert slots == []
     with pytest.raises(ValueError, match="unknown optimizer 'lamb'"):
         FlatOptimizer("lamb", 4, None, None)
+
+
+def test_adam_in_a_graph_matches_the_textbook_and_the_eager_form_bit_for_bit():
+    """The form the workers and sync's PS run (a TensorFlow 1 graph, state made by the caller): the same
+    steps as the eager form, and its t, m, v are the variables `make` made, in that order."""
+    made: list[str] = []
+    graph = tf.Graph()
+    with graph.as_default():
+        var = tf.Variable(START)
+        grad = tf.compat.v1.placeholder(tf.float32, [4])
+
+        def make(name: str, value: tf.Tensor) -> tf.Variable:
+            made.append(name)
+            return tf.Variable(value, trainable=False)
+
+        opt = Adam(lr=tf.constant(0.1), epsilon=MODEL_EPSILON, make=make)
+        step = opt.apply([grad], [var])
+        assert opt.first_moment(var) is opt.m[0] and made == ["t", f"m/{var.op.name}", f"v/{var.op.name}"]
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            graph_steps = []
+            for t in range(1, 5):
+                session.run(step, {grad: gradient(t).astype(np.float32)})
+                graph_steps.append(session.run(var))
+            assert session.run(opt.t) == 4
+    eager_var = tf.Variable(START)
+    eager = Adam({"x": eager_var}, lr=0.1, epsilon=MODEL_EPSILON)
+    for t, (got, want) in enumerate(zip(graph_steps, textbook(4, eps=MODEL_EPSILON)), start=1):
+        eager.apply([tf.constant(gradient(t), tf.float32)])
+        np.testing.assert_array_equal(got, eager_var.numpy())
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_adam_resumed_from_its_variables_continues_bit_for_bit():
+    """What a worker's or the PS's checkpoint does: save t, m, v after 3 steps, load them into a fresh graph,
+    take 3 more; the model equals 6 uninterrupted steps bit for bit (a t not restored would not)."""
+
+    def run(steps: range, start: np.ndarray, state: list[np.ndarray] | None):
+        graph = tf.Graph()
+        with graph.as_default():
+            made: list[tf.Variable] = []
+            var = tf.Variable(start)
+            grad = tf.compat.v1.placeholder(tf.float32, [4])
+            opt = Adam(lr=0.1, epsilon=MODEL_EPSILON,
+                       make=lambda name, value: made.append(tf.Variable(value, trainable=False)) or made[-1])
+            step = opt.apply([grad], [var])
+            with tf.compat.v1.Session() as session:
+                session.run(tf.compat.v1.global_variables_initializer())
+                for v, value in zip(made, state or []):
+                    v.load(value, session)
+                for t in steps:
+                    session.run(step, {grad: gradient(t).astype(np.float32)})
+                return session.run(var), session.run(made)
+
+    straight, _ = run(range(1, 7), START, None)
+    half, state = run(range(1, 4), START, None)
+    assert int(state[0]) == 3
+    resumed, _ = run(range(4, 7), half, state)
+    np.testing.assert_array_equal(resumed, straight)
+    fresh_clock, _ = run(range(4, 7), half, [np.int64(0), *state[1:]])
+    assert not np.array_equal(fresh_clock, straight)
+
+
+def test_adam_refuses_gradients_that_do_not_match_the_variables():
+    with pytest.raises(ValueError, match="2 gradients for 1 variables"):
+        Adam({"x": tf.Variable(START)}).apply([tf.ones([4]), tf.ones([4])])

@@ -25,7 +25,7 @@ GIVEN = {
     "topk": ["--ratio", "0.05"],
     "dgc": ["--ratio", "0.01", "--momentum", "0.5", "--clip-norm", "1", "--warmup-epochs", "2"],
     "powersgd": ["--rank", "3"],
-    "streaming": ["--sync-every", "32", "--fragments", "3", "--outer-lr", "0.35", "--outer-momentum", "0.5",
+    "streaming": ["--sync-every", "32", "--fragments", "3", "--outer-lr", "0.5", "--outer-momentum", "0.5",
                   "--outer-bits", "32"],
     "wnn": ["--wnn", "w.npz", "--jump-every", "3"],
     "mp2": ["--predictor", "p.npz", "--prediction", "hold", "--full-push-epochs", "1", "--sync-every", "4",
@@ -34,7 +34,8 @@ GIVEN = {
             "--refresh-every", "50", "--refresh-steps", "3", "--switch-tolerance", "0.1", "--check-images", "200",
             "--watch-every", "5", "--watch-tolerance", "0.2", "--no-online-wait", "--round-lag", "7",
             "--online-rounds", "stage", "--first-round-steps", "100", "--round-steps", "50", "--dense-rank", "8",
-            "--online-stage-flags=--epochs 1", "--predictor-init", "q.npz", "--control-switch-step", "9"],
+            "--online-stage-flags=--epochs 1", "--predictor-init", "q.npz", "--control-switch-step", "9",
+            "--push-codec", "sparseloco", "--push-error-decay", "0.9", "--push-top-k", "64"],
 }
 
 

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import statistics
 
-import numpy as np
 import pytest
 
 from models import get
@@ -107,36 +105,50 @@ def test_a_bad_flag_is_one_line_before_anything_runs(tmp_path, flags, says):
 
 
 @pytest.mark.unit
-def test_every_method_has_payloads_of_its_wire_types():
-    """What the benchmark's workers push fits each method's queues: one list per exchange, of its up_dtypes."""
+def test_every_methods_epoch_has_exactly_the_exchanges_asked_for():
+    """The benchmark's one epoch holds warm-up + measured + traced exchanging steps for every method, local steps
+    between them (local SGD, SparseLoCo, Streaming DiLoCo) included, and the data gives exactly that epoch."""
+    import data
     from benchmarks import ps_step
     from runtime.methods import METHODS
 
-    assert set(ps_step.METHOD_NAMES) == set(METHODS)  # a new method needs its payloads here
-    layout = LENET.layout
-    for name in ps_step.METHOD_NAMES:
-        _, _, method = ps_step.build_method("lenet5", name, WORKERS, 4, None)
-        for phase in method.phase_names:
-            exchanges = ps_step.payloads(method, phase, np.random.default_rng(0))
-            assert len(exchanges) == (2 if name == "powersgd" else 1), name
-            for arrays in exchanges:
-                assert [a.dtype for a in arrays] == [d.as_numpy_dtype for d in method.up_dtypes], (name, phase)
-    mp2 = ps_step.build_method("lenet5", "mp2", WORKERS, 4, None)[2]
-    pushed = get("lenet5", 10, push="front+head").layout.pushed  # MP²'s measured pushed group, its default
-    assert [len(ps_step.payloads(mp2, phase, np.random.default_rng(0))[0][0]) for phase in (0, 1, 2)] == [
-        layout.total, pushed, pushed]  # full, partial, partial with weights
+    assert ps_step.method_names() == tuple(METHODS)  # a new method is measured with no change here
+    for name in ps_step.method_names():
+        built = ps_step.setup("lenet5", name, WORKERS, 5, None)
+        steps = built.steps_per_epoch
+        exchanging = [s for s in range(steps) if not built.method.is_local(s)]
+        assert len(exchanging) == 5 and exchanging[-1] == steps - 1, name
+        if name == "localsgd":  # syncs at H-1, 2H-1, 3H-1, 4H-1 and the epoch's last step: the fewest is 4H + 1
+            assert steps == 4 * built.method.opts.sync_every + 1
+        assert data.Schedule(len(built.dataset.train_x), WORKERS, built.args.worker_batch, 0).steps_per_epoch == steps
+        assert built.config.epochs == 1 and built.config.method == name
 
-    # DGC: the biases dense, every other tensor its target count of distinct positions inside it.
-    dgc = ps_step.build_method("lenet5", "dgc", WORKERS, 4, None)[2]
-    values, positions, dense = ps_step.payloads(dgc, 0, np.random.default_rng(0))[0]
-    biases = [p for p in layout.params if len(p.shape) == 1]
-    assert len(dense) == sum(p.size for p in biases)
-    offset, start = 0, 0
-    for p in layout.params:
-        if len(p.shape) > 1:
-            count = max(1, math.ceil(0.001 * p.size))
-            mine = positions[start:start + count]
-            assert len(set(mine.tolist())) == count and offset <= mine.min() and mine.max() < offset + p.size, p.name
-            start += count
-        offset += p.size
-    assert start == len(positions) == len(values)
+
+@pytest.mark.unit
+def test_a_simulated_worker_builds_the_methods_exchange_without_training():
+    """WorkerGraph(simulated=True), what the benchmark's workers run: no forward or backward pass (no convolution,
+    no gradient op), and the method's own payload, of its wire types (the queues would refuse another), fed by
+    the stand-in gradients."""
+    import tensorflow as tf
+
+    from benchmarks import ps_step
+    from runtime.wire import Wire
+    from runtime.worker import WorkerGraph
+
+    for name in ps_step.method_names():
+        built = ps_step.setup("lenet5", name, WORKERS, 2, None)
+        method = built.method
+        graph = tf.Graph()
+        with graph.as_default():
+            wire = Wire(WORKERS, method.up_dtypes, method.down_dtypes)
+            worker = WorkerGraph(built.model, method, wire, 0, method.run.lr, simulated=True)
+            kinds = {op.type for op in graph.get_operations()}
+        assert not kinds & {"Conv2D", "Conv2DBackpropFilter", "MatMul"} - _method_kinds(name), (name, kinds)
+        assert not any("gradients" in op.name for op in graph.get_operations()), name
+        assert any(v.op.name.endswith("stand_in_gradient_0") for v in worker.side.scratches), name
+        assert worker.push_ops and set(worker.push_ops) <= set(method.phase_names), name
+
+
+def _method_kinds(name: str) -> set[str]:
+    """Op kinds a method's own exchange uses (PowerSGD's and the correction's products are matrix products)."""
+    return {"MatMul"} if name in ("powersgd", "mp2", "wnn") else set()

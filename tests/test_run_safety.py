@@ -12,9 +12,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import npzio
 from runtime import tferrors
 from runtime.ps import _not_admitted, loss_diverged
 from tests.cluster import launcher_env, ROOT, SMALL, take_ports, interruptible, run, run_in_one
@@ -119,6 +121,26 @@ def test_a_run_whose_loss_explodes_stops_with_a_reason_and_no_false_promise(tmp_
     assert "diverged" in done.stdout and "lower --lr" in done.stdout, done.stdout[-3000:]
     assert "intact" not in done.stdout  # no checkpoint exists yet, so none is promised
     assert "Traceback" not in done.stdout
+
+
+@pytest.mark.cluster
+def test_the_launcher_reads_a_finished_runs_epochs_against_the_presets(tmp_path):
+    """mp2_local.py --resume says "nothing to do" before TensorFlow starts when the run has its epochs: 30 under the
+    measured preset, 5 under the paper's. A run of 5 epochs is not finished under the measured preset: the launcher
+    goes on (here to its pre-check, which refuses the model)."""
+    def finished_at(epochs: int):
+        out = tmp_path / f"done{epochs}"
+        out.mkdir()
+        npzio.write(out / "checkpoint.npz", {"model": np.zeros(1, np.float32)}, {"epoch": epochs})
+        return out
+
+    measured, paper, short = run_in_one(
+        "mp2_local.py", ["--workers", "1", "--resume", "--out", str(finished_at(30))],
+        ["--workers", "1", "--resume", "--preset", "paper", "--out", str(finished_at(5))],
+        ["--workers", "1", "--resume", "--model", "nosuch", "--out", str(tmp_path / "done5")])
+    for done, epochs in ((measured, 30), (paper, 5)):
+        assert done.returncode == 0 and f"finished its {epochs} epochs; nothing to do" in done.stdout, done.stdout
+    assert short.returncode != 0 and "nothing to do" not in short.stdout and "nosuch" in short.stdout, short.stdout
 
 
 # --- records are never lost ------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def _payloads(name: str, method, rng) -> list[list[list[list[np.ndarray]]]]:
         plan = method.plan()
         return [[[rng.standard_normal(n).astype(np.float32)] for _ in range(2)] for n in (plan.first_size, plan.q_size)]
     if name == "sparseloco":
-        return [[arrays(method._encode([tf.constant(g) for g in grads()])[0]) for _ in range(2)]]
+        return [[arrays(method.codec.encode([tf.constant(g) for g in grads()])[0]) for _ in range(2)]]
     return [[arrays(method._encode(method._slice(tf.constant(rng.standard_normal(LENET.layout.total).astype(np.float32)),
                                                  phase), phase)) for _ in range(2)] for phase in method.phase_names]
 

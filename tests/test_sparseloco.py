@@ -37,7 +37,7 @@ def test_the_update_is_the_mean_over_the_workers_that_sent_each_coordinate():
     rng = np.random.default_rng(0)
     errors = [rng.standard_normal(T).astype(np.float32) for _ in range(2)]
     anchor = rng.standard_normal(T).astype(np.float32)
-    payloads, sents = zip(*(method._encode(_tensors(e)) for e in errors))
+    payloads, sents = zip(*(method.codec.encode(_tensors(e)) for e in errors))
     new = method._step(tf.constant(anchor), [list(p) for p in payloads]).numpy()
     sent = [np.concatenate([s.numpy().reshape(-1) for s in ss]) for ss in sents]
     # What each worker sent, as every side reads it: the Top-k positions of its buffer, values in 2 bits.
@@ -132,7 +132,7 @@ def test_error_feedback_keeps_what_was_sent_plus_what_is_left_equal_to_the_decay
         join = method.build_join(side)
         phase = method.build_worker(side)[0]
         payload = [tf.compat.v1.placeholder(d) for d in method.up_dtypes]
-        decoded = method._decode(payload)
+        decoded = method.codec.decode(payload)
         start = tf.constant(LENET.init_vector(0).astype(np.float32))
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())

@@ -103,6 +103,6 @@ def test_streaming_keeps_the_synced_fragment_equal_on_every_side_and_counts_its_
         fragment_floats = [sum(q.size for q in method._params(p)) for p in phases]
         assert record["bytes_pulled"] == 2 * sum(4 * n + CONTROL for n in fragment_floats)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["method_options"] == {"sync_every": H, "fragments": F, "outer_lr": 0.7, "outer_momentum": 0.9,
+    assert summary["method_options"] == {"sync_every": H, "fragments": F, "outer_lr": 0.35, "outer_momentum": 0.9,
                                          "outer_bits": 4}
     assert summary["bytes_pushed_total"] < 0.05 * summary["steps"] * 2 * 4 * T  # against pushing every step

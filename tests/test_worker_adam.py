@@ -48,3 +48,39 @@ def test_a_group_on_its_own_clock_steps_as_adam_on_its_own_updates():
 def test_on_the_shared_clock_skipped_steps_would_inflate_the_step():
     # What the own clock avoids: corrected for 202 steps, v reads as 10x smaller than it is.
     assert _steps("shared", skipped=200) > 1.5 * _steps("predicted", skipped=200)
+
+
+def test_the_local_adam_is_the_projects_adam_and_its_state_is_worker_state():
+    """WorkerSide.adam is helpers/optim.py's Adam with the model's ε: its first steps are the textbook's, and
+    its t, m and v are the worker's state (what the worker's state file saves and a resume restores)."""
+    from helpers.optim import MODEL_EPSILON
+    from runtime.methods.base import restore_state, state_arrays
+
+    def run(steps: int, saved: dict | None):
+        graph = tf.Graph()
+        with graph.as_default():
+            a = tf.Variable([1.0, -2.0])
+            loss = tf.reduce_sum(a * a * tf.constant([3.0, 1e-5]))
+            w = WorkerSide(local=None, loss=loss, lr=tf.constant(LR), step=None, device="/cpu:0")
+            train = w.adam([a])
+            assert len(w.state) == 3  # t, m, v
+            with tf.compat.v1.Session() as session:
+                session.run(tf.compat.v1.variables_initializer([a, *w.state]))
+                if saved is not None:
+                    a.load(saved["a"], session)
+                    restore_state(session, w.state, saved, "the test's state")
+                for _ in range(steps):
+                    session.run(train)
+                return {"a": session.run(a), **state_arrays(session, w.state)}
+
+    x, m, v, model = np.array([1.0, -2.0]), 0.0, 0.0, []
+    for t in range(1, 5):
+        g = 2 * x * np.array([3.0, 1e-5])
+        m, v = B1 * m + (1 - B1) * g, B2 * v + (1 - B2) * g * g
+        x = x - LR * np.sqrt(1 - B2 ** t) / (1 - B1 ** t) * m / (np.sqrt(v) + MODEL_EPSILON)
+        model.append(x)
+    straight = run(4, None)
+    np.testing.assert_allclose(straight["a"], model[-1], rtol=1e-5)
+    resumed = run(2, run(2, None))
+    assert [int(a) for k, a in resumed.items() if k.endswith("/t")] == [4]
+    np.testing.assert_array_equal(resumed["a"], straight["a"])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # results/scale from nothing: the PS's time per step for 2-16 simulated workers of LeNet-5 (benchmarks/ps_step.py:
-# workers push each method's payloads and do no training), its table and plot (python -m reports scale), and the
-# on-paper page for ResNet-50 and a 1B-parameter model (benchmarks/scale_on_paper.py). About 15 minutes on 2 cores.
+# the runtime's PS and worker loops, the workers' training a cheap stand-in), its table and plot (python -m reports scale), and the
+# on-paper page for ResNet-50 and a 1B-parameter model (benchmarks/scale_on_paper.py). About 15 minutes on 2 cores
+# with the benchmark's earlier form; today's runs local SGD's and SparseLoCo's local steps too (not timed yet).
 # Then, as root only, hosts/: ResNet-18 on emulated hosts at 100 Mbit/s, 4 and 8 workers, 1, 2 and 4 PS tasks,
 # baseline and local SGD (H=16), then the baseline with --chunks 4 at 1 and 2 PS tasks, each also unshaped
 # (benchmarks/scale_hosts.py). About 40 minutes more.

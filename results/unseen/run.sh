@@ -6,7 +6,7 @@
 # predictors: the Fashion-MNIST seed-0 baseline with 120 snapshots (the main job's run) and a digits baseline
 #   with 140, and a front+head predictor trained on each;
 # digits: the Fashion predictor on digits (warm start, its control, and what was tried on the way);
-# table: the issue's table (Fashion s0 -> s0, s0 -> s1, digits -> Fashion), the first "v1" spacing, a lower lr;
+# table: the transfer table (Fashion s0 -> s0, s0 -> s1, digits -> Fashion), the first "v1" spacing, a lower lr;
 # online: online MP² with no predictor file, seeds 0-3, in the three variants of the README, the first
 #   variant's controls, and its full-push finish on seeds 0 and 1.
 source "$(dirname "$0")/common.sh"

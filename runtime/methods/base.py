@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from helpers.optim import BETA1, BETA2, MODEL_EPSILON
+from helpers.optim import MODEL_EPSILON, Adam
 from models import Layout
 from runtime.methods.local_model import LocalModel
 from runtime.methods.options import Options
@@ -70,10 +70,13 @@ class WorkerSide:
     device: str
     state: list[tf.Variable] = field(default_factory=list)  # saved and restored with the run
     scratches: list[tf.Variable] = field(default_factory=list)  # live within a step only
-    _adams: dict[str, tf.compat.v1.train.AdamOptimizer] = field(default_factory=dict)
+    _adams: dict[str, Adam] = field(default_factory=dict)
+    # What `gradients` returns in place of backpropagating `loss` (None: backpropagation). Set only for a stand-in
+    # worker (WorkerGraph's `simulated`, benchmarks/ps_step.py): the method's graph built on it stays its own.
+    stand_in: Callable[[list[tf.Variable]], list[tf.Tensor]] | None = None
 
     def adam(self, var_list: list[tf.Variable], grads: list[tf.Tensor] | None = None, clock: str = "shared") -> tf.Operation:
-        """A local Adam step on `var_list` (the reference's optimizer); its slots are worker state.
+        """A local Adam step on `var_list` (helpers/optim.py's Adam, the model's ε); its state is worker state.
 
         One optimizer per `clock` serves every call, so a variable keeps its moments when a method
         trains different subsets in different phases. Adam's bias correction counts the steps of its
@@ -83,17 +86,10 @@ class WorkerSide:
         `grads` (in var_list's order) saves a second backward pass when the caller has them.
         """
         if clock not in self._adams:
-            name = "local_adam" if clock == "shared" else f"local_adam_{clock}"
-            # TensorFlow's Adam runs helpers/optim.py's kernel; the same constants, from there.
-            self._adams[clock] = tf.compat.v1.train.AdamOptimizer(self.lr, beta1=BETA1, beta2=BETA2,
-                                                                  epsilon=MODEL_EPSILON, name=name)
-        optimizer = self._adams[clock]
-        if grads is None:
-            op = optimizer.minimize(self.loss, var_list=var_list)
-        else:
-            op = optimizer.apply_gradients(list(zip(grads, var_list)))
-        self.state += [v for v in optimizer.variables() if all(v is not s for s in self.state)]
-        return op
+            prefix = "local_adam" if clock == "shared" else f"local_adam_{clock}"
+            self._adams[clock] = Adam(lr=self.lr, epsilon=MODEL_EPSILON,
+                                      make=lambda name, value: self.variable(f"{prefix}/{name}", value, value.dtype))
+        return self._adams[clock].apply(self.gradients(var_list) if grads is None else grads, var_list)
 
     def forget_momentum(self, var_list: list[tf.Variable]) -> tf.Operation:
         """Zero Adam's first moment of `var_list`: after steps without updates it points somewhere stale.
@@ -102,11 +98,14 @@ class WorkerSide:
         the moment would have decayed to (0.9^k) had the skipped steps been zero-gradient steps. The
         second moment is kept: on a clock of the variables' own it is their recent gradients' scale.
         """
-        slots = [optimizer.get_slot(v, "m") for optimizer in self._adams.values() for v in var_list]
+        slots = [adam.first_moment(v) for adam in self._adams.values() for v in var_list]
         return tf.group(*[m.assign(tf.zeros_like(m)) for m in slots if m is not None])
 
     def gradients(self, var_list: list[tf.Variable] | None = None) -> list[tf.Tensor]:
+        """The gradients of the loss on this step's batch, in var_list's order (default: the whole model)."""
         var_list = var_list or self.local.variables()
+        if self.stand_in is not None:
+            return self.stand_in(var_list)
         return [tf.convert_to_tensor(g) for g in tf.gradients(self.loss, var_list)]
 
     def variable(self, name: str, value, dtype=tf.float32) -> tf.Variable:
@@ -218,8 +217,10 @@ class Method:
     Options: type[Options] = Options  # the method's typed options (runtime/methods/options.py)
     up_dtypes: tuple[tf.DType, ...] = (tf.float32,)
     down_dtypes: tuple[tf.DType, ...] = (tf.float32,)
-    # The rate a user who names the method gets: the tuned frontier's choice on the main task (results/frontier,
-    # LeNet-5 / Fashion-MNIST, validation-selected) where it has tuned the method, else the frontier's common 0.003.
+    # The rate a user who names the method gets: the tuned frontier's choice on the main task at the measured
+    # preset's 30 epochs (results/frontier, LeNet-5 / Fashion-MNIST, validation-selected) where it has tuned the
+    # method, else the frontier's common 0.003 (baseline, sync and PowerSGD rank 2 chose it; MP² at H=1 and the
+    # WNN are not tuned yet).
     default_lr = 0.003
     paper_lr = 1e-3    # the MP² reference's (--preset paper)
     phase_names: dict[int, str] = {0: "step"}

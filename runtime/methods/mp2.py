@@ -11,6 +11,13 @@ worker given the PS's `--predictor` file reads it itself (the handshake compares
 otherwise the PS sends the predictor's weights whenever they change (the first PARTIAL step, and after
 online MP² promotes a new predictor): phase PARTIAL_WITH_WEIGHTS, counted like any payload.
 
+With `--push-codec sparseloco` the pushed group goes up SparseLoCo's way (runtime/methods/sparseloco.py): each
+worker keeps an error buffer of its pushed group, e ← β·e + (anchor − local), sends the chunk-wise Top-k of e in 2
+bits and keeps the rest; the PS moves the pushed group of its model (every worker's anchor) by the mean of the sent
+entries and predicts the rest from it. Full steps still send the whole model dense (online MP²'s snapshots need it).
+The reply is the whole model (--broadcast full): a worker could predict the rest itself only with every version of
+the predictor, whose weights outweigh the compressed pushes many times.
+
 With `--correction-ratio r` > 0 (the default) workers also send, on partial steps, a Top-k of their gradient
 of the predicted group, from which the PS learns a correction it adds to every prediction
 (runtime/methods/correction.py); 0 is the paper's MP².
@@ -50,8 +57,15 @@ class MP2(Method):
         self._exchange = {s: i for i, s in enumerate(t for t in range(total) if syncs_at(t, run.steps_per_epoch, every))}
         self._exchanges_per_epoch = sum(1 for t in range(run.steps_per_epoch) if syncs_at(t, run.steps_per_epoch, every))
         self.opts = opts.for_run(self._exchanges_per_epoch)
-        if self.opts.correction_ratio > 0:  # the pushed group; the predicted group's sparse gradient
-            self.up_dtypes = (tf.float32, tf.float32, tf.int32)
+        self.codec = None  # --push-codec sparseloco: the pushed group's payload
+        if self.opts.push_codec == "sparseloco":
+            from runtime.methods.sparseloco import Codec
+
+            self.codec = Codec([p.shape for p in layout.group(PUSHED)], self.opts.push_top_k)
+        # The model (full steps; the pushed group with the dense codec), the codec's payload, the predicted group's
+        # sparse gradient: every phase sends every slot, an unused one empty.
+        self.up_dtypes = ((tf.float32,) + (self.codec.dtypes if self.codec else ())
+                          + ((tf.float32, tf.int32) if self.opts.correction_ratio > 0 else ()))
         self.path, self.weights, self.sha256 = None, None, None
         self.schedule: Schedule | None = None  # online MP², or the control on its schedule
         self.holders: set[int] = set()  # workers that read the predictor file themselves (PS side)
@@ -224,6 +238,35 @@ class MP2(Method):
     def worker_holds(self) -> dict:
         return {} if self.sha256 is None else {"predictor": self.path, "predictor_sha256": self.sha256}
 
+    def build_join(self, w: WorkerSide) -> tf.Operation | None:
+        if self.codec is None:
+            return None
+        # The anchor is the pushed group of the model the PS last sent (at admission, then every reply).
+        self._anchor = w.variable("push_anchor", tf.zeros([self.layout.pushed]))
+        self._error = w.variable("push_error", tf.zeros([self.layout.pushed]))
+        return self._anchor.assign(w.local.vector(PUSHED)).op
+
+    def _encode_push(self, w: WorkerSide, after: tf.Operation) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+        """(the pushed group's slots of a partial step's payload, the same slots of a full step's: empty)."""
+        empty = [tf.zeros([0], dtype) for dtype in self.codec.dtypes] if self.codec else []
+        with tf.control_dependencies([after]):
+            if self.codec is None:
+                return [w.local.vector(PUSHED)], empty
+            error = self.opts.push_error_decay * self._error + (self._anchor - w.local.vector(PUSHED))
+        tensors = tf.split(error, [p.size for p in self.layout.group(PUSHED)])
+        up, sent = self.codec.encode([tf.reshape(t, p.shape) for t, p in zip(tensors, self.layout.group(PUSHED))])
+        kept = error - tf.concat([tf.reshape(x, [-1]) for x in sent], 0)
+        with tf.control_dependencies([self._error.assign(kept)]):
+            return [tf.zeros([0], tf.float32), *[tf.identity(u) for u in up]], empty
+
+    def _take(self, w: WorkerSide, model: tf.Tensor) -> tf.Operation:
+        """The model the PS sent becomes the worker's (and its pushed group the codec's anchor)."""
+        taken = w.local.assign(model)
+        if self.codec is None:
+            return taken
+        with tf.control_dependencies([taken]):
+            return self._anchor.assign(self.layout.split(model)[0]).op
+
     def build_worker(self, w: WorkerSide) -> dict[int, WorkerPhase]:
         self._check_options()
         pushed_vars, predicted_vars = w.local.variables(PUSHED), w.local.variables(PREDICTED)
@@ -236,12 +279,16 @@ class MP2(Method):
         else:  # (built in this order, the paper's MP² repeats the runs of earlier versions bit for bit)
             train = w.adam(pushed_vars)
             grads = w.gradients(pushed_vars + predicted_vars)
+        pushed_up, full_codec_slots = self._encode_push(w, train)
         with tf.control_dependencies([train]):
-            up = [w.local.vector(PUSHED), *[tf.identity(t) for t in extra_up]]
+            up = [*pushed_up, *[tf.identity(t) for t in extra_up]]
         # Full steps train the predicted group too, on an Adam clock of its own (it skips the partial steps).
         phases = {FULL: full_push_worker(w, train=tf.group(
             w.adam(pushed_vars, grads[:len(pushed_vars)]),
             w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted")))}
+        phases[FULL].up += full_codec_slots
+        if self.codec is not None:
+            phases[FULL].apply = lambda reply: self._take(w, reply[0])
         if extra_up:  # every phase sends the same dtypes; a full step has no gradient to send
             phases[FULL].up += [tf.zeros([0], tf.float32), tf.zeros([0], tf.int32)]
         # Back to full steps after partial ones: the predicted layers' Adam momentum is stale.
@@ -253,7 +300,7 @@ class MP2(Method):
             self._local_train = tf.group(w.adam(pushed_vars, grads[:len(pushed_vars)]),
                                          w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted"))
         if self.opts.broadcast == "full":
-            phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: w.local.assign(reply[0]))
+            phases[PARTIAL] = WorkerPhase(up=up, apply=lambda reply: self._take(w, reply[0]))
             return phases
         with tf.device(w.device):  # the same predictor as the PS's: read from its file, or when its weights arrive
             predictor = self._predictor()
@@ -294,9 +341,12 @@ class MP2(Method):
         partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.opts.broadcast == "subset" else [])
         for phase in partial_phases:
             payloads = ps.gather()
-            average = tf.reshape(mean([p[0] for p in payloads]), [self.layout.pushed])  # a static shape
-            if correction is not None:
-                before, after = correction.update(payloads)
+            if self.codec is None:
+                average = tf.reshape(mean([p[0] for p in payloads]), [self.layout.pushed])  # a static shape
+            else:  # SparseLoCo's step from the pushed group every worker holds as its anchor
+                average = self.layout.split(ps.model)[0] - self.codec.aggregate([p[1:4] for p in payloads])
+            if correction is not None:  # its payload is the last two slots
+                before, after = correction.update([[p[0], *p[-2:]] for p in payloads])
             if self.opts.prediction == "predictor":
                 full = self.predictor(average)
                 if correction is not None:

@@ -25,9 +25,9 @@ the test set itself.
 
 Not a method option, so not here: the pushed group. The measured setting pushes the classifier too
 (--push front+head). --push is shared by the PS and every worker, and a worker cannot tell online MP²
-from a run whose PS alone holds the predictor file, so online MP² does not change it: pass
---push front+head yourself (the PS says so in one line when it runs online with the classifier
-predicted). The measured command is printed by
+from a run whose PS alone holds the predictor file, so the shared flags' preset sets it (--preset
+measured, the default, gives --method mp2 front+head; runtime/flags.py), not this class; the PS says in
+one line when it runs online with the classifier predicted. The measured command is printed by
 
     python -m runtime.methods mp2 --defaults [--steps-per-epoch N]
 """
@@ -50,6 +50,7 @@ SCALED = {"warmup_snapshots": (30, 3), "online_snapshot_every": (2, 1), "partial
 DEFAULT_STAGE_FLAGS = "--epochs 6 --image-batches 20 --val-images 1000 --eval-images 1000 --mixup 0 --holdout 0.05"
 # Shared flags the measured command passes besides the method's defaults (see the docstring for why).
 ROUND_KINDS = ("graph", "stage")
+PUSH_CODECS = ("dense", "sparseloco")
 MEASURED_SHARED_FLAGS = "--push front+head"
 # --correction-ratio's default with --broadcast full and an exchange every step; 0 with subset (its workers predict
 # without the PS's correction) or --sync-every H > 1 (measured worse there: results/online-rounds)
@@ -89,13 +90,22 @@ class MP2Options(Options):
         None, "on partial steps every worker also sends this fraction of each predicted tensor's gradient (Top-k with "
         "error feedback); the PS learns from them a correction it adds to every prediction; 0: off (the paper's MP²). "
         f"Default: {CORRECTION_RATIO} with --broadcast full and --sync-every 1; 0 with subset (its workers predict "
-        "without the PS's correction) or a sync interval (measured worse there)", argtypes.fraction)
+        "without the PS's correction) or a sync interval (about a point worse there, by best test epoch: "
+        "results/online-rounds)", argtypes.fraction)
     outer_lr: float = option(1.0, "DiLoCo's outer step on the model the PS assembles (the averaged pushed group and "
                              "the prediction) at each exchange: θ ← θ − lr·(g + μ·v), g = θ − assembled (1 with momentum "
                              "0: the assembled model itself, MP² as published)", argtypes.positive_float)
     outer_momentum: float = option(0.0, "DiLoCo's outer Nesterov momentum μ", argtypes.fraction)
     broadcast: str = option("full", "full: the PS sends the whole model back; subset: only the averaged pushed group, "
                             "and each worker predicts the rest with the same predictor")
+    push_codec: str = option("dense", "how the pushed group goes up at an exchange. dense: its float32 values (MP² as "
+                             "published); sparseloco: SparseLoCo's way, the chunk-wise Top-k of the worker's error-fed "
+                             "pseudo-gradient of the pushed group in 2 bits, the PS moving the pushed group by the mean "
+                             "of the sent entries before it predicts the rest (needs --broadcast full)")
+    push_error_decay: float = option(0.95, "--push-codec sparseloco: the error buffer's decay per exchange (β; "
+                                     "SparseLoCo's 0.95)", argtypes.fraction)
+    push_top_k: int = option(128, "--push-codec sparseloco: entries sent of each 64×64 chunk (SparseLoCo's 128)",
+                             argtypes.int_in(1, 64 * 64))
     # Online MP² (no --predictor): the PS decides every phase, so these are the PS's alone.
     warmup_snapshots: int | None = option(None, "online: snapshots before the first predictor is trained"
                                           + default_help("warmup_snapshots"), argtypes.positive_int, ps_only=True)
@@ -202,6 +212,14 @@ class MP2Options(Options):
         if self.broadcast == "subset" and (self.outer_lr != 1.0 or self.outer_momentum != 0.0):
             raise ValueError("--outer-lr / --outer-momentum with --broadcast subset: the workers assemble the model "
                              "themselves and would not take the PS's outer step; use --broadcast full")
+        if self.push_codec not in PUSH_CODECS:
+            raise ValueError(f"--push-codec must be {' or '.join(PUSH_CODECS)}, got {self.push_codec!r}")
+        if self.push_codec == "sparseloco" and self.broadcast != "full":
+            raise ValueError("--push-codec sparseloco with --broadcast subset: the workers would need every version "
+                             "of the predictor (its weights outweigh the pushes many times); use --broadcast full")
+        if self.push_codec == "sparseloco" and (self.outer_lr != 1.0 or self.outer_momentum != 0.0):
+            raise ValueError("--push-codec sparseloco takes SparseLoCo's outer step (rate 1, the error buffer in place "
+                             "of momentum); drop --outer-lr / --outer-momentum")
         if self.broadcast == "subset" and self.prediction == "hold":
             raise ValueError("--broadcast subset needs a predictor on the workers; the control (--prediction hold) has none")
         if self.predictor_init and (self.predictor or self.prediction == "hold"):

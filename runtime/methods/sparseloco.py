@@ -39,32 +39,23 @@ class SparseLoCoOptions(Options):
                               f"the reference's {sl.TOP_K})", argtypes.int_in(1, sl.CHUNK ** 2))
 
 
-class SparseLoCo(Method):
-    name = "sparseloco"
-    summary = ("local Adam; every H-th step and at epoch ends each worker sends the chunk-wise Top-k of its error-fed "
-               "pseudo-gradient in 2 bits; every side applies the mean of the relayed payloads")
-    Options = SparseLoCoOptions
-    opts: SparseLoCoOptions
-    up_dtypes = (tf.uint8, tf.uint8, tf.float32)    # packed 12-bit indices, packed 2-bit bins, per-tensor floats
-    down_dtypes = (tf.uint8, tf.uint8, tf.float32)  # every worker's three, one after another in worker order
-    phase_names = {0: "sync"}
-    default_lr = 0.0015  # the tuned frontier's choice at 30 epochs for H=16 and H=64 (0.003 at 10 epochs)
-    shardable = True  # encoded and decoded per tensor; a piece's PS relays its tensors' parts of the payloads
+class Codec:
+    """SparseLoCo's payload for a list of tensors of fixed shapes: [packed indices, packed bins, floats].
 
-    def __init__(self, layout, opts: SparseLoCoOptions, run) -> None:
-        super().__init__(layout, opts, run)
-        self.plans = [sl.ChunkPlan.of(p.shape, top_k=self.opts.chunk_top_k) for p in layout.params]
+    The same graph on every side: a worker encodes its error buffer, and the PS and every worker decode the
+    same payloads and take the same aggregate (per coordinate, the mean over the workers that sent it)."""
 
-    def is_local(self, step: int) -> bool:
-        return not syncs_at(step, self.run.steps_per_epoch, self.opts.sync_every)
+    dtypes = (tf.uint8, tf.uint8, tf.float32)
 
-    def payload_bytes(self) -> int:
-        """Bytes one worker sends at a sync (a reply is `workers` times this)."""
+    def __init__(self, shapes: list[tuple[int, ...]], top_k: int = sl.TOP_K) -> None:
+        self.plans = [sl.ChunkPlan.of(s, top_k=top_k) for s in shapes]
+
+    def wire_bytes(self) -> int:
+        """Bytes of one payload."""
         return sum(p.wire_bytes() for p in self.plans)
 
-    # --- the codec, the same graph on both sides ----------------------------------------------------
-    def _encode(self, tensors: list[tf.Tensor]) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
-        """(the payload [indices, bins, floats], each tensor's selection as it will be read back)."""
+    def encode(self, tensors: list[tf.Tensor]) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+        """(the payload, each tensor's selection as every side will read it back)."""
         indices, bins, floats, sent = [], [], [], []
         for x, plan in zip(tensors, self.plans):
             index, value = sl.top_k(x, plan)
@@ -75,8 +66,8 @@ class SparseLoCo(Method):
             sent.append(sl.scatter(index, sl.dequantize(bin_, params), plan))
         return [tf.concat(indices, 0), tf.concat(bins, 0), tf.concat(floats, 0)], sent
 
-    def _decode(self, payload: list[tf.Tensor]) -> list[tuple[tf.Tensor, tf.Tensor]]:
-        """Each tensor's (dense values, dense 0/1 selection mask) of one worker's payload."""
+    def decode(self, payload: list[tf.Tensor]) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """Each tensor's (dense values, dense 0/1 selection mask) of one payload."""
         packed_indices, packed_bins, floats = payload
         out, i_at, b_at = [], 0, 0
         for t, plan in enumerate(self.plans):
@@ -89,27 +80,62 @@ class SparseLoCo(Method):
             i_at, b_at = i_at + n_i, b_at + n_b
         return out
 
-    def _step(self, anchor: tf.Tensor, payloads: list[list[tf.Tensor]]) -> tf.Tensor:
-        """θ_anchor − α · (per coordinate, the mean over the workers that sent it), as a flat vector."""
-        decoded = [self._decode(p) for p in payloads]
+    def aggregate(self, payloads: list[list[tf.Tensor]]) -> tf.Tensor:
+        """Per coordinate, the mean over the payloads that selected it (0 where none did), as a flat vector."""
+        decoded = [self.decode(p) for p in payloads]
         parts = []
         for t in range(len(self.plans)):
             total = ordered_sum([d[t][0] for d in decoded])
             count = ordered_sum([d[t][1] for d in decoded])
             parts.append(tf.reshape(tf.math.divide_no_nan(total, count), [-1]))
-        return anchor - self.opts.outer_lr * tf.concat(parts, 0)
+        return tf.concat(parts, 0)
 
-    def _split_reply(self, reply: list[tf.Tensor]) -> list[list[tf.Tensor]]:
+    def split_relayed(self, reply: list[tf.Tensor], count: int) -> list[list[tf.Tensor]]:
+        """`count` payloads sent one after another (the PS's relay) back into one payload each."""
         n_i = sum(sl.index_bytes(p.entries) for p in self.plans)
         n_b = sum(sl.bin_bytes(p.entries) for p in self.plans)
         n_f = sl.PARAMS * len(self.plans)
         return [[reply[0][w * n_i:(w + 1) * n_i], reply[1][w * n_b:(w + 1) * n_b], reply[2][w * n_f:(w + 1) * n_f]]
-                for w in range(self.run.workers)]
+                for w in range(count)]
+
+    @staticmethod
+    def relay(payloads: list[list[tf.Tensor]]) -> list[tf.Tensor]:
+        """Every payload, one after another in worker order."""
+        return [tf.concat([p[k] for p in payloads], 0) for k in range(3)]
+
+
+class SparseLoCo(Method):
+    name = "sparseloco"
+    summary = ("local Adam; every H-th step and at epoch ends each worker sends the chunk-wise Top-k of its error-fed "
+               "pseudo-gradient in 2 bits; every side applies the mean of the relayed payloads")
+    Options = SparseLoCoOptions
+    opts: SparseLoCoOptions
+    up_dtypes = Codec.dtypes    # packed 12-bit indices, packed 2-bit bins, per-tensor floats
+    down_dtypes = Codec.dtypes  # every worker's three, one after another in worker order
+    phase_names = {0: "sync"}
+    default_lr = 0.0015  # the tuned frontier's choice at 30 epochs for H=16 and H=64 (0.003 at 10 epochs)
+    shardable = True  # encoded and decoded per tensor; a piece's PS relays its tensors' parts of the payloads
+
+    def __init__(self, layout, opts: SparseLoCoOptions, run) -> None:
+        super().__init__(layout, opts, run)
+        self.codec = Codec([p.shape for p in layout.params], self.opts.chunk_top_k)
+        self.plans = self.codec.plans
+
+    def is_local(self, step: int) -> bool:
+        return not syncs_at(step, self.run.steps_per_epoch, self.opts.sync_every)
+
+    def payload_bytes(self) -> int:
+        """Bytes one worker sends at a sync (a reply is `workers` times this)."""
+        return self.codec.wire_bytes()
+
+    def _step(self, anchor: tf.Tensor, payloads: list[list[tf.Tensor]]) -> tf.Tensor:
+        """θ_anchor − α · (per coordinate, the mean over the workers that sent it), as a flat vector."""
+        return anchor - self.opts.outer_lr * self.codec.aggregate(payloads)
 
     # --- pieces of the model ----------------------------------------------------------------------------
     def _piece_spans(self, parts: list) -> list[list[tuple[int, int]]]:
         """Per piece, its slice of each of a payload's three arrays (each holds the tensors' parts in layout order,
-        each tensor's of a size fixed by its plan, as `_decode` reads them)."""
+        each tensor's of a size fixed by its plan, as `Codec.decode` reads them)."""
         sizes = [[sl.index_bytes(p.entries) for p in self.plans], [sl.bin_bytes(p.entries) for p in self.plans],
                  [sl.PARAMS] * len(self.plans)]
         return [[spans(s, tensors_of(self.layout, part)) for s in sizes] for part in parts]
@@ -140,13 +166,13 @@ class SparseLoCo(Method):
             delta = self._anchor - w.local.vector()
         error = self.opts.error_decay * self._error + self.opts.outer_lr * delta
         parts = self.layout.unflatten(error)
-        up, sent = self._encode([parts[p.name] for p in self.layout.params])
+        up, sent = self.codec.encode([parts[p.name] for p in self.layout.params])
         kept = error - tf.concat([tf.reshape(s, [-1]) for s in sent], 0)
         with tf.control_dependencies([self._error.assign(kept)]):
             up = [tf.identity(u) for u in up]
 
         def apply(reply: list[tf.Tensor]) -> tf.Operation:
-            new = self._step(self._anchor, self._split_reply(reply))
+            new = self._step(self._anchor, self.codec.split_relayed(reply, self.run.workers))
             with tf.control_dependencies([w.local.assign(new)]):
                 return self._anchor.assign(new).op
 
@@ -157,4 +183,4 @@ class SparseLoCo(Method):
         payloads = ps.gather()
         new = self._step(ps.model, payloads)
         with tf.control_dependencies([ps.model.assign(new)]):
-            return {0: PSPhase(reply=[tf.concat([p[k] for p in payloads], 0) for k in range(3)])}
+            return {0: PSPhase(reply=Codec.relay(payloads))}

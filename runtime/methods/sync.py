@@ -4,15 +4,15 @@ one Adam step on the global model, and every worker takes that model back. All r
 model after every step (`--verify-sync` checks it), unlike the MP² paper's baseline (`baseline`), where
 each worker steps its own Adam and the PS averages the models.
 
-The PS's Adam is TensorFlow's (helpers/optim.py's constants, as the workers' local Adam), its learning rate the
-same schedule of the global step; its moments are PS state, saved in the checkpoint. The bytes are the
+The PS's Adam is helpers/optim.py's (the workers' local Adam, with the model's ε), its learning rate the
+same schedule of the global step; its moments and step count are PS state, saved in the checkpoint. The bytes are the
 baseline's: the whole model's size up and down every step.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from helpers.optim import BETA1, BETA2, MODEL_EPSILON, learning_rate
+from helpers.optim import MODEL_EPSILON, Adam, learning_rate
 from runtime.methods.base import Method, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
 
 
@@ -30,9 +30,9 @@ class Sync(Method):
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
         gradient = mean([p[0] for p in ps.gather()])
         with tf.device(ps.device):
-            optimizer = tf.compat.v1.train.AdamOptimizer(learning_rate(self.run.lr, ps.step), beta1=BETA1, beta2=BETA2,
-                                                         epsilon=MODEL_EPSILON, name="ps_adam")
-            step = optimizer.apply_gradients([(gradient, ps.model)])
-        ps.state.extend(optimizer.variables())  # the moments and the clock: saved and restored with the run
+            # The moments and the step count are PS state: saved and restored with the run.
+            optimizer = Adam(lr=learning_rate(self.run.lr, ps.step), epsilon=MODEL_EPSILON,
+                             make=lambda name, value: ps.variable(f"ps_adam/{name}", value, value.dtype))
+            step = optimizer.apply([gradient], [ps.model])
         with tf.control_dependencies([step]):
             return {0: PSPhase(reply=[ps.model.read_value()])}

@@ -17,7 +17,8 @@ skipped, so a grid resumes and grows across sessions; a run that fails is record
 Each finished run's record (summary.json, metrics.jsonl, frontier-run.json: a few tens of KB, none of
 its checkpoints) is also kept in OUT/runs/ (--records), and read back into ROOT when a grid starts: with
 OUT committed, a grid goes on in another session or on another machine where ROOT is gone, and
-`python -m reports frontier OUT/runs` makes the report again from the record alone.
+`python -m reports frontier OUT/runs` makes the report again from the record alone (the tuning plan,
+ROOT/frontier-tuning.json, is kept beside the records).
 
 A grid file's setting may name "prior_run" (the run directory its --predictor's snapshots came from)
 and "predictor_report" (that predictor's report.json): their bytes and wall time are added to the
@@ -357,6 +358,8 @@ def main(argv: list[str]) -> int:
     if args.dry_run:
         return 0
     copy_finished(root, records)  # runs another grid process finished under ROOT too
+    if (root / report.TUNING).exists():  # the tuning plan beside them: the records alone make the same report
+        npzio.write_bytes(records / report.TUNING, (root / report.TUNING).read_bytes())
     try:
         result = report.report(root, Path(args.out), [sys.executable, *sys.argv[:1], *argv], args.baseline,
                                carried_record=args.carry)

@@ -337,6 +337,6 @@ def test_a_kept_record_is_read_back_where_the_run_root_is_gone_and_the_report_ma
     assert (root / "baseline" / "seed0" / "summary.json").exists()
     kept = sorted(str(p.relative_to(out / "runs")) for p in (out / "runs").rglob("*.json*"))
     assert kept == ["baseline/seed0/frontier-run.json", "baseline/seed0/metrics.jsonl", "baseline/seed0/summary.json",
-                    "topk/seed0/frontier-run.json", "topk/seed0/metrics.jsonl", "topk/seed0/summary.json"]
+                    frontier.TUNING, "topk/seed0/frontier-run.json", "topk/seed0/metrics.jsonl", "topk/seed0/summary.json"]
     again = frontier.build(out / "runs", ["x"])
     assert {r["row"] for r in again["budgets"][0]["rows"]} == {"baseline", "topk"}

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/setup.sh
-.venv/bin/python benchmarks/frontier.py --grid lenet5 --root runs/frontier-tuned --out results/frontier "$@"
+.venv/bin/python benchmarks/frontier.py --grid lenet5 --root runs/frontier-tuned --out results/frontier \
+    --carry results/frontier/frontier.json "$@"

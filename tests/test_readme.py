@@ -103,7 +103,10 @@ def frontier_phrases() -> list[str]:
         f"at H=16 reaches {acc(b, 'mp2-online-H16')} at {share(b, 'mp2-online-H16')} of the bytes, "
         f"{_points(sel(b, 'sparseloco-H64') - sel(b, 'mp2-online-H16'))} points below SparseLoCo H=64 at about "
         f"{round(times, -1):.0f} times its bytes",
-        f"it is lower still ({acc(b, 'mp2-diloco-H16')})",
+        f"it is lower still ({acc(b, 'mp2-diloco-H16')}); sent SparseLoCo's way (H=64) it reaches "
+        f"{acc(b, 'mp2-sparseloco-H64')} at {share(b, 'mp2-sparseloco-H64')}, "
+        f"{_points(sel(b, 'sparseloco-H64') - sel(b, 'mp2-sparseloco-H64'))} points below SparseLoCo at "
+        f"{b['mp2-sparseloco-H64']['total_bytes'] / b['sparseloco-H64']['total_bytes']:.0f} times its bytes",
         f"(here: {epochs_of('measured')} epochs, every {LocalSGDOptions().sync_every} steps, rate "
         f"{LocalSGD.default_lr:g})",
     ]

@@ -166,7 +166,7 @@ def run_one(run: Run, commit: str, python: str) -> Outcome:
     run.run_dir.mkdir(parents=True)
     npzio.write_json(run.run_dir / MARKER, {
         "label": run.setting.label, "seed": run.seed, "flags": run.flags, "workers": run.workers, "commit": commit,
-        "command": command_line(run), "prior_run": run.setting.prior_run,
+        "command": portable(command_line(run)), "prior_run": run.setting.prior_run,
         "predictor_report": run.setting.predictor_report, "family": run.setting.family,
         "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     cluster = LocalCluster([Child("mp2_local", run.argv)], log_dir=run.run_dir, echo=False)

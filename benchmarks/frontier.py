@@ -359,6 +359,7 @@ def main(argv: list[str]) -> int:
         return 0
     copy_finished(root, records)  # runs another grid process finished under ROOT too
     if (root / report.TUNING).exists():  # the tuning plan beside them: the records alone make the same report
+        records.mkdir(parents=True, exist_ok=True)  # (no run may have finished yet)
         npzio.write_bytes(records / report.TUNING, (root / report.TUNING).read_bytes())
     try:
         result = report.report(root, Path(args.out), [sys.executable, *sys.argv[:1], *argv], args.baseline,

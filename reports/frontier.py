@@ -232,6 +232,11 @@ def aggregate(runs: list[dict], budget: int, tuning: dict | None = None, baselin
             rows.append({**_row(row, label, mine, budget, base), "tuning": tuning_table,
                          "tuning_val_acc": None if tuning_table is None else
                          " ".join(f"{t['label'].split(CANDIDATE, 1)[-1]}:{t['best_val_acc']:.4f}" for t in tuning_table)})
+    return by_bytes(rows, baseline)
+
+
+def by_bytes(rows: list[dict], baseline: str) -> list[dict]:
+    """`rows` by their whole cost in bytes, each with its share of the baseline row's (None without one)."""
     ref = next((r for r in rows if r["row"] == baseline), None)
     for r in rows:
         r["bytes_vs_baseline"] = r["total_bytes"] / ref["total_bytes"] if ref else None
@@ -380,10 +385,7 @@ def carry(rows: list[dict], carried: list[dict], runs: list[dict], baseline: str
     baseline of the merged rows."""
     here = {row_of(r["label"]) for r in runs}
     rows = rows + [dict(r) for r in carried if r["row"] not in here]
-    ref = next((r for r in rows if r["row"] == baseline), None)
-    for r in rows:
-        r["bytes_vs_baseline"] = r["total_bytes"] / ref["total_bytes"] if ref else None
-    return sorted(rows, key=lambda r: (r["total_bytes"], r["row"]))
+    return by_bytes(rows, baseline)
 
 
 def build(root: Path, argv: list[str], baseline: str = "baseline", base: Path = Path("."),

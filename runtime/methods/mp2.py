@@ -287,8 +287,7 @@ class MP2(Method):
             w.adam(pushed_vars, grads[:len(pushed_vars)]),
             w.adam(predicted_vars, grads[len(pushed_vars):], clock="predicted")))}
         phases[FULL].up += full_codec_slots
-        if self.codec is not None:
-            phases[FULL].apply = lambda reply: self._take(w, reply[0])
+        phases[FULL].apply = lambda reply: self._take(w, reply[0])
         if extra_up:  # every phase sends the same dtypes; a full step has no gradient to send
             phases[FULL].up += [tf.zeros([0], tf.float32), tf.zeros([0], tf.int32)]
         # Back to full steps after partial ones: the predicted layers' Adam momentum is stale.

@@ -18,6 +18,8 @@ def ps_device(task: int) -> str:
 
 
 PS_DEVICE = ps_device(0)  # task 0: the one that drives the run, and holds the queues outside the step
+RPC_CHANNELS = 4  # gRPC connections a process keeps to each peer (measured: results/scale/hosts/duplex-probe)
+GRPC_OPTIONS_ENV = "TF_GRPC_DEFAULT_OPTIONS"  # TensorFlow's own: name=value gRPC channel arguments, comma-separated
 
 
 class ClusterError(Exception):
@@ -99,6 +101,13 @@ def start_server(cluster: Cluster, job: str, index: int, threads: int) -> tf.dis
             f"still alive? Stop it, or choose another port in --{job}_hosts"
         )
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
+    # Several gRPC connections to each peer, each its own TCP connection (a channel of its own subchannel pool;
+    # read by TensorFlow when it makes its first channel): a session run's answer (what releases a worker's next
+    # piece with --chunks) need not wait in one socket behind megabytes of reply (results/scale/hosts/duplex-probe).
+    config.rpc_options.num_channels_per_target = RPC_CHANNELS
+    options = [o for o in os.environ.get(GRPC_OPTIONS_ENV, "").split(",") if o]
+    if not any(o.startswith("grpc.use_local_subchannel_pool=") for o in options):
+        os.environ[GRPC_OPTIONS_ENV] = ",".join([*options, "grpc.use_local_subchannel_pool=1"])
     return tf.distribute.Server(cluster.spec(), job_name=job, task_index=index, start=True, config=config)
 
 

@@ -60,18 +60,15 @@ class PSGraph:
         self._exchanges = 0
         self.refused = 0  # exchanges this PS's own server refused as repeated requests, and ran again
         self.delivered = [v for s in wire.shards for v in s.delivered]  # task by task, worker by worker
-        self.parts, self.sides, self.methods, built = [], [], [], []  # per piece of the model
+        self.parts, self.sides = [], []  # per piece of the model
         for shard, links in zip(self.shards, wire.shards):
             with tf.device(shard.device):
                 part = tf.Variable(self.initial if whole else self.initial[shard.start:shard.end],
                                    name="global_model" if whole else f"global_model_t{shard.index}", trainable=False)
-                side = PSSide(shard.layout, part, n, self.step, shard.device,
-                              lambda links=links: self._gather(links))
-                own = method if whole else method.for_part(shard.layout)  # the method over the piece's tensors
-                built.append(own.build_ps(side))
             self.parts.append(part)
-            self.sides.append(side)
-            self.methods.append(own)
+            self.sides.append(PSSide(shard.layout, part, n, self.step, shard.device,
+                                     lambda links=links: self._gather(links)))
+        self.methods, built = map(list, zip(*method.build_pieces(self.sides)))  # the method serving each piece
         self.side = self.sides[0]
         with tf.device(device):
             self.model = self.parts[0] if whole else tf.concat([p.read_value() for p in self.parts], 0)

@@ -6,11 +6,12 @@ partition follows from the layout and the task count alone: every process comput
 handshake compares the count). Contiguous runs keep a shard a slice of the flat model vector and a run of the
 layout's tensors, so a payload's piece needs no index list on the wire.
 
-A method whose PS update is per tensor (`Method.shardable`: all but MP² and the WNN) is built once per piece,
-as the method over the piece's tensors (`Method.for_part`) on that piece's device; a worker cuts its payload
-into the pieces' (`Method.split`) and joins their replies (`Method.join`), and the run ends in the one-PS
-model bit for bit. MP²'s prediction reads the whole pushed group and writes the predicted one, and the WNN's
-nowcaster runs over the whole model: those run on one PS task (docs/design/architecture.md).
+A method whose PS update is per tensor (`Method.shardable`) is built once per piece, as the method over the piece's
+tensors (`Method.for_part`) on that piece's device; a worker cuts its payload into the pieces' (`Method.split`) and
+joins their replies (`Method.join`), and the run ends in the one-PS model bit for bit. MP²'s prediction reads the
+whole pushed group and writes the predicted one, and the WNN's nowcaster runs over the whole model: they build their
+pieces together (`Method.build_pieces`, `Whole`): each piece averages its slice where the workers' payloads arrive,
+the update runs on task 0 over the averages, and each piece is written its slice (docs/design/architecture.md).
 """
 from __future__ import annotations
 

@@ -102,17 +102,14 @@ class WorkerGraph:
                            for p in range(len(self.shards))]
             pieces = [[v.read_value() for v in box] for box in self.outbox]
             self.send_ops = [links.up[index].enqueue(piece) for links, piece in zip(wire.shards, pieces)]  # one each
-            # All pieces at once: to each PS task in parallel, and with --chunks a task's pieces in turn (a piece leaves
-            # once the task took the one before), so its first pieces arrive, and are answered, while the rest are on
-            # the way; the reply is then taken while the send still runs (push/pull: both directions of a link busy).
+            # All pieces at once: to each PS task in parallel. With --chunks a task's pieces go in turn, one session
+            # run each (piece r of every task together), so its first pieces arrive, and are answered, while the
+            # rest are on the way; the reply is taken while the send still runs (push/pull: both directions of a
+            # link busy). The run's return is what releases the next piece: it comes back as a RunGraph answer,
+            # on a connection of its own (start_server's channels), not behind the reply's bytes.
             self.overlap = chunked(self.shards)
-            self.send_all = self.send_ops
-            if self.overlap:
-                self.send_all, last = [], {}
-                for shard, links, piece in zip(self.shards, wire.shards, pieces):
-                    with tf.control_dependencies([last[shard.index]] if shard.index in last else []):
-                        last[shard.index] = links.up[index].enqueue([tf.identity(t) for t in piece])
-                    self.send_all.append(last[shard.index])
+            ranks = [sum(1 for t in self.shards[:k] if t.index == s.index) for k, s in enumerate(self.shards)]
+            self.send_rounds = [[k for k, r in enumerate(ranks) if r == rank] for rank in range(max(ranks) + 1)]
             self._sending: _Sending | None = None
             self.landed_probe = [[links.up[index].size(), links.delivered[index].read_value()] for links in wire.shards]
             # What the last reply said, kept here: a pull whose answer was lost after it was applied is read back.
@@ -269,22 +266,24 @@ class WorkerGraph:
         """Send the staged payload (to every PS task at once). A send that may or may not have taken effect
         (tferrors.ambiguous) is asked about: what never reached a task's up/i is sent again (at most RETRIES
         times), what did is not."""
-        pending = list(range(len(self.send_ops)))
+        pending, sent = list(range(len(self.send_ops))), set()
         for attempt in range(RETRIES + 1):
             try:
                 faults.before_send(self.index, step)
                 hang = faults.hangs(self.index, step)
                 if hang is not None:
                     self._run(session, hang, None, timeout, "pushing to the PS")
-                # Again after an abort: only the pieces that did not arrive, each on its own (no chain to the others).
-                ops = self.send_all if attempt == 0 else [self.send_ops[k] for k in pending]
-                deadline.run(session, ops, seconds=timeout, what="pushing to the PS")
+                # In rounds the first time (--chunks); again after an abort, only the pieces that did not arrive.
+                rounds = self.send_rounds if attempt == 0 else [pending]
+                for ks in rounds:
+                    deadline.run(session, [self.send_ops[k] for k in ks], seconds=timeout, what="pushing to the PS")
+                    sent.update(ks)
                 faults.after_send(self.index, step)
                 return
             except tf.errors.AbortedError as e:
                 if not tferrors.ambiguous(e) or attempt == RETRIES:
                     raise self._stopped(session, e, "pushing to the PS", timeout) from None
-                pending = [k for k in pending if not self._landed(session, timeout, exchange, k)]
+                pending = [k for k in pending if k not in sent and not self._landed(session, timeout, exchange, k)]
                 self.retries += 1
                 self.log(f"warning: step {step + 1}: TensorFlow's runtime aborted the push ({tferrors.explain(e)}); "
                          + ("it had not reached the PS: sent again" if pending else "it had reached the PS: not sent again"))

@@ -58,8 +58,6 @@ def test_chunks_cut_each_tasks_part_into_pieces_of_whole_tensors_in_turn():
     assert len(plan(model.layout, METHODS["sync"], 1, 4)) == 4
     with pytest.raises(ValueError, match="--chunks 6: PS task 0 holds 5 of lenet5's tensors.*give at most 5"):
         plan(model.layout, METHODS["baseline"], 2, 6)
-    with pytest.raises(ValueError, match="--method mp2 runs on one PS task in one piece"):
-        plan(model.layout, METHODS["mp2"], 1, 2)
 
 
 @pytest.mark.unit
@@ -67,14 +65,15 @@ def test_more_tasks_than_tensors_and_methods_that_cannot_shard_are_refused_in_on
     with pytest.raises(ValueError, match="at most 3 addresses in --ps_hosts"):
         partition(_layout([5, 6, 7]), 4)
     model = models.get("lenet5")
-    assert set(shardable_methods()) == set(METHODS) - {"mp2", "wnn"}
-    for name, method in METHODS.items():
-        if not method.shardable:
-            with pytest.raises(ValueError, match=rf"--method {name} runs on one PS task in one piece .* give one "
-                                                  r"address in --ps_hosts and no --chunks; the methods that shard are "
-                                                  r"baseline, sync, topk, dgc, localsgd, powersgd, sparseloco, streaming"):
-                plan(model.layout, method, 2)
-    assert len(plan(model.layout, METHODS["mp2"], 1)) == 1  # one task: every method
+    assert set(shardable_methods()) == set(METHODS)  # MP² and the WNN build their pieces together (Whole)
+
+    class Mine(METHODS["baseline"]):  # a method of the user's, not declared per tensor
+        name, shardable = "mine", False
+
+    with pytest.raises(ValueError, match=r"--method mine runs on one PS task in one piece .* give one address in "
+                                         r"--ps_hosts and no --chunks; the methods that shard are baseline, sync"):
+        plan(model.layout, Mine, 2)
+    assert len(plan(model.layout, Mine, 1)) == 1  # one task: every method
 
 
 @pytest.mark.unit
@@ -104,7 +103,11 @@ def test_the_digests_of_a_models_slices_add_up_to_the_whole_models():
 LENET = models.get("lenet5", 10)
 NEW = {"topk": {"ratio": 0.01}, "dgc": {"ratio": 0.01}, "powersgd": {"rank": 2}, "sparseloco": {},
        "streaming": {"sync_every": 4, "fragments": 2, "outer_momentum": 0.9},
-       "streaming32": {"sync_every": 4, "fragments": 3, "outer_bits": 32, "outer_momentum": 0.9}}
+       "streaming32": {"sync_every": 4, "fragments": 3, "outer_bits": 32, "outer_momentum": 0.9},
+       # MP² builds its pieces together (Whole): the prediction over the pieces' averages of the pushed group.
+       "mp2": {}, "mp2-hold-outer": {"prediction": "hold", "outer_lr": 0.7, "outer_momentum": 0.9},
+       "mp2-sparseloco": {"push_codec": "sparseloco"}, "mp2-subset": {"broadcast": "subset", "correction_ratio": 0.0},
+       "wnn": {}}
 
 
 def _payloads(name: str, method, rng) -> list[list[list[list[np.ndarray]]]]:
@@ -125,8 +128,32 @@ def _payloads(name: str, method, rng) -> list[list[list[list[np.ndarray]]]]:
         return [[[rng.standard_normal(n).astype(np.float32)] for _ in range(2)] for n in (plan.first_size, plan.q_size)]
     if name == "sparseloco":
         return [[arrays(method.codec.encode([tf.constant(g) for g in grads()])[0]) for _ in range(2)]]
+    if name.startswith("mp2"):
+        return [[_mp2_payload(method, phase, rng) for _ in range(2)] for phase in sorted(method.phase_names)
+                if phase != 2 or method.opts.broadcast == "subset"]
+    if name == "wnn":  # averaging, two recordings, a jump
+        return [[[rng.standard_normal(LENET.layout.total).astype(np.float32)] for _ in range(2)] for _ in range(4)]
     return [[arrays(method._encode(method._slice(tf.constant(rng.standard_normal(LENET.layout.total).astype(np.float32)),
                                                  phase), phase)) for _ in range(2)] for phase in method.phase_names]
+
+
+def _mp2_payload(method, phase: int, rng) -> list[np.ndarray]:
+    """A worker's MP² payload of a `phase` step: the model (full) or the pushed group (partial; empty with the codec,
+    whose three slots follow), then the correction's sparse gradient of the predicted group (values, positions)."""
+    import tensorflow as tf
+
+    layout = method.layout
+    full = phase == 0
+    dense = rng.standard_normal(layout.total if full else 0 if method.codec else layout.pushed).astype(np.float32)
+    out = [dense]
+    if method.codec:
+        shapes = [p.shape for p in layout.group("pushed")]
+        encoded = method.codec.encode([tf.constant(rng.standard_normal(s).astype(np.float32)) for s in shapes])[0]
+        out += [np.asarray(t)[:0] if full else np.asarray(t) for t in encoded]
+    if method.opts.correction_ratio > 0:
+        positions = np.sort(rng.choice(layout.predicted, 50, replace=False)).astype(np.int32)
+        out += [rng.standard_normal(0 if full else 50).astype(np.float32), positions[:0] if full else positions]
+    return out
 
 
 def _compressed(c) -> list:
@@ -134,10 +161,10 @@ def _compressed(c) -> list:
 
 
 def _run_ps(method, pieces, payloads: list, split: bool) -> tuple[list, np.ndarray]:
-    """The PS's graph over `pieces`, each built by the method over its tensors (or the whole method on one piece),
-    fed the workers' payloads split by the method through queues, as on the wire: every round's (joined) reply and
-    the model after the last. Every payload must have been taken in its round (a dequeue that no reply depends on
-    never runs, and would leave the payload to the next exchange)."""
+    """The PS's graph over `pieces` (Method.build_pieces; the whole method on one piece when not `split`), fed the
+    workers' payloads split by the method through one queue per piece and worker, in round order, as on the wire:
+    every round's (joined) reply and the model after the last. Every payload must have been taken in its round (a
+    dequeue that no reply depends on never runs, and would leave the payload to the next exchange)."""
     import tensorflow as tf
 
     from runtime.methods.base import PSSide
@@ -146,50 +173,61 @@ def _run_ps(method, pieces, payloads: list, split: bool) -> tuple[list, np.ndarr
     graph = tf.Graph()
     with graph.as_default():
         start = np.random.default_rng(1).standard_normal(LENET.layout.total).astype(np.float32)
-        models_, rounds, queues, fill = [], [], [], []
+        sides, queues, fill = [], [], []
         for k, piece in enumerate(pieces):
             part = tf.Variable(start[piece.start:piece.end])
-            given = []  # per round, one queue a worker
-            for (phase, exchange), round_ in payloads:
-                given.append([])
-                for p in round_:
-                    tensors = [tf.constant(t) for t in p]
-                    mine = method.split(tensors, pieces, phase, exchange)[k] if split else tensors
-                    q = tf.queue.FIFOQueue(1, [t.dtype for t in mine])
-                    fill.append(q.enqueue(mine))
-                    given[-1].append(q)
-            queues += [q for g in given for q in g]
-            taken = iter(given)
-            own = method.for_part(piece.layout) if split else method
-            built = own.build_ps(PSSide(piece.layout, part, 2, tf.constant(0, tf.int64), "/cpu:0",
-                                        lambda: [as_list(q.dequeue()) for q in next(taken)]))
-            rounds.append([r for phase in sorted(built) for r in (built[phase].reply, *built[phase].then)])
-            models_.append(part)
+            mine = [[method.split([tf.constant(t) for t in p], pieces, phase, exchange)[k] if split
+                     else [tf.constant(t) for t in p] for p in round_] for (phase, exchange), round_ in payloads]
+            own = [tf.queue.FIFOQueue(len(payloads), [t.dtype for t in mine[0][i]]) for i in range(len(mine[0]))]
+            fill.append([[q.enqueue(round_[i]) for i, q in enumerate(own)] for round_ in mine])
+            queues += own
+            sides.append(PSSide(piece.layout, part, 2, tf.constant(0, tf.int64), "/cpu:0",
+                                lambda own=own: [as_list(q.dequeue()) for q in own]))
+        built = method.build_pieces(sides) if split else [(method, method.build_ps(sides[0]))]
+        rounds = {}  # (phase, exchange) -> each piece's reply
+        for _, phases in built:
+            for phase, p in phases.items():
+                for exchange, reply in enumerate((p.reply, *p.then)):
+                    rounds.setdefault((phase, exchange), []).append(reply)
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
-            session.run(fill)
+            for r in range(len(payloads)):  # a session run a round: the queues take them in round order
+                session.run([piece[r] for piece in fill])
             replies = []
-            for r, ((phase, exchange), _) in enumerate(payloads):  # a round a session run, every piece's at once
-                got = session.run([built_[r] for built_ in rounds])
-                replies.append(session.run(method.join([[tf.constant(t) for t in g] for g in got], pieces, phase,
-                                                       exchange)) if split else got[0])
+            for key, _ in payloads:  # a round a session run, every piece's at once
+                got = session.run(rounds[key])
+                replies.append(session.run(method.join([[tf.constant(t) for t in g] for g in got], pieces, *key))
+                               if split else got[0])
             assert session.run([q.size() for q in queues]) == [0] * len(queues)  # every payload taken in its round
-            return replies, np.concatenate(session.run(models_))
+            return replies, np.concatenate(session.run([side.model for side in sides]))
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("name", list(NEW))
-def test_every_piece_built_over_its_tensors_gives_the_whole_models_update_and_reply_bit_for_bit(name):
-    """Each newly shardable method: the workers' payloads split over 2 tasks × 3 pieces (6 pieces: one holds only a
-    bias, some no tensor of a Streaming fragment), each piece's PS built by the method over its tensors, the replies
-    joined: the replies and the model are the one-PS ones bit for bit, and the split payloads carry its bytes
+def test_every_piece_built_over_its_tensors_gives_the_whole_models_update_and_reply_bit_for_bit(name, tmp_path):
+    """Each method but the baseline's kin: the workers' payloads split over 2 tasks × 3 pieces (6 pieces: one holds
+    only a bias, some no tensor of a Streaming fragment), the PS built over the pieces (a per-tensor method's pieces
+    each over its tensors; MP²'s and the WNN's together, the update on the first piece's task), the replies joined: the replies and the model are the one-PS ones bit for bit, and the split payloads carry its bytes
     (Streaming's 4-bit codes pad a piece with an odd count by half a byte: none of LeNet-5's tensors has one)."""
-    method_name = "streaming" if name.startswith("streaming") else name
+    method_name = name.split("-")[0].rstrip("0123456789") if not name.startswith("mp2") else "mp2"
     method = METHODS[method_name](LENET.layout, METHODS[method_name].Options.from_json(NEW[name]), RunInfo(2, 8, 1, 1e-3, 0))
+    if method_name == "wnn":  # a nowcaster of random weights, recording every step
+        import wnn
+        from wnn import network
+
+        method.path = str(tmp_path / "wnn.npz")
+        wnn.save(method.path, {kind: network.init(seed=1) for kind in network.KINDS},
+                 {"model": "lenet5", "spacing_steps": 1, "recording_steps": 1, "spacing": 1, "horizon": 5})
     pieces = plan(LENET.layout, method, 2, 3)
     assert len(pieces) == 6 and any(all(len(p.shape) == 1 for p in piece.layout.params) for piece in pieces)
-    rounds = _payloads(name, method, np.random.default_rng(0))
-    keys = [(0, e) for e in range(len(rounds))] if method_name != "streaming" else [(p, 0) for p in method.phase_names]
+    rounds = _payloads(method_name, method, np.random.default_rng(0))
+    if method_name == "streaming":
+        keys = [(p, 0) for p in method.phase_names]
+    elif method_name in ("mp2", "wnn"):
+        keys = [(p, 0) for p in sorted(method.phase_names)][:len(rounds)] if method_name == "mp2" else \
+            [(0, 0), (1, 0), (1, 0), (2, 0)]
+    else:
+        keys = [(0, e) for e in range(len(rounds))]
     payloads = list(zip(keys, rounds))
     one, whole = _run_ps(method, partition(LENET.layout, 1), payloads, split=False)
     many, parts = _run_ps(method, pieces, payloads, split=True)
@@ -251,47 +289,54 @@ def test_ps_tasks_end_in_the_one_ps_model_bit_for_bit_through_aborted_calls_and_
     assert summaries[1]["resumed_from_step"] == resumed
 
 
-# Each per-tensor method on one PS and on 2 PS tasks (--chunks C): (flags, C, exchanges a step). SparseLoCo's cut is
+# A method on one PS and on 2 PS tasks (--chunks C): (flags, C, exchanges a step). SparseLoCo's cut is
 # static (three packed payloads cut per tensor, the relay rebuilt worker by worker): the in-process test above covers it.
-PER_TENSOR = {
+PAIRS = {
     # Variable-length entries, the biases dense (DGC's mask), positions rebased per piece.
     "dgc": (["--method", "dgc", "--ratio", "0.01"], 2, 1),
     # Two exchanges a step, each split over the pieces; P̂ and the 1-D means put back in the whole vector's order.
     "powersgd": (["--method", "powersgd"], 2, 2),
     # The fragments dealt over the whole model's layers; a piece may hold none of a fragment (an empty exchange).
     "streaming": (["--method", "streaming", "--sync-every", "4", "--fragments", "2"], 2, 1),
+    # Built whole (Whole): each piece averages its part of the pushed group, the first task predicts the rest from
+    # them (an untrained predictor, the correction on) and writes every piece its slice.
+    "mp2": (["--method", "mp2", "--predictor", "{root}/predictor.npz"], 2, 1),
 }
 
 
 @pytest.fixture(scope="module")
-def per_tensor_runs(tmp_path_factory) -> dict:
-    """The runs of PER_TENSOR, three at a time (most of a small run is start-up; eight at once, some 36 processes,
+def pair_runs(tmp_path_factory) -> dict:
+    """The runs of PAIRS, three at a time (most of a small run is start-up; eight at once, some 36 processes,
     kept a PS task waiting past a minute for task 0 on a loaded machine), built once in the session."""
     def build(root: Path) -> dict:
+        from predictor import Predictor, save_checkpoint
+
+        save_checkpoint(str(root / "predictor.npz"), LENET.layout, Predictor(LENET.layout, seed=0).numpy_weights())
         commands = {}
-        for name, (method, chunks, _) in PER_TENSOR.items():
-            flags = ["--workers", "2", *SMALL, "--connect-timeout", "300", "--epochs", "1", "--verify-sync", *method]
+        for name, (method, chunks, _) in PAIRS.items():
+            flags = ["--workers", "2", *SMALL, "--connect-timeout", "300", "--epochs", "1", "--verify-sync",
+                     *[f.format(root=root) for f in method]]
             commands[f"{name}-one"] = ("mp2_local.py", *flags, "--out", str(root / f"{name}-one"))
             commands[f"{name}-two"] = ("mp2_local.py", *flags, "--ps", "2", "--chunks", str(chunks),
                                        "--out", str(root / f"{name}-two"))
         names = list(commands)
-        for batch in (names[:3], names[3:]):
+        for batch in (names[k:k + 3] for k in range(0, len(names), 3)):
             done = run_together(*[commands[name] for name in batch], timeout=900)
             for name, d in zip(batch, done):
                 assert d.returncode == 0, f"{name}: {d.stdout[-4000:]}"
         return {name: str(root / name) for name in commands}
 
-    return {name: Path(path) for name, path in built_once(tmp_path_factory, "shards-per-tensor", build).items()}
+    return {name: Path(path) for name, path in built_once(tmp_path_factory, "shards-pairs", build).items()}
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("name", list(PER_TENSOR))
-def test_per_tensor_methods_on_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit(per_tensor_runs, name):
-    """A method built per piece of the model (Method.for_part, split, join) over 2 PS tasks (and --chunks) ends in the
-    one-PS run's model bit for bit, with its curves and pushed bytes; every exchange's reply carries one control word
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_methods_on_two_ps_tasks_end_in_the_one_ps_model_bit_for_bit(pair_runs, name):
+    """A method built over pieces of the model (Method.build_pieces, split, join) on 2 PS tasks (and --chunks) ends in
+    the one-PS run's model bit for bit, with its curves and pushed bytes; every exchange's reply carries one control word
     a piece (--verify-sync: every worker checks the sum of the pieces' digests at every exchange)."""
-    _, chunks, exchanges = PER_TENSOR[name]
-    one, two = per_tensor_runs[f"{name}-one"], per_tensor_runs[f"{name}-two"]
+    _, chunks, exchanges = PAIRS[name]
+    one, two = pair_runs[f"{name}-one"], pair_runs[f"{name}-two"]
     assert _model(one).tobytes() == _model(two).tobytes()
     runs = [read_jsonl(d / "metrics.jsonl") for d in (one, two)]
     assert [(r["test_acc"], r["loss"], r["bytes_pushed"]) for r in runs[0]] == \

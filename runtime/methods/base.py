@@ -209,6 +209,83 @@ def mean(payloads: list[tf.Tensor]) -> tf.Tensor:
     return ordered_sum(payloads) / float(len(payloads))
 
 
+class Whole:
+    """The global model over the PS's pieces, seen whole: for a method whose PS update needs the whole model in one
+    place (MP²'s prediction, the WNN's nowcaster; `Method.build_pieces`).
+
+    Each piece averages its slice of the workers' payloads on its own PS task, where they arrive; the update runs on
+    the first piece's device over the pieces' averages put together, and each piece is written its slice of the
+    result and replies with it. So a PS task's link carries its own slice of every worker's payload and reply, and
+    one copy of what the update reads and writes crosses between PS tasks. The averages are element-wise and the
+    update the same graph on the same inputs, so the model is one PS's bit for bit. With one piece this is that
+    piece: no slice, no copy.
+    """
+
+    def __init__(self, layout: Layout, sides: list[PSSide]) -> None:
+        self.layout, self.sides, self.device = layout, sides, sides[0].device
+        self.ends = list(np.cumsum([s.layout.total for s in sides]))
+        first = sides[0]
+        # The update's state lives on the first piece's task and is saved with that piece's.
+        self.side = first if len(sides) == 1 else PSSide(layout, None, first.workers, first.step, first.device,
+                                                         None, first.state, first.scratches)
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """Each piece's [start, end) in the flat model."""
+        return list(zip([0, *self.ends[:-1]], self.ends))
+
+    def read(self) -> tf.Tensor:
+        """The whole global model, on the first piece's device."""
+        if len(self.sides) == 1:
+            return self.sides[0].model.read_value()
+        with tf.device(self.device):
+            return tf.concat([s.model.read_value() for s in self.sides], 0)
+
+    def gather(self) -> list[list[list[tf.Tensor]]]:
+        """Every piece's payloads of this exchange (fresh dequeue ops, on the piece's task): [piece][worker][slot]."""
+        out = []
+        for side in self.sides:
+            with tf.device(side.device):
+                out.append(side.gather())
+        return out
+
+    def means(self, payloads: list[list[list[tf.Tensor]]], sizes: list[int], slot: int = 0) -> list[tf.Tensor]:
+        """The workers' mean of `slot`, averaged by each piece on its own task (piece k's has sizes[k] values)."""
+        means = []
+        for side, piece, size in zip(self.sides, payloads, sizes):
+            with tf.device(side.device):
+                means.append(tf.reshape(mean([p[slot] for p in piece]), [size]))
+        return means
+
+    def concat(self, pieces: list[tf.Tensor]) -> tf.Tensor:
+        """The pieces' tensors one after another, on the first piece's task."""
+        if len(pieces) == 1:
+            return pieces[0]
+        with tf.device(self.device):
+            return tf.concat(pieces, 0)
+
+    def write(self, model: tf.Tensor, after: list = ()) -> tuple[list[tf.Tensor], tf.Operation]:
+        """Make `model` (a whole flat model, on the first piece's device) the global model once `after` ran: each
+        piece's slice (read on its own device after every piece is written: what it replies) and the writes."""
+        if len(self.sides) == 1:
+            with tf.control_dependencies(list(after)):
+                written = self.sides[0].model.assign(model).op
+            return [model], written
+        with tf.device(self.device):
+            slices = tf.split(model, [s.layout.total for s in self.sides])
+        writes = []
+        with tf.control_dependencies(list(after)):
+            for side, piece in zip(self.sides, slices):
+                with tf.device(side.device):
+                    writes.append(side.model.assign(piece).op)
+        written = tf.group(*writes)
+        replies = []
+        for side in self.sides:
+            with tf.device(side.device), tf.control_dependencies([written]):
+                replies.append(side.model.read_value())
+        return replies, written
+
+
 class Method:
     """Base class; a method overrides the builders and, where it has any, its options."""
 
@@ -224,10 +301,11 @@ class Method:
     default_lr = 0.003
     paper_lr = 1e-3    # the MP² reference's (--preset paper)
     phase_names: dict[int, str] = {0: "step"}
-    # Whether the PS's update can be built once per piece of the model over several PS tasks or --chunks
-    # (runtime/shards.py): per tensor, so that the method over a piece's tensors alone (`for_part`) computes, on its
-    # piece, what the method over the whole model does. A worker cuts its payload into the pieces' payloads
-    # (`split`) and puts the pieces' replies together again (`join`).
+    # Whether the PS's graph can be built over pieces of the model (several PS tasks, --chunks; runtime/shards.py): a
+    # per-tensor method by default, each piece as the method over the piece's tensors alone (`for_part`), computing
+    # on its piece what the method over the whole model does; a method whose update needs the whole model by its own
+    # `build_pieces`. A worker cuts its payload into the pieces' payloads (`split`) and puts the pieces' replies
+    # together again (`join`).
     shardable = False
 
     def __init__(self, layout: Layout, opts: Options, run: RunInfo) -> None:
@@ -249,6 +327,18 @@ class Method:
         on the payloads it gathers even when they are empty (a piece with none of the tensors an exchange
         concerns): a dequeue that nothing fetched depends on never runs, and the next exchange would read them."""
         return [[payload[0][part.start:part.end]] for part in parts]
+
+    def build_pieces(self, sides: list["PSSide"]) -> list[tuple["Method", dict[int, "PSPhase"]]]:
+        """The PS's graph over the pieces of the model (`sides`, in layout order; one with one PS task and no --chunks):
+        per piece, the method that serves it and its phases. By default a per-tensor method (`shardable`) builds each
+        piece as the method over the piece's tensors, on the piece's device; a method whose update needs the whole
+        model overrides this and builds its pieces together (`Whole`)."""
+        built = []
+        for side in sides:
+            own = self if len(sides) == 1 else self.for_part(side.layout)
+            with tf.device(side.device):
+                built.append((own, own.build_ps(side)))
+        return built
 
     def join(self, replies: list[list[tf.Tensor]], parts: list, phase: int, exchange: int) -> list[tf.Tensor]:
         """The reply to exchange `exchange` made of every piece's (the inverse of `split` for replies). By default

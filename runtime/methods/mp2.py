@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import PREDICTED, PUSHED
-from runtime.methods.base import Method, PSContext, PSPhase, PSSide, WorkerPhase, WorkerSide, mean, outer_step, syncs_at
+from runtime.methods.base import Method, PSContext, PSPhase, PSSide, Whole, WorkerPhase, WorkerSide, outer_step, syncs_at
 from runtime.methods.baseline import average_ps, full_push_worker
 from runtime.methods.correction import Correction, compress_gradient
 from runtime.methods.mp2_options import MP2Options
@@ -48,6 +48,7 @@ class MP2(Method):
 
     phase_names = {FULL: "full", PARTIAL: "partial", PARTIAL_WITH_WEIGHTS: "partial+weights"}
     down_dtypes = (tf.float32, tf.float32)  # the model or the pushed group; the predictor's weights (often empty)
+    shardable = True  # its own build_pieces: the prediction runs on the first PS task over the whole pushed group
 
     def __init__(self, layout, opts: MP2Options, run) -> None:
         super().__init__(layout, opts, run)
@@ -322,52 +323,94 @@ class MP2(Method):
 
     # --- PS -------------------------------------------------------------------------------------
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
-        self._model, self._events, self._velocity = ps.model, [], None
+        return self.build_pieces([ps])[0][1]
+
+    def build_pieces(self, sides: list[PSSide]) -> list[tuple[Method, dict[int, PSPhase]]]:
+        """The PS's graph over the pieces of the model (several PS tasks): each piece averages its slice of the pushed
+        group (or, on a full step, of the model), the prediction runs on the first piece's task over the averages
+        put together, and each piece is written and replies with its slice (`Whole`). The codec's and the
+        correction's small payloads go to the first piece whole (`split`)."""
+        whole = Whole(self.layout, sides)
+        ps = whole.side
+        self._model, self._events, self._velocity = whole.read(), [], None
         self.sent_version = 0  # the predictor version the workers were last sent (subset broadcast)
         empty = tf.zeros([0], tf.float32)
+        pushed_sizes = [s.layout.pushed for s in sides]
         correction = None
-        if self.opts.correction_ratio > 0:
-            correction = Correction(ps, self.run.lr)
-        if self.opts.prediction == "predictor":
-            from runtime.methods.online import OnlineController
+        with tf.device(whole.device):
+            if self.opts.correction_ratio > 0:
+                correction = Correction(ps, self.run.lr)
+            if self.opts.prediction == "predictor":
+                from runtime.methods.online import OnlineController
 
-            with tf.device(ps.device):  # online: untrained until the first round passes its check
-                self.predictor = self._predictor()
-            if isinstance(self.schedule, OnlineController):
-                self.schedule.build(self.predictor, ps.device, adjust=None if correction is None else correction.added)
-            weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)
-        phases = {}
+                self.predictor = self._predictor()  # online: untrained until the first round passes its check
+                if isinstance(self.schedule, OnlineController):
+                    self.schedule.build(self.predictor, ps.device, adjust=None if correction is None else correction.added)
+                weights = tf.concat([tf.reshape(v, [-1]) for v in self.predictor.weight_vars.values()], 0)
+        phases: list[dict[int, PSPhase]] = [{} for _ in sides]
         partial_phases = [PARTIAL] + ([PARTIAL_WITH_WEIGHTS] if self.opts.broadcast == "subset" else [])
         for phase in partial_phases:
-            payloads = ps.gather()
+            pieces = whole.gather()
+            payloads = pieces[0]  # the codec's and the correction's slots come whole to the first piece
             if self.codec is None:
-                average = tf.reshape(mean([p[0] for p in payloads]), [self.layout.pushed])  # a static shape
-            else:  # SparseLoCo's step from the pushed group every worker holds as its anchor
-                average = self.layout.split(ps.model)[0] - self.codec.aggregate([p[1:4] for p in payloads])
-            if correction is not None:  # its payload is the last two slots
-                before, after = correction.update([[p[0], *p[-2:]] for p in payloads])
-            if self.opts.prediction == "predictor":
-                full = self.predictor(average)
-                if correction is not None:
-                    full = correction.added(full, after)
-            else:  # the control: the predicted group stays where the last full push left it (moved by the correction)
-                held = self.layout.split(ps.model)[1]
-                full = self.layout.join(average, held if correction is None else held + (after - before))
-            full, velocity = self._outer_step(ps, full)
+                means = whole.means(pieces, pushed_sizes)
+                average = whole.concat(means)
+            with tf.device(whole.device):
+                if self.codec is not None:  # SparseLoCo's step from the pushed group every worker holds as its anchor
+                    average = self.layout.split(self._model)[0] - self.codec.aggregate([p[1:4] for p in payloads])
+                    means = tf.split(average, pushed_sizes) if len(sides) > 1 else [average]
+                if correction is not None:  # its payload is the last two slots
+                    before, after = correction.update([[p[0], *p[-2:]] for p in payloads])
+                if self.opts.prediction == "predictor":
+                    full = self.predictor(average)
+                    if correction is not None:
+                        full = correction.added(full, after)
+                else:  # the control: the predicted group stays where the last full push left it (moved by the correction)
+                    held = self.layout.split(self._model)[1]
+                    full = self.layout.join(average, held if correction is None else held + (after - before))
+                full, velocity = self._outer_step(ps, full)
+            # Every piece's dequeue must run, even one whose slots are empty (the codec's pushed slot).
+            taken = [t for piece in pieces for p in piece for t in p]
+            models, written = whole.write(full, after=[*velocity, *taken])
             if self.opts.broadcast == "full":
-                reply = [full, empty]
+                replies = [[m, empty] for m in models]
             else:
-                reply = [average, weights if phase == PARTIAL_WITH_WEIGHTS else empty]
-            with tf.control_dependencies([ps.model.assign(full), *velocity]):
-                phases[phase] = PSPhase(reply=[tf.identity(t) for t in reply])
+                # Each piece's slice of the averaged pushed group, the first's also with the predictor's weights.
+                sent = weights if phase == PARTIAL_WITH_WEIGHTS else empty
+                replies = [[m, sent if k == 0 else empty] for k, m in enumerate(means)]
+            for k, (side, reply) in enumerate(zip(sides, replies)):
+                with tf.device(side.device), tf.control_dependencies([written]):
+                    phases[k][phase] = PSPhase(reply=[tf.identity(t) for t in reply])
         if self._outer:
-            new, velocity = self._outer_step(ps, mean([p[0] for p in ps.gather()]))
-            with tf.control_dependencies([ps.model.assign(new), *velocity]):
-                phases[FULL] = PSPhase(reply=[tf.identity(new), empty])
+            pieces = whole.gather()
+            with tf.device(whole.device):
+                new, velocity = self._outer_step(ps, whole.concat(whole.means(pieces, [s.layout.total for s in sides])))
+            models, written = whole.write(new, after=velocity)
+            for k, (side, model) in enumerate(zip(sides, models)):
+                with tf.device(side.device), tf.control_dependencies([written]):
+                    phases[k][FULL] = PSPhase(reply=[tf.identity(model), empty])
         else:
-            full_phase = average_ps(ps)
-            phases[FULL] = PSPhase(reply=[*full_phase.reply, empty])
-        return phases
+            for k, side in enumerate(sides):
+                with tf.device(side.device):
+                    full_phase = average_ps(side)
+                    phases[k][FULL] = PSPhase(reply=[*full_phase.reply, empty])
+        return [(self, p) for p in phases]
+
+    # --- pieces (several PS tasks) ------------------------------------------------------------
+    def join(self, replies: list[list[tf.Tensor]], parts: list, phase: int, exchange: int) -> list[tf.Tensor]:
+        return [tf.concat(slot, 0) for slot in zip(*replies)]
+
+    def split(self, payload: list[tf.Tensor], parts: list, phase: int, exchange: int) -> list[list[tf.Tensor]]:
+        """Slot 0 (the model on a full step, the pushed group on a partial one; empty with the codec) cut into the
+        pieces' slices; the codec's and the correction's slots go whole to the first piece, the others' empty."""
+        if phase == FULL:
+            spans = [(p.start, p.end) for p in parts]
+        else:
+            ends = np.cumsum([p.layout.pushed for p in parts]) if self.codec is None else np.zeros(len(parts), int)
+            spans = list(zip([0, *ends[:-1]], ends))
+        rest = payload[1:]
+        return [[payload[0][int(a):int(b)], *(rest if k == 0 else [tf.zeros([0], t.dtype) for t in rest])]
+                for k, (a, b) in enumerate(spans)]
 
     @property
     def _outer(self) -> bool:
@@ -381,4 +424,4 @@ class MP2(Method):
         momentum = self.opts.outer_momentum
         if momentum > 0.0 and self._velocity is None:
             self._velocity = ps.variable("outer_velocity", tf.zeros([self.layout.total]))
-        return outer_step(ps.model, target, self.opts.outer_lr, momentum, self._velocity)
+        return outer_step(self._model, target, self.opts.outer_lr, momentum, self._velocity)

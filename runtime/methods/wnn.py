@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from helpers import argtypes
-from runtime.methods.base import Method, PSContext, PSPhase, PSSide, WorkerPhase, WorkerSide, mean
-from runtime.methods.baseline import full_push_worker
+from runtime.methods.base import Method, PSContext, PSPhase, PSSide, Whole, WorkerPhase, WorkerSide
+from runtime.methods.baseline import average_ps, full_push_worker
 from runtime.methods.options import Options, option
 
 AVERAGE, RECORD, JUMP = 0, 1, 2
@@ -32,6 +32,7 @@ class WNN(Method):
     Options = WNNOptions
     opts: WNNOptions
     phase_names = {AVERAGE: "average", RECORD: "record", JUMP: "jump"}
+    shardable = True  # its own build_pieces: the nowcaster runs on the first PS task over the whole model
 
     def prepare_ps(self, context: PSContext, dataset, log=print) -> None:
         import wnn
@@ -64,22 +65,32 @@ class WNN(Method):
         return {AVERAGE: same, RECORD: same, JUMP: same}
 
     def build_ps(self, ps: PSSide) -> dict[int, PSPhase]:
+        return self.build_pieces([ps])[0][1]
+
+    def build_pieces(self, sides: list[PSSide]) -> list[tuple[Method, dict[int, PSPhase]]]:
+        """Averaging steps piece by piece; recording and jumping on the first piece's task over the pieces' averages
+        put together (`Whole`): the nowcaster's products run over runs of the whole model's weights."""
         import wnn
 
-        nowcaster = wnn.Nowcaster(self.layout, self.path, ps.device)
-        ps.state += nowcaster.variables
-        phases = {}
-        for phase in (AVERAGE, RECORD, JUMP):
-            average = tf.reshape(mean([p[0] for p in ps.gather()]), [self.layout.total])
-            if phase == AVERAGE:
-                new = average
-            else:
+        whole = Whole(self.layout, sides)
+        with tf.device(whole.device):
+            nowcaster = wnn.Nowcaster(self.layout, self.path, whole.device)
+        whole.side.state += nowcaster.variables
+        phases: list[dict[int, PSPhase]] = []
+        for side in sides:
+            with tf.device(side.device):
+                phases.append({AVERAGE: average_ps(side)})
+        for phase in (RECORD, JUMP):
+            average = whole.concat(whole.means(whole.gather(), [s.layout.total for s in sides]))
+            with tf.device(whole.device):
                 recorded = nowcaster.record_tensor(average)
                 if phase == RECORD:
                     with tf.control_dependencies([recorded]):
                         new = tf.identity(average)
                 else:
                     new = nowcaster.jumped_after(recorded)
-            with tf.control_dependencies([ps.model.assign(new)]):
-                phases[phase] = PSPhase(reply=[tf.identity(new)])
-        return phases
+            models, written = whole.write(new)
+            for k, (side, model) in enumerate(zip(sides, models)):
+                with tf.device(side.device), tf.control_dependencies([written]):
+                    phases[k][phase] = PSPhase(reply=[tf.identity(model)])
+        return [(self, p) for p in phases]

@@ -105,8 +105,8 @@ class WorkerGraph:
             # All pieces at once: to each PS task in parallel. With --chunks a task's pieces go in turn, one session
             # run each (piece r of every task together), so its first pieces arrive, and are answered, while the
             # rest are on the way; the reply is taken while the send still runs (push/pull: both directions of a
-            # link busy). The run's return is what releases the next piece: it comes back as a RunGraph answer,
-            # on a connection of its own (start_server's channels), not behind the reply's bytes.
+            # link busy). The run's answer releases the next piece; it can come back on another connection than the
+            # reply's (start_server's channels), so it need not wait behind the reply's bytes.
             self.overlap = chunked(self.shards)
             ranks = [sum(1 for t in self.shards[:k] if t.index == s.index) for k, s in enumerate(self.shards)]
             self.send_rounds = [[k for k, r in enumerate(ranks) if r == rank] for rank in range(max(ranks) + 1)]

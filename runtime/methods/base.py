@@ -223,16 +223,10 @@ class Whole:
 
     def __init__(self, layout: Layout, sides: list[PSSide]) -> None:
         self.layout, self.sides, self.device = layout, sides, sides[0].device
-        self.ends = list(np.cumsum([s.layout.total for s in sides]))
         first = sides[0]
         # The update's state lives on the first piece's task and is saved with that piece's.
         self.side = first if len(sides) == 1 else PSSide(layout, None, first.workers, first.step, first.device,
                                                          None, first.state, first.scratches)
-
-    @property
-    def spans(self) -> list[tuple[int, int]]:
-        """Each piece's [start, end) in the flat model."""
-        return list(zip([0, *self.ends[:-1]], self.ends))
 
     def read(self) -> tf.Tensor:
         """The whole global model, on the first piece's device."""

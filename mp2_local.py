@@ -32,8 +32,8 @@ PS_REPORT_SECONDS = 10
 parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--workers", type=argtypes.positive_int, default=4, help="number of worker processes")
 parser.add_argument("--ps", type=argtypes.positive_int, default=1,
-                    help="number of PS tasks; with several, the model's tensors are partitioned over them (every method "
-                         "but mp2 and wnn: docs/design/architecture.md)")
+                    help="number of PS tasks; with several, the model's tensors are partitioned over them (every method: "
+                         "docs/design/architecture.md)")
 parser.add_argument("--out", default="runs/latest", help="run directory (PS outputs and each process's log)")
 parser.add_argument("--max-recoveries", type=argtypes.nonnegative_int, default=5,
                     help="times a run stalled or failed by TensorFlow's runtime is resumed from its last checkpoint")

@@ -78,7 +78,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--chunks", type=argtypes.positive_int, default=1, metavar="C",
                    help="cut each PS task's part of an exchange into C pieces of whole tensors: a worker sends them in "
                         "turn and takes the replies while it still sends, so both directions of the PS's link are busy "
-                        "at once (every method but mp2 and wnn; docs/design/architecture.md)")
+                        "at once (every method; MP² and the WNN on their averaging steps only; docs/design/architecture.md)")
     add_method_options(p)
     g = p.add_argument_group("runtime")
     g.add_argument("--trace-steps", type=argtypes.nonnegative_int, default=0, metavar="N",

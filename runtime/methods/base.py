@@ -279,6 +279,14 @@ class Whole:
                 replies.append(side.model.read_value())
         return replies, written
 
+    def phases(self, replies: list[list[tf.Tensor]], written: tf.Operation) -> list[PSPhase]:
+        """Each piece's phase: its reply (`replies[k]`), sent from its own task once every piece is written."""
+        out = []
+        for side, reply in zip(self.sides, replies):
+            with tf.device(side.device), tf.control_dependencies([written]):
+                out.append(PSPhase(reply=[tf.identity(t) for t in reply]))
+        return out
+
 
 class Method:
     """Base class; a method overrides the builders and, where it has any, its options."""

@@ -358,7 +358,6 @@ class MP2(Method):
             with tf.device(whole.device):
                 if self.codec is not None:  # SparseLoCo's step from the pushed group every worker holds as its anchor
                     average = self.layout.split(self._model)[0] - self.codec.aggregate([p[1:4] for p in payloads])
-                    means = tf.split(average, pushed_sizes) if len(sides) > 1 else [average]
                 if correction is not None:  # its payload is the last two slots
                     before, after = correction.update([[p[0], *p[-2:]] for p in payloads])
                 if self.opts.prediction == "predictor":
@@ -374,21 +373,18 @@ class MP2(Method):
             models, written = whole.write(full, after=[*velocity, *taken])
             if self.opts.broadcast == "full":
                 replies = [[m, empty] for m in models]
-            else:
-                # Each piece's slice of the averaged pushed group, the first's also with the predictor's weights.
+            else:  # (refused with the codec) each piece's slice of the averaged pushed group, the first's with the weights
                 sent = weights if phase == PARTIAL_WITH_WEIGHTS else empty
                 replies = [[m, sent if k == 0 else empty] for k, m in enumerate(means)]
-            for k, (side, reply) in enumerate(zip(sides, replies)):
-                with tf.device(side.device), tf.control_dependencies([written]):
-                    phases[k][phase] = PSPhase(reply=[tf.identity(t) for t in reply])
+            for k, piece_phase in enumerate(whole.phases(replies, written)):
+                phases[k][phase] = piece_phase
         if self._outer:
             pieces = whole.gather()
             with tf.device(whole.device):
                 new, velocity = self._outer_step(ps, whole.concat(whole.means(pieces, [s.layout.total for s in sides])))
             models, written = whole.write(new, after=velocity)
-            for k, (side, model) in enumerate(zip(sides, models)):
-                with tf.device(side.device), tf.control_dependencies([written]):
-                    phases[k][FULL] = PSPhase(reply=[tf.identity(model), empty])
+            for k, piece_phase in enumerate(whole.phases([[m, empty] for m in models], written)):
+                phases[k][FULL] = piece_phase
         else:
             for k, side in enumerate(sides):
                 with tf.device(side.device):

@@ -90,7 +90,6 @@ class WNN(Method):
                 else:
                     new = nowcaster.jumped_after(recorded)
             models, written = whole.write(new)
-            for k, (side, model) in enumerate(zip(sides, models)):
-                with tf.device(side.device), tf.control_dependencies([written]):
-                    phases[k][phase] = PSPhase(reply=[tf.identity(model)])
+            for k, piece_phase in enumerate(whole.phases([[m] for m in models], written)):
+                phases[k][phase] = piece_phase
         return [(self, p) for p in phases]
